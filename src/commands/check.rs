@@ -1,0 +1,131 @@
+//! `gladly-wfm check`: validate the pipeline file, try the credentials (one cheap call each),
+//! and report from the raw zone which labels and inboxes no rule matches, which two rules
+//! match, and which rules match nothing seen.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::config::{Pipeline, Rule};
+use crate::gladly::{GladlyClient, GladlyError};
+use crate::http::Stats;
+use crate::raw;
+use crate::storage::Storage;
+use crate::transform::labels::label;
+use crate::transform::rules::all_matches;
+use crate::wfm::{WfmClient, WfmError};
+
+/// How many of the newest raw days `check` reads labels from.
+const CHECK_DAYS: usize = 14;
+
+/// Returns the exit code (0 fine, 4 credentials refused, 1 unreachable).
+pub async fn check(p: &Pipeline, offline: bool) -> i32 {
+    crate::log::add_secrets(&p.secrets());
+    println!("{}: pipeline file is valid ({} task rules, {} workstream rules)", p.file.display(), p.tasks.len(), p.workstreams.len());
+    let mut code = 0;
+    if offline {
+        println!("credentials: not tried (--offline)");
+    } else {
+        let g = GladlyClient::new(&p.gladly, Arc::new(Stats::default()));
+        match g.organization().await {
+            Ok(org) => println!("gladly: credentials accepted (organisation timezone {})", org.timezone.unwrap_or_default()),
+            Err(e @ GladlyError::Auth { .. }) => {
+                println!("gladly: {e}");
+                code = 4;
+            }
+            Err(e) => {
+                println!("gladly: {e}");
+                code = code.max(1);
+            }
+        }
+        if let Some(w) = &p.wfm {
+            let c = WfmClient::new(w, Arc::new(Stats::default()));
+            // A zero-record upsert proves the token and the permission without changing anything.
+            let env = serde_json::json!({"integrationId": w.integration_id, "source": "gladly", "data": []});
+            match c.send(true, crate::load::push::USERS_PATH, &env, "check").await {
+                Ok(_) => println!("wfm: credentials accepted"),
+                Err(e @ WfmError::Auth { .. }) => {
+                    println!("wfm: {e}");
+                    code = 4;
+                }
+                Err(e) => {
+                    println!("wfm: {e}");
+                    code = code.max(1);
+                }
+            }
+        }
+    }
+    let st = Storage::new(p.output_root.clone(), p.compression);
+    report_labels(p, &st);
+    report_inboxes(p, &st);
+    code
+}
+
+fn rule_names(rules: &[Rule], idx: &[usize]) -> String {
+    idx.iter().map(|i| format!("\"{}\" (line {})", rules[*i].name, rules[*i].line)).collect::<Vec<_>>().join(", ")
+}
+
+fn report_labels(p: &Pipeline, st: &Storage) {
+    let days = st.partitions(raw::AGENT_EVENTS);
+    let newest: Vec<_> = days.iter().rev().take(CHECK_DAYS).collect();
+    if newest.is_empty() {
+        println!("labels: no raw data yet (run the extract stage first)");
+        return;
+    }
+    let mut labels: BTreeMap<String, u64> = BTreeMap::new();
+    for d in &newest {
+        if let Ok(Some(evs)) = raw::read_agent_events(st, **d) {
+            for e in &evs {
+                *labels.entry(label(e)).or_default() += 1;
+            }
+        }
+    }
+    println!("labels seen in the newest {} raw day(s): {}", newest.len(), labels.len());
+    let mut used = vec![false; p.tasks.len()];
+    for (l, n) in &labels {
+        let m = all_matches(&p.tasks, &[l]);
+        for i in &m {
+            used[*i] = true;
+        }
+        match m.len() {
+            0 => println!("  unmatched label `{l}` ({n} events): no task rule matches"),
+            1 => {}
+            _ => println!("  label `{l}` ({n} events) matches {}; the first wins", rule_names(&p.tasks, &m)),
+        }
+    }
+    for (i, u) in used.iter().enumerate() {
+        if !u {
+            println!("  task rule \"{}\" (line {}) matches no label seen", p.tasks[i].name, p.tasks[i].line);
+        }
+    }
+}
+
+fn report_inboxes(p: &Pipeline, st: &Storage) {
+    let Ok(Some((_, df))) = raw::newest(st, raw::INBOXES) else {
+        println!("inboxes: no snapshot yet (run the extract stage first)");
+        return;
+    };
+    let Ok((inboxes, _)) = raw::inboxes_from(&df) else { return };
+    println!("inboxes in the newest snapshot: {}", inboxes.len());
+    let mut used = vec![false; p.workstreams.len()];
+    for i in &inboxes {
+        let mut c = vec![i.inbox_id.as_str()];
+        if let Some(n) = &i.name {
+            c.push(n);
+        }
+        let m = all_matches(&p.workstreams, &c);
+        for x in &m {
+            used[*x] = true;
+        }
+        let name = format!("`{}` ({}{})", i.name.as_deref().unwrap_or(""), i.inbox_id, if i.disabled { ", disabled" } else { "" });
+        match m.len() {
+            0 => println!("  unmatched inbox {name}: no workstream rule matches"),
+            1 => {}
+            _ => println!("  inbox {name} matches {}; the first wins", rule_names(&p.workstreams, &m)),
+        }
+    }
+    for (i, u) in used.iter().enumerate() {
+        if !u {
+            println!("  workstream rule \"{}\" (line {}) matches no inbox", p.workstreams[i].name, p.workstreams[i].line);
+        }
+    }
+}

@@ -1,0 +1,7 @@
+//! The subcommands behind `main.rs`'s command line.
+
+pub mod check;
+pub mod demo;
+pub mod schedule;
+pub mod simulate;
+pub mod status;

@@ -1,0 +1,51 @@
+//! `gladly-wfm schedule`: the built-in scheduler. Fires on `[schedule] cron` in the pipeline's
+//! timezone, runs one pipeline run at a time (a run that overruns a fire time delays the next
+//! one, never overlaps it), carries on after a failed run, and stops on SIGINT/SIGTERM: at once
+//! when idle; during a run, the run is abandoned between atomic steps, so the next run resumes.
+
+use crate::config::Pipeline;
+use crate::log;
+use crate::pipeline::{self, RunOptions, Stages};
+
+pub async fn schedule(p: &Pipeline) -> i32 {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Some(sched) = p.schedule.clone() else {
+        eprintln!("{}: [schedule] cron is required by `schedule`", p.file.display());
+        return 2;
+    };
+    let tz = p.timezone.unwrap_or(chrono_tz::UTC);
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    let mut runs = 0u64;
+    loop {
+        let Some(next) = sched.upcoming(tz).next() else {
+            log::info("schedule: no further fire times");
+            return 0;
+        };
+        log::info(format!("schedule: next run at {}", next.to_rfc3339()));
+        let wait = (next.with_timezone(&chrono::Utc) - chrono::Utc::now()).to_std().unwrap_or_default();
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = term.recv() => { log::info("schedule: stopping (SIGTERM)"); return 0; }
+            _ = int.recv() => { log::info("schedule: stopping (SIGINT)"); return 0; }
+        }
+        runs += 1;
+        let opts = RunOptions {
+            from: None,
+            to: None,
+            stages: Stages::ALL,
+            dry_run: false,
+            now: crate::time::now_ms(),
+            trigger: "schedule".into(),
+        };
+        let outcome = tokio::select! {
+            o = pipeline::run(p, &opts) => o,
+            _ = term.recv() => { log::info("schedule: stopping (SIGTERM) — the current run is abandoned; the next run resumes it"); return 0; }
+            _ = int.recv() => { log::info("schedule: stopping (SIGINT) — the current run is abandoned; the next run resumes it"); return 0; }
+        };
+        println!("{}", outcome.summary);
+        if outcome.exit_code != 0 {
+            log::warn(format!("schedule: run {runs} ended with exit code {}; carrying on", outcome.exit_code));
+        }
+    }
+}

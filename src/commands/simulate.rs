@@ -1,0 +1,99 @@
+//! `gladly-wfm simulate gladly|wfm`: the simulators as stand-alone servers.
+
+use std::path::PathBuf;
+
+use crate::sim::faults::FaultRates;
+use crate::sim::generator::{Quirks, WorldConfig};
+use crate::sim::gladly::{GladlySim, GladlySimConfig};
+use crate::sim::wfm::{WfmSim, WfmSimConfig};
+use crate::time::{self, Ms};
+
+#[derive(Clone, Debug)]
+pub struct GladlyArgs {
+    pub addr: String,
+    pub seed: u64,
+    pub agents: usize,
+    pub inboxes: usize,
+    pub days: u32,
+    pub now: Option<Ms>,
+    pub faults: String,
+    pub user: String,
+    pub token: String,
+    pub timezone: String,
+    pub rps: usize,
+    pub reports_per_minute: usize,
+    pub reports_in_flight: usize,
+    pub quirks: String,
+    pub dump: Option<PathBuf>,
+}
+
+pub fn gladly_config(a: &GladlyArgs) -> Result<GladlySimConfig, String> {
+    let timezone = time::parse_tz(&a.timezone).ok_or_else(|| format!("--timezone: unknown timezone `{}`", a.timezone))?;
+    let world = WorldConfig {
+        seed: a.seed,
+        agents: a.agents,
+        inboxes: a.inboxes.max(1),
+        days: a.days.max(1),
+        timezone,
+        now: a.now,
+        quirks: Quirks::parse(&a.quirks).map_err(|e| format!("--quirks: {e}"))?,
+    };
+    let mut cfg = GladlySimConfig::new(world);
+    cfg.user = a.user.clone();
+    cfg.token = a.token.clone();
+    cfg.rps = a.rps.max(1);
+    cfg.reports_per_minute = a.reports_per_minute.max(1);
+    cfg.reports_in_flight = a.reports_in_flight.max(1);
+    cfg.faults = FaultRates::parse(&a.faults).map_err(|e| format!("--faults: {e}"))?;
+    Ok(cfg)
+}
+
+/// Serves until the process is stopped. Prints `listening on http://ADDR` first.
+pub async fn run_gladly(a: GladlyArgs) -> Result<(), String> {
+    let cfg = gladly_config(&a)?;
+    let sim = GladlySim::new(cfg);
+    if let Some(dir) = &a.dump {
+        sim.dump(dir).map_err(|e| format!("--dump {}: {e}", dir.display()))?;
+    }
+    let addr = sim.serve(&a.addr).await.map_err(|e| format!("--addr {}: {e}", a.addr))?;
+    println!("listening on http://{addr}");
+    wait_for_signal().await;
+    Ok(())
+}
+
+#[derive(Clone, Debug)]
+pub struct WfmArgs {
+    pub addr: String,
+    pub faults: String,
+    pub dump: Option<PathBuf>,
+    pub client_id: String,
+    pub client_secret: String,
+    pub token_ttl: u64,
+    pub requests_per_30s: usize,
+}
+
+pub async fn run_wfm(a: WfmArgs) -> Result<(), String> {
+    let cfg = WfmSimConfig {
+        client_id: a.client_id,
+        client_secret: a.client_secret,
+        token_ttl_secs: a.token_ttl,
+        requests_per_30s: a.requests_per_30s.max(1),
+        faults: FaultRates::parse(&a.faults).map_err(|e| format!("--faults: {e}"))?,
+        dump: a.dump,
+        ..WfmSimConfig::default()
+    };
+    let sim = WfmSim::new(cfg);
+    let addr = sim.serve(&a.addr).await.map_err(|e| format!("--addr {}: {e}", a.addr))?;
+    println!("listening on http://{addr}");
+    wait_for_signal().await;
+    Ok(())
+}
+
+pub async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,142 @@
+//! The one module that speaks polars: building frames from records, reading them back, and
+//! Parquet encoding. Everything else works with plain Rust records.
+
+use std::path::Path;
+
+use polars::prelude::*;
+
+use crate::config::Compression;
+use crate::time::Ms;
+
+pub use polars::prelude::DataFrame;
+
+/// Builds a frame column by column; every column must have `height` values.
+pub struct FrameBuilder {
+    height: usize,
+    cols: Vec<Column>,
+}
+
+impl FrameBuilder {
+    pub fn new(height: usize) -> FrameBuilder {
+        FrameBuilder {
+            height,
+            cols: Vec::new(),
+        }
+    }
+
+    pub fn str<'a>(mut self, name: &str, values: impl Iterator<Item = Option<&'a str>>) -> Self {
+        let ca: StringChunked = values.collect();
+        self.cols.push(ca.with_name(name.into()).into_column());
+        self
+    }
+
+    /// `timestamp[ms, UTC]`.
+    pub fn ts(mut self, name: &str, values: impl Iterator<Item = Option<Ms>>) -> Self {
+        let ca = Int64Chunked::from_iter_options(name.into(), values);
+        self.cols.push(
+            ca.into_datetime(TimeUnit::Milliseconds, Some(TimeZone::UTC))
+                .into_column(),
+        );
+        self
+    }
+
+    pub fn f64(mut self, name: &str, values: impl Iterator<Item = Option<f64>>) -> Self {
+        let ca = Float64Chunked::from_iter_options(name.into(), values);
+        self.cols.push(ca.into_column());
+        self
+    }
+
+    pub fn i64(mut self, name: &str, values: impl Iterator<Item = Option<i64>>) -> Self {
+        let ca = Int64Chunked::from_iter_options(name.into(), values);
+        self.cols.push(ca.into_column());
+        self
+    }
+
+    pub fn bool(mut self, name: &str, values: impl Iterator<Item = Option<bool>>) -> Self {
+        let ca: BooleanChunked = values.collect();
+        self.cols.push(ca.with_name(name.into()).into_column());
+        self
+    }
+
+    /// `list<string>`.
+    pub fn list_str<'a>(mut self, name: &str, values: impl Iterator<Item = Option<&'a [String]>>) -> Self {
+        let ca: ListChunked = values
+            .map(|v| v.map(|v| Series::new(PlSmallStr::EMPTY, v)))
+            .collect();
+        let s = ca
+            .with_name(name.into())
+            .into_series()
+            .cast(&DataType::List(Box::new(DataType::String)))
+            .expect("list<string> cast");
+        self.cols.push(s.into_column());
+        self
+    }
+
+    pub fn finish(self) -> PolarsResult<DataFrame> {
+        DataFrame::new(self.height, self.cols)
+    }
+}
+
+/// Typed access to a frame read back from Parquet.
+pub struct FrameReader<'a>(pub &'a DataFrame);
+
+impl FrameReader<'_> {
+    fn series(&self, name: &str) -> PolarsResult<&Series> {
+        Ok(self.0.column(name)?.as_materialized_series())
+    }
+
+    pub fn height(&self) -> usize {
+        self.0.height()
+    }
+
+    pub fn str(&self, name: &str) -> PolarsResult<Vec<Option<String>>> {
+        Ok(self.series(name)?.str()?.iter().map(|v| v.map(str::to_string)).collect())
+    }
+
+    pub fn ts(&self, name: &str) -> PolarsResult<Vec<Option<Ms>>> {
+        let s = self.series(name)?.cast(&DataType::Int64)?;
+        Ok(s.i64()?.iter().collect())
+    }
+
+    pub fn f64(&self, name: &str) -> PolarsResult<Vec<Option<f64>>> {
+        Ok(self.series(name)?.f64()?.iter().collect())
+    }
+
+    pub fn i64(&self, name: &str) -> PolarsResult<Vec<Option<i64>>> {
+        Ok(self.series(name)?.i64()?.iter().collect())
+    }
+
+    pub fn bool(&self, name: &str) -> PolarsResult<Vec<Option<bool>>> {
+        Ok(self.series(name)?.bool()?.iter().collect())
+    }
+
+    pub fn list_str(&self, name: &str) -> PolarsResult<Vec<Option<Vec<String>>>> {
+        let mut out = Vec::with_capacity(self.height());
+        let ca = self.series(name)?.list()?;
+        for i in 0..ca.len() {
+            out.push(match ca.get_as_series(i) {
+                None => None,
+                Some(s) => Some(s.str()?.iter().map(|x| x.unwrap_or("").to_string()).collect()),
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// Encodes a frame as Parquet with statistics into `file`.
+pub fn write_parquet(df: &mut DataFrame, file: &mut std::fs::File, compression: Compression) -> PolarsResult<u64> {
+    let c = match compression {
+        Compression::Zstd => ParquetCompression::Zstd(None),
+        Compression::Snappy => ParquetCompression::Snappy,
+        Compression::None => ParquetCompression::Uncompressed,
+    };
+    ParquetWriter::new(file)
+        .with_compression(c)
+        .with_statistics(StatisticsOptions::full())
+        .finish(df)
+}
+
+pub fn read_parquet(path: &Path) -> PolarsResult<DataFrame> {
+    let f = std::fs::File::open(path)?;
+    ParquetReader::new(f).finish()
+}

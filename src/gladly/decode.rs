@@ -1,0 +1,292 @@
+//! Decoding Gladly answers: Events API JSON Lines and Reports API CSV, into `AgentEvent`s.
+//! Unknown fields are ignored; unknown event types and malformed lines or rows are set aside
+//! (counted, with where and why), never a crash and never silently dropped.
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+
+use crate::model::{derive_event_id, AgentEvent, SetAside, AGENT_EVENT_TYPES, SOURCE_EVENTS_API, SOURCE_REPORT};
+use crate::time::parse_ts;
+
+#[derive(Deserialize)]
+struct RawLine {
+    #[serde(rename = "type")]
+    etype: String,
+    timestamp: String,
+    #[serde(default)]
+    content: RawContent,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct RawContent {
+    agent_id: Option<String>,
+    occurred_at: Option<String>,
+    away_reason: Option<RawReason>,
+    active_reason: Option<RawReason>,
+    available_for: Option<Vec<String>>,
+    context: Option<RawContext>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct RawContext {
+    available_for: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+struct RawReason {
+    name: Option<String>,
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+/// Decodes an Events API body (JSON Lines) of agent events.
+pub fn agent_events_jsonl(body: &[u8], what: &str) -> (Vec<AgentEvent>, Vec<SetAside>) {
+    let mut out = Vec::new();
+    let mut aside = Vec::new();
+    for (i, line) in body.split(|b| *b == b'\n').enumerate() {
+        let line = line.trim_ascii();
+        if line.is_empty() {
+            continue;
+        }
+        let mut set_aside = |reason: String| {
+            aside.push(SetAside {
+                location: format!("{what}, line {}", i + 1),
+                reason,
+            })
+        };
+        let raw: RawLine = match serde_json::from_slice(line) {
+            Ok(r) => r,
+            Err(e) => {
+                set_aside(format!("malformed JSON: {e}"));
+                continue;
+            }
+        };
+        if !AGENT_EVENT_TYPES.contains(&raw.etype.as_str()) {
+            set_aside(format!("unknown event type {}", raw.etype));
+            continue;
+        }
+        let Some(recorded) = parse_ts(&raw.timestamp) else {
+            set_aside(format!("bad timestamp `{}`", raw.timestamp));
+            continue;
+        };
+        let c = raw.content;
+        let Some(agent_id) = c.agent_id else {
+            set_aside("no content.agentId".into());
+            continue;
+        };
+        let occurred = match &c.occurred_at {
+            Some(s) => match parse_ts(s) {
+                Some(t) => t,
+                None => {
+                    set_aside(format!("bad occurredAt `{s}`"));
+                    continue;
+                }
+            },
+            None => recorded,
+        };
+        let focus = raw.etype.starts_with("AGENT_AVAILABILITY/FOCUS_");
+        if c.occurred_at.is_none() && !focus {
+            set_aside(format!("{} without occurredAt", raw.etype));
+            continue;
+        }
+        let available_for = if focus {
+            c.context.and_then(|x| x.available_for).map(sorted)
+        } else {
+            c.available_for.map(sorted)
+        };
+        if raw.etype == "AGENT_AVAILABILITY/UPDATED" && available_for.is_none() {
+            set_aside("AGENT_AVAILABILITY/UPDATED without availableFor".into());
+            continue;
+        }
+        out.push(AgentEvent {
+            event_id: derive_event_id(&agent_id, &raw.etype, occurred),
+            event_type: raw.etype,
+            agent_id,
+            occurred_at: occurred,
+            recorded_at: recorded,
+            away_reason: c.away_reason.and_then(|r| r.name),
+            active_reason: c.active_reason.and_then(|r| r.name),
+            available_for,
+            source: SOURCE_EVENTS_API.to_string(),
+        });
+    }
+    (out, aside)
+}
+
+/// A CSV report body as rows keyed by header name. Survives a BOM, blank lines before the header,
+/// quoted commas and newlines, and an empty body (no rows). Rows shorter than the header are
+/// returned with the missing cells absent so the caller can name the column.
+pub struct CsvTable {
+    pub header: Vec<String>,
+    pub rows: Vec<(usize, csv::StringRecord)>,
+    index: HashMap<String, usize>,
+}
+
+impl CsvTable {
+    pub fn parse(body: &[u8]) -> Result<CsvTable, String> {
+        let mut b = body;
+        if b.starts_with(&[0xEF, 0xBB, 0xBF]) {
+            b = &b[3..];
+        }
+        // Blank lines before the header.
+        while let Some(&c) = b.first() {
+            if c == b'\n' || c == b'\r' || c == b' ' || c == b'\t' {
+                b = &b[1..];
+            } else {
+                break;
+            }
+        }
+        let mut rdr = csv::ReaderBuilder::new()
+            .has_headers(true)
+            .flexible(true)
+            .from_reader(b);
+        let header: Vec<String> = if b.is_empty() {
+            Vec::new()
+        } else {
+            rdr.headers()
+                .map_err(|e| format!("unreadable CSV header: {e}"))?
+                .iter()
+                .map(|h| h.trim().to_string())
+                .collect()
+        };
+        let index = header.iter().enumerate().map(|(i, h)| (h.clone(), i)).collect();
+        let mut rows = Vec::new();
+        for (n, rec) in rdr.records().enumerate() {
+            let rec = rec.map_err(|e| format!("unreadable CSV at row {}: {e}", n + 1))?;
+            rows.push((n + 1, rec));
+        }
+        Ok(CsvTable { header, rows, index })
+    }
+
+    /// Checks that the header has these columns (a report whose shape changed is an error).
+    pub fn require(&self, cols: &[&str]) -> Result<(), String> {
+        if self.header.is_empty() {
+            return Ok(());
+        }
+        let missing: Vec<&str> = cols.iter().copied().filter(|c| !self.index.contains_key(*c)).collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("report header lacks column(s) {}; header is {:?}", missing.join(", "), self.header))
+        }
+    }
+
+    /// The cell under `col`: `Err` if the row is too short to have it, `Ok(None)` if blank.
+    pub fn cell<'r>(&self, rec: &'r csv::StringRecord, col: &str) -> Result<Option<&'r str>, String> {
+        let i = *self.index.get(col).ok_or_else(|| format!("no column {col}"))?;
+        match rec.get(i) {
+            None => Err(format!("missing column {col}")),
+            Some(s) if s.trim().is_empty() => Ok(None),
+            Some(s) => Ok(Some(s.trim())),
+        }
+    }
+}
+
+/// `[MESSAGING, VOICE]` → channels; `[ ]` → none; blank → not given.
+fn channels(cell: Option<&str>) -> Option<Vec<String>> {
+    let s = cell?.trim();
+    let inner = s.trim_start_matches('[').trim_end_matches(']');
+    Some(sorted(
+        inner
+            .split(',')
+            .map(|c| c.trim().to_string())
+            .filter(|c| !c.is_empty())
+            .collect(),
+    ))
+}
+
+const AGENT_REPORT_COLUMNS: &[&str] = &["Timestamp", "Occurred At", "Agent ID", "Type", "Available For", "Away Reason", "Active Reason"];
+
+/// Decodes an `AgentTimestampsReport` CSV body.
+pub fn agent_events_csv(body: &[u8], what: &str) -> Result<(Vec<AgentEvent>, Vec<SetAside>), String> {
+    let t = CsvTable::parse(body)?;
+    t.require(AGENT_REPORT_COLUMNS)?;
+    let mut out = Vec::new();
+    let mut aside = Vec::new();
+    for (n, rec) in &t.rows {
+        match agent_row(&t, rec) {
+            Ok(ev) => out.push(ev),
+            Err(reason) => aside.push(SetAside {
+                location: format!("{what}, row {n}"),
+                reason,
+            }),
+        }
+    }
+    Ok((out, aside))
+}
+
+fn agent_row(t: &CsvTable, rec: &csv::StringRecord) -> Result<AgentEvent, String> {
+    let ts = t.cell(rec, "Timestamp")?.ok_or("blank Timestamp")?;
+    let recorded = parse_ts(ts).ok_or_else(|| format!("bad Timestamp `{ts}`"))?;
+    let etype = t.cell(rec, "Type")?.ok_or("blank Type")?.to_string();
+    if !AGENT_EVENT_TYPES.contains(&etype.as_str()) {
+        return Err(format!("unknown event type {etype}"));
+    }
+    let occurred = match t.cell(rec, "Occurred At")? {
+        Some(s) => parse_ts(s).ok_or_else(|| format!("bad Occurred At `{s}`"))?,
+        None => recorded,
+    };
+    let agent_id = t.cell(rec, "Agent ID")?.ok_or("blank Agent ID")?.to_string();
+    let available_for = channels(t.cell(rec, "Available For")?);
+    if etype == "AGENT_AVAILABILITY/UPDATED" && available_for.is_none() {
+        return Err("AGENT_AVAILABILITY/UPDATED with blank Available For".into());
+    }
+    Ok(AgentEvent {
+        event_id: derive_event_id(&agent_id, &etype, occurred),
+        event_type: etype,
+        agent_id,
+        occurred_at: occurred,
+        recorded_at: recorded,
+        away_reason: t.cell(rec, "Away Reason")?.map(str::to_string),
+        active_reason: t.cell(rec, "Active Reason")?.map(str::to_string),
+        available_for,
+        source: SOURCE_REPORT.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_survives_bom_blank_lines_quotes_and_empty_body() {
+        let body = "\u{feff}\r\n\nTimestamp,Occurred At,Agent,Agent ID,Type,Available For,Away Reason,Active Reason\n\
+            2024-05-06T15:00:02.1Z,2024-05-06T15:00:02.101Z,\"Ruiz, Ana\",A1,AGENT_STATUS/LOGGED_IN,,,Work\n\
+            2024-05-06T15:00:40Z,2024-05-06T15:00:40.517Z,\"Line\nBreak\",A1,AGENT_AVAILABILITY/UPDATED,\"[VOICE, MESSAGING]\",,\n\
+            2024-05-06T16:00:40Z,2024-05-06T16:00:40Z,X,A1,AGENT_AVAILABILITY/UPDATED,[ ],,\n\
+            2024-05-06T17:00:00Z,2024-05-06T17:00:00Z,X,A1,AGENT_STATUS/SOMETHING_NEW,,,\n\
+            2024-05-06T17:00:00Z,2024-05-06T17:00:00Z,X\n";
+        let (evs, aside) = agent_events_csv(body.as_bytes(), "r").unwrap();
+        assert_eq!(evs.len(), 3);
+        assert_eq!(evs[0].active_reason.as_deref(), Some("Work"));
+        assert_eq!(evs[1].available_for, Some(vec!["MESSAGING".into(), "VOICE".into()]));
+        assert_eq!(evs[2].available_for, Some(vec![]));
+        assert_eq!(aside.len(), 2, "{aside:?}");
+        assert!(aside[1].reason.contains("missing column"), "{aside:?}");
+        assert!(agent_events_csv(b"", "r").unwrap().0.is_empty());
+    }
+
+    #[test]
+    fn jsonl_ids_match_report_ids_and_bad_lines_are_set_aside() {
+        let body = br#"{"id":"x","type":"AGENT_STATUS/LOGGED_IN","timestamp":"2024-05-06T15:00:02.118Z","extra":1,"content":{"agentId":"A1","occurredAt":"2024-05-06T15:00:02.101Z","activeReason":{"id":"r","name":"Work"}}}
+{not json
+
+{"id":"y","type":"AGENT_STATUS/SOMETHING_NEW","timestamp":"2024-05-06T15:00:02.118Z","content":{"agentId":"A1"}}
+{"id":"z","type":"AGENT_AVAILABILITY/FOCUS_ENTERED","timestamp":"2024-05-06T15:10:00.5Z","content":{"agentId":"A1","context":{"availableFor":["VOICE"]}}}
+"#;
+        let (evs, aside) = agent_events_jsonl(body, "events");
+        assert_eq!(evs.len(), 2);
+        assert_eq!(aside.len(), 2);
+        assert!(aside[0].location.ends_with("line 2"));
+        let csv = "Timestamp,Occurred At,Agent,Agent ID,Type,Available For,Away Reason,Active Reason\n2024-05-06T15:00:02.118Z,2024-05-06T15:00:02.101000Z,A,A1,AGENT_STATUS/LOGGED_IN,,,Work\n";
+        let (r, _) = agent_events_csv(csv.as_bytes(), "r").unwrap();
+        assert_eq!(r[0].event_id, evs[0].event_id);
+        assert_eq!(evs[1].occurred_at, evs[1].recorded_at);
+    }
+}

@@ -1,0 +1,233 @@
+//! The Gladly REST API client: Basic auth, Gladly's rate limits (per method, and the reports'
+//! per-minute and in-flight caps), retries, and decoding into the pipeline's records.
+
+pub mod decode;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::NaiveDate;
+use chrono_tz::Tz;
+use serde::Deserialize;
+use tokio::sync::Semaphore;
+
+use crate::config::GladlyConfig;
+use crate::http::{execute, Answer, RetryPolicy, SlidingLimiter, Stats};
+use crate::model::{AgentDim, InboxDim};
+use crate::time::{self, Ms};
+
+#[derive(Debug, thiserror::Error)]
+pub enum GladlyError {
+    #[error("Gladly refused the credentials ({detail}) on {what}: check gladly.user and gladly.token; a 403 means the user lacks the API User permission")]
+    Auth { what: String, detail: String },
+    #[error("Gladly answered {what} with {detail}")]
+    Api { what: String, detail: String },
+    #[error("{0}")]
+    Unreachable(#[from] crate::http::Exhausted),
+    #[error("Gladly's answer to {what} could not be read: {detail}")]
+    Decode { what: String, detail: String },
+}
+
+pub struct GladlyClient {
+    http: reqwest::Client,
+    base: String,
+    user: String,
+    token: crate::config::Secret,
+    get_limiter: SlidingLimiter,
+    post_limiter: SlidingLimiter,
+    reports_per_minute: SlidingLimiter,
+    reports_in_flight: Semaphore,
+    request_timeout: Duration,
+    report_timeout: Duration,
+    pub policy: RetryPolicy,
+    pub stats: Arc<Stats>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Organization {
+    pub id: Option<String>,
+    pub name: Option<String>,
+    pub timezone: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawAgent {
+    id: String,
+    name: Option<String>,
+    email_address: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawInbox {
+    id: String,
+    name: Option<String>,
+    #[serde(default)]
+    disabled: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawTeam {
+    id: String,
+    #[serde(default)]
+    agent_ids: Vec<String>,
+}
+
+impl GladlyClient {
+    pub fn new(cfg: &GladlyConfig, stats: Arc<Stats>) -> GladlyClient {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .user_agent(concat!("gladly-wfm/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("HTTP client");
+        GladlyClient {
+            http,
+            base: cfg.base_url.clone(),
+            user: cfg.user.clone(),
+            token: cfg.token.clone(),
+            get_limiter: SlidingLimiter::new(cfg.requests_per_second, Duration::from_secs(1)),
+            post_limiter: SlidingLimiter::new(cfg.requests_per_second, Duration::from_secs(1)),
+            reports_per_minute: SlidingLimiter::new(cfg.reports_per_minute, Duration::from_secs(60)),
+            reports_in_flight: Semaphore::new(cfg.reports_in_flight as usize),
+            request_timeout: Duration::from_secs(cfg.request_timeout_seconds),
+            report_timeout: Duration::from_secs(cfg.report_timeout_seconds),
+            policy: RetryPolicy::default(),
+            stats,
+        }
+    }
+
+    fn check(&self, what: &str, a: Answer) -> Result<Answer, GladlyError> {
+        match a.status {
+            200..=299 => Ok(a),
+            401 | 403 => Err(GladlyError::Auth {
+                what: what.into(),
+                detail: format!("HTTP {}", a.status),
+            }),
+            _ => Err(GladlyError::Api {
+                what: what.into(),
+                detail: a.detail(),
+            }),
+        }
+    }
+
+    async fn get(&self, path: &str, query: &[(&str, String)], what: &str) -> Result<Answer, GladlyError> {
+        let url = format!("{}{}", self.base, path);
+        let a = execute(
+            what,
+            || {
+                self.http
+                    .get(&url)
+                    .query(query)
+                    .basic_auth(&self.user, Some(self.token.expose()))
+                    .timeout(self.request_timeout)
+            },
+            &[&self.get_limiter],
+            &self.policy,
+            &self.stats,
+        )
+        .await?;
+        self.check(what, a)
+    }
+
+    /// A Reports API call: counted against the per-minute limit, at most N in flight.
+    async fn report_post(&self, path: &str, body: serde_json::Value, what: &str) -> Result<Answer, GladlyError> {
+        let _permit = self.reports_in_flight.acquire().await.expect("semaphore");
+        let url = format!("{}{}", self.base, path);
+        let a = execute(
+            what,
+            || {
+                self.http
+                    .post(&url)
+                    .json(&body)
+                    .basic_auth(&self.user, Some(self.token.expose()))
+                    .timeout(self.report_timeout)
+            },
+            &[&self.reports_per_minute, &self.post_limiter],
+            &self.policy,
+            &self.stats,
+        )
+        .await?;
+        self.check(what, a)
+    }
+
+    fn json<T: serde::de::DeserializeOwned>(what: &str, a: &Answer) -> Result<T, GladlyError> {
+        serde_json::from_slice(&a.body).map_err(|e| GladlyError::Decode {
+            what: what.into(),
+            detail: e.to_string(),
+        })
+    }
+
+    pub async fn organization(&self) -> Result<Organization, GladlyError> {
+        let a = self.get("/api/v1/organization", &[], "GET /api/v1/organization").await?;
+        Self::json("GET /api/v1/organization", &a)
+    }
+
+    /// Agents with their teams (from `/teams`, which is where Gladly keeps membership).
+    pub async fn agents(&self) -> Result<Vec<AgentDim>, GladlyError> {
+        let a = self.get("/api/v1/agents", &[], "GET /api/v1/agents").await?;
+        let agents: Vec<RawAgent> = Self::json("GET /api/v1/agents", &a)?;
+        let t = self.get("/api/v1/teams", &[], "GET /api/v1/teams").await?;
+        let teams: Vec<RawTeam> = Self::json("GET /api/v1/teams", &t)?;
+        let mut out: Vec<AgentDim> = agents
+            .into_iter()
+            .map(|a| AgentDim {
+                team_ids: teams
+                    .iter()
+                    .filter(|t| t.agent_ids.contains(&a.id))
+                    .map(|t| t.id.clone())
+                    .collect(),
+                agent_id: a.id,
+                name: a.name,
+                email: a.email_address,
+            })
+            .collect();
+        out.sort_by(|a, b| a.agent_id.cmp(&b.agent_id));
+        Ok(out)
+    }
+
+    pub async fn inboxes(&self) -> Result<Vec<InboxDim>, GladlyError> {
+        let a = self.get("/api/v1/inboxes", &[], "GET /api/v1/inboxes").await?;
+        let raw: Vec<RawInbox> = Self::json("GET /api/v1/inboxes", &a)?;
+        let mut out: Vec<InboxDim> = raw
+            .into_iter()
+            .map(|i| InboxDim {
+                inbox_id: i.id,
+                name: i.name,
+                disabled: i.disabled,
+            })
+            .collect();
+        out.sort_by(|a, b| a.inbox_id.cmp(&b.inbox_id));
+        Ok(out)
+    }
+
+    /// Events API: `[start, end)`, JSON Lines body.
+    pub async fn events(&self, start: Ms, end: Ms, entities: &[&str]) -> Result<bytes::Bytes, GladlyError> {
+        let mut q = vec![("startAt", time::fmt_ts(start)), ("endAt", time::fmt_ts(end))];
+        for e in entities {
+            q.push(("entities", e.to_string()));
+        }
+        let what = format!("GET /api/v1/events {}..{}", time::fmt_ts(start), time::fmt_ts(end));
+        Ok(self.get("/api/v1/events", &q, &what).await?.body)
+    }
+
+    /// One day of a timestamps report (CSV body), in `tz`.
+    pub async fn report(&self, metric_set: &str, tz: Tz, day: NaiveDate) -> Result<bytes::Bytes, GladlyError> {
+        let body = serde_json::json!({
+            "metricSet": metric_set, "timezone": tz.name(),
+            "startAt": day.to_string(), "endAt": day.to_string(), "filters": {},
+        });
+        let what = format!("{metric_set} {day}");
+        Ok(self.report_post("/api/v1/reports", body, &what).await?.body)
+    }
+
+    /// Work sessions anchored in `[start, end)` (minute precision).
+    pub async fn work_sessions(&self, start: Ms, end: Ms) -> Result<bytes::Bytes, GladlyError> {
+        let fmt = |m: Ms| time::to_utc(m).format("%Y-%m-%dT%H:%MZ").to_string();
+        let body = serde_json::json!({"startAtTime": fmt(start), "endAtTime": fmt(end)});
+        let what = format!("work-session-events {}..{}", fmt(start), fmt(end));
+        Ok(self.report_post("/api/v1/reports/work-session-events", body, &what).await?.body)
+    }
+}

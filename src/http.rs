@@ -1,0 +1,283 @@
+//! One rate-limited, retrying HTTP layer shared by the Gladly and the WFM clients.
+//!
+//! - `SlidingLimiter`: at most N requests in any window (per HTTP method for Gladly; reports get
+//!   a 60-second one), waiting rather than being refused.
+//! - `execute`: sends, and retries 429 / 5xx / timeouts / cut-off bodies with exponential backoff
+//!   and full jitter (or the server's `Retry-After` when it sends one). Any other answer goes
+//!   back to the caller, who knows what a 401 or a 404 means for its API.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::header::HeaderMap;
+use tokio::time::Instant;
+
+/// A sliding-window limiter: at most `limit` admissions in any `window`.
+pub struct SlidingLimiter {
+    limit: usize,
+    window: Duration,
+    sent: Mutex<VecDeque<Instant>>,
+}
+
+/// Arrival times at the server differ from send times by the network's jitter; waiting this much
+/// longer than the window keeps the server's count within the limit too.
+const WINDOW_MARGIN: Duration = Duration::from_millis(30);
+
+impl SlidingLimiter {
+    pub fn new(limit: u32, window: Duration) -> SlidingLimiter {
+        SlidingLimiter {
+            limit: limit.max(1) as usize,
+            window,
+            sent: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// Waits until one more request fits in the window, then records it.
+    pub async fn acquire(&self) {
+        loop {
+            let wait = {
+                let now = Instant::now();
+                let mut sent = self.sent.lock().unwrap();
+                while sent
+                    .front()
+                    .is_some_and(|t| now.duration_since(*t) >= self.window + WINDOW_MARGIN)
+                {
+                    sent.pop_front();
+                }
+                if sent.len() < self.limit {
+                    sent.push_back(now);
+                    return;
+                }
+                (*sent.front().unwrap() + self.window + WINDOW_MARGIN).saturating_duration_since(now)
+            };
+            tokio::time::sleep(wait.max(Duration::from_millis(1))).await;
+        }
+    }
+}
+
+/// Counters every client shares with the run manifest.
+#[derive(Default, Debug)]
+pub struct Stats {
+    pub requests: AtomicU64,
+    pub retries: AtomicU64,
+    pub throttled: AtomicU64,
+    pub server_errors: AtomicU64,
+    pub transport_errors: AtomicU64,
+}
+
+impl Stats {
+    pub fn snapshot(&self) -> serde_json::Value {
+        serde_json::json!({
+            "requests": self.requests.load(Ordering::Relaxed),
+            "retries": self.retries.load(Ordering::Relaxed),
+            "throttled_429": self.throttled.load(Ordering::Relaxed),
+            "server_errors_5xx": self.server_errors.load(Ordering::Relaxed),
+            "transport_errors": self.transport_errors.load(Ordering::Relaxed),
+        })
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub base: Duration,
+    pub cap: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 8,
+            base: Duration::from_millis(250),
+            cap: Duration::from_secs(20),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Full jitter: a uniform wait in [0, min(cap, base·2^attempt)].
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let exp = self.base.saturating_mul(1u32 << attempt.min(16));
+        let max = exp.min(self.cap);
+        max.mul_f64(jitter())
+    }
+}
+
+fn jitter() -> f64 {
+    static STATE: AtomicU64 = AtomicU64::new(0);
+    let mut s = STATE.load(Ordering::Relaxed);
+    if s == 0 {
+        s = (std::process::id() as u64) << 32 ^ crate::time::now_ms() as u64 | 1;
+    }
+    s ^= s << 13;
+    s ^= s >> 7;
+    s ^= s << 17;
+    STATE.store(s, Ordering::Relaxed);
+    (s >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// An answer that is final: 2xx, or a 4xx the caller must judge (401, 403, 400, 404, …).
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Answer {
+    pub fn ok(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// The server's message for an error answer (Gladly `errors[]` or WFM `error`), short.
+    pub fn detail(&self) -> String {
+        let v: serde_json::Value = serde_json::from_slice(&self.body).unwrap_or_default();
+        let text = if let Some(errs) = v["errors"].as_array() {
+            errs.iter()
+                .map(|e| {
+                    let attr = e["attr"].as_str().unwrap_or("");
+                    let d = e["detail"].as_str().unwrap_or("");
+                    if attr.is_empty() { d.to_string() } else { format!("{attr}: {d}") }
+                })
+                .collect::<Vec<_>>()
+                .join("; ")
+        } else if let Some(m) = v["error"]["message"].as_str() {
+            format!("{} ({})", m, v["error"]["code"].as_str().unwrap_or(""))
+        } else {
+            String::from_utf8_lossy(&self.body).chars().take(200).collect()
+        };
+        if text.is_empty() {
+            format!("HTTP {}", self.status)
+        } else {
+            format!("HTTP {}: {text}", self.status)
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: gave up after {attempts} attempts; last: {last}")]
+pub struct Exhausted {
+    pub what: String,
+    pub attempts: u32,
+    pub last: String,
+}
+
+/// Sends the request `build` makes (again on each attempt) until it gets a final answer.
+/// `limiters` are acquired before every attempt, so retries respect the rate limits too.
+pub async fn execute(
+    what: &str,
+    build: impl Fn() -> reqwest::RequestBuilder,
+    limiters: &[&SlidingLimiter],
+    policy: &RetryPolicy,
+    stats: &Stats,
+) -> Result<Answer, Exhausted> {
+    let mut last = String::new();
+    for attempt in 0..policy.max_attempts {
+        if attempt > 0 {
+            stats.retries.fetch_add(1, Ordering::Relaxed);
+        }
+        for l in limiters {
+            l.acquire().await;
+        }
+        stats.requests.fetch_add(1, Ordering::Relaxed);
+        let mut wait = policy.backoff(attempt);
+        match build().send().await {
+            Err(e) => {
+                stats.transport_errors.fetch_add(1, Ordering::Relaxed);
+                last = transport_message(&e);
+            }
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                let headers = resp.headers().clone();
+                match resp.bytes().await {
+                    Err(e) => {
+                        // A body cut off mid-way: the whole answer is retried.
+                        stats.transport_errors.fetch_add(1, Ordering::Relaxed);
+                        last = format!("HTTP {status}, body cut off: {}", transport_message(&e));
+                    }
+                    Ok(body) => {
+                        let answer = Answer { status, headers, body };
+                        if status == 429 {
+                            stats.throttled.fetch_add(1, Ordering::Relaxed);
+                            if let Some(secs) = retry_after(&answer.headers) {
+                                wait = Duration::from_secs_f64(secs) + Duration::from_millis(50);
+                            }
+                            last = answer.detail();
+                        } else if status >= 500 {
+                            stats.server_errors.fetch_add(1, Ordering::Relaxed);
+                            last = answer.detail();
+                        } else {
+                            return Ok(answer);
+                        }
+                    }
+                }
+            }
+        }
+        if attempt + 1 < policy.max_attempts {
+            tokio::time::sleep(wait).await;
+        }
+    }
+    Err(Exhausted {
+        what: what.to_string(),
+        attempts: policy.max_attempts,
+        last,
+    })
+}
+
+fn retry_after(h: &HeaderMap) -> Option<f64> {
+    h.get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|s| *s >= 0.0 && *s < 3600.0)
+}
+
+/// A transport error without the URL's credentials or query noise.
+fn transport_message(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else if e.is_body() || e.is_decode() {
+        "body error"
+    } else {
+        "transport error"
+    };
+    let url = e.url().map(|u| format!("{}{}", u.host_str().unwrap_or(""), u.path())).unwrap_or_default();
+    format!("{kind} ({url})")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn sliding_window_admits_limit_per_window() {
+        let l = SlidingLimiter::new(10, Duration::from_secs(1));
+        let start = Instant::now();
+        let mut times = Vec::new();
+        for _ in 0..25 {
+            l.acquire().await;
+            times.push(start.elapsed());
+        }
+        // No 11 admissions inside any one-second window.
+        for i in 10..times.len() {
+            assert!(times[i] - times[i - 10] >= Duration::from_secs(1), "{times:?}");
+        }
+        // And no waste: 25 requests need just over two windows.
+        assert!(times[24] < Duration::from_millis(2200), "{times:?}");
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let p = RetryPolicy::default();
+        for a in 0..20 {
+            assert!(p.backoff(a) <= p.cap);
+        }
+    }
+}

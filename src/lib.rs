@@ -1,0 +1,37 @@
+//! gladly-wfm: Gladly workforce data to a WFM tool and to Hive-partitioned Parquet.
+//!
+//! Data flows one way: `extract` (Gladly API → raw zone) → `transform` (raw zone → curated
+//! frames) → `load` (curated Parquet, WFM push). Each stage reads only what the previous one wrote.
+
+pub mod commands;
+pub mod config;
+pub mod frames;
+pub mod gladly;
+pub mod http;
+pub mod load;
+pub mod log;
+pub mod model;
+pub mod pipeline;
+pub mod raw;
+pub mod sim;
+pub mod state;
+pub mod storage;
+pub mod transform;
+pub mod wfm;
+pub mod time;
+
+/// A named point where tests can make the process die (`GLADLY_WFM_CRASH_AT=name:N` aborts at the
+/// N-th time the point is reached), to prove that a run killed there resumes cleanly.
+pub fn fault_point(name: &str) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static HITS: AtomicUsize = AtomicUsize::new(0);
+    let Ok(spec) = std::env::var("GLADLY_WFM_CRASH_AT") else { return };
+    let Some((point, n)) = spec.split_once(':') else { return };
+    if point == name {
+        let hit = HITS.fetch_add(1, Ordering::SeqCst) + 1;
+        if n.parse::<usize>().ok() == Some(hit) {
+            eprintln!("GLADLY_WFM_CRASH_AT: dying at {name} #{hit}");
+            std::process::abort();
+        }
+    }
+}

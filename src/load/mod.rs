@@ -1,0 +1,3 @@
+//! Load: curated datasets → the WFM. (The Parquet itself is written by `storage`.)
+
+pub mod push;

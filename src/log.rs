@@ -1,0 +1,87 @@
+//! Log lines for operators: plain text (or JSON with `--log-format json`) on stderr, with every
+//! known secret redacted as a last line of defence.
+
+use std::io::Write;
+use std::sync::{Mutex, OnceLock};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+struct Logger {
+    format: Format,
+    verbosity: i8,
+    secrets: Vec<String>,
+}
+
+static LOGGER: OnceLock<Mutex<Logger>> = OnceLock::new();
+
+fn logger() -> &'static Mutex<Logger> {
+    LOGGER.get_or_init(|| {
+        Mutex::new(Logger {
+            format: Format::Text,
+            verbosity: 0,
+            secrets: Vec::new(),
+        })
+    })
+}
+
+pub fn configure(format: Format, verbosity: i8) {
+    let mut l = logger().lock().unwrap();
+    l.format = format;
+    l.verbosity = verbosity;
+}
+
+/// Registers values that must never be printed.
+pub fn add_secrets(secrets: &[String]) {
+    let mut l = logger().lock().unwrap();
+    for s in secrets {
+        if s.len() >= 3 && !l.secrets.contains(s) {
+            l.secrets.push(s.clone());
+        }
+    }
+}
+
+pub fn redact(s: &str) -> String {
+    let l = logger().lock().unwrap();
+    let mut out = s.to_string();
+    for sec in &l.secrets {
+        out = out.replace(sec.as_str(), "***");
+    }
+    out
+}
+
+fn emit(level: &str, min_verbosity: i8, msg: &str) {
+    let (format, verbosity) = {
+        let l = logger().lock().unwrap();
+        (l.format, l.verbosity)
+    };
+    if verbosity < min_verbosity {
+        return;
+    }
+    let msg = redact(msg);
+    let ts = crate::time::fmt_ts(crate::time::now_ms());
+    let line = match format {
+        Format::Text => format!("{ts} {level:5} {msg}"),
+        Format::Json => serde_json::json!({"ts": ts, "level": level, "msg": msg}).to_string(),
+    };
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+pub fn info(msg: impl AsRef<str>) {
+    emit("INFO", 0, msg.as_ref());
+}
+
+pub fn warn(msg: impl AsRef<str>) {
+    emit("WARN", -1, msg.as_ref());
+}
+
+pub fn error(msg: impl AsRef<str>) {
+    emit("ERROR", -2, msg.as_ref());
+}
+
+pub fn debug(msg: impl AsRef<str>) {
+    emit("DEBUG", 1, msg.as_ref());
+}

@@ -1,0 +1,589 @@
+//! One run of a pipeline: plan the days, then extract → raw zone → transform → curated datasets,
+//! day by day, then load (WFM push). Writes state after every step and a manifest at the end.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{Duration, NaiveDate};
+use chrono_tz::Tz;
+use serde_json::{json, Value};
+
+use crate::config::Pipeline;
+use crate::gladly::{decode, GladlyClient, GladlyError};
+use crate::http::Stats;
+use crate::load::push::{self, PushPlan, PushTotals};
+use crate::log;
+use crate::model::{AgentDim, SetAside, SOURCE_EVENTS_API, SOURCE_REPORT};
+use crate::raw;
+use crate::state::{LockError, PipelineState, RunLock};
+use crate::storage::{write_atomic, Storage, StorageError};
+use crate::time::{self, Ms, MS_PER_HOUR};
+use crate::transform::datasets::{self as ds, Emails, Unmatched};
+use crate::transform::rules::LabelMatcher;
+use crate::transform::segments::{advance_state, day_segments, StartState};
+use crate::wfm::{WfmClient, WfmError};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stages {
+    pub extract: bool,
+    pub transform: bool,
+    pub load: bool,
+}
+
+impl Stages {
+    pub const ALL: Stages = Stages {
+        extract: true,
+        transform: true,
+        load: true,
+    };
+
+    pub fn parse(s: &str) -> Result<Stages, String> {
+        let mut st = Stages {
+            extract: false,
+            transform: false,
+            load: false,
+        };
+        for part in s.split(',').map(str::trim).filter(|x| !x.is_empty()) {
+            match part {
+                "extract" => st.extract = true,
+                "transform" => st.transform = true,
+                "load" => st.load = true,
+                other => return Err(format!("unknown stage `{other}` (stages: extract, transform, load)")),
+            }
+        }
+        Ok(st)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    pub from: Option<NaiveDate>,
+    pub to: Option<NaiveDate>,
+    pub stages: Stages,
+    pub dry_run: bool,
+    /// The clock (tests and re-plays set it; otherwise the real time).
+    pub now: Ms,
+    pub trigger: String,
+}
+
+/// What a run ended with; `exit_code` is the documented contract (DESIGN §3).
+#[derive(Debug)]
+pub struct RunOutcome {
+    pub exit_code: i32,
+    pub summary: String,
+    pub manifest_path: Option<std::path::PathBuf>,
+    pub manifest: Value,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum RunError {
+    #[error("{0}")]
+    Usage(String),
+    #[error("{0}")]
+    Locked(#[from] LockError),
+    #[error("{0}")]
+    Auth(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl RunError {
+    fn code(&self) -> i32 {
+        match self {
+            RunError::Usage(_) => 2,
+            RunError::Locked(_) => 3,
+            RunError::Auth(_) => 4,
+            RunError::Failed(_) => 1,
+        }
+    }
+}
+
+impl From<GladlyError> for RunError {
+    fn from(e: GladlyError) -> Self {
+        match e {
+            GladlyError::Auth { .. } => RunError::Auth(e.to_string()),
+            other => RunError::Failed(other.to_string()),
+        }
+    }
+}
+
+impl From<StorageError> for RunError {
+    fn from(e: StorageError) -> Self {
+        RunError::Failed(format!("cannot write or read the output: {e}"))
+    }
+}
+
+fn polars_err(what: String) -> impl FnOnce(polars::prelude::PolarsError) -> RunError {
+    move |e| RunError::Failed(format!("{what}: {e}"))
+}
+
+/// Counts for the manifest, gathered as the run goes.
+#[derive(Default)]
+struct Tally {
+    rows: BTreeMap<String, BTreeMap<String, usize>>,
+    unmatched_labels: Unmatched,
+    unmatched_inboxes: BTreeMap<String, u64>,
+    set_aside: Vec<SetAside>,
+    set_aside_count: usize,
+    sources: BTreeMap<String, String>,
+    stage_ms: BTreeMap<String, u128>,
+    wfm: BTreeMap<String, PushTotals>,
+    days_done: Vec<String>,
+}
+
+impl Tally {
+    fn rows(&mut self, dataset: &str, day: NaiveDate, n: usize) {
+        self.rows.entry(dataset.into()).or_default().insert(day.to_string(), n);
+    }
+    fn aside(&mut self, items: Vec<SetAside>) {
+        self.set_aside_count += items.len();
+        for i in items {
+            log::warn(format!("set aside: {}: {}", i.location, i.reason));
+            if self.set_aside.len() < 200 {
+                self.set_aside.push(i);
+            }
+        }
+    }
+    fn time(&mut self, stage: &str, t: Instant) {
+        *self.stage_ms.entry(stage.into()).or_default() += t.elapsed().as_millis();
+    }
+}
+
+struct Run<'a> {
+    p: &'a Pipeline,
+    opts: &'a RunOptions,
+    st: Storage,
+    state: PipelineState,
+    gladly: GladlyClient,
+    wfm: Option<WfmClient>,
+    tally: Tally,
+    tz: Tz,
+    window: Vec<NaiveDate>,
+    wfm_auth_error: Option<String>,
+}
+
+pub fn new_run_id(now: Ms) -> String {
+    format!("{}-{}", time::to_utc(now).format("%Y%m%dT%H%M%SZ"), std::process::id())
+}
+
+/// Runs a pipeline once. Never panics on bad input; the outcome carries the exit code.
+pub async fn run(p: &Pipeline, opts: &RunOptions) -> RunOutcome {
+    let started = time::now_ms();
+    let run_id = new_run_id(started);
+    let t0 = Instant::now();
+    log::add_secrets(&p.secrets());
+    if let (Some(f), Some(t)) = (opts.from, opts.to) {
+        if f > t {
+            return early(2, format!("--from {f} is after --to {t}"));
+        }
+    }
+    if opts.from.is_some() != opts.to.is_some() {
+        return early(2, "--from and --to go together".into());
+    }
+    let _lock = match RunLock::acquire(&p.state_dir(), &p.name, &run_id) {
+        Ok(l) => l,
+        Err(e) => return early(if matches!(e, LockError::Held { .. }) { 3 } else { 1 }, e.to_string()),
+    };
+    let state = match PipelineState::load(&p.state_dir()) {
+        Ok(s) => s,
+        Err(e) => return early(1, e.to_string()),
+    };
+    let gstats = Arc::new(Stats::default());
+    let wstats = Arc::new(Stats::default());
+    let mut r = Run {
+        p,
+        opts,
+        st: Storage::new(p.output_root.clone(), p.compression),
+        state,
+        gladly: GladlyClient::new(&p.gladly, gstats.clone()),
+        wfm: p
+            .wfm
+            .as_ref()
+            .filter(|w| w.enabled && !opts.dry_run)
+            .map(|w| WfmClient::new(w, wstats.clone())),
+        tally: Tally::default(),
+        tz: chrono_tz::UTC,
+        window: Vec::new(),
+        wfm_auth_error: None,
+    };
+    let result = r.execute().await;
+    let (code, outcome, error) = match &result {
+        Ok(()) => match &r.wfm_auth_error {
+            Some(e) => (4, "wfm_auth_failed", Some(e.clone())),
+            None => (0, "ok", None),
+        },
+        Err(e) => (e.code(), "failed", Some(e.to_string())),
+    };
+    let t = &r.tally;
+    let wfm_json = serde_json::to_value(&t.wfm).unwrap_or_default();
+    let manifest = json!({
+        "run_id": run_id,
+        "pipeline": p.name,
+        "description": p.description,
+        "pipeline_file": p.file.display().to_string(),
+        "trigger": opts.trigger,
+        "started_at": time::fmt_ts(started),
+        "finished_at": time::fmt_ts(time::now_ms()),
+        "clock": time::fmt_ts(opts.now),
+        "timezone": r.tz.name(),
+        "window": {
+            "from": r.window.first().map(|d| d.to_string()),
+            "to": r.window.last().map(|d| d.to_string()),
+            "days": r.window.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
+            "explicit": opts.from.is_some(),
+        },
+        "stages": {"extract": opts.stages.extract, "transform": opts.stages.transform, "load": opts.stages.load},
+        "dry_run": opts.dry_run,
+        "days_completed": t.days_done,
+        "agent_event_sources": t.sources,
+        "stage_ms": t.stage_ms,
+        "requests": {"gladly": gstats.snapshot(), "wfm": wstats.snapshot()},
+        "rows": t.rows,
+        "unmatched_labels": t.unmatched_labels,
+        "unmatched_inboxes": t.unmatched_inboxes,
+        "set_aside": {"count": t.set_aside_count, "items": t.set_aside},
+        "wfm": wfm_json,
+        "outcome": outcome,
+        "exit_code": code,
+        "error": error,
+    });
+    let manifest_path = p.runs_dir().join(format!("{run_id}.json"));
+    let text = log::redact(&serde_json::to_string_pretty(&manifest).unwrap_or_default());
+    let manifest_path = match write_atomic(&manifest_path, text.as_bytes()) {
+        Ok(()) => Some(manifest_path),
+        Err(e) => {
+            log::error(format!("cannot write the run manifest: {e}"));
+            None
+        }
+    };
+    let rows = |d: &str| t.rows.get(d).map(|m| m.values().sum::<usize>()).unwrap_or(0);
+    let w = |f: fn(&PushTotals) -> u64| t.wfm.values().map(f).sum::<u64>();
+    let summary = log::redact(&format!(
+        "gladly-wfm {}: {} — {} day(s){}; events {}, segments {}; unmatched labels {}; set aside {}; wfm inserted {} updated {} duplicate {} rejected {}; {:.1}s{}{}",
+        p.name,
+        outcome,
+        t.days_done.len(),
+        match (r.window.first(), r.window.last()) {
+            (Some(a), Some(b)) => format!(" ({a}..{b})"),
+            _ => String::new(),
+        },
+        rows(ds::AGENT_STATUS_EVENTS),
+        rows(ds::AGENT_STATUS_SEGMENTS),
+        t.unmatched_labels.len(),
+        t.set_aside_count,
+        w(|x| x.inserted),
+        w(|x| x.updated),
+        w(|x| x.duplicate),
+        w(|x| x.rejected),
+        t0.elapsed().as_secs_f64(),
+        manifest_path.as_ref().map(|m| format!("; manifest {}", m.display())).unwrap_or_default(),
+        error.as_ref().map(|e| format!("; error: {e}")).unwrap_or_default(),
+    ));
+    RunOutcome {
+        exit_code: code,
+        summary,
+        manifest_path,
+        manifest,
+    }
+}
+
+fn early(code: i32, msg: String) -> RunOutcome {
+    RunOutcome {
+        exit_code: code,
+        summary: log::redact(&format!("gladly-wfm: {msg}")),
+        manifest_path: None,
+        manifest: Value::Null,
+    }
+}
+
+/// The last day that is complete at `now`: ended at least `lag_minutes` ago.
+pub fn last_complete_day(tz: Tz, now: Ms, lag_minutes: u32) -> NaiveDate {
+    let mut d = time::day_of(tz, now);
+    while time::day_end(tz, d) + lag_minutes as Ms * 60_000 > now {
+        d -= Duration::days(1);
+    }
+    d
+}
+
+/// The days a run processes: the explicit range, or (nightly) every complete day after the
+/// cursor, the last `settle_days` again, and today when intraday.
+pub fn plan_days(p: &Pipeline, state: &PipelineState, tz: Tz, now: Ms, from: Option<NaiveDate>, to: Option<NaiveDate>) -> Vec<NaiveDate> {
+    if let (Some(f), Some(t)) = (from, to) {
+        return time::days_between(f, t);
+    }
+    let last = last_complete_day(tz, now, p.report_lag_minutes);
+    let first = match state.nightly_cursor {
+        None => last - Duration::days(p.initial_days as i64 - 1),
+        // Resume after the cursor, and redo the `settle_days` days before the newest (late data).
+        Some(c) => (c + Duration::days(1)).min(last - Duration::days(p.settle_days as i64)),
+    };
+    let mut days = time::days_between(first, last);
+    if p.intraday {
+        let today = time::day_of(tz, now);
+        if !days.contains(&today) && today > last {
+            days.push(today);
+        }
+    }
+    days
+}
+
+impl Run<'_> {
+    async fn execute(&mut self) -> Result<(), RunError> {
+        let swept = self.st.sweep_temp();
+        if swept > 0 {
+            log::info(format!("removed {swept} temporary file(s) left by an interrupted run"));
+        }
+        self.tz = self.resolve_timezone().await?;
+        let tz = self.tz;
+        let today = time::day_of(tz, self.opts.now);
+        if let Some(t) = self.opts.to {
+            if t > today {
+                return Err(RunError::Usage(format!("--to {t} is in the future (today is {today} in {})", tz.name())));
+            }
+        }
+        self.window = plan_days(self.p, &self.state, tz, self.opts.now, self.opts.from, self.opts.to);
+        log::info(format!(
+            "pipeline {}: {} day(s) {}..{} in {}",
+            self.p.name,
+            self.window.len(),
+            self.window.first().map(|d| d.to_string()).unwrap_or_default(),
+            self.window.last().map(|d| d.to_string()).unwrap_or_default(),
+            tz.name()
+        ));
+        if self.opts.stages.extract {
+            self.extract_dimensions(today).await?;
+        }
+        let (agents, emails) = self.newest_agents()?;
+        if self.opts.stages.transform {
+            self.transform_dimensions()?;
+        }
+        let mut carry: Option<(NaiveDate, StartState)> = None;
+        let days = self.window.clone();
+        for (i, &day) in days.iter().enumerate() {
+            log::info(format!("day {day} ({}/{})", i + 1, days.len()));
+            if self.opts.stages.extract {
+                let t = Instant::now();
+                self.extract_day(day).await?;
+                self.tally.time("extract", t);
+                self.state.mark("extract", day);
+                self.state.save(&self.p.state_dir())?;
+            }
+            if self.opts.stages.transform {
+                let t = Instant::now();
+                self.transform_day(day, &emails, &mut carry)?;
+                self.tally.time("transform", t);
+                self.state.mark("transform", day);
+                self.state.save(&self.p.state_dir())?;
+            }
+            if !self.opts.stages.load || self.wfm.is_none() {
+                self.tally.days_done.push(day.to_string());
+            }
+        }
+        if self.opts.stages.load && self.wfm.is_some() {
+            let t = Instant::now();
+            self.load(&agents, &days).await?;
+            self.tally.time("load", t);
+        }
+        if self.opts.from.is_none() && self.wfm_auth_error.is_none() {
+            let last = last_complete_day(tz, self.opts.now, self.p.report_lag_minutes);
+            if self.state.nightly_cursor.is_none_or(|c| c < last) && !self.opts.dry_run {
+                self.state.nightly_cursor = Some(last);
+            }
+        }
+        self.state.save(&self.p.state_dir())?;
+        Ok(())
+    }
+
+    async fn resolve_timezone(&mut self) -> Result<Tz, RunError> {
+        if self.opts.stages.extract {
+            // One cheap call that also proves the credentials before anything else.
+            let org = self.gladly.organization().await?;
+            if let Some(tz) = org.timezone.as_deref().and_then(time::parse_tz) {
+                self.state.org_timezone = Some(tz.name().to_string());
+            }
+        }
+        if let Some(tz) = self.p.timezone {
+            return Ok(tz);
+        }
+        self.state
+            .org_timezone
+            .as_deref()
+            .and_then(time::parse_tz)
+            .ok_or_else(|| RunError::Failed("no timezone: set `timezone` in the pipeline file or run the extract stage once".into()))
+    }
+
+    async fn extract_dimensions(&mut self, today: NaiveDate) -> Result<(), RunError> {
+        let t = Instant::now();
+        let now = time::now_ms();
+        let agents = self.gladly.agents().await?;
+        let inboxes = self.gladly.inboxes().await?;
+        let mut a = raw::agents_frame(&agents, now).map_err(polars_err("agents snapshot".into()))?;
+        self.st.write_partition(raw::AGENTS, today, &mut a)?;
+        let mut i = raw::inboxes_frame(&inboxes, now).map_err(polars_err("inboxes snapshot".into()))?;
+        self.st.write_partition(raw::INBOXES, today, &mut i)?;
+        log::info(format!("dimensions: {} agents, {} inboxes", agents.len(), inboxes.len()));
+        self.tally.time("extract", t);
+        Ok(())
+    }
+
+    fn newest_agents(&self) -> Result<(Vec<AgentDim>, Emails), RunError> {
+        match raw::newest(&self.st, raw::AGENTS)? {
+            None => Ok((Vec::new(), Emails::new())),
+            Some((_, df)) => {
+                let (agents, _) = raw::agents_from(&df).map_err(polars_err("agents snapshot".into()))?;
+                let e = ds::emails(&agents);
+                Ok((agents, e))
+            }
+        }
+    }
+
+    /// Curated `agents` and `inboxes` from the newest raw snapshot, under its own date.
+    fn transform_dimensions(&mut self) -> Result<(), RunError> {
+        if let Some((day, df)) = raw::newest(&self.st, raw::AGENTS)? {
+            let (agents, snap) = raw::agents_from(&df).map_err(polars_err("agents snapshot".into()))?;
+            let mut f = ds::agents_frame(&agents, snap.unwrap_or_default()).map_err(polars_err("agents".into()))?;
+            self.st.write_partition(ds::AGENTS, day, &mut f)?;
+            self.tally.rows(ds::AGENTS, day, agents.len());
+        }
+        if let Some((day, df)) = raw::newest(&self.st, raw::INBOXES)? {
+            let (inboxes, snap) = raw::inboxes_from(&df).map_err(polars_err("inboxes snapshot".into()))?;
+            for i in &inboxes {
+                if ds::inbox_workstream(&self.p.workstreams, i).is_none() {
+                    let name = format!("{} ({})", i.name.as_deref().unwrap_or(""), i.inbox_id);
+                    *self.tally.unmatched_inboxes.entry(name).or_default() += 1;
+                }
+            }
+            let mut f = ds::inboxes_frame(&inboxes, &self.p.workstreams, snap.unwrap_or_default())
+                .map_err(polars_err("inboxes".into()))?;
+            self.st.write_partition(ds::INBOXES, day, &mut f)?;
+            self.tally.rows(ds::INBOXES, day, inboxes.len());
+        }
+        Ok(())
+    }
+
+    /// Agent events of one day into the raw zone: from the Events API when the day starts within
+    /// the last 23 hours (the API refuses windows older than 24), else from the report.
+    async fn extract_day(&mut self, day: NaiveDate) -> Result<(), RunError> {
+        let tz = self.tz;
+        let (start, end) = (time::day_start(tz, day), time::day_end(tz, day));
+        let now = self.opts.now;
+        let (fresh, aside, source) = if start >= now - 23 * MS_PER_HOUR {
+            let body = self
+                .gladly
+                .events(start, end.min(now), &["AGENT_STATUS", "AGENT_AVAILABILITY"])
+                .await?;
+            let (e, a) = decode::agent_events_jsonl(&body, &format!("events {day}"));
+            (e, a, SOURCE_EVENTS_API)
+        } else {
+            let what = format!("AgentTimestampsReport {day}");
+            let body = self.gladly.report("AgentTimestampsReport", tz, day).await?;
+            let (e, a) = decode::agent_events_csv(&body, &what)
+                .map_err(|d| RunError::Failed(format!("Gladly's {what} could not be read: {d}")))?;
+            if e.len() >= 95_000 {
+                log::warn(format!("{what}: {} rows, close to the reports' reported cap; the day may be truncated", e.len()));
+            }
+            (e, a, SOURCE_REPORT)
+        };
+        self.tally.aside(aside);
+        // Rows outside the day would be another day's: set aside, never silently merged.
+        let (inside, outside): (Vec<_>, Vec<_>) = fresh.into_iter().partition(|e| e.recorded_at >= start && e.recorded_at < end);
+        self.tally.aside(
+            outside
+                .iter()
+                .map(|e| SetAside {
+                    location: format!("{source} {day}, event {}", e.event_id),
+                    reason: format!("recorded at {} is outside the day", time::fmt_ts(e.recorded_at)),
+                })
+                .collect(),
+        );
+        let old = raw::read_agent_events(&self.st, day)?.unwrap_or_default();
+        let merged = raw::merge_agent_events(old, inside);
+        let mut df = raw::agent_events_frame(&merged).map_err(polars_err(format!("raw agent events {day}")))?;
+        self.st.write_partition(raw::AGENT_EVENTS, day, &mut df)?;
+        crate::fault_point("raw-written");
+        self.tally.sources.insert(day.to_string(), source.to_string());
+        self.tally.rows(raw::AGENT_EVENTS, day, merged.len());
+        Ok(())
+    }
+
+    fn start_state(&self, day: NaiveDate) -> Result<StartState, RunError> {
+        let mut st = StartState::new();
+        for k in (1..=self.p.lookback_days as i64).rev() {
+            if let Some(evs) = raw::read_agent_events(&self.st, day - Duration::days(k))? {
+                advance_state(&mut st, &evs);
+            }
+        }
+        Ok(st)
+    }
+
+    fn transform_day(&mut self, day: NaiveDate, emails: &Emails, carry: &mut Option<(NaiveDate, StartState)>) -> Result<(), RunError> {
+        let tz = self.tz;
+        let evs = raw::read_agent_events(&self.st, day)?.ok_or_else(|| {
+            RunError::Failed(format!("day {day} has no raw agent events: run the extract stage for it first"))
+        })?;
+        let mut prior = match carry.take() {
+            Some((d, s)) if d + Duration::days(1) == day => s,
+            _ => self.start_state(day)?,
+        };
+        // Only the last `lookback_days` calendar days count as the state at the start of a day.
+        let oldest = day - Duration::days(self.p.lookback_days as i64);
+        prior.retain(|_, e| time::day_of(tz, e.recorded_at) >= oldest);
+        let (start, end) = (time::day_start(tz, day), time::day_end(tz, day));
+        let complete = end <= self.opts.now;
+        let mut matcher = LabelMatcher::new(&self.p.tasks);
+        let mut ev_df = ds::events_frame(&evs, emails, &mut matcher, &mut self.tally.unmatched_labels)
+            .map_err(polars_err(format!("agent_status_events {day}")))?;
+        self.st.write_partition(ds::AGENT_STATUS_EVENTS, day, &mut ev_df)?;
+        self.tally.rows(ds::AGENT_STATUS_EVENTS, day, evs.len());
+        let segs = day_segments(start, end, complete, &evs, &prior);
+        let n = segs.len();
+        let mut seg_df = ds::segments_frame(&segs, emails, &mut matcher).map_err(polars_err(format!("agent_status_segments {day}")))?;
+        drop(segs);
+        self.st.write_partition(ds::AGENT_STATUS_SEGMENTS, day, &mut seg_df)?;
+        crate::fault_point("curated-written");
+        self.tally.rows(ds::AGENT_STATUS_SEGMENTS, day, n);
+        advance_state(&mut prior, &evs);
+        *carry = Some((day, prior));
+        Ok(())
+    }
+
+    /// Pushes users once, then each day's segments, after all Parquet is safely written.
+    async fn load(&mut self, agents: &[AgentDim], days: &[NaiveDate]) -> Result<(), RunError> {
+        let Some(client) = self.wfm.as_ref() else { return Ok(()) };
+        let batch = self.p.wfm.as_ref().map(|w| w.batch_size).unwrap_or(100);
+        let state_dir = self.p.state_dir();
+        let users = PushPlan::new("users".into(), push::USERS_PATH, true, None, push::user_records(agents), batch);
+        let r = push::push_plan(client, &users, &mut self.state, &state_dir, &mut self.tally.wfm, "users").await;
+        if let Err(e) = r {
+            return self.wfm_failed(e);
+        }
+        for &day in days {
+            let df = self.st.read_partition(ds::AGENT_STATUS_SEGMENTS, day)?.ok_or_else(|| {
+                RunError::Failed(format!("day {day} has no agent_status_segments: run the transform stage for it first"))
+            })?;
+            let segs = ds::segments_from(&df).map_err(polars_err(format!("agent_status_segments {day}")))?;
+            let window = (time::day_start(self.tz, day), time::day_end(self.tz, day));
+            let plan = PushPlan::new(format!("tasks/{day}"), push::TASKS_PATH, false, Some(window), push::segment_records(day, &segs), batch);
+            if let Err(e) = push::push_plan(client, &plan, &mut self.state, &state_dir, &mut self.tally.wfm, "tasks").await {
+                return self.wfm_failed(e);
+            }
+            self.state.mark("load", day);
+            self.state.save(&state_dir)?;
+            self.tally.days_done.push(day.to_string());
+        }
+        Ok(())
+    }
+
+    fn wfm_failed(&mut self, e: WfmError) -> Result<(), RunError> {
+        match e {
+            WfmError::Auth { .. } => {
+                // The Parquet is already written; the run ends with code 4.
+                log::error(e.to_string());
+                self.wfm_auth_error = Some(e.to_string());
+                Ok(())
+            }
+            other => Err(RunError::Failed(other.to_string())),
+        }
+    }
+}

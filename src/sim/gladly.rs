@@ -1,0 +1,630 @@
+//! The Gladly simulator: the REST API of `spec/gladly-api.md` over real HTTP, with Gladly's
+//! auth, rate limits, 24-hour Events window, CSV reports and their quirks, and injected faults.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use base64::Engine;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use super::faults::{Fault, FaultInjector, FaultRates, SlidingWindow};
+use super::generator::{Entity, Event, World, WorldConfig};
+use crate::time::{self, Ms};
+
+#[derive(Clone, Debug)]
+pub struct GladlySimConfig {
+    pub world: WorldConfig,
+    pub user: String,
+    pub token: String,
+    /// A user Gladly knows whose account lacks the API User permission (answers 403).
+    pub forbidden_user: String,
+    pub rps: usize,
+    pub reports_per_minute: usize,
+    pub reports_in_flight: usize,
+    /// Reports lag: events recorded in the last N minutes are not in a report yet.
+    pub report_lag_minutes: i64,
+    pub faults: FaultRates,
+    /// How long a `slow` fault holds the answer.
+    pub slow_ms: u64,
+}
+
+impl GladlySimConfig {
+    pub fn new(world: WorldConfig) -> GladlySimConfig {
+        GladlySimConfig {
+            world,
+            user: "sim@example.com".into(),
+            token: "sim-token".into(),
+            forbidden_user: "viewer@example.com".into(),
+            rps: 10,
+            reports_per_minute: 10,
+            reports_in_flight: 2,
+            report_lag_minutes: 60,
+            faults: FaultRates::default(),
+            slow_ms: 5_000,
+        }
+    }
+}
+
+/// One line of the request log that tests read to see which API served which day.
+#[derive(Clone, Debug, Serialize)]
+pub struct LoggedRequest {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub body: String,
+    pub status: u16,
+}
+
+pub struct GladlySim {
+    pub world: World,
+    cfg: GladlySimConfig,
+    per_method: Mutex<std::collections::HashMap<String, Arc<SlidingWindow>>>,
+    reports_window: SlidingWindow,
+    reports_in_flight: AtomicUsize,
+    faults: FaultInjector,
+    log: Mutex<Vec<LoggedRequest>>,
+    pub events_served: AtomicUsize,
+}
+
+impl GladlySim {
+    pub fn new(cfg: GladlySimConfig) -> Arc<GladlySim> {
+        Arc::new(GladlySim {
+            world: World::new(cfg.world.clone()),
+            reports_window: SlidingWindow::new(cfg.reports_per_minute, Duration::from_secs(60)),
+            reports_in_flight: AtomicUsize::new(0),
+            faults: FaultInjector::new(cfg.faults.clone(), cfg.world.seed),
+            per_method: Mutex::new(Default::default()),
+            log: Mutex::new(Vec::new()),
+            events_served: AtomicUsize::new(0),
+            cfg,
+        })
+    }
+
+    pub fn requests(&self) -> Vec<LoggedRequest> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Starts serving on `addr` (port 0 picks a free port); returns the bound address.
+    pub async fn serve(self: &Arc<Self>, addr: &str) -> std::io::Result<SocketAddr> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let local = listener.local_addr()?;
+        let app = Router::new().fallback(handle).with_state(self.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(local)
+    }
+
+    /// Writes the ground truth: agents (listed or not), inboxes, every visible event and work
+    /// session, so tests compute their expectations independently of the pipeline.
+    pub fn dump(&self, dir: &std::path::Path) -> std::io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        let w = &self.world;
+        let agents: Vec<Value> = w
+            .agents
+            .iter()
+            .map(|a| json!({"id": a.id, "name": a.name, "emailAddress": a.email, "listed": a.listed}))
+            .collect();
+        std::fs::write(dir.join("agents.json"), serde_json::to_vec_pretty(&agents)?)?;
+        let inboxes: Vec<Value> = w
+            .inboxes
+            .iter()
+            .map(|i| json!({"id": i.id, "name": i.name, "disabled": i.disabled}))
+            .collect();
+        std::fs::write(dir.join("inboxes.json"), serde_json::to_vec_pretty(&inboxes)?)?;
+        let (first, last) = w.day_range();
+        let from = time::day_start(w.tz(), first);
+        let to = time::day_end(w.tz(), last) + time::MS_PER_DAY;
+        let all = [
+            Entity::AgentStatus,
+            Entity::AgentAvailability,
+            Entity::Conversation,
+            Entity::Contact,
+        ];
+        let mut events = String::new();
+        for e in w.events_between(from, to, &all) {
+            events.push_str(&e.canonical);
+            events.push('\n');
+        }
+        std::fs::write(dir.join("events.jsonl"), events)?;
+        let mut sessions = String::new();
+        for (ws, ended) in w.work_sessions_between(from, to) {
+            let v = json!({
+                "id": ws.id, "contact_session_id": ws.contact_session_id,
+                "contact_session_created_at": time::fmt_ts(ws.created_at),
+                "inbox_id": ws.inbox_id, "channel": ws.channel, "agent_id": ws.agent_id,
+                "agent_accepted_at": ws.agent_accepted_at.map(time::fmt_ts),
+                "contact_session_ended_at": time::fmt_ts(ws.ended_at), "ended": ended,
+                "within_sla": ws.within_sla, "work_session_handle_time_sec": ws.handle_time_sec,
+                "work_session_after_contact_time_sec": ws.after_contact_time_sec,
+            });
+            sessions.push_str(&v.to_string());
+            sessions.push('\n');
+        }
+        std::fs::write(dir.join("work_sessions.jsonl"), sessions)?;
+        Ok(())
+    }
+
+    fn method_window(&self, method: &str) -> Arc<SlidingWindow> {
+        self.per_method
+            .lock()
+            .unwrap()
+            .entry(method.to_string())
+            .or_insert_with(|| Arc::new(SlidingWindow::new(self.cfg.rps, Duration::from_secs(1))))
+            .clone()
+    }
+
+    fn record(&self, method: &str, path: &str, query: &str, body: &str, status: u16) {
+        self.log.lock().unwrap().push(LoggedRequest {
+            method: method.into(),
+            path: path.into(),
+            query: query.into(),
+            body: body.into(),
+            status,
+        });
+    }
+}
+
+fn errors(status: StatusCode, attr: &str, code: &str, detail: &str) -> Response {
+    let body = json!({"errors": [{"attr": attr, "code": code, "detail": detail}]});
+    (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+}
+
+enum Auth {
+    Ok,
+    Unauthorized,
+    Forbidden,
+}
+
+fn check_auth(sim: &GladlySim, headers: &HeaderMap) -> Auth {
+    let Some(v) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+        return Auth::Unauthorized;
+    };
+    let Some(b64) = v.strip_prefix("Basic ") else {
+        return Auth::Unauthorized;
+    };
+    let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(b64.trim()) else {
+        return Auth::Unauthorized;
+    };
+    let raw = String::from_utf8_lossy(&raw);
+    let Some((user, token)) = raw.split_once(':') else {
+        return Auth::Unauthorized;
+    };
+    if token != sim.cfg.token {
+        return Auth::Unauthorized;
+    }
+    if user == sim.cfg.user {
+        Auth::Ok
+    } else if user == sim.cfg.forbidden_user {
+        Auth::Forbidden
+    } else {
+        Auth::Unauthorized
+    }
+}
+
+async fn handle(State(sim): State<Arc<GladlySim>>, req: Request) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let query = req.uri().query().unwrap_or("").to_string();
+    if path == "/_sim/requests" {
+        return axum::Json(sim.requests()).into_response();
+    }
+    let headers = req.headers().clone();
+    let body = axum::body::to_bytes(req.into_body(), 1 << 20)
+        .await
+        .unwrap_or_default();
+    let body_text = String::from_utf8_lossy(&body).to_string();
+    let is_report = path.starts_with("/api/v1/reports");
+    let (resp, remaining) = answer(&sim, &method, &path, &query, &headers, &body, is_report).await;
+    let status = resp.status().as_u16();
+    sim.record(method.as_str(), &path, &query, &body_text, status);
+    let mut resp = resp;
+    let h = resp.headers_mut();
+    h.insert("Ratelimit-Limit-Second", sim.cfg.rps.into());
+    h.insert("Ratelimit-Remaining-Second", remaining.into());
+    resp
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn answer(
+    sim: &Arc<GladlySim>,
+    method: &Method,
+    path: &str,
+    query: &str,
+    headers: &HeaderMap,
+    body: &Bytes,
+    is_report: bool,
+) -> (Response, usize) {
+    match check_auth(sim, headers) {
+        Auth::Ok => {}
+        Auth::Unauthorized => {
+            return (errors(StatusCode::UNAUTHORIZED, "", "unauthorized", "Invalid credentials"), sim.cfg.rps)
+        }
+        Auth::Forbidden => {
+            return (errors(StatusCode::FORBIDDEN, "", "forbidden", "User lacks the API User permission"), sim.cfg.rps)
+        }
+    }
+    let (admitted, remaining) = sim.method_window(method.as_str()).try_admit();
+    if !admitted {
+        return (errors(StatusCode::TOO_MANY_REQUESTS, "", "rate_limited", "Too many requests"), 0);
+    }
+    // Reports: at most N per minute and M at once across the organisation.
+    let _in_flight = if is_report {
+        let now_in_flight = sim.reports_in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        let guard = InFlight(sim.clone());
+        if now_in_flight > sim.cfg.reports_in_flight {
+            return (errors(StatusCode::TOO_MANY_REQUESTS, "", "rate_limited", "Too many reports in flight"), remaining);
+        }
+        if !sim.reports_window.try_admit().0 {
+            return (errors(StatusCode::TOO_MANY_REQUESTS, "", "rate_limited", "Too many report requests this minute"), remaining);
+        }
+        Some(guard)
+    } else {
+        None
+    };
+    let fault = sim.faults.draw();
+    match fault {
+        Fault::ServerError => {
+            return (errors(StatusCode::INTERNAL_SERVER_ERROR, "", "internal", "Internal error"), remaining)
+        }
+        Fault::TooMany => return (errors(StatusCode::TOO_MANY_REQUESTS, "", "rate_limited", "Too many requests"), remaining),
+        Fault::Slow => tokio::time::sleep(Duration::from_millis(sim.cfg.slow_ms)).await,
+        _ => {}
+    }
+    let resp = route(sim, method, path, query, body);
+    if fault == Fault::Cut && resp.status() == StatusCode::OK {
+        return (cut_body(resp).await, remaining);
+    }
+    (resp, remaining)
+}
+
+struct InFlight(Arc<GladlySim>);
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.reports_in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Sends the first part of a body, then breaks the connection, as a proxy dying mid-answer does.
+async fn cut_body(resp: Response) -> Response {
+    let (parts, body) = resp.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
+    if bytes.len() < 4 {
+        return Response::from_parts(parts, Body::from(bytes));
+    }
+    let head = bytes.slice(..bytes.len() / 2 + 1);
+    let stream = futures_util::stream::iter(vec![
+        Ok::<Bytes, std::io::Error>(head),
+        Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "cut")),
+    ]);
+    let mut parts = parts;
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from_stream(stream))
+}
+
+fn route(sim: &GladlySim, method: &Method, path: &str, query: &str, body: &[u8]) -> Response {
+    let segs: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+    let w = &sim.world;
+    let extra = w.cfg.quirks.unknown_fields;
+    match (method.as_str(), segs.as_slice()) {
+        ("GET", ["api", "v1", "agents"]) => json_ok(Value::Array(
+            w.agents.iter().filter(|a| a.listed).map(|a| agent_json(a, extra)).collect(),
+        )),
+        ("GET", ["api", "v1", "agents", id]) => match w.agents.iter().find(|a| a.listed && a.id == *id) {
+            Some(a) => json_ok(agent_json(a, extra)),
+            None => not_found(),
+        },
+        ("GET", ["api", "v1", "inboxes"]) => json_ok(Value::Array(
+            w.inboxes.iter().map(|i| json!({"id": i.id, "name": i.name, "disabled": i.disabled})).collect(),
+        )),
+        ("GET", ["api", "v1", "inboxes", id]) => match w.inboxes.iter().find(|i| i.id == *id) {
+            Some(i) => json_ok(json!({"id": i.id, "name": i.name, "disabled": i.disabled})),
+            None => not_found(),
+        },
+        ("GET", ["api", "v1", "teams"]) => json_ok(Value::Array(
+            w.teams.iter().map(|t| json!({"id": t.id, "name": t.name, "description": "", "agentIds": t.agent_ids})).collect(),
+        )),
+        ("GET", ["api", "v1", "teams", id]) => match w.teams.iter().find(|t| t.id == *id) {
+            Some(t) => json_ok(json!({"id": t.id, "name": t.name, "description": "", "agentIds": t.agent_ids})),
+            None => not_found(),
+        },
+        ("GET", ["api", "v1", "organization"]) => json_ok(json!({
+            "id": w.org_id, "loginDomain": "sim", "name": "Simulated Contact Centre",
+            "timezone": w.tz().name(), "gladlyUrl": "https://sim.gladly.qa",
+        })),
+        ("GET", ["api", "v1", "events"]) => events(sim, query),
+        ("POST", ["api", "v1", "reports"]) => report(sim, body),
+        ("POST", ["api", "v1", "reports", "work-session-events"]) => work_sessions(sim, body),
+        _ => not_found(),
+    }
+}
+
+fn agent_json(a: &super::generator::Agent, extra: bool) -> Value {
+    let mut v = json!({"id": a.id, "name": a.name, "emailAddress": a.email});
+    if extra {
+        v["pronouns"] = json!("they/them");
+    }
+    v
+}
+
+fn json_ok(v: Value) -> Response {
+    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], v.to_string()).into_response()
+}
+
+fn not_found() -> Response {
+    // Gladly's 404s come in three shapes; the simulator uses the bare one.
+    StatusCode::NOT_FOUND.into_response()
+}
+
+fn events(sim: &GladlySim, query: &str) -> Response {
+    let mut start = None;
+    let mut end = None;
+    let mut entities = Vec::new();
+    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+        match k.as_ref() {
+            "startAt" => start = Some(v.to_string()),
+            "endAt" => end = Some(v.to_string()),
+            "entities" => match Entity::parse(&v) {
+                Some(e) => entities.push(e),
+                None if ["CUSTOMER", "CUSTOMER_PROFILE", "PAYMENT_REQUEST", "TASK"].contains(&v.as_ref()) => {}
+                None => return errors(StatusCode::BAD_REQUEST, "entities", "invalid", &format!("unknown entity {v}")),
+            },
+            _ => {}
+        }
+    }
+    let now = sim.world.now();
+    let Some(start) = start else {
+        return errors(StatusCode::BAD_REQUEST, "startAt", "blank", "startAt is required");
+    };
+    let Some(start) = time::parse_ts(&start) else {
+        return errors(StatusCode::BAD_REQUEST, "startAt", "invalid", "startAt is not a timestamp");
+    };
+    if start < now - time::MS_PER_DAY {
+        return errors(StatusCode::BAD_REQUEST, "startAt", "invalid", "startAt must be within the last 24 hours");
+    }
+    let end = match end {
+        None => now,
+        Some(e) => match time::parse_ts(&e) {
+            Some(e) => e,
+            None => return errors(StatusCode::BAD_REQUEST, "endAt", "invalid", "endAt is not a timestamp"),
+        },
+    };
+    if end <= start {
+        return errors(StatusCode::BAD_REQUEST, "startAt", "invalid", "endAt must occur after startAt");
+    }
+    if entities.is_empty() {
+        return errors(StatusCode::BAD_REQUEST, "entities", "blank", "entities is required");
+    }
+    let evs = sim.world.events_between(start, end, &entities);
+    sim.events_served.fetch_add(evs.len(), Ordering::Relaxed);
+    let mut out = String::with_capacity(evs.len() * 300);
+    for e in &evs {
+        out.push_str(&e.line);
+        out.push('\n');
+    }
+    (StatusCode::OK, [(header::CONTENT_TYPE, "application/x-jsonlines")], out).into_response()
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReportRequest {
+    metric_set: String,
+    timezone: Option<String>,
+    start_at: String,
+    end_at: String,
+    #[serde(default)]
+    filters: Value,
+}
+
+fn report(sim: &GladlySim, body: &[u8]) -> Response {
+    let req: ReportRequest = match serde_json::from_slice(body) {
+        Ok(r) => r,
+        Err(e) => return errors(StatusCode::BAD_REQUEST, "body", "invalid", &e.to_string()),
+    };
+    let tz = match &req.timezone {
+        None => sim.world.tz(),
+        Some(name) => match time::parse_tz(name) {
+            Some(tz) => tz,
+            None => return errors(StatusCode::BAD_REQUEST, "timezone", "invalid", "unknown timezone"),
+        },
+    };
+    let (Some(from), Some(to)) = (time::parse_date(&req.start_at), time::parse_date(&req.end_at)) else {
+        return errors(StatusCode::BAD_REQUEST, "startAt", "invalid", "startAt and endAt must be dates");
+    };
+    if to < from {
+        return errors(StatusCode::BAD_REQUEST, "endAt", "invalid", "endAt must not be before startAt");
+    }
+    if req.filters.as_object().is_some_and(|m| !m.is_empty()) {
+        return errors(StatusCode::BAD_REQUEST, "filters", "invalid", "unknown filter");
+    }
+    let start = time::day_start(tz, from);
+    // Reports lag: the newest events are not in them yet.
+    let end = time::day_end(tz, to).min(sim.world.now() - sim.cfg.report_lag_minutes * 60_000);
+    let q = &sim.world.cfg.quirks;
+    let rows = match req.metric_set.as_str() {
+        "AgentTimestampsReport" => {
+            let evs = sim
+                .world
+                .events_between(start, end, &[Entity::AgentStatus, Entity::AgentAvailability]);
+            agent_csv(sim, &evs)
+        }
+        "ConversationTimestampsReport" => {
+            let evs = sim.world.events_between(start, end, &[Entity::Conversation]);
+            conversation_csv(sim, &evs)
+        }
+        _ => return errors(StatusCode::BAD_REQUEST, "metricSet", "invalid", "unknown metricSet"),
+    };
+    csv_response(rows, q, &req.metric_set)
+}
+
+fn csv_response(rows: Option<Vec<u8>>, q: &super::generator::Quirks, name: &str) -> Response {
+    // An empty window is an empty body: no header at all.
+    let mut out = Vec::new();
+    if let Some(rows) = rows {
+        if q.bom {
+            out.extend_from_slice("\u{feff}".as_bytes());
+        }
+        if q.blank_lines {
+            out.extend_from_slice(b"\r\n\n");
+        }
+        out.extend(rows);
+    }
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "text/csv".to_string()),
+            (header::CONTENT_DISPOSITION, format!("attachment; filename={name}.csv")),
+        ],
+        out,
+    )
+        .into_response()
+}
+
+fn channels_cell(ch: &Option<Vec<&'static str>>) -> String {
+    match ch {
+        None => String::new(),
+        Some(c) if c.is_empty() => "[ ]".into(),
+        Some(c) => format!("[{}]", c.join(", ")),
+    }
+}
+
+fn agent_csv(sim: &GladlySim, evs: &[Event]) -> Option<Vec<u8>> {
+    let evs: Vec<&Event> = evs.iter().filter(|e| e.occurred_at.is_some()).collect();
+    if evs.is_empty() {
+        return None;
+    }
+    let names: std::collections::HashMap<&str, &str> =
+        sim.world.agents.iter().map(|a| (a.id.as_str(), a.name.as_str())).collect();
+    let extra = sim.world.cfg.quirks.unknown_fields;
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let mut header = vec!["Timestamp", "Occurred At", "Agent", "Agent ID", "Type", "Available For", "Away Reason", "Active Reason"];
+    if extra {
+        header.insert(3, "Agent Team");
+    }
+    w.write_record(&header).ok()?;
+    for e in evs {
+        let agent = e.agent_id.as_deref().unwrap_or("");
+        let mut row = vec![
+            sim.world.ts(e.timestamp, 1),
+            sim.world.ts(e.occurred_at.unwrap_or(e.timestamp), 2),
+            names.get(agent).copied().unwrap_or("").to_string(),
+            agent.to_string(),
+            e.etype.clone(),
+            channels_cell(&e.available_for),
+            e.away_reason.as_ref().map(|r| r.name.clone()).unwrap_or_default(),
+            e.active_reason.as_ref().map(|r| r.name.clone()).unwrap_or_default(),
+        ];
+        if extra {
+            row.insert(3, "Team 1".into());
+        }
+        w.write_record(&row).ok()?;
+    }
+    w.into_inner().ok()
+}
+
+fn conversation_csv(sim: &GladlySim, evs: &[Event]) -> Option<Vec<u8>> {
+    if evs.is_empty() {
+        return None;
+    }
+    let inboxes = sim.world.inbox_by_id();
+    let names: std::collections::HashMap<&str, &str> =
+        sim.world.agents.iter().map(|a| (a.id.as_str(), a.name.as_str())).collect();
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record([
+        "Timestamp", "Event Type", "Conversation ID", "Customer ID", "Initiator Type", "Initiator ID",
+        "Assigned Inbox ID", "Assigned Inbox Name", "Assigned Agent ID", "Assigned Agent Name",
+        "Newly Assigned Inbox ID", "Newly Assigned Inbox Name", "Newly Assigned Agent ID",
+        "Newly Assigned Agent Name", "Assignment Update Reason",
+    ])
+    .ok()?;
+    let name_of = |id: &Option<String>| id.as_deref().and_then(|i| names.get(i)).copied().unwrap_or("").to_string();
+    let inbox_name = |id: &Option<String>| id.as_deref().and_then(|i| inboxes.get(i)).map(|i| i.name.clone()).unwrap_or_default();
+    for e in evs {
+        let initiator = e.assignee_agent.clone().or(e.new_agent_id.clone());
+        w.write_record([
+            sim.world.ts(e.timestamp, 1),
+            e.etype.clone(),
+            e.conversation_id.clone().unwrap_or_default(),
+            e.customer_id.clone().unwrap_or_default(),
+            if e.assignee_agent.is_some() { "AGENT".into() } else { "SYSTEM".into() },
+            initiator.unwrap_or_else(|| "system".into()),
+            e.inbox_id.clone().unwrap_or_default(),
+            inbox_name(&e.inbox_id),
+            e.assignee_agent.clone().unwrap_or_default(),
+            name_of(&e.assignee_agent),
+            e.new_inbox_id.clone().unwrap_or_default(),
+            inbox_name(&e.new_inbox_id),
+            e.new_agent_id.clone().unwrap_or_default(),
+            name_of(&e.new_agent_id),
+            if e.new_agent_id.is_some() { "ROUTED".into() } else { String::new() },
+        ])
+        .ok()?;
+    }
+    w.into_inner().ok()
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WorkSessionRequest {
+    start_at_time: String,
+    end_at_time: String,
+}
+
+fn work_sessions(sim: &GladlySim, body: &[u8]) -> Response {
+    let req: WorkSessionRequest = match serde_json::from_slice(body) {
+        Ok(r) => r,
+        Err(e) => return errors(StatusCode::BAD_REQUEST, "body", "invalid", &e.to_string()),
+    };
+    let (Some(from), Some(to)) = (time::parse_ts(&req.start_at_time), time::parse_ts(&req.end_at_time)) else {
+        return errors(StatusCode::BAD_REQUEST, "startAtTime", "invalid", "startAtTime and endAtTime must be timestamps");
+    };
+    if to <= from {
+        return errors(StatusCode::BAD_REQUEST, "endAtTime", "invalid", "endAtTime must occur after startAtTime");
+    }
+    let rows = sim.world.work_sessions_between(from, to);
+    let q = &sim.world.cfg.quirks;
+    if rows.is_empty() {
+        return csv_response(None, q, "work-session-events");
+    }
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let _ = w.write_record([
+        "id", "contact_session_id", "contact_session_created_at", "customer_id", "conversation_id",
+        "inbox_id", "channel", "direction", "agent_accepted_at", "contact_session_routed_at",
+        "agent_id", "sla_fulfilled_at", "contact_session_ended_at", "status", "within_sla",
+        "work_session_handle_time_sec", "work_session_after_contact_time_sec",
+        "work_session_unknown_time_sec", "accepted_inbox_id",
+    ]);
+    let ts = |m: Option<Ms>| m.map(|m| sim.world.ts(m, 4)).unwrap_or_default();
+    for (ws, ended) in rows {
+        let _ = w.write_record([
+            if ended { ws.id.clone() } else { String::new() },
+            ws.contact_session_id.clone(),
+            ts(Some(ws.created_at)),
+            ws.customer_id.clone(),
+            ws.conversation_id.clone(),
+            ws.inbox_id.clone(),
+            ws.channel.to_string(),
+            "INBOUND".into(),
+            ts(ws.agent_accepted_at.filter(|a| *a <= sim.world.now())),
+            ts(Some(ws.routed_at)),
+            ws.agent_id.clone(),
+            ts(ws.sla_fulfilled_at.filter(|a| *a <= sim.world.now())),
+            if ended { ts(Some(ws.ended_at)) } else { String::new() },
+            if ended { ws.status.to_string() } else { "IN_PROGRESS".into() },
+            ws.within_sla.to_string(),
+            if ended { format!("{:.3}", ws.handle_time_sec) } else { String::new() },
+            if ended { format!("{:.3}", ws.after_contact_time_sec) } else { String::new() },
+            if ended { "0.000".into() } else { String::new() },
+            if ws.agent_accepted_at.is_some() { ws.inbox_id.clone() } else { String::new() },
+        ]);
+    }
+    csv_response(w.into_inner().ok(), q, "work-session-events")
+}

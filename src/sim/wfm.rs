@@ -1,0 +1,497 @@
+//! The WFM simulator: the push contract of `spec/wfm-api.md` (client-credentials tokens, the
+//! envelope, replace windows, upserts, overlap rejection, idempotency keys, 429 with Retry-After),
+//! keeping everything it stored so tests can compare receivers record by record.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::faults::{Fault, FaultInjector, FaultRates, SlidingWindow};
+use super::gladly::LoggedRequest;
+use crate::time::{self, Ms};
+
+#[derive(Clone, Debug)]
+pub struct WfmSimConfig {
+    pub client_id: String,
+    pub client_secret: String,
+    pub token_ttl_secs: u64,
+    pub requests_per_30s: usize,
+    /// Known integration ids; empty = any id is accepted.
+    pub integrations: Vec<String>,
+    pub faults: FaultRates,
+    pub seed: u64,
+    pub slow_ms: u64,
+    /// Keep the store in this file across restarts.
+    pub dump: Option<PathBuf>,
+}
+
+impl Default for WfmSimConfig {
+    fn default() -> Self {
+        WfmSimConfig {
+            client_id: "sim-client".into(),
+            client_secret: "sim-secret".into(),
+            token_ttl_secs: 3600,
+            requests_per_30s: 100,
+            integrations: Vec::new(),
+            faults: FaultRates::default(),
+            seed: 1,
+            slow_ms: 5_000,
+            dump: None,
+        }
+    }
+}
+
+/// The four kinds of record the receiver stores.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Kind {
+    Users,
+    Tasks,
+    Conversations,
+    Intervals,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Store {
+    /// kind → key → (integration id, record)
+    pub records: BTreeMap<Kind, BTreeMap<String, (String, Value)>>,
+}
+
+impl Store {
+    pub fn kind(&self, k: Kind) -> Vec<Value> {
+        self.records
+            .get(&k)
+            .map(|m| m.values().map(|(_, v)| v.clone()).collect())
+            .unwrap_or_default()
+    }
+}
+
+pub struct WfmSim {
+    cfg: WfmSimConfig,
+    store: Mutex<Store>,
+    tokens: Mutex<HashMap<String, Instant>>,
+    token_counter: AtomicU64,
+    windows: Mutex<HashMap<String, Arc<SlidingWindow>>>,
+    idempotency: Mutex<HashMap<String, (u16, String)>>,
+    faults: FaultInjector,
+    log: Mutex<Vec<LoggedRequest>>,
+}
+
+#[derive(Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Outcome {
+    received: usize,
+    inserted: usize,
+    updated: usize,
+    duplicate: usize,
+    rejected: usize,
+    unknown_users: Vec<String>,
+    errors: Vec<Value>,
+}
+
+impl WfmSim {
+    pub fn new(cfg: WfmSimConfig) -> Arc<WfmSim> {
+        let store = cfg
+            .dump
+            .as_ref()
+            .and_then(|p| std::fs::read(p).ok())
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        Arc::new(WfmSim {
+            faults: FaultInjector::new(cfg.faults.clone(), cfg.seed),
+            cfg,
+            store: Mutex::new(store),
+            tokens: Mutex::new(HashMap::new()),
+            token_counter: AtomicU64::new(0),
+            windows: Mutex::new(HashMap::new()),
+            idempotency: Mutex::new(HashMap::new()),
+            log: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub async fn serve(self: &Arc<Self>, addr: &str) -> std::io::Result<SocketAddr> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let local = listener.local_addr()?;
+        let app = Router::new().fallback(handle).with_state(self.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(local)
+    }
+
+    pub fn store(&self) -> Store {
+        self.store.lock().unwrap().clone()
+    }
+
+    pub fn requests(&self) -> Vec<LoggedRequest> {
+        self.log.lock().unwrap().clone()
+    }
+
+    fn persist(&self, store: &Store) {
+        if let Some(path) = &self.cfg.dump {
+            let tmp = path.with_extension("tmp");
+            if std::fs::write(&tmp, serde_json::to_vec(store).unwrap_or_default()).is_ok() {
+                let _ = std::fs::rename(&tmp, path);
+            }
+        }
+    }
+}
+
+fn error(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = json!({"error": {"code": code, "message": message}});
+    (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+}
+
+async fn handle(State(sim): State<Arc<WfmSim>>, req: Request) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let query = req.uri().query().unwrap_or("").to_string();
+    match path.as_str() {
+        "/_sim/store" => return axum::Json(sim.store()).into_response(),
+        "/_sim/requests" => return axum::Json(sim.requests()).into_response(),
+        _ => {}
+    }
+    let headers = req.headers().clone();
+    let body = axum::body::to_bytes(req.into_body(), 16 << 20).await.unwrap_or_default();
+    let resp = answer(&sim, &method, &path, &query, &headers, &body).await;
+    sim.log.lock().unwrap().push(LoggedRequest {
+        method: method.to_string(),
+        path,
+        query,
+        body: String::from_utf8_lossy(&body).to_string(),
+        status: resp.status().as_u16(),
+    });
+    resp
+}
+
+async fn answer(sim: &Arc<WfmSim>, method: &Method, path: &str, query: &str, headers: &HeaderMap, body: &Bytes) -> Response {
+    if method == Method::POST && path == "/api/authority/token" {
+        return token(sim, headers, body);
+    }
+    // Bearer auth for everything else.
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_string);
+    let valid = bearer
+        .as_ref()
+        .and_then(|t| sim.tokens.lock().unwrap().get(t).copied())
+        .is_some_and(|exp| exp > Instant::now());
+    if !valid {
+        return error(StatusCode::UNAUTHORIZED, "invalid_token", "The access token is missing, unknown or expired");
+    }
+    let window = sim
+        .windows
+        .lock()
+        .unwrap()
+        .entry(sim.cfg.client_id.clone())
+        .or_insert_with(|| Arc::new(SlidingWindow::new(sim.cfg.requests_per_30s, Duration::from_secs(30))))
+        .clone();
+    if !window.try_admit().0 {
+        return too_many(window.retry_after_secs());
+    }
+    match sim.faults.draw() {
+        Fault::ServerError => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
+        Fault::TooMany => return too_many(1),
+        Fault::Slow => tokio::time::sleep(Duration::from_millis(sim.cfg.slow_ms)).await,
+        _ => {}
+    }
+    let idem = headers
+        .get("Idempotency-Key")
+        .and_then(|v| v.to_str().ok())
+        .map(|k| format!("{path}|{k}"));
+    if let Some(k) = &idem {
+        if let Some((status, body)) = sim.idempotency.lock().unwrap().get(k).cloned() {
+            return (StatusCode::from_u16(status).unwrap(), [(header::CONTENT_TYPE, "application/json")], body).into_response();
+        }
+    }
+    let kind = match (method.as_str(), path) {
+        ("PUT", "/api/organisation/users/integrations") => Kind::Users,
+        ("POST", "/api/workactivity/taskdata") => Kind::Tasks,
+        ("POST", "/api/workactivity/workstreams") => Kind::Conversations,
+        ("POST", "/api/workactivity/workstreams/intervals") => Kind::Intervals,
+        ("GET", "/api/workactivity/tasks") => return read_tasks(sim, query),
+        _ => return error(StatusCode::NOT_FOUND, "not_found", "No such endpoint"),
+    };
+    let (status, body) = push(sim, kind, body);
+    if let Some(k) = idem {
+        if status == StatusCode::OK {
+            sim.idempotency.lock().unwrap().insert(k, (status.as_u16(), body.clone()));
+        }
+    }
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+fn too_many(retry_after: u64) -> Response {
+    let mut r = error(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "Too many requests");
+    r.headers_mut().insert(header::RETRY_AFTER, retry_after.into());
+    r
+}
+
+fn token(sim: &WfmSim, headers: &HeaderMap, body: &Bytes) -> Response {
+    let basic = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b.trim()).ok())
+        .map(|b| String::from_utf8_lossy(&b).to_string());
+    let expected = format!("{}:{}", sim.cfg.client_id, sim.cfg.client_secret);
+    if basic.as_deref() != Some(expected.as_str()) {
+        return error(StatusCode::UNAUTHORIZED, "invalid_client", "Client authentication failed");
+    }
+    let grant_ok = form_urlencoded::parse(body).any(|(k, v)| k == "grant_type" && v == "client_credentials");
+    if !grant_ok {
+        return error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "grant_type must be client_credentials");
+    }
+    let n = sim.token_counter.fetch_add(1, Ordering::SeqCst);
+    let tok = format!("sim.{n}.{}", sim.cfg.seed);
+    sim.tokens
+        .lock()
+        .unwrap()
+        .insert(tok.clone(), Instant::now() + Duration::from_secs(sim.cfg.token_ttl_secs));
+    let body = json!({"data": {"accessToken": tok, "tokenType": "Bearer", "expiresIn": sim.cfg.token_ttl_secs}});
+    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+}
+
+/// A UTC timestamp the receiver accepts: ISO 8601 with `Z` or an offset.
+fn strict_ts(v: &Value) -> Result<Option<Ms>, ()> {
+    match v {
+        Value::Null => Ok(None),
+        Value::String(s) => {
+            let has_zone = s.ends_with('Z') || s.rfind(['+', '-']).is_some_and(|i| i > 10);
+            if !has_zone {
+                return Err(());
+            }
+            time::parse_ts(s).map(Some).ok_or(())
+        }
+        _ => Err(()),
+    }
+}
+
+fn push(sim: &WfmSim, kind: Kind, body: &Bytes) -> (StatusCode, String) {
+    let bad = |code: &str, msg: &str| {
+        (StatusCode::BAD_REQUEST, json!({"error": {"code": code, "message": msg}}).to_string())
+    };
+    let Ok(env) = serde_json::from_slice::<Value>(body) else {
+        return bad("malformed", "body is not JSON");
+    };
+    let Some(integration) = env["integrationId"].as_str().filter(|s| !s.is_empty()) else {
+        return bad("malformed", "integrationId is required");
+    };
+    if !sim.cfg.integrations.is_empty() && !sim.cfg.integrations.iter().any(|i| i == integration) {
+        return (StatusCode::NOT_FOUND, json!({"error": {"code": "unknown_integration", "message": "integrationId is not known"}}).to_string());
+    }
+    let Some(data) = env["data"].as_array() else {
+        return bad("malformed", "data must be an array");
+    };
+    if data.len() > 100 {
+        return (StatusCode::PAYLOAD_TOO_LARGE, json!({"error": {"code": "batch_too_large", "message": "at most 100 records per request"}}).to_string());
+    }
+    let window = match &env["replaceWindow"] {
+        Value::Null => None,
+        w => match (strict_ts(&w["start"]), strict_ts(&w["end"])) {
+            (Ok(Some(s)), Ok(Some(e))) => {
+                if e <= s || e - s > 31 * time::MS_PER_DAY {
+                    return (StatusCode::UNPROCESSABLE_ENTITY, json!({"error": {"code": "invalid_window", "message": "replaceWindow must be non-empty and at most 31 days"}}).to_string());
+                }
+                Some((s, e))
+            }
+            _ => return bad("invalid_time", "replaceWindow needs start and end as UTC timestamps"),
+        },
+    };
+    let mut store = sim.store.lock().unwrap();
+    let known_users: std::collections::HashSet<String> = store
+        .records
+        .get(&Kind::Users)
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default();
+    if let Some((s, e)) = window {
+        if kind != Kind::Users {
+            let start_field = start_field(kind);
+            if let Some(m) = store.records.get_mut(&kind) {
+                m.retain(|_, (integ, rec)| {
+                    let st = strict_ts(&rec[start_field]).ok().flatten();
+                    !(integ == integration && st.is_some_and(|t| t >= s && t < e))
+                });
+            }
+        }
+    }
+    let mut out = Outcome {
+        received: data.len(),
+        ..Default::default()
+    };
+    for (index, rec) in data.iter().enumerate() {
+        match validate(kind, rec) {
+            Err((code, msg)) => {
+                out.rejected += 1;
+                out.errors.push(json!({"index": index, "code": code, "message": msg}));
+                continue;
+            }
+            Ok(key) => {
+                if kind == Kind::Tasks {
+                    if let Err(msg) = check_overlap(&mut store, integration, &key, rec) {
+                        out.rejected += 1;
+                        out.errors.push(json!({"index": index, "code": "overlap", "message": msg}));
+                        continue;
+                    }
+                    let email = rec["userEmail"].as_str().map(|e| e.trim().to_lowercase());
+                    let unknown = match &email {
+                        Some(e) => !known_users.contains(e),
+                        None => true,
+                    };
+                    if unknown {
+                        let who = email.unwrap_or_else(|| rec["userIdentifier"].as_str().unwrap_or("").to_string());
+                        if !out.unknown_users.contains(&who) {
+                            out.unknown_users.push(who);
+                        }
+                    }
+                }
+                let m = store.records.entry(kind).or_default();
+                match m.get(&key) {
+                    None => {
+                        out.inserted += 1;
+                    }
+                    Some((_, old)) if old == rec => out.duplicate += 1,
+                    Some(_) => out.updated += 1,
+                }
+                m.insert(key, (integration.to_string(), rec.clone()));
+            }
+        }
+    }
+    sim.persist(&store);
+    (StatusCode::OK, json!({"data": out}).to_string())
+}
+
+fn start_field(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Tasks => "startTime",
+        Kind::Conversations => "dayStart",
+        Kind::Intervals => "intervalStart",
+        Kind::Users => "",
+    }
+}
+
+/// Checks one record's fields; returns its key.
+fn validate(kind: Kind, rec: &Value) -> Result<String, (&'static str, String)> {
+    let need = |f: &str| -> Result<String, (&'static str, String)> {
+        rec[f]
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .ok_or(("missing_field", format!("{f} is required")))
+    };
+    let ts = |f: &str| strict_ts(&rec[f]).map_err(|_| ("invalid_time", format!("{f} must be a UTC timestamp with Z")));
+    match kind {
+        Kind::Users => Ok(need("email")?.trim().to_lowercase()),
+        Kind::Tasks => {
+            let key = need("eventId")?;
+            need("userIdentifier")?;
+            let start = ts("startTime")?.ok_or(("missing_field", "startTime is required".to_string()))?;
+            if let Some(end) = ts("endTime")? {
+                if end < start {
+                    return Err(("invalid_time", "endTime before startTime".into()));
+                }
+            }
+            Ok(key)
+        }
+        Kind::Conversations => {
+            let key = need("externalId")?;
+            ts("dayStart")?.ok_or(("missing_field", "dayStart is required".to_string()))?;
+            ts("createdAt")?;
+            ts("closedAt")?;
+            Ok(key)
+        }
+        Kind::Intervals => {
+            let ws = need("workstream")?;
+            let ch = need("channel")?;
+            let start = ts("intervalStart")?.ok_or(("missing_field", "intervalStart is required".to_string()))?;
+            let minutes = rec["intervalMinutes"].as_i64().unwrap_or(0);
+            if minutes != 15 && minutes != 30 {
+                return Err(("invalid_interval", "intervalMinutes must be 15 or 30".into()));
+            }
+            if start % (minutes * 60_000) != 0 {
+                return Err(("invalid_interval", "intervalStart is not aligned to intervalMinutes".into()));
+            }
+            Ok(format!("{ws}|{ch}|{}", time::fmt_ts(start)))
+        }
+    }
+}
+
+/// Segments of one user on one axis must not overlap: a closed one that overlaps is rejected; a
+/// new one closes the user's open one on that axis.
+fn check_overlap(store: &mut Store, integration: &str, key: &str, rec: &Value) -> Result<(), String> {
+    let user = rec["userIdentifier"].as_str().unwrap_or("");
+    let axis = rec["axis"].as_str().unwrap_or("");
+    let start = strict_ts(&rec["startTime"]).ok().flatten().unwrap_or(0);
+    let end = strict_ts(&rec["endTime"]).ok().flatten();
+    let Some(tasks) = store.records.get_mut(&Kind::Tasks) else {
+        return Ok(());
+    };
+    let mut to_close = Vec::new();
+    for (k, (integ, other)) in tasks.iter() {
+        if k == key || integ != integration || other["userIdentifier"].as_str() != Some(user) || other["axis"].as_str() != Some(axis) {
+            continue;
+        }
+        let os = strict_ts(&other["startTime"]).ok().flatten().unwrap_or(0);
+        match strict_ts(&other["endTime"]).ok().flatten() {
+            None if os <= start => to_close.push(k.clone()),
+            None => {
+                // An open segment that starts after this one: this one must end by then.
+                if end.is_none_or(|e| e > os) {
+                    return Err(format!("overlaps open segment {k}"));
+                }
+            }
+            Some(oe) => {
+                let overlaps = match end {
+                    Some(e) => start < oe && os < e,
+                    None => start < oe,
+                };
+                if overlaps {
+                    return Err(format!("overlaps segment {k}"));
+                }
+            }
+        }
+    }
+    for k in to_close {
+        if let Some((_, other)) = tasks.get_mut(&k) {
+            other["endTime"] = json!(time::fmt_ts(start));
+        }
+    }
+    Ok(())
+}
+
+fn read_tasks(sim: &WfmSim, query: &str) -> Response {
+    let mut from = i64::MIN;
+    let mut to = i64::MAX;
+    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+        let t = time::parse_ts(&v);
+        match (k.as_ref(), t) {
+            ("taskStartTimeFrom", Some(t)) => from = t,
+            ("taskStartTimeTo", Some(t)) => to = t,
+            ("taskStartTimeFrom" | "taskStartTimeTo", None) => {
+                return error(StatusCode::BAD_REQUEST, "invalid_time", "bad timestamp")
+            }
+            _ => {}
+        }
+    }
+    let store = sim.store.lock().unwrap();
+    let tasks: Vec<Value> = store
+        .kind(Kind::Tasks)
+        .into_iter()
+        .filter(|r| strict_ts(&r["startTime"]).ok().flatten().is_some_and(|s| s >= from && s < to))
+        .collect();
+    axum::Json(json!({"data": tasks})).into_response()
+}

@@ -1,0 +1,131 @@
+//! Instants, business days and the timestamp formats both APIs use.
+//!
+//! Internally every instant is UTC epoch milliseconds (`Ms`); business days are `NaiveDate`s in
+//! the pipeline's timezone, whose bounds are computed here so DST days (23 or 25 hours) are right.
+
+use chrono::{DateTime, Duration, NaiveDate, NaiveTime, TimeZone, Utc};
+use chrono_tz::Tz;
+
+/// UTC epoch milliseconds.
+pub type Ms = i64;
+
+pub const MS_PER_HOUR: Ms = 3_600_000;
+pub const MS_PER_DAY: Ms = 24 * MS_PER_HOUR;
+
+/// Parses an RFC 3339 timestamp with 0–9 fraction digits and `Z` or an offset, truncated to ms.
+pub fn parse_ts(s: &str) -> Option<Ms> {
+    let s = s.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Some(t.timestamp_millis());
+    }
+    // Reports and some clients write minute precision (`2024-05-06T00:00Z`).
+    if let Some(stripped) = s.strip_suffix('Z') {
+        if let Ok(t) = chrono::NaiveDateTime::parse_from_str(stripped, "%Y-%m-%dT%H:%M") {
+            return Some(t.and_utc().timestamp_millis());
+        }
+    }
+    None
+}
+
+/// `2024-05-06T15:00:02.118Z`: UTC with milliseconds, the form the WFM requires.
+pub fn fmt_ts(ms: Ms) -> String {
+    to_utc(ms).format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+/// UTC with exactly `digits` fraction digits (0–9), for the simulator's timestamp quirk.
+pub fn fmt_ts_digits(ms: Ms, digits: u32) -> String {
+    let t = to_utc(ms);
+    let base = t.format("%Y-%m-%dT%H:%M:%S").to_string();
+    if digits == 0 {
+        return format!("{base}Z");
+    }
+    let nanos = format!("{:09}", (ms.rem_euclid(1000)) * 1_000_000);
+    format!("{base}.{}Z", &nanos[..digits.min(9) as usize])
+}
+
+pub fn to_utc(ms: Ms) -> DateTime<Utc> {
+    DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+pub fn now_ms() -> Ms {
+    Utc::now().timestamp_millis()
+}
+
+/// The instant a business day starts in `tz`. A day whose midnight falls in a DST gap starts at
+/// the first local time that exists.
+pub fn day_start(tz: Tz, day: NaiveDate) -> Ms {
+    local_to_utc(tz, day, 0)
+}
+
+/// The instant the business day ends (= the next day's start): 23, 24 or 25 hours later.
+pub fn day_end(tz: Tz, day: NaiveDate) -> Ms {
+    day_start(tz, day + Duration::days(1))
+}
+
+/// Local wall-clock minutes after midnight of `day` in `tz`, as UTC ms. Gaps move forward.
+pub fn local_to_utc(tz: Tz, day: NaiveDate, minute_of_day: u32) -> Ms {
+    let mut local = day.and_time(NaiveTime::MIN) + Duration::minutes(minute_of_day as i64);
+    for _ in 0..4 {
+        if let Some(t) = tz.from_local_datetime(&local).earliest() {
+            return t.timestamp_millis();
+        }
+        local += Duration::minutes(30);
+    }
+    local.and_utc().timestamp_millis()
+}
+
+/// The business date of an instant in `tz`.
+pub fn day_of(tz: Tz, ms: Ms) -> NaiveDate {
+    to_utc(ms).with_timezone(&tz).date_naive()
+}
+
+pub fn parse_tz(name: &str) -> Option<Tz> {
+    name.parse::<Tz>().ok()
+}
+
+pub fn parse_date(s: &str) -> Option<NaiveDate> {
+    NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").ok()
+}
+
+/// Every date from `from` to `to`, both included.
+pub fn days_between(from: NaiveDate, to: NaiveDate) -> Vec<NaiveDate> {
+    let mut out = Vec::new();
+    let mut d = from;
+    while d <= to {
+        out.push(d);
+        d += Duration::days(1);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_zero_to_nine_fraction_digits() {
+        let want = parse_ts("2024-05-06T15:00:02.118Z").unwrap();
+        assert_eq!(parse_ts("2024-05-06T15:00:02.118000000Z"), Some(want));
+        assert_eq!(parse_ts("2024-05-06T15:00:02.1189Z"), Some(want));
+        assert_eq!(parse_ts("2024-05-06T15:00:02Z"), Some(want - 118));
+        assert_eq!(parse_ts("2024-05-06T11:00:02.118-04:00"), Some(want));
+        assert_eq!(parse_ts("2024-05-06T15:00Z"), Some(want - 2118));
+        assert_eq!(parse_ts("yesterday"), None);
+        for d in 0..=9 {
+            let s = fmt_ts_digits(want, d);
+            let back = parse_ts(&s).unwrap();
+            assert!(want - back < 1000, "{s}");
+        }
+    }
+
+    #[test]
+    fn dst_days_have_23_and_25_hours() {
+        let tz: Tz = "America/New_York".parse().unwrap();
+        let spring = NaiveDate::from_ymd_opt(2026, 3, 8).unwrap();
+        let fall = NaiveDate::from_ymd_opt(2026, 11, 1).unwrap();
+        assert_eq!(day_end(tz, spring) - day_start(tz, spring), 23 * MS_PER_HOUR);
+        assert_eq!(day_end(tz, fall) - day_start(tz, fall), 25 * MS_PER_HOUR);
+        assert_eq!(day_of(tz, day_start(tz, fall)), fall);
+        assert_eq!(day_of(tz, day_end(tz, fall) - 1), fall);
+    }
+}

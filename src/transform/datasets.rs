@@ -1,0 +1,162 @@
+//! Curated datasets (DESIGN §7): records to frames with the documented columns, sorted by key.
+
+use std::collections::{BTreeMap, HashMap};
+
+use polars::prelude::PolarsResult;
+
+use super::labels::label;
+use super::rules::{first_match, LabelMatcher};
+use super::segments::{state_of, Segment};
+use crate::config::Rule;
+use crate::frames::{DataFrame, FrameBuilder, FrameReader};
+use crate::model::{normalize_email, AgentDim, AgentEvent, InboxDim};
+use crate::time::Ms;
+
+pub const AGENTS: &str = "agents";
+pub const INBOXES: &str = "inboxes";
+pub const AGENT_STATUS_EVENTS: &str = "agent_status_events";
+pub const AGENT_STATUS_SEGMENTS: &str = "agent_status_segments";
+
+/// agent id → normalised e-mail, from the newest agents snapshot.
+pub type Emails = HashMap<String, String>;
+
+pub fn emails(agents: &[AgentDim]) -> Emails {
+    agents
+        .iter()
+        .filter_map(|a| Some((a.agent_id.clone(), normalize_email(a.email.as_deref()?))))
+        .collect()
+}
+
+pub fn agents_frame(agents: &[AgentDim], snapshot_at: Ms) -> PolarsResult<DataFrame> {
+    let mut a: Vec<&AgentDim> = agents.iter().collect();
+    a.sort_by(|x, y| x.agent_id.cmp(&y.agent_id));
+    let norm: Vec<Option<String>> = a.iter().map(|x| x.email.as_deref().map(normalize_email)).collect();
+    FrameBuilder::new(a.len())
+        .str("agent_id", a.iter().map(|x| Some(x.agent_id.as_str())))
+        .str("name", a.iter().map(|x| x.name.as_deref()))
+        .str("email", a.iter().map(|x| x.email.as_deref()))
+        .str("email_normalized", norm.iter().map(|x| x.as_deref()))
+        .list_str("team_ids", a.iter().map(|x| Some(x.team_ids.as_slice())))
+        .ts("snapshot_at", a.iter().map(|_| Some(snapshot_at)))
+        .finish()
+}
+
+/// The workstream an inbox maps to: first rule matching its id or its name, whole.
+pub fn inbox_workstream<'a>(rules: &'a [Rule], inbox: &InboxDim) -> Option<&'a str> {
+    let mut c = vec![inbox.inbox_id.as_str()];
+    if let Some(n) = &inbox.name {
+        c.push(n);
+    }
+    first_match(rules, &c).map(|i| rules[i].name.as_str())
+}
+
+pub fn inboxes_frame(inboxes: &[InboxDim], rules: &[Rule], snapshot_at: Ms) -> PolarsResult<DataFrame> {
+    let mut a: Vec<&InboxDim> = inboxes.iter().collect();
+    a.sort_by(|x, y| x.inbox_id.cmp(&y.inbox_id));
+    FrameBuilder::new(a.len())
+        .str("inbox_id", a.iter().map(|x| Some(x.inbox_id.as_str())))
+        .str("name", a.iter().map(|x| x.name.as_deref()))
+        .bool("disabled", a.iter().map(|x| Some(x.disabled)))
+        .str("workstream", a.iter().map(|x| inbox_workstream(rules, x)))
+        .ts("snapshot_at", a.iter().map(|_| Some(snapshot_at)))
+        .finish()
+}
+
+/// Counts of labels no task rule matched, for the manifest and `check`.
+pub type Unmatched = BTreeMap<String, u64>;
+
+/// `agent_status_events` for a day: every event with its label and task, sorted by `event_id`.
+pub fn events_frame(
+    evs: &[AgentEvent],
+    emails: &Emails,
+    matcher: &mut LabelMatcher,
+    unmatched: &mut Unmatched,
+) -> PolarsResult<DataFrame> {
+    let mut sorted: Vec<&AgentEvent> = evs.iter().collect();
+    sorted.sort_by(|a, b| a.event_id.cmp(&b.event_id));
+    let labels: Vec<String> = sorted.iter().map(|e| label(e)).collect();
+    let tasks: Vec<Option<&str>> = labels
+        .iter()
+        .map(|l| {
+            let t = matcher.task(l);
+            if t.is_none() {
+                *unmatched.entry(l.clone()).or_default() += 1;
+            }
+            t
+        })
+        .collect();
+    FrameBuilder::new(sorted.len())
+        .str("event_id", sorted.iter().map(|e| Some(e.event_id.as_str())))
+        .str("event_type", sorted.iter().map(|e| Some(e.event_type.as_str())))
+        .str("agent_id", sorted.iter().map(|e| Some(e.agent_id.as_str())))
+        .str("agent_email", sorted.iter().map(|e| emails.get(&e.agent_id).map(String::as_str)))
+        .ts("occurred_at", sorted.iter().map(|e| Some(e.occurred_at)))
+        .ts("recorded_at", sorted.iter().map(|e| Some(e.recorded_at)))
+        .str("away_reason", sorted.iter().map(|e| e.away_reason.as_deref()))
+        .str("active_reason", sorted.iter().map(|e| e.active_reason.as_deref()))
+        .list_str("available_for", sorted.iter().map(|e| e.available_for.as_deref()))
+        .str("label", labels.iter().map(|l| Some(l.as_str())))
+        .str("task", tasks.into_iter())
+        .str("source", sorted.iter().map(|e| Some(e.source.as_str())))
+        .finish()
+}
+
+/// `agent_status_segments` for a day (segments arrive sorted by key).
+pub fn segments_frame(segs: &[Segment], emails: &Emails, matcher: &mut LabelMatcher) -> PolarsResult<DataFrame> {
+    let labels: Vec<String> = segs.iter().map(|s| label(s.opened_by)).collect();
+    let tasks: Vec<Option<&str>> = labels.iter().map(|l| matcher.task(l)).collect();
+    FrameBuilder::new(segs.len())
+        .str("agent_id", segs.iter().map(|s| Some(s.agent_id)))
+        .str("agent_email", segs.iter().map(|s| emails.get(s.agent_id).map(String::as_str)))
+        .str("axis", segs.iter().map(|s| Some(s.axis.as_str())))
+        .str("state", segs.iter().map(|s| Some(state_of(s.opened_by))))
+        .str("label", labels.iter().map(|l| Some(l.as_str())))
+        .str("task", tasks.into_iter())
+        .ts("start_at", segs.iter().map(|s| Some(s.start_at)))
+        .ts("end_at", segs.iter().map(|s| s.end_at))
+        .f64("duration_seconds", segs.iter().map(|s| s.end_at.map(|e| (e - s.start_at) as f64 / 1000.0)))
+        .str("opened_by", segs.iter().map(|s| Some(s.opened_by.event_id.as_str())))
+        .finish()
+}
+
+/// A segment piece read back from the curated dataset (what the WFM push sends).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SegmentRow {
+    pub agent_id: String,
+    pub agent_email: Option<String>,
+    pub axis: String,
+    pub state: String,
+    pub label: String,
+    pub task: Option<String>,
+    pub start_at: Ms,
+    pub end_at: Option<Ms>,
+    pub opened_by: String,
+}
+
+pub fn segments_from(df: &DataFrame) -> PolarsResult<Vec<SegmentRow>> {
+    let r = FrameReader(df);
+    let (a, e, ax, st, l, t, s, en, o) = (
+        r.str("agent_id")?,
+        r.str("agent_email")?,
+        r.str("axis")?,
+        r.str("state")?,
+        r.str("label")?,
+        r.str("task")?,
+        r.ts("start_at")?,
+        r.ts("end_at")?,
+        r.str("opened_by")?,
+    );
+    Ok((0..r.height())
+        .map(|i| SegmentRow {
+            agent_id: a[i].clone().unwrap_or_default(),
+            agent_email: e[i].clone(),
+            axis: ax[i].clone().unwrap_or_default(),
+            state: st[i].clone().unwrap_or_default(),
+            label: l[i].clone().unwrap_or_default(),
+            task: t[i].clone(),
+            start_at: s[i].unwrap_or_default(),
+            end_at: en[i],
+            opened_by: o[i].clone().unwrap_or_default(),
+        })
+        .collect())
+}
