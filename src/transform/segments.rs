@@ -152,12 +152,13 @@ mod tests {
             ev("3", "AGENT_STATUS/LOGGED_OUT", 300, None),
             ev("f", "AGENT_AVAILABILITY/FOCUS_ENTERED", 250, None),
         ];
-        let segs = day_segments(0, 1000, true, &evs, &StartState::new());
+        let none = StartState::new();
+        let segs = day_segments(0, 1000, true, &evs, &none);
         let got: Vec<(&str, Ms, Option<Ms>)> = segs.iter().map(|s| (s.opened_by.event_id.as_str(), s.start_at, s.end_at)).collect();
         assert_eq!(got, vec![("1", 100, Some(200)), ("2", 200, Some(300)), ("3", 300, Some(1000))]);
         assert_eq!(state_of(segs[1].opened_by), "away");
         // Today (incomplete): the last segment stays open.
-        let segs = day_segments(0, 1000, false, &evs, &StartState::new());
+        let segs = day_segments(0, 1000, false, &evs, &none);
         assert_eq!(segs[2].end_at, None);
     }
 
