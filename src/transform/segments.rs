@@ -106,8 +106,9 @@ pub fn day_segments<'a>(
             });
         }
     }
+    // Sorted by the dataset's key as stored: (agent_id, axis name, start_at).
     out.sort_by(|a, b| {
-        (a.agent_id, a.axis, a.start_at, &a.opened_by.event_id).cmp(&(b.agent_id, b.axis, b.start_at, &b.opened_by.event_id))
+        (a.agent_id, a.axis.as_str(), a.start_at, &a.opened_by.event_id).cmp(&(b.agent_id, b.axis.as_str(), b.start_at, &b.opened_by.event_id))
     });
     out
 }

@@ -253,3 +253,10 @@ pub fn latest_manifest(root: &Path) -> Value {
     let last = runs.last().expect("a manifest");
     serde_json::from_slice(&std::fs::read(last).unwrap()).unwrap()
 }
+
+/// Column names of a partition, in file order.
+pub fn columns(root: &Path, dataset: &str, day: &str) -> Vec<String> {
+    let f = std::fs::File::open(root.join(dataset).join(format!("date={day}")).join("part-0.parquet")).unwrap();
+    let r = SerializedFileReader::new(f).unwrap();
+    r.metadata().file_metadata().schema().get_fields().iter().map(|f| f.name().to_string()).collect()
+}
