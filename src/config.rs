@@ -240,7 +240,11 @@ impl Ctx<'_> {
         self.src[..offset.min(self.src.len())].matches('\n').count() + 1
     }
 
-    fn err<T>(&self, span: std::ops::Range<usize>, message: impl Into<String>) -> Result<T, ConfigError> {
+    fn err<T>(
+        &self,
+        span: std::ops::Range<usize>,
+        message: impl Into<String>,
+    ) -> Result<T, ConfigError> {
         Err(ConfigError {
             file: self.file.clone(),
             line: self.line(span.start),
@@ -289,12 +293,12 @@ impl Ctx<'_> {
         match parsed.scheme() {
             "https" => {}
             "http" if loopback => {}
-            _ => {
-                return self.err(
-                    v.span(),
-                    format!("{key}: `{url}` must use https:// (plain http is allowed only for loopback)"),
-                )
-            }
+            _ => return self.err(
+                v.span(),
+                format!(
+                    "{key}: `{url}` must use https:// (plain http is allowed only for loopback)"
+                ),
+            ),
         }
         Ok(url)
     }
@@ -336,7 +340,11 @@ impl Pipeline {
         Pipeline::parse(path, &src, &|v| std::env::var(v).ok())
     }
 
-    pub fn parse(path: &Path, src: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Pipeline, ConfigError> {
+    pub fn parse(
+        path: &Path,
+        src: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Pipeline, ConfigError> {
         let cx = Ctx {
             file: path.display().to_string(),
             src,
@@ -354,8 +362,15 @@ impl Pipeline {
             }
         };
         let name = raw.name.get_ref().clone();
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-            return cx.err(raw.name.span(), format!("name: `{name}` must be letters, digits, `-` or `_` (it names folders)"));
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return cx.err(
+                raw.name.span(),
+                format!("name: `{name}` must be letters, digits, `-` or `_` (it names folders)"),
+            );
         }
         let timezone = match &raw.timezone {
             None => None,
@@ -380,12 +395,18 @@ impl Pipeline {
         let (root, compression) = match &raw.output {
             None => (PathBuf::from("output"), Compression::Zstd),
             Some(o) => {
-                let c = match o.compression.get_ref().as_str() {
-                    "zstd" => Compression::Zstd,
-                    "snappy" => Compression::Snappy,
-                    "none" | "uncompressed" => Compression::None,
-                    other => return cx.err(o.compression.span(), format!("output.compression: `{other}` is not one of zstd, snappy, none")),
-                };
+                let c =
+                    match o.compression.get_ref().as_str() {
+                        "zstd" => Compression::Zstd,
+                        "snappy" => Compression::Snappy,
+                        "none" | "uncompressed" => Compression::None,
+                        other => return cx.err(
+                            o.compression.span(),
+                            format!(
+                                "output.compression: `{other}` is not one of zstd, snappy, none"
+                            ),
+                        ),
+                    };
                 (PathBuf::from(cx.expand("output.root", &o.root)?), c)
             }
         };
@@ -394,10 +415,22 @@ impl Pipeline {
             None => None,
             Some(w) => {
                 if w.batch_size == 0 || w.batch_size > 100 {
-                    return cx.err(w.integration_id.span(), format!("wfm.batch_size: {} must be from 1 to 100 (the receiver's cap)", w.batch_size));
+                    return cx.err(
+                        w.integration_id.span(),
+                        format!(
+                            "wfm.batch_size: {} must be from 1 to 100 (the receiver's cap)",
+                            w.batch_size
+                        ),
+                    );
                 }
                 if w.interval_minutes != 15 && w.interval_minutes != 30 {
-                    return cx.err(w.integration_id.span(), format!("wfm.interval_minutes: {} must be 15 or 30", w.interval_minutes));
+                    return cx.err(
+                        w.integration_id.span(),
+                        format!(
+                            "wfm.interval_minutes: {} must be 15 or 30",
+                            w.interval_minutes
+                        ),
+                    );
                 }
                 interval_minutes = w.interval_minutes;
                 Some(WfmConfig {
@@ -424,7 +457,9 @@ impl Pipeline {
                 };
                 match six.parse::<cron::Schedule>() {
                     Ok(sch) => (Some(sch), Some(expr)),
-                    Err(e) => return cx.err(s.cron.span(), format!("schedule.cron: `{expr}`: {e}")),
+                    Err(e) => {
+                        return cx.err(s.cron.span(), format!("schedule.cron: `{expr}`: {e}"))
+                    }
                 }
             }
         };
@@ -517,7 +552,10 @@ pattern = "LOGGED_IN"
         let e = parse(&BASE.replace("${TOKEN}", "${NOPE}")).unwrap_err();
         assert!(e.to_string().contains("NOPE") && e.line == 8, "{e}");
         let e = parse(&BASE.replace("\"LOGGED_IN\"", "\"LOGGED_(IN\"")).unwrap_err();
-        assert!(e.to_string().contains("tasks[1] \"In\"") && e.line == 12, "{e}");
+        assert!(
+            e.to_string().contains("tasks[1] \"In\"") && e.line == 12,
+            "{e}"
+        );
         let e = parse(&BASE.replace("http://127.0.0.1:9", "http://acme.gladly.com")).unwrap_err();
         assert!(e.to_string().contains("https"), "{e}");
         let e = parse(&BASE.replace("America/New_York", "Mars/Olympus")).unwrap_err();

@@ -59,7 +59,11 @@ impl FrameBuilder {
     }
 
     /// `list<string>`.
-    pub fn list_str<'a>(mut self, name: &str, values: impl Iterator<Item = Option<&'a [String]>>) -> Self {
+    pub fn list_str<'a>(
+        mut self,
+        name: &str,
+        values: impl Iterator<Item = Option<&'a [String]>>,
+    ) -> Self {
         let ca: ListChunked = values
             .map(|v| v.map(|v| Series::new(PlSmallStr::EMPTY, v)))
             .collect();
@@ -90,7 +94,12 @@ impl FrameReader<'_> {
     }
 
     pub fn str(&self, name: &str) -> PolarsResult<Vec<Option<String>>> {
-        Ok(self.series(name)?.str()?.iter().map(|v| v.map(str::to_string)).collect())
+        Ok(self
+            .series(name)?
+            .str()?
+            .iter()
+            .map(|v| v.map(str::to_string))
+            .collect())
     }
 
     pub fn ts(&self, name: &str) -> PolarsResult<Vec<Option<Ms>>> {
@@ -116,7 +125,12 @@ impl FrameReader<'_> {
         for i in 0..ca.len() {
             out.push(match ca.get_as_series(i) {
                 None => None,
-                Some(s) => Some(s.str()?.iter().map(|x| x.unwrap_or("").to_string()).collect()),
+                Some(s) => Some(
+                    s.str()?
+                        .iter()
+                        .map(|x| x.unwrap_or("").to_string())
+                        .collect(),
+                ),
             });
         }
         Ok(out)
@@ -124,7 +138,11 @@ impl FrameReader<'_> {
 }
 
 /// Encodes a frame as Parquet with statistics into `file`.
-pub fn write_parquet(df: &mut DataFrame, file: &mut std::fs::File, compression: Compression) -> PolarsResult<u64> {
+pub fn write_parquet(
+    df: &mut DataFrame,
+    file: &mut std::fs::File,
+    compression: Compression,
+) -> PolarsResult<u64> {
     let c = match compression {
         Compression::Zstd => ParquetCompression::Zstd(None),
         Compression::Snappy => ParquetCompression::Snappy,

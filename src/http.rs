@@ -51,7 +51,8 @@ impl SlidingLimiter {
                     sent.push_back(now);
                     return;
                 }
-                (*sent.front().unwrap() + self.window + WINDOW_MARGIN).saturating_duration_since(now)
+                (*sent.front().unwrap() + self.window + WINDOW_MARGIN)
+                    .saturating_duration_since(now)
             };
             tokio::time::sleep(wait.max(Duration::from_millis(1))).await;
         }
@@ -140,14 +141,21 @@ impl Answer {
                 .map(|e| {
                     let attr = e["attr"].as_str().unwrap_or("");
                     let d = e["detail"].as_str().unwrap_or("");
-                    if attr.is_empty() { d.to_string() } else { format!("{attr}: {d}") }
+                    if attr.is_empty() {
+                        d.to_string()
+                    } else {
+                        format!("{attr}: {d}")
+                    }
                 })
                 .collect::<Vec<_>>()
                 .join("; ")
         } else if let Some(m) = v["error"]["message"].as_str() {
             format!("{} ({})", m, v["error"]["code"].as_str().unwrap_or(""))
         } else {
-            String::from_utf8_lossy(&self.body).chars().take(200).collect()
+            String::from_utf8_lossy(&self.body)
+                .chars()
+                .take(200)
+                .collect()
         };
         if text.is_empty() {
             format!("HTTP {}", self.status)
@@ -199,7 +207,11 @@ pub async fn execute(
                         last = format!("HTTP {status}, body cut off: {}", transport_message(&e));
                     }
                     Ok(body) => {
-                        let answer = Answer { status, headers, body };
+                        let answer = Answer {
+                            status,
+                            headers,
+                            body,
+                        };
                         if status == 429 {
                             stats.throttled.fetch_add(1, Ordering::Relaxed);
                             if let Some(secs) = retry_after(&answer.headers) {
@@ -248,7 +260,10 @@ fn transport_message(e: &reqwest::Error) -> String {
     } else {
         "transport error"
     };
-    let url = e.url().map(|u| format!("{}{}", u.host_str().unwrap_or(""), u.path())).unwrap_or_default();
+    let url = e
+        .url()
+        .map(|u| format!("{}{}", u.host_str().unwrap_or(""), u.path()))
+        .unwrap_or_default();
     format!("{kind} ({url})")
 }
 
@@ -267,7 +282,10 @@ mod tests {
         }
         // No 11 admissions inside any one-second window.
         for i in 10..times.len() {
-            assert!(times[i] - times[i - 10] >= Duration::from_secs(1), "{times:?}");
+            assert!(
+                times[i] - times[i - 10] >= Duration::from_secs(1),
+                "{times:?}"
+            );
         }
         // And no waste: 25 requests need just over two windows.
         assert!(times[24] < Duration::from_millis(2200), "{times:?}");

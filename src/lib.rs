@@ -16,17 +16,21 @@ pub mod raw;
 pub mod sim;
 pub mod state;
 pub mod storage;
+pub mod time;
 pub mod transform;
 pub mod wfm;
-pub mod time;
 
 /// A named point where tests can make the process die (`GLADLY_WFM_CRASH_AT=name:N` aborts at the
 /// N-th time the point is reached), to prove that a run killed there resumes cleanly.
 pub fn fault_point(name: &str) {
     use std::sync::atomic::{AtomicUsize, Ordering};
     static HITS: AtomicUsize = AtomicUsize::new(0);
-    let Ok(spec) = std::env::var("GLADLY_WFM_CRASH_AT") else { return };
-    let Some((point, n)) = spec.split_once(':') else { return };
+    let Ok(spec) = std::env::var("GLADLY_WFM_CRASH_AT") else {
+        return;
+    };
+    let Some((point, n)) = spec.split_once(':') else {
+        return;
+    };
     if point == name {
         let hit = HITS.fetch_add(1, Ordering::SeqCst) + 1;
         if n.parse::<usize>().ok() == Some(hit) {

@@ -12,7 +12,11 @@ use gladly_wfm::pipeline::{self, RunOptions, Stages};
 use gladly_wfm::{log, time};
 
 #[derive(Parser)]
-#[command(name = "gladly-wfm", version, about = "Gladly workforce data → a WFM tool and Hive-partitioned Parquet")]
+#[command(
+    name = "gladly-wfm",
+    version,
+    about = "Gladly workforce data → a WFM tool and Hive-partitioned Parquet"
+)]
 struct Cli {
     /// Log lines as `text` or `json` (stderr).
     #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
@@ -142,7 +146,7 @@ enum SimCmd {
     },
 }
 
-fn load(path: &PathBuf) -> Result<Pipeline, ExitCode> {
+fn load(path: &std::path::Path) -> Result<Pipeline, ExitCode> {
     Pipeline::load(path).map_err(|e| {
         eprintln!("gladly-wfm: {e}");
         ExitCode::from(2)
@@ -166,7 +170,11 @@ fn code(c: i32) -> ExitCode {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let format = if cli.log_format == "json" { log::Format::Json } else { log::Format::Text };
+    let format = if cli.log_format == "json" {
+        log::Format::Json
+    } else {
+        log::Format::Text
+    };
     log::configure(format, cli.verbose as i8 - cli.quiet as i8);
     let now = match &cli.now {
         None => time::now_ms(),
@@ -179,8 +187,16 @@ async fn main() -> ExitCode {
         },
     };
     match cli.cmd {
-        Cmd::Demo { days, agents, out } => code(demo::demo(demo::DemoArgs { days, agents, out }).await),
-        Cmd::Run { pipeline: file, from, to, stages, dry_run } => {
+        Cmd::Demo { days, agents, out } => {
+            code(demo::demo(demo::DemoArgs { days, agents, out }).await)
+        }
+        Cmd::Run {
+            pipeline: file,
+            from,
+            to,
+            stages,
+            dry_run,
+        } => {
             let p = match load(&file) {
                 Ok(p) => p,
                 Err(c) => return c,
@@ -197,7 +213,14 @@ async fn main() -> ExitCode {
                 }
             };
             let trigger = if from.is_some() { "manual" } else { "nightly" };
-            let opts = RunOptions { from, to, stages, dry_run, now, trigger: trigger.into() };
+            let opts = RunOptions {
+                from,
+                to,
+                stages,
+                dry_run,
+                now,
+                trigger: trigger.into(),
+            };
             let outcome = pipeline::run(&p, &opts).await;
             println!("{}", outcome.summary);
             code(outcome.exit_code)
@@ -206,7 +229,10 @@ async fn main() -> ExitCode {
             Ok(p) => code(schedule::schedule(&p).await),
             Err(c) => c,
         },
-        Cmd::Check { pipeline: file, offline } => match load(&file) {
+        Cmd::Check {
+            pipeline: file,
+            offline,
+        } => match load(&file) {
             Ok(p) => code(check::check(&p, offline).await),
             Err(c) => c,
         },
@@ -216,7 +242,23 @@ async fn main() -> ExitCode {
         },
         Cmd::Simulate { which } => {
             let r = match which {
-                SimCmd::Gladly { addr, seed, agents, inboxes, days, sim_now, faults, user, token, timezone, rps, reports_per_minute, reports_in_flight, quirks, dump } => {
+                SimCmd::Gladly {
+                    addr,
+                    seed,
+                    agents,
+                    inboxes,
+                    days,
+                    sim_now,
+                    faults,
+                    user,
+                    token,
+                    timezone,
+                    rps,
+                    reports_per_minute,
+                    reports_in_flight,
+                    quirks,
+                    dump,
+                } => {
                     let sim_now = match sim_now.as_deref().or(cli.now.as_deref()) {
                         None => None,
                         Some(s) => match time::parse_ts(s) {
@@ -227,10 +269,44 @@ async fn main() -> ExitCode {
                             }
                         },
                     };
-                    simulate::run_gladly(simulate::GladlyArgs { addr, seed, agents, inboxes, days, now: sim_now, faults, user, token, timezone, rps, reports_per_minute, reports_in_flight, quirks, dump }).await
+                    simulate::run_gladly(simulate::GladlyArgs {
+                        addr,
+                        seed,
+                        agents,
+                        inboxes,
+                        days,
+                        now: sim_now,
+                        faults,
+                        user,
+                        token,
+                        timezone,
+                        rps,
+                        reports_per_minute,
+                        reports_in_flight,
+                        quirks,
+                        dump,
+                    })
+                    .await
                 }
-                SimCmd::Wfm { addr, faults, dump, client_id, client_secret, token_ttl, requests_per_30s } => {
-                    simulate::run_wfm(simulate::WfmArgs { addr, faults, dump, client_id, client_secret, token_ttl, requests_per_30s }).await
+                SimCmd::Wfm {
+                    addr,
+                    faults,
+                    dump,
+                    client_id,
+                    client_secret,
+                    token_ttl,
+                    requests_per_30s,
+                } => {
+                    simulate::run_wfm(simulate::WfmArgs {
+                        addr,
+                        faults,
+                        dump,
+                        client_id,
+                        client_secret,
+                        token_ttl,
+                        requests_per_30s,
+                    })
+                    .await
                 }
             };
             match r {

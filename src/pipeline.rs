@@ -49,7 +49,11 @@ impl Stages {
                 "extract" => st.extract = true,
                 "transform" => st.transform = true,
                 "load" => st.load = true,
-                other => return Err(format!("unknown stage `{other}` (stages: extract, transform, load)")),
+                other => {
+                    return Err(format!(
+                        "unknown stage `{other}` (stages: extract, transform, load)"
+                    ))
+                }
             }
         }
         Ok(st)
@@ -134,7 +138,10 @@ struct Tally {
 
 impl Tally {
     fn rows(&mut self, dataset: &str, day: NaiveDate, n: usize) {
-        self.rows.entry(dataset.into()).or_default().insert(day.to_string(), n);
+        self.rows
+            .entry(dataset.into())
+            .or_default()
+            .insert(day.to_string(), n);
     }
     fn aside(&mut self, items: Vec<SetAside>) {
         self.set_aside_count += items.len();
@@ -164,7 +171,11 @@ struct Run<'a> {
 }
 
 pub fn new_run_id(now: Ms) -> String {
-    format!("{}-{}", time::to_utc(now).format("%Y%m%dT%H%M%SZ"), std::process::id())
+    format!(
+        "{}-{}",
+        time::to_utc(now).format("%Y%m%dT%H%M%SZ"),
+        std::process::id()
+    )
 }
 
 /// Runs a pipeline once. Never panics on bad input; the outcome carries the exit code.
@@ -183,7 +194,16 @@ pub async fn run(p: &Pipeline, opts: &RunOptions) -> RunOutcome {
     }
     let _lock = match RunLock::acquire(&p.state_dir(), &p.name, &run_id) {
         Ok(l) => l,
-        Err(e) => return early(if matches!(e, LockError::Held { .. }) { 3 } else { 1 }, e.to_string()),
+        Err(e) => {
+            return early(
+                if matches!(e, LockError::Held { .. }) {
+                    3
+                } else {
+                    1
+                },
+                e.to_string(),
+            )
+        }
     };
     let state = match PipelineState::load(&p.state_dir()) {
         Ok(s) => s,
@@ -257,7 +277,12 @@ pub async fn run(p: &Pipeline, opts: &RunOptions) -> RunOutcome {
             None
         }
     };
-    let rows = |d: &str| t.rows.get(d).map(|m| m.values().sum::<usize>()).unwrap_or(0);
+    let rows = |d: &str| {
+        t.rows
+            .get(d)
+            .map(|m| m.values().sum::<usize>())
+            .unwrap_or(0)
+    };
     let w = |f: fn(&PushTotals) -> u64| t.wfm.values().map(f).sum::<u64>();
     let summary = log::redact(&format!(
         "gladly-wfm {}: {} — {} day(s){}; events {}, segments {}; unmatched labels {}; set aside {}; wfm inserted {} updated {} duplicate {} rejected {}; {:.1}s{}{}",
@@ -308,7 +333,14 @@ pub fn last_complete_day(tz: Tz, now: Ms, lag_minutes: u32) -> NaiveDate {
 
 /// The days a run processes: the explicit range, or (nightly) every complete day after the
 /// cursor, the last `settle_days` again, and today when intraday.
-pub fn plan_days(p: &Pipeline, state: &PipelineState, tz: Tz, now: Ms, from: Option<NaiveDate>, to: Option<NaiveDate>) -> Vec<NaiveDate> {
+pub fn plan_days(
+    p: &Pipeline,
+    state: &PipelineState,
+    tz: Tz,
+    now: Ms,
+    from: Option<NaiveDate>,
+    to: Option<NaiveDate>,
+) -> Vec<NaiveDate> {
     if let (Some(f), Some(t)) = (from, to) {
         return time::days_between(f, t);
     }
@@ -332,23 +364,41 @@ impl Run<'_> {
     async fn execute(&mut self) -> Result<(), RunError> {
         let swept = self.st.sweep_temp();
         if swept > 0 {
-            log::info(format!("removed {swept} temporary file(s) left by an interrupted run"));
+            log::info(format!(
+                "removed {swept} temporary file(s) left by an interrupted run"
+            ));
         }
         self.tz = self.resolve_timezone().await?;
         let tz = self.tz;
         let today = time::day_of(tz, self.opts.now);
         if let Some(t) = self.opts.to {
             if t > today {
-                return Err(RunError::Usage(format!("--to {t} is in the future (today is {today} in {})", tz.name())));
+                return Err(RunError::Usage(format!(
+                    "--to {t} is in the future (today is {today} in {})",
+                    tz.name()
+                )));
             }
         }
-        self.window = plan_days(self.p, &self.state, tz, self.opts.now, self.opts.from, self.opts.to);
+        self.window = plan_days(
+            self.p,
+            &self.state,
+            tz,
+            self.opts.now,
+            self.opts.from,
+            self.opts.to,
+        );
         log::info(format!(
             "pipeline {}: {} day(s) {}..{} in {}",
             self.p.name,
             self.window.len(),
-            self.window.first().map(|d| d.to_string()).unwrap_or_default(),
-            self.window.last().map(|d| d.to_string()).unwrap_or_default(),
+            self.window
+                .first()
+                .map(|d| d.to_string())
+                .unwrap_or_default(),
+            self.window
+                .last()
+                .map(|d| d.to_string())
+                .unwrap_or_default(),
             tz.name()
         ));
         if self.opts.stages.extract {
@@ -418,11 +468,17 @@ impl Run<'_> {
         let now = time::now_ms();
         let agents = self.gladly.agents().await?;
         let inboxes = self.gladly.inboxes().await?;
-        let mut a = raw::agents_frame(&agents, now).map_err(polars_err("agents snapshot".into()))?;
+        let mut a =
+            raw::agents_frame(&agents, now).map_err(polars_err("agents snapshot".into()))?;
         self.st.write_partition(raw::AGENTS, today, &mut a)?;
-        let mut i = raw::inboxes_frame(&inboxes, now).map_err(polars_err("inboxes snapshot".into()))?;
+        let mut i =
+            raw::inboxes_frame(&inboxes, now).map_err(polars_err("inboxes snapshot".into()))?;
         self.st.write_partition(raw::INBOXES, today, &mut i)?;
-        log::info(format!("dimensions: {} agents, {} inboxes", agents.len(), inboxes.len()));
+        log::info(format!(
+            "dimensions: {} agents, {} inboxes",
+            agents.len(),
+            inboxes.len()
+        ));
         self.tally.time("extract", t);
         Ok(())
     }
@@ -431,7 +487,8 @@ impl Run<'_> {
         match raw::newest(&self.st, raw::AGENTS)? {
             None => Ok((Vec::new(), Emails::new())),
             Some((_, df)) => {
-                let (agents, _) = raw::agents_from(&df).map_err(polars_err("agents snapshot".into()))?;
+                let (agents, _) =
+                    raw::agents_from(&df).map_err(polars_err("agents snapshot".into()))?;
                 let e = ds::emails(&agents);
                 Ok((agents, e))
             }
@@ -441,13 +498,16 @@ impl Run<'_> {
     /// Curated `agents` and `inboxes` from the newest raw snapshot, under its own date.
     fn transform_dimensions(&mut self) -> Result<(), RunError> {
         if let Some((day, df)) = raw::newest(&self.st, raw::AGENTS)? {
-            let (agents, snap) = raw::agents_from(&df).map_err(polars_err("agents snapshot".into()))?;
-            let mut f = ds::agents_frame(&agents, snap.unwrap_or_default()).map_err(polars_err("agents".into()))?;
+            let (agents, snap) =
+                raw::agents_from(&df).map_err(polars_err("agents snapshot".into()))?;
+            let mut f = ds::agents_frame(&agents, snap.unwrap_or_default())
+                .map_err(polars_err("agents".into()))?;
             self.st.write_partition(ds::AGENTS, day, &mut f)?;
             self.tally.rows(ds::AGENTS, day, agents.len());
         }
         if let Some((day, df)) = raw::newest(&self.st, raw::INBOXES)? {
-            let (inboxes, snap) = raw::inboxes_from(&df).map_err(polars_err("inboxes snapshot".into()))?;
+            let (inboxes, snap) =
+                raw::inboxes_from(&df).map_err(polars_err("inboxes snapshot".into()))?;
             for i in &inboxes {
                 if ds::inbox_workstream(&self.p.workstreams, i).is_none() {
                     let name = format!("{} ({})", i.name.as_deref().unwrap_or(""), i.inbox_id);
@@ -481,28 +541,39 @@ impl Run<'_> {
             let (e, a) = decode::agent_events_csv(&body, &what)
                 .map_err(|d| RunError::Failed(format!("Gladly's {what} could not be read: {d}")))?;
             if e.len() >= 95_000 {
-                log::warn(format!("{what}: {} rows, close to the reports' reported cap; the day may be truncated", e.len()));
+                log::warn(format!(
+                    "{what}: {} rows, close to the reports' reported cap; the day may be truncated",
+                    e.len()
+                ));
             }
             (e, a, SOURCE_REPORT)
         };
         self.tally.aside(aside);
         // Rows outside the day would be another day's: set aside, never silently merged.
-        let (inside, outside): (Vec<_>, Vec<_>) = fresh.into_iter().partition(|e| e.recorded_at >= start && e.recorded_at < end);
+        let (inside, outside): (Vec<_>, Vec<_>) = fresh
+            .into_iter()
+            .partition(|e| e.recorded_at >= start && e.recorded_at < end);
         self.tally.aside(
             outside
                 .iter()
                 .map(|e| SetAside {
                     location: format!("{source} {day}, event {}", e.event_id),
-                    reason: format!("recorded at {} is outside the day", time::fmt_ts(e.recorded_at)),
+                    reason: format!(
+                        "recorded at {} is outside the day",
+                        time::fmt_ts(e.recorded_at)
+                    ),
                 })
                 .collect(),
         );
         let old = raw::read_agent_events(&self.st, day)?.unwrap_or_default();
         let merged = raw::merge_agent_events(old, inside);
-        let mut df = raw::agent_events_frame(&merged).map_err(polars_err(format!("raw agent events {day}")))?;
+        let mut df = raw::agent_events_frame(&merged)
+            .map_err(polars_err(format!("raw agent events {day}")))?;
         self.st.write_partition(raw::AGENT_EVENTS, day, &mut df)?;
         crate::fault_point("raw-written");
-        self.tally.sources.insert(day.to_string(), source.to_string());
+        self.tally
+            .sources
+            .insert(day.to_string(), source.to_string());
         self.tally.rows(raw::AGENT_EVENTS, day, merged.len());
         Ok(())
     }
@@ -517,10 +588,17 @@ impl Run<'_> {
         Ok(st)
     }
 
-    fn transform_day(&mut self, day: NaiveDate, emails: &Emails, carry: &mut Option<(NaiveDate, StartState)>) -> Result<(), RunError> {
+    fn transform_day(
+        &mut self,
+        day: NaiveDate,
+        emails: &Emails,
+        carry: &mut Option<(NaiveDate, StartState)>,
+    ) -> Result<(), RunError> {
         let tz = self.tz;
         let evs = raw::read_agent_events(&self.st, day)?.ok_or_else(|| {
-            RunError::Failed(format!("day {day} has no raw agent events: run the extract stage for it first"))
+            RunError::Failed(format!(
+                "day {day} has no raw agent events: run the extract stage for it first"
+            ))
         })?;
         let mut prior = match carry.take() {
             Some((d, s)) if d + Duration::days(1) == day => s,
@@ -532,15 +610,19 @@ impl Run<'_> {
         let (start, end) = (time::day_start(tz, day), time::day_end(tz, day));
         let complete = end <= self.opts.now;
         let mut matcher = LabelMatcher::new(&self.p.tasks);
-        let mut ev_df = ds::events_frame(&evs, emails, &mut matcher, &mut self.tally.unmatched_labels)
-            .map_err(polars_err(format!("agent_status_events {day}")))?;
-        self.st.write_partition(ds::AGENT_STATUS_EVENTS, day, &mut ev_df)?;
+        let mut ev_df =
+            ds::events_frame(&evs, emails, &mut matcher, &mut self.tally.unmatched_labels)
+                .map_err(polars_err(format!("agent_status_events {day}")))?;
+        self.st
+            .write_partition(ds::AGENT_STATUS_EVENTS, day, &mut ev_df)?;
         self.tally.rows(ds::AGENT_STATUS_EVENTS, day, evs.len());
         let segs = day_segments(start, end, complete, &evs, &prior);
         let n = segs.len();
-        let mut seg_df = ds::segments_frame(&segs, emails, &mut matcher).map_err(polars_err(format!("agent_status_segments {day}")))?;
+        let mut seg_df = ds::segments_frame(&segs, emails, &mut matcher)
+            .map_err(polars_err(format!("agent_status_segments {day}")))?;
         drop(segs);
-        self.st.write_partition(ds::AGENT_STATUS_SEGMENTS, day, &mut seg_df)?;
+        self.st
+            .write_partition(ds::AGENT_STATUS_SEGMENTS, day, &mut seg_df)?;
         crate::fault_point("curated-written");
         self.tally.rows(ds::AGENT_STATUS_SEGMENTS, day, n);
         advance_state(&mut prior, &evs);
@@ -550,11 +632,28 @@ impl Run<'_> {
 
     /// Pushes users once, then each day's segments, after all Parquet is safely written.
     async fn load(&mut self, agents: &[AgentDim], days: &[NaiveDate]) -> Result<(), RunError> {
-        let Some(client) = self.wfm.as_ref() else { return Ok(()) };
+        let Some(client) = self.wfm.as_ref() else {
+            return Ok(());
+        };
         let batch = self.p.wfm.as_ref().map(|w| w.batch_size).unwrap_or(100);
         let state_dir = self.p.state_dir();
-        let users = PushPlan::new("users".into(), push::USERS_PATH, true, None, push::user_records(agents), batch);
-        let r = push::push_plan(client, &users, &mut self.state, &state_dir, &mut self.tally.wfm, "users").await;
+        let users = PushPlan::new(
+            "users".into(),
+            push::USERS_PATH,
+            true,
+            None,
+            push::user_records(agents),
+            batch,
+        );
+        let r = push::push_plan(
+            client,
+            &users,
+            &mut self.state,
+            &state_dir,
+            &mut self.tally.wfm,
+            "users",
+        )
+        .await;
         if let Err(e) = r {
             return self.wfm_failed(e);
         }
@@ -562,10 +661,27 @@ impl Run<'_> {
             let df = self.st.read_partition(ds::AGENT_STATUS_SEGMENTS, day)?.ok_or_else(|| {
                 RunError::Failed(format!("day {day} has no agent_status_segments: run the transform stage for it first"))
             })?;
-            let segs = ds::segments_from(&df).map_err(polars_err(format!("agent_status_segments {day}")))?;
+            let segs = ds::segments_from(&df)
+                .map_err(polars_err(format!("agent_status_segments {day}")))?;
             let window = (time::day_start(self.tz, day), time::day_end(self.tz, day));
-            let plan = PushPlan::new(format!("tasks/{day}"), push::TASKS_PATH, false, Some(window), push::segment_records(day, &segs), batch);
-            if let Err(e) = push::push_plan(client, &plan, &mut self.state, &state_dir, &mut self.tally.wfm, "tasks").await {
+            let plan = PushPlan::new(
+                format!("tasks/{day}"),
+                push::TASKS_PATH,
+                false,
+                Some(window),
+                push::segment_records(day, &segs),
+                batch,
+            );
+            if let Err(e) = push::push_plan(
+                client,
+                &plan,
+                &mut self.state,
+                &state_dir,
+                &mut self.tally.wfm,
+                "tasks",
+            )
+            .await
+            {
                 return self.wfm_failed(e);
             }
             self.state.mark("load", day);

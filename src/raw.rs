@@ -19,13 +19,22 @@ pub const INBOXES: &str = "raw/inboxes";
 pub fn agent_events_frame(evs: &[AgentEvent]) -> PolarsResult<DataFrame> {
     FrameBuilder::new(evs.len())
         .str("event_id", evs.iter().map(|e| Some(e.event_id.as_str())))
-        .str("event_type", evs.iter().map(|e| Some(e.event_type.as_str())))
+        .str(
+            "event_type",
+            evs.iter().map(|e| Some(e.event_type.as_str())),
+        )
         .str("agent_id", evs.iter().map(|e| Some(e.agent_id.as_str())))
         .ts("occurred_at", evs.iter().map(|e| Some(e.occurred_at)))
         .ts("recorded_at", evs.iter().map(|e| Some(e.recorded_at)))
         .str("away_reason", evs.iter().map(|e| e.away_reason.as_deref()))
-        .str("active_reason", evs.iter().map(|e| e.active_reason.as_deref()))
-        .list_str("available_for", evs.iter().map(|e| e.available_for.as_deref()))
+        .str(
+            "active_reason",
+            evs.iter().map(|e| e.active_reason.as_deref()),
+        )
+        .list_str(
+            "available_for",
+            evs.iter().map(|e| e.available_for.as_deref()),
+        )
         .str("source", evs.iter().map(|e| Some(e.source.as_str())))
         .finish()
 }
@@ -58,7 +67,10 @@ pub fn agent_events_from(df: &DataFrame) -> PolarsResult<Vec<AgentEvent>> {
     Ok(out)
 }
 
-pub fn read_agent_events(st: &Storage, day: NaiveDate) -> Result<Option<Vec<AgentEvent>>, StorageError> {
+pub fn read_agent_events(
+    st: &Storage,
+    day: NaiveDate,
+) -> Result<Option<Vec<AgentEvent>>, StorageError> {
     match st.read_partition(AGENT_EVENTS, day)? {
         None => Ok(None),
         Some(df) => agent_events_from(&df).map(Some).map_err(|e| StorageError {
@@ -71,7 +83,8 @@ pub fn read_agent_events(st: &Storage, day: NaiveDate) -> Result<Option<Vec<Agen
 /// Merges a fresh fetch into what the raw zone holds for the day: the union by event id, fresh
 /// rows winning. (Focus events exist only in Events-API windows; a later report must not erase them.)
 pub fn merge_agent_events(old: Vec<AgentEvent>, fresh: Vec<AgentEvent>) -> Vec<AgentEvent> {
-    let mut by_id: HashMap<String, AgentEvent> = old.into_iter().map(|e| (e.event_id.clone(), e)).collect();
+    let mut by_id: HashMap<String, AgentEvent> =
+        old.into_iter().map(|e| (e.event_id.clone(), e)).collect();
     for e in fresh {
         by_id.insert(e.event_id.clone(), e);
     }
@@ -85,7 +98,10 @@ pub fn agents_frame(agents: &[AgentDim], snapshot_at: Ms) -> PolarsResult<DataFr
         .str("agent_id", agents.iter().map(|a| Some(a.agent_id.as_str())))
         .str("name", agents.iter().map(|a| a.name.as_deref()))
         .str("email", agents.iter().map(|a| a.email.as_deref()))
-        .list_str("team_ids", agents.iter().map(|a| Some(a.team_ids.as_slice())))
+        .list_str(
+            "team_ids",
+            agents.iter().map(|a| Some(a.team_ids.as_slice())),
+        )
         .ts("snapshot_at", agents.iter().map(|_| Some(snapshot_at)))
         .finish()
 }
@@ -110,7 +126,10 @@ pub fn agents_from(df: &DataFrame) -> PolarsResult<(Vec<AgentDim>, Option<Ms>)> 
 
 pub fn inboxes_frame(inboxes: &[InboxDim], snapshot_at: Ms) -> PolarsResult<DataFrame> {
     FrameBuilder::new(inboxes.len())
-        .str("inbox_id", inboxes.iter().map(|a| Some(a.inbox_id.as_str())))
+        .str(
+            "inbox_id",
+            inboxes.iter().map(|a| Some(a.inbox_id.as_str())),
+        )
         .str("name", inboxes.iter().map(|a| a.name.as_deref()))
         .bool("disabled", inboxes.iter().map(|a| Some(a.disabled)))
         .ts("snapshot_at", inboxes.iter().map(|_| Some(snapshot_at)))

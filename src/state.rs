@@ -54,11 +54,17 @@ impl PipelineState {
     }
 
     pub fn save(&self, dir: &Path) -> Result<(), StorageError> {
-        write_atomic(&Self::path(dir), &serde_json::to_vec_pretty(self).unwrap_or_default())
+        write_atomic(
+            &Self::path(dir),
+            &serde_json::to_vec_pretty(self).unwrap_or_default(),
+        )
     }
 
     pub fn mark(&mut self, stage: &str, day: NaiveDate) {
-        self.completed.entry(stage.to_string()).or_default().insert(day);
+        self.completed
+            .entry(stage.to_string())
+            .or_default()
+            .insert(day);
     }
 }
 
@@ -72,7 +78,11 @@ pub struct RunLock {
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
     #[error("another run of pipeline `{pipeline}` holds the lock ({holder}); lock file {path}")]
-    Held { pipeline: String, holder: String, path: String },
+    Held {
+        pipeline: String,
+        holder: String,
+        path: String,
+    },
     #[error("cannot create the lock file {path}: {detail}")]
     Io { path: String, detail: String },
 }
@@ -98,7 +108,11 @@ impl RunLock {
                 let holder = std::fs::read_to_string(&path).unwrap_or_default();
                 return Err(LockError::Held {
                     pipeline: pipeline.to_string(),
-                    holder: if holder.trim().is_empty() { "holder unknown".into() } else { holder.trim().to_string() },
+                    holder: if holder.trim().is_empty() {
+                        "holder unknown".into()
+                    } else {
+                        holder.trim().to_string()
+                    },
                     path: path.display().to_string(),
                 });
             }
@@ -119,7 +133,11 @@ impl RunLock {
     /// Who holds the lock now, if anyone (for `status`).
     pub fn holder(dir: &Path) -> Option<String> {
         let path = dir.join("run.lock");
-        let file = std::fs::OpenOptions::new().read(true).write(true).open(&path).ok()?;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .ok()?;
         match file.try_lock() {
             Ok(()) => {
                 let _ = file.unlock();

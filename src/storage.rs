@@ -47,7 +47,12 @@ impl Storage {
     }
 
     /// Replaces a day's partition of a dataset whole.
-    pub fn write_partition(&self, dataset: &str, day: NaiveDate, df: &mut DataFrame) -> Result<(), StorageError> {
+    pub fn write_partition(
+        &self,
+        dataset: &str,
+        day: NaiveDate,
+        df: &mut DataFrame,
+    ) -> Result<(), StorageError> {
         let dir = self.partition_dir(dataset, day);
         std::fs::create_dir_all(&dir).map_err(|e| err(&dir, e))?;
         let target = dir.join("part-0.parquet");
@@ -61,12 +66,18 @@ impl Storage {
         Ok(())
     }
 
-    pub fn read_partition(&self, dataset: &str, day: NaiveDate) -> Result<Option<DataFrame>, StorageError> {
+    pub fn read_partition(
+        &self,
+        dataset: &str,
+        day: NaiveDate,
+    ) -> Result<Option<DataFrame>, StorageError> {
         let path = self.partition_file(dataset, day);
         if !path.exists() {
             return Ok(None);
         }
-        frames::read_parquet(&path).map(Some).map_err(|e| err(&path, e))
+        frames::read_parquet(&path)
+            .map(Some)
+            .map_err(|e| err(&path, e))
     }
 
     /// The dates that have a partition, ascending.
@@ -95,7 +106,9 @@ impl Storage {
                 let p = e.path();
                 if p.is_dir() {
                     walk(&p, n, depth + 1);
-                } else if e.file_name().to_string_lossy().contains(TMP_MARK) && std::fs::remove_file(&p).is_ok() {
+                } else if e.file_name().to_string_lossy().contains(TMP_MARK)
+                    && std::fs::remove_file(&p).is_ok()
+                {
                     *n += 1;
                 }
             }
@@ -110,7 +123,10 @@ impl Storage {
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StorageError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| err(dir, e))?;
-    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}{TMP_MARK}{}", std::process::id()));
     let mut f = std::fs::File::create(&tmp).map_err(|e| err(&tmp, e))?;
     f.write_all(bytes).map_err(|e| err(&tmp, e))?;

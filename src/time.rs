@@ -123,7 +123,10 @@ mod tests {
         let tz: Tz = "America/New_York".parse().unwrap();
         let spring = NaiveDate::from_ymd_opt(2026, 3, 8).unwrap();
         let fall = NaiveDate::from_ymd_opt(2026, 11, 1).unwrap();
-        assert_eq!(day_end(tz, spring) - day_start(tz, spring), 23 * MS_PER_HOUR);
+        assert_eq!(
+            day_end(tz, spring) - day_start(tz, spring),
+            23 * MS_PER_HOUR
+        );
         assert_eq!(day_end(tz, fall) - day_start(tz, fall), 25 * MS_PER_HOUR);
         assert_eq!(day_of(tz, day_start(tz, fall)), fall);
         assert_eq!(day_of(tz, day_end(tz, fall) - 1), fall);

@@ -14,10 +14,16 @@ use crate::http::{execute, Answer, RetryPolicy, SlidingLimiter, Stats};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WfmError {
-    #[error("the WFM refused the credentials ({detail}): check wfm.client_id and wfm.client_secret")]
+    #[error(
+        "the WFM refused the credentials ({detail}): check wfm.client_id and wfm.client_secret"
+    )]
     Auth { detail: String },
     #[error("the WFM refused {what}: {detail}")]
-    Rejected { what: String, status: u16, detail: String },
+    Rejected {
+        what: String,
+        status: u16,
+        detail: String,
+    },
     #[error("{0}")]
     Unreachable(#[from] crate::http::Exhausted),
     #[error("the WFM's answer to {what} could not be read: {detail}")]
@@ -92,7 +98,9 @@ impl WfmClient {
         )
         .await?;
         if a.status == 401 || a.status == 403 {
-            return Err(WfmError::Auth { detail: format!("HTTP {}", a.status) });
+            return Err(WfmError::Auth {
+                detail: format!("HTTP {}", a.status),
+            });
         }
         if !a.ok() {
             return Err(WfmError::Rejected {
@@ -118,7 +126,13 @@ impl WfmClient {
     }
 
     /// Sends one batch. `method` is PUT for users, POST otherwise.
-    pub async fn send(&self, put: bool, path: &str, envelope: &Value, idempotency_key: &str) -> Result<PushAnswer, WfmError> {
+    pub async fn send(
+        &self,
+        put: bool,
+        path: &str,
+        envelope: &Value,
+        idempotency_key: &str,
+    ) -> Result<PushAnswer, WfmError> {
         let url = format!("{}{}", self.cfg.base_url, path);
         let what = format!("{} {path}", if put { "PUT" } else { "POST" });
         let mut fresh = false;
@@ -127,7 +141,11 @@ impl WfmClient {
             let a: Answer = execute(
                 &what,
                 || {
-                    let rb = if put { self.http.put(&url) } else { self.http.post(&url) };
+                    let rb = if put {
+                        self.http.put(&url)
+                    } else {
+                        self.http.post(&url)
+                    };
                     rb.bearer_auth(&token)
                         .header("Idempotency-Key", idempotency_key)
                         .json(envelope)
@@ -140,13 +158,16 @@ impl WfmClient {
             .await?;
             match a.status {
                 200..=299 => {
-                    let v: Value = serde_json::from_slice(&a.body).map_err(|e| WfmError::Decode {
-                        what: what.clone(),
-                        detail: e.to_string(),
-                    })?;
-                    return serde_json::from_value(v["data"].clone()).map_err(|e| WfmError::Decode {
-                        what: what.clone(),
-                        detail: e.to_string(),
+                    let v: Value =
+                        serde_json::from_slice(&a.body).map_err(|e| WfmError::Decode {
+                            what: what.clone(),
+                            detail: e.to_string(),
+                        })?;
+                    return serde_json::from_value(v["data"].clone()).map_err(|e| {
+                        WfmError::Decode {
+                            what: what.clone(),
+                            detail: e.to_string(),
+                        }
                     });
                 }
                 // An expired or revoked token: one fresh token, one more try.

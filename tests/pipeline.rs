@@ -18,7 +18,12 @@ fn out(dir: &std::path::Path) -> std::path::PathBuf {
 
 fn strip(rows: &Rows, drop: &[&str]) -> Vec<Map<String, Value>> {
     rows.iter()
-        .map(|r| r.iter().filter(|(k, _)| !drop.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect())
+        .map(|r| {
+            r.iter()
+                .filter(|(k, _)| !drop.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
         .collect()
 }
 
@@ -27,81 +32,214 @@ async fn old_days_from_reports_today_from_events_api_and_datasets_read_back() {
     let s = start_default(NOW).await;
     let dir = tempfile::tempdir().unwrap();
     let p = pipeline(dir.path(), &s, "", "");
-    let o = run(dir.path(), &p, NOW, &["--from", "2026-10-31", "--to", "2026-11-04"]).await;
+    let o = run(
+        dir.path(),
+        &p,
+        NOW,
+        &["--from", "2026-10-31", "--to", "2026-11-04"],
+    )
+    .await;
     assert_eq!(o.code, 0, "{o}");
     // Which API served which day: reports for complete days, the Events API for today only.
     let log = s.gladly.requests();
     let report_days: BTreeSet<String> = log
         .iter()
         .filter(|r| r.path == "/api/v1/reports")
-        .map(|r| serde_json::from_str::<Value>(&r.body).unwrap()["startAt"].as_str().unwrap().to_string())
+        .map(|r| {
+            serde_json::from_str::<Value>(&r.body).unwrap()["startAt"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect();
-    assert_eq!(report_days, ["2026-10-31", "2026-11-01", "2026-11-02", "2026-11-03"].map(String::from).into());
+    assert_eq!(
+        report_days,
+        ["2026-10-31", "2026-11-01", "2026-11-02", "2026-11-03"]
+            .map(String::from)
+            .into()
+    );
     let events: Vec<_> = log.iter().filter(|r| r.path == "/api/v1/events").collect();
     assert_eq!(events.len(), 1);
-    assert!(events[0].query.contains("startAt=2026-11-04T05%3A00%3A00.000Z"), "{}", events[0].query);
-    assert!(log.iter().all(|r| r.status == 200), "no 429s: the client keeps to the limits");
+    assert!(
+        events[0]
+            .query
+            .contains("startAt=2026-11-04T05%3A00%3A00.000Z"),
+        "{}",
+        events[0].query
+    );
+    assert!(
+        log.iter().all(|r| r.status == 200),
+        "no 429s: the client keeps to the limits"
+    );
 
     let root = out(dir.path());
     let ev = dataset(&root, "agent_status_events");
-    assert_eq!(ev.keys().cloned().collect::<Vec<_>>(), vec!["2026-10-31", "2026-11-01", "2026-11-02", "2026-11-03", "2026-11-04"]);
+    assert_eq!(
+        ev.keys().cloned().collect::<Vec<_>>(),
+        vec![
+            "2026-10-31",
+            "2026-11-01",
+            "2026-11-02",
+            "2026-11-03",
+            "2026-11-04"
+        ]
+    );
     let cols = columns(&root, "agent_status_events", "2026-11-02");
-    assert_eq!(cols, ["event_id", "event_type", "agent_id", "agent_email", "occurred_at", "recorded_at", "away_reason", "active_reason", "available_for", "label", "task", "source"]);
+    assert_eq!(
+        cols,
+        [
+            "event_id",
+            "event_type",
+            "agent_id",
+            "agent_email",
+            "occurred_at",
+            "recorded_at",
+            "away_reason",
+            "active_reason",
+            "available_for",
+            "label",
+            "task",
+            "source"
+        ]
+    );
     let seg = dataset(&root, "agent_status_segments");
     let cols = columns(&root, "agent_status_segments", "2026-11-02");
-    assert_eq!(cols, ["agent_id", "agent_email", "axis", "state", "label", "task", "start_at", "end_at", "duration_seconds", "opened_by"]);
+    assert_eq!(
+        cols,
+        [
+            "agent_id",
+            "agent_email",
+            "axis",
+            "state",
+            "label",
+            "task",
+            "start_at",
+            "end_at",
+            "duration_seconds",
+            "opened_by"
+        ]
+    );
     let agents = dataset(&root, "agents");
-    assert_eq!(agents.keys().cloned().collect::<Vec<_>>(), vec!["2026-11-04"]);
+    assert_eq!(
+        agents.keys().cloned().collect::<Vec<_>>(),
+        vec!["2026-11-04"]
+    );
     let cols = columns(&root, "agents", "2026-11-04");
-    assert_eq!(cols, ["agent_id", "name", "email", "email_normalized", "team_ids", "snapshot_at"]);
+    assert_eq!(
+        cols,
+        [
+            "agent_id",
+            "name",
+            "email",
+            "email_normalized",
+            "team_ids",
+            "snapshot_at"
+        ]
+    );
     let inboxes = dataset(&root, "inboxes");
     let cols = columns(&root, "inboxes", "2026-11-04");
-    assert_eq!(cols, ["inbox_id", "name", "disabled", "workstream", "snapshot_at"]);
+    assert_eq!(
+        cols,
+        ["inbox_id", "name", "disabled", "workstream", "snapshot_at"]
+    );
     // An inbox matched by two rules goes to the first; a disabled inbox is kept.
-    let cs = inboxes["2026-11-04"].iter().find(|r| r["name"] == "Customer_Support").unwrap();
+    let cs = inboxes["2026-11-04"]
+        .iter()
+        .find(|r| r["name"] == "Customer_Support")
+        .unwrap();
     assert_eq!(cs["workstream"], "Customer_Support");
     assert!(inboxes["2026-11-04"].iter().any(|r| r["disabled"] == true));
 
     // Timestamps are timestamp[ms, UTC]; statistics are written; rows are sorted by key.
     use parquet::file::reader::{FileReader, SerializedFileReader};
-    let f = std::fs::File::open(root.join("agent_status_segments/date=2026-11-02/part-0.parquet")).unwrap();
+    let f = std::fs::File::open(root.join("agent_status_segments/date=2026-11-02/part-0.parquet"))
+        .unwrap();
     let r = SerializedFileReader::new(f).unwrap();
     let schema = r.metadata().file_metadata().schema_descr();
-    let start = schema.columns().iter().find(|c| c.name() == "start_at").unwrap();
+    let start = schema
+        .columns()
+        .iter()
+        .find(|c| c.name() == "start_at")
+        .unwrap();
     let lt = format!("{:?}", start.logical_type());
-    assert!(lt.contains("is_adjusted_to_u_t_c: true") && lt.contains("MILLIS"), "{lt}");
+    assert!(
+        lt.contains("is_adjusted_to_u_t_c: true") && lt.contains("MILLIS"),
+        "{lt}"
+    );
     assert!(r.metadata().row_group(0).column(0).statistics().is_some());
-    for (_, rows) in &ev {
-        let ids: Vec<&str> = rows.iter().map(|r| r["event_id"].as_str().unwrap()).collect();
-        assert!(ids.windows(2).all(|w| w[0] < w[1]), "events sorted by event_id, no duplicates");
+    for rows in ev.values() {
+        let ids: Vec<&str> = rows
+            .iter()
+            .map(|r| r["event_id"].as_str().unwrap())
+            .collect();
+        assert!(
+            ids.windows(2).all(|w| w[0] < w[1]),
+            "events sorted by event_id, no duplicates"
+        );
     }
-    for (_, rows) in &seg {
-        let keys: Vec<(String, String, i64)> = rows.iter().map(|r| (r["agent_id"].as_str().unwrap().into(), r["axis"].as_str().unwrap().into(), r["start_at"].as_i64().unwrap())).collect();
-        assert!(keys.windows(2).all(|w| w[0] <= w[1]), "segments sorted by key");
+    for rows in seg.values() {
+        let keys: Vec<(String, String, i64)> = rows
+            .iter()
+            .map(|r| {
+                (
+                    r["agent_id"].as_str().unwrap().into(),
+                    r["axis"].as_str().unwrap().into(),
+                    r["start_at"].as_i64().unwrap(),
+                )
+            })
+            .collect();
+        assert!(
+            keys.windows(2).all(|w| w[0] <= w[1]),
+            "segments sorted by key"
+        );
     }
 
     // Agents missing from /agents: their events are kept, with a null e-mail.
-    let listed: BTreeSet<&str> = agents["2026-11-04"].iter().map(|r| r["agent_id"].as_str().unwrap()).collect();
-    let unlisted: Vec<_> = ev["2026-11-02"].iter().filter(|r| !listed.contains(r["agent_id"].as_str().unwrap())).collect();
+    let listed: BTreeSet<&str> = agents["2026-11-04"]
+        .iter()
+        .map(|r| r["agent_id"].as_str().unwrap())
+        .collect();
+    let unlisted: Vec<_> = ev["2026-11-02"]
+        .iter()
+        .filter(|r| !listed.contains(r["agent_id"].as_str().unwrap()))
+        .collect();
     assert!(!unlisted.is_empty());
     assert!(unlisted.iter().all(|r| r["agent_email"].is_null()));
     // E-mails are normalised.
-    assert!(ev["2026-11-02"].iter().filter_map(|r| r["agent_email"].as_str()).all(|e| e == e.trim().to_lowercase()));
+    assert!(ev["2026-11-02"]
+        .iter()
+        .filter_map(|r| r["agent_email"].as_str())
+        .all(|e| e == e.trim().to_lowercase()));
     // Sources as planned; focus events only from the Events API.
     assert!(ev["2026-11-02"].iter().all(|r| r["source"] == "report"));
     assert!(ev["2026-11-04"].iter().all(|r| r["source"] == "events_api"));
-    assert!(ev["2026-11-04"].iter().any(|r| r["label"] == "FOCUS_ENTERED"));
-    assert!(!ev["2026-11-02"].iter().any(|r| r["label"] == "FOCUS_ENTERED"));
+    assert!(ev["2026-11-04"]
+        .iter()
+        .any(|r| r["label"] == "FOCUS_ENTERED"));
+    assert!(!ev["2026-11-02"]
+        .iter()
+        .any(|r| r["label"] == "FOCUS_ENTERED"));
     // Today is incomplete: some segments are still open; complete days have none open.
     assert!(seg["2026-11-04"].iter().any(|r| r["end_at"].is_null()));
     assert!(seg["2026-11-03"].iter().all(|r| !r["end_at"].is_null()));
     // Unmatched labels are counted in the manifest, rows are kept with a null task.
     let m = latest_manifest(&root);
     assert_eq!(m["outcome"], "ok");
-    assert!(m["unmatched_labels"]["Coaching 1:1"].as_u64().unwrap() > 0, "{}", m["unmatched_labels"]);
-    assert!(ev["2026-11-02"].iter().any(|r| r["label"] == "Coaching 1:1" && r["task"].is_null()));
+    assert!(
+        m["unmatched_labels"]["Coaching 1:1"].as_u64().unwrap() > 0,
+        "{}",
+        m["unmatched_labels"]
+    );
+    assert!(ev["2026-11-02"]
+        .iter()
+        .any(|r| r["label"] == "Coaching 1:1" && r["task"].is_null()));
     assert_eq!(m["agent_event_sources"]["2026-11-04"], "events_api");
-    assert_eq!(m["rows"]["agent_status_events"]["2026-11-02"].as_u64().unwrap() as usize, ev["2026-11-02"].len());
+    assert_eq!(
+        m["rows"]["agent_status_events"]["2026-11-02"]
+            .as_u64()
+            .unwrap() as usize,
+        ev["2026-11-02"].len()
+    );
     assert!(m["requests"]["gladly"]["requests"].as_u64().unwrap() >= 9);
     assert_no_secrets(&root, &[&o.stdout, &o.stderr]);
 
@@ -111,7 +249,10 @@ async fn old_days_from_reports_today_from_events_api_and_datasets_read_back() {
     let de = ms("2026-11-02T05:00:00Z");
     let mut cover: HashMap<(String, String), (i64, i64, f64)> = HashMap::new();
     for r in day {
-        let k = (r["agent_id"].as_str().unwrap().to_string(), r["axis"].as_str().unwrap().to_string());
+        let k = (
+            r["agent_id"].as_str().unwrap().to_string(),
+            r["axis"].as_str().unwrap().to_string(),
+        );
         let e = cover.entry(k).or_insert((i64::MAX, 0, 0.0));
         e.0 = e.0.min(r["start_at"].as_i64().unwrap());
         e.1 = e.1.max(r["end_at"].as_i64().unwrap());
@@ -125,22 +266,47 @@ async fn old_days_from_reports_today_from_events_api_and_datasets_read_back() {
     }
     // A shift across midnight: the segment open at midnight is cut, and continues the next day.
     let mut cuts = 0;
-    for (day, next, midnight) in [("2026-11-01", "2026-11-02", "2026-11-02T05:00:00Z"), ("2026-11-02", "2026-11-03", "2026-11-03T05:00:00Z"), ("2026-11-03", "2026-11-04", "2026-11-04T05:00:00Z")] {
+    for (day, next, midnight) in [
+        ("2026-11-01", "2026-11-02", "2026-11-02T05:00:00Z"),
+        ("2026-11-02", "2026-11-03", "2026-11-03T05:00:00Z"),
+        ("2026-11-03", "2026-11-04", "2026-11-04T05:00:00Z"),
+    ] {
         let m = ms(midnight);
-        for c in seg[day].iter().filter(|r| r["end_at"].as_i64() == Some(m) && r["axis"] == "status" && r["state"] != "logged_out") {
+        for c in seg[day].iter().filter(|r| {
+            r["end_at"].as_i64() == Some(m) && r["axis"] == "status" && r["state"] != "logged_out"
+        }) {
             cuts += 1;
-            assert!(seg[next].iter().any(|r| r["opened_by"] == c["opened_by"] && r["start_at"].as_i64() == Some(m)), "{c:?} continues on {next}");
+            assert!(
+                seg[next]
+                    .iter()
+                    .any(|r| r["opened_by"] == c["opened_by"] && r["start_at"].as_i64() == Some(m)),
+                "{c:?} continues on {next}"
+            );
         }
     }
     assert!(cuts > 0, "some shift spans midnight");
 
     // The same range again: identical row content (snapshot times aside), no duplicate files.
-    let before: Vec<_> = ["agent_status_events", "agent_status_segments"].iter().map(|d| dataset(&root, d)).collect();
-    let o = run(dir.path(), &p, NOW, &["--from", "2026-10-31", "--to", "2026-11-04"]).await;
+    let before: Vec<_> = ["agent_status_events", "agent_status_segments"]
+        .iter()
+        .map(|d| dataset(&root, d))
+        .collect();
+    let o = run(
+        dir.path(),
+        &p,
+        NOW,
+        &["--from", "2026-10-31", "--to", "2026-11-04"],
+    )
+    .await;
     assert_eq!(o.code, 0, "{o}");
-    let after: Vec<_> = ["agent_status_events", "agent_status_segments"].iter().map(|d| dataset(&root, d)).collect();
+    let after: Vec<_> = ["agent_status_events", "agent_status_segments"]
+        .iter()
+        .map(|d| dataset(&root, d))
+        .collect();
     assert_eq!(before, after);
-    assert!(util::files(&root).iter().all(|f| !f.to_string_lossy().contains(".tmp-")));
+    assert!(util::files(&root)
+        .iter()
+        .all(|f| !f.to_string_lossy().contains(".tmp-")));
 }
 
 /// One event from the ground truth, parsed independently of the pipeline's decoder.
@@ -163,12 +329,27 @@ fn truth_events(dir: &std::path::Path) -> Vec<Truth> {
             continue;
         }
         let label = match t.as_str() {
-            "AGENT_STATUS/WENT_AWAY" => c["awayReason"]["name"].as_str().unwrap_or("WENT_AWAY").to_string(),
-            "AGENT_STATUS/CHANGED_ACTIVE_REASON" => format!("ActiveReason:{}", c["activeReason"]["name"].as_str().unwrap_or("")),
+            "AGENT_STATUS/WENT_AWAY" => c["awayReason"]["name"]
+                .as_str()
+                .unwrap_or("WENT_AWAY")
+                .to_string(),
+            "AGENT_STATUS/CHANGED_ACTIVE_REASON" => format!(
+                "ActiveReason:{}",
+                c["activeReason"]["name"].as_str().unwrap_or("")
+            ),
             "AGENT_AVAILABILITY/UPDATED" => {
-                let mut ch: Vec<&str> = c["availableFor"].as_array().unwrap().iter().map(|x| x.as_str().unwrap()).collect();
+                let mut ch: Vec<&str> = c["availableFor"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.as_str().unwrap())
+                    .collect();
                 ch.sort();
-                if ch.is_empty() { "Unavailable".into() } else { format!("AvailableFor:{}", ch.join(",")) }
+                if ch.is_empty() {
+                    "Unavailable".into()
+                } else {
+                    format!("AvailableFor:{}", ch.join(","))
+                }
             }
             other => other.trim_start_matches("AGENT_STATUS/").to_string(),
         };
@@ -190,29 +371,58 @@ async fn per_task_seconds_equal_ground_truth() {
     let truth_dir = dir.path().join("truth");
     s.gladly.dump(&truth_dir).unwrap();
     let p = pipeline(dir.path(), &s, "", "");
-    let o = run(dir.path(), &p, NOW, &["--from", "2026-10-31", "--to", "2026-11-03", "--stages", "extract,transform"]).await;
+    let o = run(
+        dir.path(),
+        &p,
+        NOW,
+        &[
+            "--from",
+            "2026-10-31",
+            "--to",
+            "2026-11-03",
+            "--stages",
+            "extract,transform",
+        ],
+    )
+    .await;
     assert_eq!(o.code, 0, "{o}");
     let seg = dataset(&out(dir.path()), "agent_status_segments");
     let mut got: BTreeMap<(String, String, String), f64> = BTreeMap::new();
     for (day, rows) in &seg {
         for r in rows {
             let task = r["task"].as_str().unwrap_or("(none)").to_string();
-            *got.entry((day.clone(), r["agent_id"].as_str().unwrap().into(), task)).or_default() += r["duration_seconds"].as_f64().unwrap();
+            *got.entry((day.clone(), r["agent_id"].as_str().unwrap().into(), task))
+                .or_default() += r["duration_seconds"].as_f64().unwrap();
         }
     }
     // Expected: each event's state lasts until the agent's next event on the same axis; cut into
     // the range's days. Only events recorded inside the range count (no state before it).
-    let rules: Vec<(String, Regex)> = [("Logged In", "LOGGED_IN"), ("Logged Out", "LOGGED_OUT"), ("Away", "Break|Lunch|Meeting|Other|WENT_AWAY"), ("Returned", "RETURNED_FROM_AWAY"), ("Availability", "AvailableFor:.*|Unavailable"), ("Any availability", "AvailableFor:.*")]
-        .iter()
-        .map(|(n, p)| (n.to_string(), Regex::new(&format!("^(?:{p})$")).unwrap()))
-        .collect();
+    let rules: Vec<(String, Regex)> = [
+        ("Logged In", "LOGGED_IN"),
+        ("Logged Out", "LOGGED_OUT"),
+        ("Away", "Break|Lunch|Meeting|Other|WENT_AWAY"),
+        ("Returned", "RETURNED_FROM_AWAY"),
+        ("Availability", "AvailableFor:.*|Unavailable"),
+        ("Any availability", "AvailableFor:.*"),
+    ]
+    .iter()
+    .map(|(n, p)| (n.to_string(), Regex::new(&format!("^(?:{p})$")).unwrap()))
+    .collect();
     let tz: chrono_tz::Tz = TZ.parse().unwrap();
-    let days: Vec<chrono::NaiveDate> = ["2026-10-31", "2026-11-01", "2026-11-02", "2026-11-03"].iter().map(|d| d.parse().unwrap()).collect();
-    let (lo, hi) = (gladly_wfm::time::day_start(tz, days[0]), gladly_wfm::time::day_end(tz, days[3]));
+    let days: Vec<chrono::NaiveDate> = ["2026-10-31", "2026-11-01", "2026-11-02", "2026-11-03"]
+        .iter()
+        .map(|d| d.parse().unwrap())
+        .collect();
+    let (lo, hi) = (
+        gladly_wfm::time::day_start(tz, days[0]),
+        gladly_wfm::time::day_end(tz, days[3]),
+    );
     let mut by: BTreeMap<(String, bool), Vec<Truth>> = BTreeMap::new();
     for t in truth_events(&truth_dir) {
         if t.recorded >= lo && t.recorded < hi {
-            by.entry((t.agent.clone(), t.etype.starts_with("AGENT_STATUS/"))).or_default().push(t);
+            by.entry((t.agent.clone(), t.etype.starts_with("AGENT_STATUS/")))
+                .or_default()
+                .push(t);
         }
     }
     let mut want: BTreeMap<(String, String, String), f64> = BTreeMap::new();
@@ -221,12 +431,21 @@ async fn per_task_seconds_equal_ground_truth() {
         for i in 0..evs.len() {
             let start = evs[i].occurred.max(lo);
             let end = evs.get(i + 1).map(|n| n.occurred).unwrap_or(hi).min(hi);
-            let task = rules.iter().find(|(_, r)| r.is_match(&evs[i].label)).map(|(n, _)| n.clone()).unwrap_or("(none)".into());
+            let task = rules
+                .iter()
+                .find(|(_, r)| r.is_match(&evs[i].label))
+                .map(|(n, _)| n.clone())
+                .unwrap_or("(none)".into());
             for d in &days {
-                let (s, e) = (gladly_wfm::time::day_start(tz, *d), gladly_wfm::time::day_end(tz, *d));
+                let (s, e) = (
+                    gladly_wfm::time::day_start(tz, *d),
+                    gladly_wfm::time::day_end(tz, *d),
+                );
                 let overlap = end.min(e) - start.max(s);
                 if overlap > 0 {
-                    *want.entry((d.to_string(), agent.clone(), task.clone())).or_default() += overlap as f64 / 1000.0;
+                    *want
+                        .entry((d.to_string(), agent.clone(), task.clone()))
+                        .or_default() += overlap as f64 / 1000.0;
                 }
             }
         }
@@ -234,10 +453,16 @@ async fn per_task_seconds_equal_ground_truth() {
     let keys: BTreeSet<_> = got.keys().chain(want.keys()).cloned().collect();
     assert!(keys.len() > 100);
     for k in keys {
-        let (g, w) = (got.get(&k).copied().unwrap_or(0.0), want.get(&k).copied().unwrap_or(0.0));
+        let (g, w) = (
+            got.get(&k).copied().unwrap_or(0.0),
+            want.get(&k).copied().unwrap_or(0.0),
+        );
         // Events recorded just after midnight that happened just before it (under a second)
         // belong to the day they were recorded: the only allowed difference.
-        assert!((g - w).abs() <= 1.0, "{k:?}: pipeline {g} s, ground truth {w} s");
+        assert!(
+            (g - w).abs() <= 1.0,
+            "{k:?}: pipeline {g} s, ground truth {w} s"
+        );
     }
 }
 
@@ -250,20 +475,54 @@ async fn a_day_read_from_either_api_gives_identical_events_and_segments() {
     let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let pa = pipeline(da.path(), &a, "", "");
     let pb = pipeline(db.path(), &b, "", "");
-    let range = ["--from", "2026-11-03", "--to", "2026-11-03", "--stages", "extract,transform"];
+    let range = [
+        "--from",
+        "2026-11-03",
+        "--to",
+        "2026-11-03",
+        "--stages",
+        "extract,transform",
+    ];
     assert_eq!(run(da.path(), &pa, late_evening, &range).await.code, 0);
-    assert_eq!(run(db.path(), &pb, "2026-11-06T17:00:00Z", &range).await.code, 0);
-    assert!(a.gladly.requests().iter().any(|r| r.path == "/api/v1/events"));
-    assert!(!b.gladly.requests().iter().any(|r| r.path == "/api/v1/events"));
+    assert_eq!(
+        run(db.path(), &pb, "2026-11-06T17:00:00Z", &range)
+            .await
+            .code,
+        0
+    );
+    assert!(a
+        .gladly
+        .requests()
+        .iter()
+        .any(|r| r.path == "/api/v1/events"));
+    assert!(!b
+        .gladly
+        .requests()
+        .iter()
+        .any(|r| r.path == "/api/v1/events"));
     let cutoff = ms(late_evening);
-    let ev_a = dataset(&out(da.path()), "agent_status_events").remove("2026-11-03").unwrap();
-    let ev_b = dataset(&out(db.path()), "agent_status_events").remove("2026-11-03").unwrap();
-    let ev_a: Vec<_> = strip(&ev_a, &["source"]).into_iter().filter(|r| !r["label"].as_str().unwrap().starts_with("FOCUS_")).collect();
-    let ev_b: Vec<_> = strip(&ev_b, &["source"]).into_iter().filter(|r| r["recorded_at"].as_i64().unwrap() < cutoff).collect();
+    let ev_a = dataset(&out(da.path()), "agent_status_events")
+        .remove("2026-11-03")
+        .unwrap();
+    let ev_b = dataset(&out(db.path()), "agent_status_events")
+        .remove("2026-11-03")
+        .unwrap();
+    let ev_a: Vec<_> = strip(&ev_a, &["source"])
+        .into_iter()
+        .filter(|r| !r["label"].as_str().unwrap().starts_with("FOCUS_"))
+        .collect();
+    let ev_b: Vec<_> = strip(&ev_b, &["source"])
+        .into_iter()
+        .filter(|r| r["recorded_at"].as_i64().unwrap() < cutoff)
+        .collect();
     assert!(ev_a.len() > 100);
     assert_eq!(ev_a, ev_b);
-    let sa = dataset(&out(da.path()), "agent_status_segments").remove("2026-11-03").unwrap();
-    let sb = dataset(&out(db.path()), "agent_status_segments").remove("2026-11-03").unwrap();
+    let sa = dataset(&out(da.path()), "agent_status_segments")
+        .remove("2026-11-03")
+        .unwrap();
+    let sb = dataset(&out(db.path()), "agent_status_segments")
+        .remove("2026-11-03")
+        .unwrap();
     let closed: Vec<_> = sa.iter().filter(|r| !r["end_at"].is_null()).collect();
     assert!(closed.len() > 100);
     for r in closed {
@@ -278,22 +537,63 @@ async fn configuration_errors_exit_2_naming_the_culprit_and_fetch_nothing() {
     let p = pipeline(dir.path(), &s, "", "");
     let good = std::fs::read_to_string(&p).unwrap();
     let cases: Vec<(&str, String, Vec<&str>, &str)> = vec![
-        ("invalid regex", good.replace("\"RETURNED_FROM_AWAY\"", "\"RETURNED_(FROM\""), vec![], "tasks[4] \"Returned\""),
-        ("unknown key", good.replace("settle_days = 0", "settle_day = 0"), vec![], "settle_day"),
-        ("missing variable", good.replace("${GLADLY_API_TOKEN}", "${NOT_SET_ANYWHERE}"), vec![], "NOT_SET_ANYWHERE"),
-        ("unknown timezone", good.replace(TZ, "Atlantis/Capital"), vec![], "Atlantis/Capital"),
-        ("plain http to a remote host", good.replace(&s.gladly_url, "http://acme.gladly.com"), vec![], "https"),
-        ("--from after --to", good.clone(), vec!["--from", "2026-11-03", "--to", "2026-11-01"], "--from 2026-11-03 is after --to"),
-        ("bad date", good.clone(), vec!["--from", "2026-13-01", "--to", "2026-11-01"], "2026-13-01"),
+        (
+            "invalid regex",
+            good.replace("\"RETURNED_FROM_AWAY\"", "\"RETURNED_(FROM\""),
+            vec![],
+            "tasks[4] \"Returned\"",
+        ),
+        (
+            "unknown key",
+            good.replace("settle_days = 0", "settle_day = 0"),
+            vec![],
+            "settle_day",
+        ),
+        (
+            "missing variable",
+            good.replace("${GLADLY_API_TOKEN}", "${NOT_SET_ANYWHERE}"),
+            vec![],
+            "NOT_SET_ANYWHERE",
+        ),
+        (
+            "unknown timezone",
+            good.replace(TZ, "Atlantis/Capital"),
+            vec![],
+            "Atlantis/Capital",
+        ),
+        (
+            "plain http to a remote host",
+            good.replace(&s.gladly_url, "http://acme.gladly.com"),
+            vec![],
+            "https",
+        ),
+        (
+            "--from after --to",
+            good.clone(),
+            vec!["--from", "2026-11-03", "--to", "2026-11-01"],
+            "--from 2026-11-03 is after --to",
+        ),
+        (
+            "bad date",
+            good.clone(),
+            vec!["--from", "2026-13-01", "--to", "2026-11-01"],
+            "2026-13-01",
+        ),
     ];
     for (what, text, extra, needle) in cases {
         std::fs::write(&p, &text).unwrap();
         let o = run(dir.path(), &p, NOW, &extra).await;
         assert_eq!(o.code, 2, "{what}: {o}");
         let all = format!("{}{}", o.stdout, o.stderr);
-        assert!(all.contains(needle), "{what}: message should name `{needle}`: {o}");
+        assert!(
+            all.contains(needle),
+            "{what}: message should name `{needle}`: {o}"
+        );
         if what != "--from after --to" && what != "bad date" {
-            assert!(all.contains("pipeline.toml:"), "{what}: names the file and line: {o}");
+            assert!(
+                all.contains("pipeline.toml:"),
+                "{what}: names the file and line: {o}"
+            );
         }
     }
     assert!(s.gladly.requests().is_empty(), "no request reached Gladly");
@@ -312,20 +612,56 @@ async fn refused_credentials_exit_4_and_are_never_printed() {
     let range = ["--from", "2026-11-02", "--to", "2026-11-02"];
     // Gladly refuses: exit 4 before anything is written.
     let ps = p.display().to_string();
-    let o = bin(dir.path(), &["run", "--pipeline", &ps, "--now", NOW, range[0], range[1], range[2], range[3]], &[("GLADLY_API_TOKEN", "wrong-token-123")]).await;
+    let o = bin(
+        dir.path(),
+        &[
+            "run",
+            "--pipeline",
+            &ps,
+            "--now",
+            NOW,
+            range[0],
+            range[1],
+            range[2],
+            range[3],
+        ],
+        &[("GLADLY_API_TOKEN", "wrong-token-123")],
+    )
+    .await;
     assert_eq!(o.code, 4, "{o}");
     assert!(o.stdout.contains("Gladly refused the credentials"), "{o}");
     assert!(!out(dir.path()).join("agent_status_events").exists());
     // The WFM refuses: the Parquet is written first, then exit 4.
-    let o = bin(dir.path(), &["run", "--pipeline", &ps, "--now", NOW, range[0], range[1], range[2], range[3]], &[("WFM_CLIENT_SECRET", "wrong-secret-456")]).await;
+    let o = bin(
+        dir.path(),
+        &[
+            "run",
+            "--pipeline",
+            &ps,
+            "--now",
+            NOW,
+            range[0],
+            range[1],
+            range[2],
+            range[3],
+        ],
+        &[("WFM_CLIENT_SECRET", "wrong-secret-456")],
+    )
+    .await;
     assert_eq!(o.code, 4, "{o}");
     assert!(o.stdout.contains("WFM refused the credentials"), "{o}");
-    assert!(out(dir.path()).join("agent_status_segments/date=2026-11-02/part-0.parquet").exists());
+    assert!(out(dir.path())
+        .join("agent_status_segments/date=2026-11-02/part-0.parquet")
+        .exists());
     assert_eq!(latest_manifest(&out(dir.path()))["exit_code"], 4);
     assert_no_secrets(&out(dir.path()), &[&o.stdout, &o.stderr]);
     for f in util::files(&out(dir.path())) {
         let t = String::from_utf8_lossy(&std::fs::read(&f).unwrap()).to_string();
-        assert!(!t.contains("wrong-secret-456") && !t.contains("wrong-token-123"), "{}", f.display());
+        assert!(
+            !t.contains("wrong-secret-456") && !t.contains("wrong-token-123"),
+            "{}",
+            f.display()
+        );
     }
     assert!(!o.stderr.contains("wrong-secret-456"));
 }

@@ -17,7 +17,12 @@ fn client() -> reqwest::Client {
 }
 
 async fn get(url: &str, user: &str, token: &str) -> reqwest::Response {
-    client().get(url).basic_auth(user, Some(token)).send().await.unwrap()
+    client()
+        .get(url)
+        .basic_auth(user, Some(token))
+        .send()
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -30,8 +35,16 @@ async fn gladly_auth_401_for_wrong_pair_403_without_permission() {
     assert_eq!(get(&url, "viewer@example.com", TOKEN).await.status(), 403);
     assert_eq!(client().get(&url).send().await.unwrap().status(), 401);
     // Single-object forms and 404s.
-    let agents: Vec<Value> = get(&url, "sim@example.com", TOKEN).await.json().await.unwrap();
-    let one = format!("{}/api/v1/agents/{}", s.gladly_url, agents[0]["id"].as_str().unwrap());
+    let agents: Vec<Value> = get(&url, "sim@example.com", TOKEN)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let one = format!(
+        "{}/api/v1/agents/{}",
+        s.gladly_url,
+        agents[0]["id"].as_str().unwrap()
+    );
     assert_eq!(get(&one, "sim@example.com", TOKEN).await.status(), 200);
     let none = format!("{}/api/v1/agents/nope", s.gladly_url);
     assert_eq!(get(&none, "sim@example.com", TOKEN).await.status(), 404);
@@ -49,7 +62,11 @@ async fn events_api_24_hour_rule_window_bounds_and_order() {
             ("entities", "AGENT_STATUS".to_string()),
             ("entities", "AGENT_AVAILABILITY".to_string()),
         ];
-        client().get(url).query(&q).basic_auth("sim@example.com", Some(TOKEN)).send()
+        client()
+            .get(url)
+            .query(&q)
+            .basic_auth("sim@example.com", Some(TOKEN))
+            .send()
     };
     // Older than 24 hours: 400 naming startAt.
     let r = ev(now - 25 * 3_600_000, now).await.unwrap();
@@ -62,7 +79,14 @@ async fn events_api_24_hour_rule_window_bounds_and_order() {
     let r = ev(now - 12 * 3_600_000, now).await.unwrap();
     assert_eq!(r.headers()["content-type"], "application/x-jsonlines");
     let text = r.text().await.unwrap();
-    let ts: Vec<i64> = text.lines().map(|l| ms(serde_json::from_str::<Value>(l).unwrap()["timestamp"].as_str().unwrap())).collect();
+    let ts: Vec<i64> = text
+        .lines()
+        .map(|l| {
+            ms(serde_json::from_str::<Value>(l).unwrap()["timestamp"]
+                .as_str()
+                .unwrap())
+        })
+        .collect();
     assert!(ts.len() > 50, "{} events", ts.len());
     assert!(ts.windows(2).all(|w| w[0] <= w[1]));
     // [startAt, endAt): an event at exactly startAt is in, one at exactly endAt is out.
@@ -70,7 +94,12 @@ async fn events_api_24_hour_rule_window_bounds_and_order() {
     let inside = ev(t, t + 1).await.unwrap().text().await.unwrap();
     assert!(inside.lines().count() >= 1);
     let before = ev(t - 60_000, t).await.unwrap().text().await.unwrap();
-    assert!(before.lines().all(|l| ms(serde_json::from_str::<Value>(l).unwrap()["timestamp"].as_str().unwrap()) < t));
+    assert!(before.lines().all(
+        |l| ms(serde_json::from_str::<Value>(l).unwrap()["timestamp"]
+            .as_str()
+            .unwrap())
+            < t
+    ));
     // An empty window: 200 with an empty body. (Agents sleep at 03:00 local on most days.)
     let empty = ev(now - 1, now).await.unwrap();
     assert_eq!(empty.status(), 200);
@@ -81,7 +110,9 @@ async fn events_api_24_hour_rule_window_bounds_and_order() {
 async fn rate_limit_429_without_retry_after_and_headers() {
     let s = start_default(NOW).await;
     let url = format!("{}/api/v1/inboxes", s.gladly_url);
-    let futs: Vec<_> = (0..15).map(|_| get(&url, "sim@example.com", TOKEN)).collect();
+    let futs: Vec<_> = (0..15)
+        .map(|_| get(&url, "sim@example.com", TOKEN))
+        .collect();
     let resps = futures_util::future::join_all(futs).await;
     let ok = resps.iter().filter(|r| r.status() == 200).count();
     let limited: Vec<_> = resps.iter().filter(|r| r.status() == 429).collect();
@@ -91,7 +122,9 @@ async fn rate_limit_429_without_retry_after_and_headers() {
         assert_eq!(r.headers()["ratelimit-limit-second"], "10");
         assert!(r.headers().contains_key("ratelimit-remaining-second"));
     }
-    assert!(limited.iter().all(|r| !r.headers().contains_key("retry-after")));
+    assert!(limited
+        .iter()
+        .all(|r| !r.headers().contains_key("retry-after")));
     // A second later the window has room again.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(get(&url, "sim@example.com", TOKEN).await.status(), 200);
@@ -99,16 +132,32 @@ async fn rate_limit_429_without_retry_after_and_headers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reports_in_flight_cap_and_per_minute_limit() {
-    let s = start(world(7, 5, NOW), |c| {
-        c.faults = FaultRates { slow: 1.0, ..Default::default() };
-        c.slow_ms = 400;
-    }, WfmSimConfig::default())
+    let s = start(
+        world(7, 5, NOW),
+        |c| {
+            c.faults = FaultRates {
+                slow: 1.0,
+                ..Default::default()
+            };
+            c.slow_ms = 400;
+        },
+        WfmSimConfig::default(),
+    )
     .await;
     let url = format!("{}/api/v1/reports", s.gladly_url);
     let body = json!({"metricSet": "AgentTimestampsReport", "startAt": "2026-11-02", "endAt": "2026-11-02"});
-    let post = || client().post(&url).json(&body).basic_auth("sim@example.com", Some(TOKEN)).send();
+    let post = || {
+        client()
+            .post(&url)
+            .json(&body)
+            .basic_auth("sim@example.com", Some(TOKEN))
+            .send()
+    };
     let r = futures_util::future::join_all((0..3).map(|_| post())).await;
-    let codes: Vec<u16> = r.iter().map(|r| r.as_ref().unwrap().status().as_u16()).collect();
+    let codes: Vec<u16> = r
+        .iter()
+        .map(|r| r.as_ref().unwrap().status().as_u16())
+        .collect();
     assert_eq!(codes.iter().filter(|c| **c == 200).count(), 2, "{codes:?}");
     assert_eq!(codes.iter().filter(|c| **c == 429).count(), 1, "{codes:?}");
     // 10 a minute: the 11th in the minute is refused (2 already counted above).
@@ -128,31 +177,68 @@ async fn report_quirks_bom_blank_lines_fraction_digits_unknown_fields_and_types(
     let s = start(w, |_| {}, WfmSimConfig::default()).await;
     let url = format!("{}/api/v1/reports", s.gladly_url);
     let body = json!({"metricSet": "AgentTimestampsReport", "startAt": "2026-11-02", "endAt": "2026-11-02"});
-    let r = client().post(&url).json(&body).basic_auth("sim@example.com", Some(TOKEN)).send().await.unwrap();
+    let r = client()
+        .post(&url)
+        .json(&body)
+        .basic_auth("sim@example.com", Some(TOKEN))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.headers()["content-type"], "text/csv");
-    assert!(r.headers()["content-disposition"].to_str().unwrap().contains(".csv"));
+    assert!(r.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .contains(".csv"));
     let bytes = r.bytes().await.unwrap();
     assert!(bytes.starts_with(&[0xEF, 0xBB, 0xBF]), "BOM");
     let text = String::from_utf8_lossy(&bytes[3..]).to_string();
     assert!(text.starts_with("\r\n\n"), "blank lines before the header");
     assert!(text.contains("Agent Team"), "an unknown column");
-    assert!(text.contains("AGENT_STATUS/SHIFT_SWAPPED"), "an unknown event type");
+    assert!(
+        text.contains("AGENT_STATUS/SHIFT_SWAPPED"),
+        "an unknown event type"
+    );
     // 0–9 fraction digits: more than three distinct lengths of timestamp.
-    let lens: std::collections::BTreeSet<usize> = text.lines().skip(3).filter_map(|l| l.split(',').next()).map(|t| t.len()).collect();
+    let lens: std::collections::BTreeSet<usize> = text
+        .lines()
+        .skip(3)
+        .filter_map(|l| l.split(',').next())
+        .map(|t| t.len())
+        .collect();
     assert!(lens.len() >= 4, "{lens:?}");
     // The decoder survives all of it.
     let (evs, aside) = gladly_wfm::gladly::decode::agent_events_csv(&bytes, "r").unwrap();
     assert!(!evs.is_empty());
-    assert!(aside.iter().all(|a| a.reason.contains("unknown event type")), "{aside:?}");
+    assert!(
+        aside
+            .iter()
+            .all(|a| a.reason.contains("unknown event type")),
+        "{aside:?}"
+    );
     // An empty day: an empty body.
     let body = json!({"metricSet": "AgentTimestampsReport", "startAt": "2020-01-01", "endAt": "2020-01-01"});
-    let r = client().post(&url).json(&body).basic_auth("sim@example.com", Some(TOKEN)).send().await.unwrap();
+    let r = client()
+        .post(&url)
+        .json(&body)
+        .basic_auth("sim@example.com", Some(TOKEN))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert!(r.bytes().await.unwrap().is_empty());
     // Bad metric set: 400 in Gladly's errors shape.
-    let r = client().post(&url).json(&json!({"metricSet": "Nope", "startAt": "2026-11-02", "endAt": "2026-11-02"})).basic_auth("sim@example.com", Some(TOKEN)).send().await.unwrap();
+    let r = client()
+        .post(&url)
+        .json(&json!({"metricSet": "Nope", "startAt": "2026-11-02", "endAt": "2026-11-02"}))
+        .basic_auth("sim@example.com", Some(TOKEN))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
-    assert_eq!(r.json::<Value>().await.unwrap()["errors"][0]["attr"], "metricSet");
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["errors"][0]["attr"],
+        "metricSet"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -165,12 +251,38 @@ async fn same_seed_same_bytes() {
     for s in [&a, &b] {
         let mut got = Vec::new();
         for path in ["/api/v1/agents", "/api/v1/inboxes", "/api/v1/teams"] {
-            got.push(get(&format!("{}{path}", s.gladly_url), "sim@example.com", TOKEN).await.bytes().await.unwrap());
+            got.push(
+                get(&format!("{}{path}", s.gladly_url), "sim@example.com", TOKEN)
+                    .await
+                    .bytes()
+                    .await
+                    .unwrap(),
+            );
         }
         let ev = format!("{}/api/v1/events?startAt=2026-11-04T00:00:00Z&entities=AGENT_STATUS&entities=CONVERSATION", s.gladly_url);
-        got.push(get(&ev, "sim@example.com", TOKEN).await.bytes().await.unwrap());
-        for (path, b) in [("/api/v1/reports", &body), ("/api/v1/reports/work-session-events", &ws)] {
-            got.push(client().post(format!("{}{path}", s.gladly_url)).json(b).basic_auth("sim@example.com", Some(TOKEN)).send().await.unwrap().bytes().await.unwrap());
+        got.push(
+            get(&ev, "sim@example.com", TOKEN)
+                .await
+                .bytes()
+                .await
+                .unwrap(),
+        );
+        for (path, b) in [
+            ("/api/v1/reports", &body),
+            ("/api/v1/reports/work-session-events", &ws),
+        ] {
+            got.push(
+                client()
+                    .post(format!("{}{path}", s.gladly_url))
+                    .json(b)
+                    .basic_auth("sim@example.com", Some(TOKEN))
+                    .send()
+                    .await
+                    .unwrap()
+                    .bytes()
+                    .await
+                    .unwrap(),
+            );
         }
         answers.push(got);
     }
@@ -195,7 +307,13 @@ async fn bearer(url: &str) -> String {
 }
 
 async fn push(url: &str, tok: &str, path: &str, env: Value) -> (u16, Value) {
-    let r = client().post(format!("{url}{path}")).bearer_auth(tok).json(&env).send().await.unwrap();
+    let r = client()
+        .post(format!("{url}{path}"))
+        .bearer_auth(tok)
+        .json(&env)
+        .send()
+        .await
+        .unwrap();
     (r.status().as_u16(), r.json().await.unwrap_or_default())
 }
 
@@ -212,17 +330,31 @@ async fn wfm_token_replace_upsert_duplicate_413_overlap() {
     let tok = bearer(u).await;
     let path = "/api/workactivity/taskdata";
     // No token: 401.
-    let r = client().post(format!("{u}{path}")).json(&json!({})).send().await.unwrap();
+    let r = client()
+        .post(format!("{u}{path}"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     let env = |data: Vec<Value>, window: bool| {
         let mut e = json!({"integrationId": "it", "source": "gladly", "data": data});
         if window {
-            e["replaceWindow"] = json!({"start": "2024-05-01T00:00:00.000Z", "end": "2024-05-02T00:00:00.000Z"});
+            e["replaceWindow"] =
+                json!({"start": "2024-05-01T00:00:00.000Z", "end": "2024-05-02T00:00:00.000Z"});
         }
         e
     };
-    let a = seg("e1:2024-05-01", "2024-05-01T14:00:00.000Z", Some("2024-05-01T14:30:00.000Z"));
-    let b = seg("e2:2024-05-01", "2024-05-01T14:30:00.000Z", Some("2024-05-01T15:00:00.000Z"));
+    let a = seg(
+        "e1:2024-05-01",
+        "2024-05-01T14:00:00.000Z",
+        Some("2024-05-01T14:30:00.000Z"),
+    );
+    let b = seg(
+        "e2:2024-05-01",
+        "2024-05-01T14:30:00.000Z",
+        Some("2024-05-01T15:00:00.000Z"),
+    );
     let (st, v) = push(u, &tok, path, env(vec![a.clone(), b.clone()], true)).await;
     assert_eq!(st, 200);
     assert_eq!(v["data"]["inserted"], 2);
@@ -231,16 +363,36 @@ async fn wfm_token_replace_upsert_duplicate_413_overlap() {
     let mut b2 = b.clone();
     b2["task"] = json!("Other");
     let (_, v) = push(u, &tok, path, env(vec![a.clone(), b2], false)).await;
-    assert_eq!((v["data"]["duplicate"].as_u64(), v["data"]["updated"].as_u64()), (Some(1), Some(1)));
+    assert_eq!(
+        (
+            v["data"]["duplicate"].as_u64(),
+            v["data"]["updated"].as_u64()
+        ),
+        (Some(1), Some(1))
+    );
     // An overlapping closed segment is rejected; endTime before startTime is invalid_time.
-    let c = seg("e3:2024-05-01", "2024-05-01T14:10:00.000Z", Some("2024-05-01T14:20:00.000Z"));
-    let d = seg("e4:2024-05-01", "2024-05-01T16:10:00.000Z", Some("2024-05-01T16:00:00.000Z"));
+    let c = seg(
+        "e3:2024-05-01",
+        "2024-05-01T14:10:00.000Z",
+        Some("2024-05-01T14:20:00.000Z"),
+    );
+    let d = seg(
+        "e4:2024-05-01",
+        "2024-05-01T16:10:00.000Z",
+        Some("2024-05-01T16:00:00.000Z"),
+    );
     let (_, v) = push(u, &tok, path, env(vec![c, d], false)).await;
     assert_eq!(v["data"]["rejected"], 2);
     assert_eq!(v["data"]["errors"][0]["code"], "overlap");
     assert_eq!(v["data"]["errors"][1]["code"], "invalid_time");
     // A timestamp without Z is refused.
-    let (st, v) = push(u, &tok, path, env(vec![seg("e5", "2024-05-01T17:00:00", None)], false)).await;
+    let (st, v) = push(
+        u,
+        &tok,
+        path,
+        env(vec![seg("e5", "2024-05-01T17:00:00", None)], false),
+    )
+    .await;
     assert_eq!((st, v["data"]["rejected"].as_u64()), (200, Some(1)));
     assert_eq!(v["data"]["errors"][0]["code"], "invalid_time");
     // replaceWindow deletes what the window held, then stores the batch.
@@ -250,30 +402,55 @@ async fn wfm_token_replace_upsert_duplicate_413_overlap() {
     let tasks = s.wfm.store().kind(Kind::Tasks);
     assert_eq!(tasks.len(), 1, "{tasks:?}");
     // 101 records: 413.
-    let many: Vec<Value> = (0..101).map(|i| seg(&format!("m{i}"), "2024-05-03T00:00:00.000Z", None)).collect();
+    let many: Vec<Value> = (0..101)
+        .map(|i| seg(&format!("m{i}"), "2024-05-03T00:00:00.000Z", None))
+        .collect();
     let (st, v) = push(u, &tok, path, env(many, false)).await;
     assert_eq!(st, 413);
     assert_eq!(v["error"]["code"], "batch_too_large");
     // replaceWindow over 31 days: 422.
     let mut e = env(vec![], false);
-    e["replaceWindow"] = json!({"start": "2024-01-01T00:00:00.000Z", "end": "2024-03-01T00:00:00.000Z"});
+    e["replaceWindow"] =
+        json!({"start": "2024-01-01T00:00:00.000Z", "end": "2024-03-01T00:00:00.000Z"});
     assert_eq!(push(u, &tok, path, e).await.0, 422);
     // An open segment is closed by the next one of that user and axis.
     let o1 = seg("o1:2024-06-01", "2024-06-01T10:00:00.000Z", None);
     let o2 = seg("o2:2024-06-01", "2024-06-01T11:00:00.000Z", None);
     push(u, &tok, path, env(vec![o1], false)).await;
     push(u, &tok, path, env(vec![o2], false)).await;
-    let o1 = s.wfm.store().kind(Kind::Tasks).into_iter().find(|r| r["eventId"] == "o1:2024-06-01").unwrap();
+    let o1 = s
+        .wfm
+        .store()
+        .kind(Kind::Tasks)
+        .into_iter()
+        .find(|r| r["eventId"] == "o1:2024-06-01")
+        .unwrap();
     assert_eq!(o1["endTime"], "2024-06-01T11:00:00.000Z");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wfm_429_with_retry_after_token_expiry_and_idempotency_replay() {
-    let s = start(world(7, 5, NOW), |_| {}, WfmSimConfig { requests_per_30s: 3, token_ttl_secs: 1, ..Default::default() }).await;
+    let s = start(
+        world(7, 5, NOW),
+        |_| {},
+        WfmSimConfig {
+            requests_per_30s: 3,
+            token_ttl_secs: 1,
+            ..Default::default()
+        },
+    )
+    .await;
     let u = &s.wfm_url;
     let tok = bearer(u).await;
     let env = json!({"integrationId": "it", "source": "gladly", "data": [{"email": "Ana@Example.com", "integrationIdentifier": "A1", "name": "Ana", "isActive": true}]});
-    let put = |key: &str| client().put(format!("{u}/api/organisation/users/integrations")).bearer_auth(&tok).header("Idempotency-Key", key).json(&env).send();
+    let put = |key: &str| {
+        client()
+            .put(format!("{u}/api/organisation/users/integrations"))
+            .bearer_auth(&tok)
+            .header("Idempotency-Key", key)
+            .json(&env)
+            .send()
+    };
     let first: Value = put("k1").await.unwrap().json().await.unwrap();
     assert_eq!(first["data"]["inserted"], 1);
     // The same key replays the first answer (inserted 1), not a duplicate count.
@@ -283,11 +460,20 @@ async fn wfm_429_with_retry_after_token_expiry_and_idempotency_replay() {
     assert_eq!(third.status(), 200);
     let limited = put("k3").await.unwrap();
     assert_eq!(limited.status(), 429);
-    let ra: u64 = limited.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let ra: u64 = limited.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=30).contains(&ra));
     // Tokens expire.
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    let r = client().get(format!("{u}/api/workactivity/tasks")).bearer_auth(&tok).send().await.unwrap();
+    let r = client()
+        .get(format!("{u}/api/workactivity/tasks"))
+        .bearer_auth(&tok)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
 }
 
@@ -295,17 +481,46 @@ async fn wfm_429_with_retry_after_token_expiry_and_idempotency_replay() {
 async fn binary_serves_simulators_and_dumps_ground_truth() {
     let dir = tempfile::tempdir().unwrap();
     let dump = dir.path().join("truth");
-    let mut child = command(dir.path(), &["simulate", "gladly", "--addr", "127.0.0.1:0", "--now", NOW, "--agents", "5", "--dump", dump.to_str().unwrap()], &[])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = command(
+        dir.path(),
+        &[
+            "simulate",
+            "gladly",
+            "--addr",
+            "127.0.0.1:0",
+            "--now",
+            NOW,
+            "--agents",
+            "5",
+            "--dump",
+            dump.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .stdout(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
     use tokio::io::AsyncBufReadExt;
     let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
     let first = lines.next_line().await.unwrap().unwrap();
-    let url = first.strip_prefix("listening on ").expect(&first).to_string();
-    let r = get(&format!("{url}/api/v1/organization"), "sim@example.com", "sim-token").await;
+    let url = first
+        .strip_prefix("listening on ")
+        .expect(&first)
+        .to_string();
+    let r = get(
+        &format!("{url}/api/v1/organization"),
+        "sim@example.com",
+        "sim-token",
+    )
+    .await;
     assert_eq!(r.json::<Value>().await.unwrap()["timezone"], TZ);
-    assert!(std::fs::read_to_string(dump.join("events.jsonl")).unwrap().lines().count() > 100);
+    assert!(
+        std::fs::read_to_string(dump.join("events.jsonl"))
+            .unwrap()
+            .lines()
+            .count()
+            > 100
+    );
     assert!(dump.join("agents.json").exists() && dump.join("work_sessions.jsonl").exists());
     child.kill().await.unwrap();
 }

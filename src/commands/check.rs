@@ -20,14 +20,22 @@ const CHECK_DAYS: usize = 14;
 /// Returns the exit code (0 fine, 4 credentials refused, 1 unreachable).
 pub async fn check(p: &Pipeline, offline: bool) -> i32 {
     crate::log::add_secrets(&p.secrets());
-    println!("{}: pipeline file is valid ({} task rules, {} workstream rules)", p.file.display(), p.tasks.len(), p.workstreams.len());
+    println!(
+        "{}: pipeline file is valid ({} task rules, {} workstream rules)",
+        p.file.display(),
+        p.tasks.len(),
+        p.workstreams.len()
+    );
     let mut code = 0;
     if offline {
         println!("credentials: not tried (--offline)");
     } else {
         let g = GladlyClient::new(&p.gladly, Arc::new(Stats::default()));
         match g.organization().await {
-            Ok(org) => println!("gladly: credentials accepted (organisation timezone {})", org.timezone.unwrap_or_default()),
+            Ok(org) => println!(
+                "gladly: credentials accepted (organisation timezone {})",
+                org.timezone.unwrap_or_default()
+            ),
             Err(e @ GladlyError::Auth { .. }) => {
                 println!("gladly: {e}");
                 code = 4;
@@ -41,7 +49,10 @@ pub async fn check(p: &Pipeline, offline: bool) -> i32 {
             let c = WfmClient::new(w, Arc::new(Stats::default()));
             // A zero-record upsert proves the token and the permission without changing anything.
             let env = serde_json::json!({"integrationId": w.integration_id, "source": "gladly", "data": []});
-            match c.send(true, crate::load::push::USERS_PATH, &env, "check").await {
+            match c
+                .send(true, crate::load::push::USERS_PATH, &env, "check")
+                .await
+            {
                 Ok(_) => println!("wfm: credentials accepted"),
                 Err(e @ WfmError::Auth { .. }) => {
                     println!("wfm: {e}");
@@ -61,7 +72,10 @@ pub async fn check(p: &Pipeline, offline: bool) -> i32 {
 }
 
 fn rule_names(rules: &[Rule], idx: &[usize]) -> String {
-    idx.iter().map(|i| format!("\"{}\" (line {})", rules[*i].name, rules[*i].line)).collect::<Vec<_>>().join(", ")
+    idx.iter()
+        .map(|i| format!("\"{}\" (line {})", rules[*i].name, rules[*i].line))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn report_labels(p: &Pipeline, st: &Storage) {
@@ -79,7 +93,11 @@ fn report_labels(p: &Pipeline, st: &Storage) {
             }
         }
     }
-    println!("labels seen in the newest {} raw day(s): {}", newest.len(), labels.len());
+    println!(
+        "labels seen in the newest {} raw day(s): {}",
+        newest.len(),
+        labels.len()
+    );
     let mut used = vec![false; p.tasks.len()];
     for (l, n) in &labels {
         let m = all_matches(&p.tasks, &[l]);
@@ -89,12 +107,18 @@ fn report_labels(p: &Pipeline, st: &Storage) {
         match m.len() {
             0 => println!("  unmatched label `{l}` ({n} events): no task rule matches"),
             1 => {}
-            _ => println!("  label `{l}` ({n} events) matches {}; the first wins", rule_names(&p.tasks, &m)),
+            _ => println!(
+                "  label `{l}` ({n} events) matches {}; the first wins",
+                rule_names(&p.tasks, &m)
+            ),
         }
     }
     for (i, u) in used.iter().enumerate() {
         if !u {
-            println!("  task rule \"{}\" (line {}) matches no label seen", p.tasks[i].name, p.tasks[i].line);
+            println!(
+                "  task rule \"{}\" (line {}) matches no label seen",
+                p.tasks[i].name, p.tasks[i].line
+            );
         }
     }
 }
@@ -104,7 +128,9 @@ fn report_inboxes(p: &Pipeline, st: &Storage) {
         println!("inboxes: no snapshot yet (run the extract stage first)");
         return;
     };
-    let Ok((inboxes, _)) = raw::inboxes_from(&df) else { return };
+    let Ok((inboxes, _)) = raw::inboxes_from(&df) else {
+        return;
+    };
     println!("inboxes in the newest snapshot: {}", inboxes.len());
     let mut used = vec![false; p.workstreams.len()];
     for i in &inboxes {
@@ -116,16 +142,27 @@ fn report_inboxes(p: &Pipeline, st: &Storage) {
         for x in &m {
             used[*x] = true;
         }
-        let name = format!("`{}` ({}{})", i.name.as_deref().unwrap_or(""), i.inbox_id, if i.disabled { ", disabled" } else { "" });
+        let name = format!(
+            "`{}` ({}{})",
+            i.name.as_deref().unwrap_or(""),
+            i.inbox_id,
+            if i.disabled { ", disabled" } else { "" }
+        );
         match m.len() {
             0 => println!("  unmatched inbox {name}: no workstream rule matches"),
             1 => {}
-            _ => println!("  inbox {name} matches {}; the first wins", rule_names(&p.workstreams, &m)),
+            _ => println!(
+                "  inbox {name} matches {}; the first wins",
+                rule_names(&p.workstreams, &m)
+            ),
         }
     }
     for (i, u) in used.iter().enumerate() {
         if !u {
-            println!("  workstream rule \"{}\" (line {}) matches no inbox", p.workstreams[i].name, p.workstreams[i].line);
+            println!(
+                "  workstream rule \"{}\" (line {}) matches no inbox",
+                p.workstreams[i].name, p.workstreams[i].line
+            );
         }
     }
 }

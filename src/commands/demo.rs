@@ -37,7 +37,10 @@ pub async fn demo(a: DemoArgs) -> i32 {
         requests_per_30s: 1000,
         ..WfmSimConfig::default()
     });
-    let (g, w) = match (gladly.serve("127.0.0.1:0").await, wfm.serve("127.0.0.1:0").await) {
+    let (g, w) = match (
+        gladly.serve("127.0.0.1:0").await,
+        wfm.serve("127.0.0.1:0").await,
+    ) {
         (Ok(g), Ok(w)) => (g, w),
         (Err(e), _) | (_, Err(e)) => {
             eprintln!("demo: cannot start the simulators: {e}");
@@ -80,7 +83,10 @@ pub async fn demo(a: DemoArgs) -> i32 {
     println!("{:<28} {:>10}", "dataset", "rows");
     if let Some(rows) = m["rows"].as_object() {
         for (dataset, days) in rows {
-            let n: u64 = days.as_object().map(|d| d.values().filter_map(|v| v.as_u64()).sum()).unwrap_or(0);
+            let n: u64 = days
+                .as_object()
+                .map(|d| d.values().filter_map(|v| v.as_u64()).sum())
+                .unwrap_or(0);
             println!("{dataset:<28} {n:>10}");
         }
     }
@@ -106,7 +112,11 @@ pub async fn demo(a: DemoArgs) -> i32 {
         }
     }
     let store = wfm.store();
-    println!("  receiver now holds {} users and {} task records", store.kind(Kind::Users).len(), store.kind(Kind::Tasks).len());
+    println!(
+        "  receiver now holds {} users and {} task records",
+        store.kind(Kind::Users).len(),
+        store.kind(Kind::Tasks).len()
+    );
     println!();
     println!("Parquet under {}/ (read it with DuckDB: SELECT * FROM '{}/agent_status_segments/*/*.parquet')", a.out.display(), a.out.display());
     println!("{}", outcome.summary);

@@ -10,7 +10,10 @@ use crate::pipeline::{self, RunOptions, Stages};
 pub async fn schedule(p: &Pipeline) -> i32 {
     use tokio::signal::unix::{signal, SignalKind};
     let Some(sched) = p.schedule.clone() else {
-        eprintln!("{}: [schedule] cron is required by `schedule`", p.file.display());
+        eprintln!(
+            "{}: [schedule] cron is required by `schedule`",
+            p.file.display()
+        );
         return 2;
     };
     let tz = p.timezone.unwrap_or(chrono_tz::UTC);
@@ -23,7 +26,9 @@ pub async fn schedule(p: &Pipeline) -> i32 {
             return 0;
         };
         log::info(format!("schedule: next run at {}", next.to_rfc3339()));
-        let wait = (next.with_timezone(&chrono::Utc) - chrono::Utc::now()).to_std().unwrap_or_default();
+        let wait = (next.with_timezone(&chrono::Utc) - chrono::Utc::now())
+            .to_std()
+            .unwrap_or_default();
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = term.recv() => { log::info("schedule: stopping (SIGTERM)"); return 0; }
@@ -45,7 +50,10 @@ pub async fn schedule(p: &Pipeline) -> i32 {
         };
         println!("{}", outcome.summary);
         if outcome.exit_code != 0 {
-            log::warn(format!("schedule: run {runs} ended with exit code {}; carrying on", outcome.exit_code));
+            log::warn(format!(
+                "schedule: run {runs} ended with exit code {}; carrying on",
+                outcome.exit_code
+            ));
         }
     }
 }

@@ -28,7 +28,8 @@ pub struct GladlyArgs {
 }
 
 pub fn gladly_config(a: &GladlyArgs) -> Result<GladlySimConfig, String> {
-    let timezone = time::parse_tz(&a.timezone).ok_or_else(|| format!("--timezone: unknown timezone `{}`", a.timezone))?;
+    let timezone = time::parse_tz(&a.timezone)
+        .ok_or_else(|| format!("--timezone: unknown timezone `{}`", a.timezone))?;
     let world = WorldConfig {
         seed: a.seed,
         agents: a.agents,
@@ -53,9 +54,13 @@ pub async fn run_gladly(a: GladlyArgs) -> Result<(), String> {
     let cfg = gladly_config(&a)?;
     let sim = GladlySim::new(cfg);
     if let Some(dir) = &a.dump {
-        sim.dump(dir).map_err(|e| format!("--dump {}: {e}", dir.display()))?;
+        sim.dump(dir)
+            .map_err(|e| format!("--dump {}: {e}", dir.display()))?;
     }
-    let addr = sim.serve(&a.addr).await.map_err(|e| format!("--addr {}: {e}", a.addr))?;
+    let addr = sim
+        .serve(&a.addr)
+        .await
+        .map_err(|e| format!("--addr {}: {e}", a.addr))?;
     println!("listening on http://{addr}");
     wait_for_signal().await;
     Ok(())
@@ -83,7 +88,10 @@ pub async fn run_wfm(a: WfmArgs) -> Result<(), String> {
         ..WfmSimConfig::default()
     };
     let sim = WfmSim::new(cfg);
-    let addr = sim.serve(&a.addr).await.map_err(|e| format!("--addr {}: {e}", a.addr))?;
+    let addr = sim
+        .serve(&a.addr)
+        .await
+        .map_err(|e| format!("--addr {}: {e}", a.addr))?;
     println!("listening on http://{addr}");
     wait_for_signal().await;
     Ok(())

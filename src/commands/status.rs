@@ -15,7 +15,11 @@ pub fn ranges(days: &[NaiveDate]) -> String {
         while j + 1 < days.len() && days[j + 1] == days[j] + chrono::Duration::days(1) {
             j += 1;
         }
-        out.push(if i == j { days[i].to_string() } else { format!("{}..{}", days[i], days[j]) });
+        out.push(if i == j {
+            days[i].to_string()
+        } else {
+            format!("{}..{}", days[i], days[j])
+        });
         i = j + 1;
     }
     if out.is_empty() {
@@ -26,7 +30,14 @@ pub fn ranges(days: &[NaiveDate]) -> String {
 }
 
 pub fn status(p: &Pipeline) -> i32 {
-    println!("pipeline {}{}", p.name, p.description.as_ref().map(|d| format!(" — {d}")).unwrap_or_default());
+    println!(
+        "pipeline {}{}",
+        p.name,
+        p.description
+            .as_ref()
+            .map(|d| format!(" — {d}"))
+            .unwrap_or_default()
+    );
     let state = match PipelineState::load(&p.state_dir()) {
         Ok(s) => s,
         Err(e) => {
@@ -34,24 +45,48 @@ pub fn status(p: &Pipeline) -> i32 {
             return 1;
         }
     };
-    println!("nightly cursor: {}", state.nightly_cursor.map(|d| d.to_string()).unwrap_or_else(|| "none (first run pending)".into()));
+    println!(
+        "nightly cursor: {}",
+        state
+            .nightly_cursor
+            .map(|d| d.to_string())
+            .unwrap_or_else(|| "none (first run pending)".into())
+    );
     for stage in ["extract", "transform", "load"] {
-        let days: Vec<NaiveDate> = state.completed.get(stage).map(|s| s.iter().copied().collect()).unwrap_or_default();
+        let days: Vec<NaiveDate> = state
+            .completed
+            .get(stage)
+            .map(|s| s.iter().copied().collect())
+            .unwrap_or_default();
         println!("completed {stage:9}: {}", ranges(&days));
     }
     match RunLock::holder(&p.state_dir()) {
         Some(h) => println!("lock: held ({})", h.trim()),
         None => println!("lock: free"),
     }
-    let mut runs: Vec<_> = std::fs::read_dir(p.runs_dir()).into_iter().flatten().flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "json")).collect();
+    let mut runs: Vec<_> = std::fs::read_dir(p.runs_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
     runs.sort();
     println!("last runs:");
     if runs.is_empty() {
         println!("  none");
     }
     for r in runs.iter().rev().take(5) {
-        let v: serde_json::Value = std::fs::read(r).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
-        let rows = |d: &str| v["rows"][d].as_object().map(|m| m.values().filter_map(|x| x.as_u64()).sum::<u64>()).unwrap_or(0);
+        let v: serde_json::Value = std::fs::read(r)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        let rows = |d: &str| {
+            v["rows"][d]
+                .as_object()
+                .map(|m| m.values().filter_map(|x| x.as_u64()).sum::<u64>())
+                .unwrap_or(0)
+        };
         println!(
             "  {} {} {} ({} day(s), {} events, {} segments){}",
             v["run_id"].as_str().unwrap_or("?"),
@@ -60,13 +95,20 @@ pub fn status(p: &Pipeline) -> i32 {
             v["days_completed"].as_array().map(|a| a.len()).unwrap_or(0),
             rows("agent_status_events"),
             rows("agent_status_segments"),
-            v["error"].as_str().map(|e| format!(" — {e}")).unwrap_or_default(),
+            v["error"]
+                .as_str()
+                .map(|e| format!(" — {e}"))
+                .unwrap_or_default(),
         );
     }
     match (&p.schedule, &p.schedule_expr) {
         (Some(s), Some(expr)) => {
             let tz = p.timezone.unwrap_or(chrono_tz::UTC);
-            let next = s.upcoming(tz).next().map(|t| t.to_rfc3339()).unwrap_or_else(|| "never".into());
+            let next = s
+                .upcoming(tz)
+                .next()
+                .map(|t| t.to_rfc3339())
+                .unwrap_or_else(|| "never".into());
             println!("schedule: `{expr}` in {}; next fire {next}", tz.name());
         }
         _ => println!("schedule: none ([schedule] is not set)"),

@@ -6,7 +6,9 @@ use std::collections::HashMap;
 
 use serde::Deserialize;
 
-use crate::model::{derive_event_id, AgentEvent, SetAside, AGENT_EVENT_TYPES, SOURCE_EVENTS_API, SOURCE_REPORT};
+use crate::model::{
+    derive_event_id, AgentEvent, SetAside, AGENT_EVENT_TYPES, SOURCE_EVENTS_API, SOURCE_REPORT,
+};
 use crate::time::parse_ts;
 
 #[derive(Deserialize)]
@@ -155,13 +157,21 @@ impl CsvTable {
                 .map(|h| h.trim().to_string())
                 .collect()
         };
-        let index = header.iter().enumerate().map(|(i, h)| (h.clone(), i)).collect();
+        let index = header
+            .iter()
+            .enumerate()
+            .map(|(i, h)| (h.clone(), i))
+            .collect();
         let mut rows = Vec::new();
         for (n, rec) in rdr.records().enumerate() {
             let rec = rec.map_err(|e| format!("unreadable CSV at row {}: {e}", n + 1))?;
             rows.push((n + 1, rec));
         }
-        Ok(CsvTable { header, rows, index })
+        Ok(CsvTable {
+            header,
+            rows,
+            index,
+        })
     }
 
     /// Checks that the header has these columns (a report whose shape changed is an error).
@@ -169,17 +179,32 @@ impl CsvTable {
         if self.header.is_empty() {
             return Ok(());
         }
-        let missing: Vec<&str> = cols.iter().copied().filter(|c| !self.index.contains_key(*c)).collect();
+        let missing: Vec<&str> = cols
+            .iter()
+            .copied()
+            .filter(|c| !self.index.contains_key(*c))
+            .collect();
         if missing.is_empty() {
             Ok(())
         } else {
-            Err(format!("report header lacks column(s) {}; header is {:?}", missing.join(", "), self.header))
+            Err(format!(
+                "report header lacks column(s) {}; header is {:?}",
+                missing.join(", "),
+                self.header
+            ))
         }
     }
 
     /// The cell under `col`: `Err` if the row is too short to have it, `Ok(None)` if blank.
-    pub fn cell<'r>(&self, rec: &'r csv::StringRecord, col: &str) -> Result<Option<&'r str>, String> {
-        let i = *self.index.get(col).ok_or_else(|| format!("no column {col}"))?;
+    pub fn cell<'r>(
+        &self,
+        rec: &'r csv::StringRecord,
+        col: &str,
+    ) -> Result<Option<&'r str>, String> {
+        let i = *self
+            .index
+            .get(col)
+            .ok_or_else(|| format!("no column {col}"))?;
         match rec.get(i) {
             None => Err(format!("missing column {col}")),
             Some(s) if s.trim().is_empty() => Ok(None),
@@ -201,10 +226,21 @@ fn channels(cell: Option<&str>) -> Option<Vec<String>> {
     ))
 }
 
-const AGENT_REPORT_COLUMNS: &[&str] = &["Timestamp", "Occurred At", "Agent ID", "Type", "Available For", "Away Reason", "Active Reason"];
+const AGENT_REPORT_COLUMNS: &[&str] = &[
+    "Timestamp",
+    "Occurred At",
+    "Agent ID",
+    "Type",
+    "Available For",
+    "Away Reason",
+    "Active Reason",
+];
 
 /// Decodes an `AgentTimestampsReport` CSV body.
-pub fn agent_events_csv(body: &[u8], what: &str) -> Result<(Vec<AgentEvent>, Vec<SetAside>), String> {
+pub fn agent_events_csv(
+    body: &[u8],
+    what: &str,
+) -> Result<(Vec<AgentEvent>, Vec<SetAside>), String> {
     let t = CsvTable::parse(body)?;
     t.require(AGENT_REPORT_COLUMNS)?;
     let mut out = Vec::new();
@@ -232,7 +268,10 @@ fn agent_row(t: &CsvTable, rec: &csv::StringRecord) -> Result<AgentEvent, String
         Some(s) => parse_ts(s).ok_or_else(|| format!("bad Occurred At `{s}`"))?,
         None => recorded,
     };
-    let agent_id = t.cell(rec, "Agent ID")?.ok_or("blank Agent ID")?.to_string();
+    let agent_id = t
+        .cell(rec, "Agent ID")?
+        .ok_or("blank Agent ID")?
+        .to_string();
     let available_for = channels(t.cell(rec, "Available For")?);
     if etype == "AGENT_AVAILABILITY/UPDATED" && available_for.is_none() {
         return Err("AGENT_AVAILABILITY/UPDATED with blank Available For".into());
@@ -265,7 +304,10 @@ mod tests {
         let (evs, aside) = agent_events_csv(body.as_bytes(), "r").unwrap();
         assert_eq!(evs.len(), 3);
         assert_eq!(evs[0].active_reason.as_deref(), Some("Work"));
-        assert_eq!(evs[1].available_for, Some(vec!["MESSAGING".into(), "VOICE".into()]));
+        assert_eq!(
+            evs[1].available_for,
+            Some(vec!["MESSAGING".into(), "VOICE".into()])
+        );
         assert_eq!(evs[2].available_for, Some(vec![]));
         assert_eq!(aside.len(), 2, "{aside:?}");
         assert!(aside[1].reason.contains("missing column"), "{aside:?}");

@@ -90,7 +90,10 @@ impl GladlyClient {
             token: cfg.token.clone(),
             get_limiter: SlidingLimiter::new(cfg.requests_per_second, Duration::from_secs(1)),
             post_limiter: SlidingLimiter::new(cfg.requests_per_second, Duration::from_secs(1)),
-            reports_per_minute: SlidingLimiter::new(cfg.reports_per_minute, Duration::from_secs(60)),
+            reports_per_minute: SlidingLimiter::new(
+                cfg.reports_per_minute,
+                Duration::from_secs(60),
+            ),
             reports_in_flight: Semaphore::new(cfg.reports_in_flight as usize),
             request_timeout: Duration::from_secs(cfg.request_timeout_seconds),
             report_timeout: Duration::from_secs(cfg.report_timeout_seconds),
@@ -113,7 +116,12 @@ impl GladlyClient {
         }
     }
 
-    async fn get(&self, path: &str, query: &[(&str, String)], what: &str) -> Result<Answer, GladlyError> {
+    async fn get(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        what: &str,
+    ) -> Result<Answer, GladlyError> {
         let url = format!("{}{}", self.base, path);
         let a = execute(
             what,
@@ -133,7 +141,12 @@ impl GladlyClient {
     }
 
     /// A Reports API call: counted against the per-minute limit, at most N in flight.
-    async fn report_post(&self, path: &str, body: serde_json::Value, what: &str) -> Result<Answer, GladlyError> {
+    async fn report_post(
+        &self,
+        path: &str,
+        body: serde_json::Value,
+        what: &str,
+    ) -> Result<Answer, GladlyError> {
         let _permit = self.reports_in_flight.acquire().await.expect("semaphore");
         let url = format!("{}{}", self.base, path);
         let a = execute(
@@ -161,13 +174,17 @@ impl GladlyClient {
     }
 
     pub async fn organization(&self) -> Result<Organization, GladlyError> {
-        let a = self.get("/api/v1/organization", &[], "GET /api/v1/organization").await?;
+        let a = self
+            .get("/api/v1/organization", &[], "GET /api/v1/organization")
+            .await?;
         Self::json("GET /api/v1/organization", &a)
     }
 
     /// Agents with their teams (from `/teams`, which is where Gladly keeps membership).
     pub async fn agents(&self) -> Result<Vec<AgentDim>, GladlyError> {
-        let a = self.get("/api/v1/agents", &[], "GET /api/v1/agents").await?;
+        let a = self
+            .get("/api/v1/agents", &[], "GET /api/v1/agents")
+            .await?;
         let agents: Vec<RawAgent> = Self::json("GET /api/v1/agents", &a)?;
         let t = self.get("/api/v1/teams", &[], "GET /api/v1/teams").await?;
         let teams: Vec<RawTeam> = Self::json("GET /api/v1/teams", &t)?;
@@ -189,7 +206,9 @@ impl GladlyClient {
     }
 
     pub async fn inboxes(&self) -> Result<Vec<InboxDim>, GladlyError> {
-        let a = self.get("/api/v1/inboxes", &[], "GET /api/v1/inboxes").await?;
+        let a = self
+            .get("/api/v1/inboxes", &[], "GET /api/v1/inboxes")
+            .await?;
         let raw: Vec<RawInbox> = Self::json("GET /api/v1/inboxes", &a)?;
         let mut out: Vec<InboxDim> = raw
             .into_iter()
@@ -204,17 +223,34 @@ impl GladlyClient {
     }
 
     /// Events API: `[start, end)`, JSON Lines body.
-    pub async fn events(&self, start: Ms, end: Ms, entities: &[&str]) -> Result<bytes::Bytes, GladlyError> {
-        let mut q = vec![("startAt", time::fmt_ts(start)), ("endAt", time::fmt_ts(end))];
+    pub async fn events(
+        &self,
+        start: Ms,
+        end: Ms,
+        entities: &[&str],
+    ) -> Result<bytes::Bytes, GladlyError> {
+        let mut q = vec![
+            ("startAt", time::fmt_ts(start)),
+            ("endAt", time::fmt_ts(end)),
+        ];
         for e in entities {
             q.push(("entities", e.to_string()));
         }
-        let what = format!("GET /api/v1/events {}..{}", time::fmt_ts(start), time::fmt_ts(end));
+        let what = format!(
+            "GET /api/v1/events {}..{}",
+            time::fmt_ts(start),
+            time::fmt_ts(end)
+        );
         Ok(self.get("/api/v1/events", &q, &what).await?.body)
     }
 
     /// One day of a timestamps report (CSV body), in `tz`.
-    pub async fn report(&self, metric_set: &str, tz: Tz, day: NaiveDate) -> Result<bytes::Bytes, GladlyError> {
+    pub async fn report(
+        &self,
+        metric_set: &str,
+        tz: Tz,
+        day: NaiveDate,
+    ) -> Result<bytes::Bytes, GladlyError> {
         let body = serde_json::json!({
             "metricSet": metric_set, "timezone": tz.name(),
             "startAt": day.to_string(), "endAt": day.to_string(), "filters": {},
@@ -228,6 +264,9 @@ impl GladlyClient {
         let fmt = |m: Ms| time::to_utc(m).format("%Y-%m-%dT%H:%MZ").to_string();
         let body = serde_json::json!({"startAtTime": fmt(start), "endAtTime": fmt(end)});
         let what = format!("work-session-events {}..{}", fmt(start), fmt(end));
-        Ok(self.report_post("/api/v1/reports/work-session-events", body, &what).await?.body)
+        Ok(self
+            .report_post("/api/v1/reports/work-session-events", body, &what)
+            .await?
+            .body)
     }
 }

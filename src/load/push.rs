@@ -104,7 +104,10 @@ fn digest(parts: &[&[u8]]) -> String {
         h.update(p);
         h.update([0u8]);
     }
-    h.finalize()[..16].iter().map(|b| format!("{b:02x}")).collect()
+    h.finalize()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// One kind of record for one window (a day), ready to send.
@@ -117,17 +120,34 @@ pub struct PushPlan {
 }
 
 impl PushPlan {
-    pub fn new(key: String, path: &'static str, put: bool, window: Option<(Ms, Ms)>, records: Vec<Value>, batch_size: usize) -> PushPlan {
-        let mut batches: Vec<Vec<Value>> = records.chunks(batch_size.max(1)).map(|c| c.to_vec()).collect();
+    pub fn new(
+        key: String,
+        path: &'static str,
+        put: bool,
+        window: Option<(Ms, Ms)>,
+        records: Vec<Value>,
+        batch_size: usize,
+    ) -> PushPlan {
+        let mut batches: Vec<Vec<Value>> = records
+            .chunks(batch_size.max(1))
+            .map(|c| c.to_vec())
+            .collect();
         if batches.is_empty() && window.is_some() {
             // An empty day still replaces what an earlier run stored for it.
             batches.push(Vec::new());
         }
-        PushPlan { key, path, put, window, batches }
+        PushPlan {
+            key,
+            path,
+            put,
+            window,
+            batches,
+        }
     }
 
     fn envelope(&self, integration: &str, i: usize) -> Value {
-        let mut env = json!({"integrationId": integration, "source": "gladly", "data": self.batches[i]});
+        let mut env =
+            json!({"integrationId": integration, "source": "gladly", "data": self.batches[i]});
         if i == 0 {
             if let Some((s, e)) = self.window {
                 env["replaceWindow"] = json!({"start": time::fmt_ts(s), "end": time::fmt_ts(e)});
@@ -137,7 +157,9 @@ impl PushPlan {
     }
 
     fn plan_digest(&self, integration: &str) -> String {
-        let bodies: Vec<String> = (0..self.batches.len()).map(|i| self.envelope(integration, i).to_string()).collect();
+        let bodies: Vec<String> = (0..self.batches.len())
+            .map(|i| self.envelope(integration, i).to_string())
+            .collect();
         let parts: Vec<&[u8]> = bodies.iter().map(|b| b.as_bytes()).collect();
         digest(&parts)
     }
@@ -164,7 +186,12 @@ pub async fn push_plan(
     for i in start..plan.batches.len() {
         let env = plan.envelope(&integration, i);
         let body = env.to_string();
-        let key = digest(&[integration.as_bytes(), plan.key.as_bytes(), i.to_string().as_bytes(), body.as_bytes()]);
+        let key = digest(&[
+            integration.as_bytes(),
+            plan.key.as_bytes(),
+            i.to_string().as_bytes(),
+            body.as_bytes(),
+        ]);
         let answer = client.send(plan.put, plan.path, &env, &key).await?;
         t.add(&answer);
         state.push.insert(

@@ -39,7 +39,11 @@ impl FaultRates {
                 "429" => f.too_many = rate,
                 "slow" => f.slow = rate,
                 "cut" => f.cut = rate,
-                other => return Err(format!("unknown fault kind `{other}` (known: 500, 429, slow, cut)")),
+                other => {
+                    return Err(format!(
+                        "unknown fault kind `{other}` (known: 500, 429, slow, cut)"
+                    ))
+                }
             }
         }
         Ok(f)
@@ -106,7 +110,10 @@ impl SlidingWindow {
     pub fn try_admit(&self) -> (bool, usize) {
         let now = std::time::Instant::now();
         let mut t = self.times.lock().unwrap();
-        while t.front().is_some_and(|f| now.duration_since(*f) >= self.window) {
+        while t
+            .front()
+            .is_some_and(|f| now.duration_since(*f) >= self.window)
+        {
             t.pop_front();
         }
         if t.len() >= self.limit {
@@ -129,7 +136,11 @@ impl SlidingWindow {
         match t.front() {
             Some(f) => {
                 let free_at = *f + self.window;
-                free_at.saturating_duration_since(now).as_secs_f64().ceil().max(1.0) as u64
+                free_at
+                    .saturating_duration_since(now)
+                    .as_secs_f64()
+                    .ceil()
+                    .max(1.0) as u64
             }
             None => 1,
         }

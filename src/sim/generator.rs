@@ -196,7 +196,12 @@ const LAST: &[&str] = &[
     "Müller", "Patel", "Jensen",
 ];
 const INBOX_NAMES: &[&str] = &[
-    "Customer_Support", "Billing", "Returns", "VIP Care", "Sales", "Tech, Tier 2",
+    "Customer_Support",
+    "Billing",
+    "Returns",
+    "VIP Care",
+    "Sales",
+    "Tech, Tier 2",
 ];
 const ALL_CHANNELS: &[&str] = &["MAIL", "MESSAGING", "TASK", "VOICE"];
 const CONTACT_CHANNELS: &[&str] = &["EMAIL", "CHAT", "PHONE_CALL", "SMS"];
@@ -228,15 +233,18 @@ impl World {
                 _ => format!("{}@example.com", local.to_lowercase()),
             };
             // Every 25th agent (from the 12th) is missing from /agents (deactivated, say).
-            let listed = !(i % 25 == 12);
+            let listed = i % 25 != 12;
             // Most shifts start 06:00–14:00 local; one in eight works nights across midnight.
             let shift_start_minute = if i % 8 == 7 {
                 20 * 60 + r.range(0, 4) as u32 * 30
             } else {
                 6 * 60 + r.range(0, 16) as u32 * 30
             };
-            let mut channels: Vec<&'static str> =
-                ALL_CHANNELS.iter().copied().filter(|_| r.chance(0.6)).collect();
+            let mut channels: Vec<&'static str> = ALL_CHANNELS
+                .iter()
+                .copied()
+                .filter(|_| r.chance(0.6))
+                .collect();
             if channels.is_empty() {
                 channels.push("MESSAGING");
             }
@@ -265,7 +273,11 @@ impl World {
                 id: r.id(),
                 name,
                 disabled,
-                volume: if disabled { 1 } else { 2 + r.range(0, 3) as u32 },
+                volume: if disabled {
+                    1
+                } else {
+                    2 + r.range(0, 3) as u32
+                },
             });
         }
         let teams = (0..teams_n)
@@ -390,7 +402,8 @@ impl World {
         out.sort_by(|a, b| {
             let ka = if a.1 { a.0.ended_at } else { a.0.created_at };
             let kb = if b.1 { b.0.ended_at } else { b.0.created_at };
-            ka.cmp(&kb).then_with(|| a.0.contact_session_id.cmp(&b.0.contact_session_id))
+            ka.cmp(&kb)
+                .then_with(|| a.0.contact_session_id.cmp(&b.0.contact_session_id))
         });
         out
     }
@@ -414,7 +427,14 @@ impl World {
             }
             let n = (self.agents.len() as u32 * inbox.volume / 2).max(inbox.volume);
             for _ in 0..n {
-                self.generate_conversation(&mut r, inbox, &listed, day, &mut events, &mut work_sessions);
+                self.generate_conversation(
+                    &mut r,
+                    inbox,
+                    &listed,
+                    day,
+                    &mut events,
+                    &mut work_sessions,
+                );
             }
         }
         events.sort_by(|a, b| a.timestamp.cmp(&b.timestamp).then_with(|| a.id.cmp(&b.id)));
@@ -444,11 +464,7 @@ impl World {
 
         // The day's plan: (minutes after login, what happens).
         let mut t = t0 + 30 * 60_000;
-        let breaks = [
-            (2 * 60, 0usize, 15),
-            (4 * 60, 1, 30),
-            (6 * 60, 0, 15),
-        ];
+        let breaks = [(2 * 60, 0usize, 15), (4 * 60, 1, 30), (6 * 60, 0, 15)];
         for (at, reason, minutes) in breaks {
             let go = t0 + (at + ev.r.range(-20, 20)) * 60_000;
             // Some activity between breaks: an availability toggle, focus time, a reason change.
@@ -474,7 +490,13 @@ impl World {
                     }
                     2 => {
                         let reason = self.active_reasons[ev.r.range(1, 2) as usize].clone();
-                        ev.status("AGENT_STATUS/CHANGED_ACTIVE_REASON", t, None, Some(reason), None);
+                        ev.status(
+                            "AGENT_STATUS/CHANGED_ACTIVE_REASON",
+                            t,
+                            None,
+                            Some(reason),
+                            None,
+                        );
                     }
                     3 if self.cfg.quirks.unknown_event_type => ev.unknown(t),
                     _ => {}
@@ -489,7 +511,13 @@ impl World {
             } else {
                 self.away_reasons[reason].clone()
             };
-            ev.status("AGENT_STATUS/WENT_AWAY", go, Some(reason.clone()), None, None);
+            ev.status(
+                "AGENT_STATUS/WENT_AWAY",
+                go,
+                Some(reason.clone()),
+                None,
+                None,
+            );
             let back = go + (minutes + ev.r.range(-3, 5)) * 60_000 + ev.r.range(0, 59_999);
             ev.status(
                 "AGENT_STATUS/RETURNED_FROM_AWAY",
@@ -535,8 +563,22 @@ impl World {
             inbox_id: &inbox.id,
         };
         let quirky = self.cfg.quirks.clone();
-        let mut push = |etype: &str, ts: Ms, assignee: Option<&str>, new_agent: Option<&str>, extra: Value, r: &mut Rng| {
-            out.push(conversation_event(&c, r.id(), etype, ts, assignee, new_agent, extra, &quirky));
+        let mut push = |etype: &str,
+                        ts: Ms,
+                        assignee: Option<&str>,
+                        new_agent: Option<&str>,
+                        extra: Value,
+                        r: &mut Rng| {
+            out.push(conversation_event(
+                &c,
+                r.id(),
+                etype,
+                ts,
+                assignee,
+                new_agent,
+                extra,
+                &quirky,
+            ));
         };
         push("CONVERSATION/CREATED", t0, None, None, Value::Null, r);
         let started = t0 + r.range(200, 1500);
@@ -547,13 +589,41 @@ impl World {
             }
             v
         };
-        push("CONTACT/STARTED", started, None, None, contact(json!({"entryPoint": inbox.name})), r);
+        push(
+            "CONTACT/STARTED",
+            started,
+            None,
+            None,
+            contact(json!({"entryPoint": inbox.name})),
+            r,
+        );
         let routed = started + r.range(20, 600) * 1000;
-        push("CONVERSATION_ASSIGNEE/UPDATED", routed, None, Some(&agent.id), Value::Null, r);
-        push("CONTACT/OFFERED", routed + 500, Some(&agent.id), None, contact(json!({"agentId": agent.id})), r);
+        push(
+            "CONVERSATION_ASSIGNEE/UPDATED",
+            routed,
+            None,
+            Some(&agent.id),
+            Value::Null,
+            r,
+        );
+        push(
+            "CONTACT/OFFERED",
+            routed + 500,
+            Some(&agent.id),
+            None,
+            contact(json!({"agentId": agent.id})),
+            r,
+        );
         let accepted = if r.chance(0.9) {
             let at = routed + r.range(3, 400) * 1000 + r.range(0, 999);
-            push("CONTACT/OFFER_ACCEPTED", at, Some(&agent.id), None, contact(json!({"agentId": agent.id})), r);
+            push(
+                "CONTACT/OFFER_ACCEPTED",
+                at,
+                Some(&agent.id),
+                None,
+                contact(json!({"agentId": agent.id})),
+                r,
+            );
             Some(at)
         } else {
             None
@@ -565,18 +635,50 @@ impl World {
             r.range(60, 1500) * 1000
         };
         let ended = accepted.unwrap_or(routed) + handle_ms + r.range(0, 999);
-        let status = if accepted.is_some() { "ANSWERED" } else { "ABANDONED" };
-        push("CONTACT/ENDED", ended, Some(&agent.id), None, contact(json!({"status": status})), r);
+        let status = if accepted.is_some() {
+            "ANSWERED"
+        } else {
+            "ABANDONED"
+        };
+        push(
+            "CONTACT/ENDED",
+            ended,
+            Some(&agent.id),
+            None,
+            contact(json!({"status": status})),
+            r,
+        );
         let acw_ms = r.range(20, 300) * 1000 + r.range(0, 999);
         if r.chance(0.85) {
             let closed = ended + acw_ms;
-            push("CONVERSATION/CLOSED", closed, Some(&agent.id), None, Value::Null, r);
+            push(
+                "CONVERSATION/CLOSED",
+                closed,
+                Some(&agent.id),
+                None,
+                Value::Null,
+                r,
+            );
             if r.chance(0.1) {
                 let reopened = closed + r.range(30, 360) * 60_000;
-                push("CONVERSATION/REOPENED", reopened, Some(&agent.id), None, Value::Null, r);
+                push(
+                    "CONVERSATION/REOPENED",
+                    reopened,
+                    Some(&agent.id),
+                    None,
+                    Value::Null,
+                    r,
+                );
                 if r.chance(0.7) {
                     let again = reopened + r.range(5, 60) * 60_000;
-                    push("CONVERSATION/CLOSED", again, Some(&agent.id), None, Value::Null, r);
+                    push(
+                        "CONVERSATION/CLOSED",
+                        again,
+                        Some(&agent.id),
+                        None,
+                        Value::Null,
+                        r,
+                    );
                 }
             }
         }
@@ -597,7 +699,11 @@ impl World {
             status,
             within_sla,
             handle_time_sec: accepted.map(|a| (ended - a) as f64 / 1000.0).unwrap_or(0.0),
-            after_contact_time_sec: if accepted.is_some() { acw_ms as f64 / 1000.0 } else { 0.0 },
+            after_contact_time_sec: if accepted.is_some() {
+                acw_ms as f64 / 1000.0
+            } else {
+                0.0
+            },
         });
     }
 
@@ -770,7 +876,12 @@ impl EventBuilder<'_> {
 
     fn availability(&mut self, at: Ms, channels: Option<Vec<&'static str>>) {
         let ts = self.recorded(at);
-        let mut e = self.base("AGENT_AVAILABILITY/UPDATED", Entity::AgentAvailability, ts, Some(at));
+        let mut e = self.base(
+            "AGENT_AVAILABILITY/UPDATED",
+            Entity::AgentAvailability,
+            ts,
+            Some(at),
+        );
         let content = json!({"agentId": self.agent.id, "occurredAt": time::fmt_ts(at), "availableFor": channels});
         e.available_for = channels;
         self.finish(e, content);
@@ -784,7 +895,12 @@ impl EventBuilder<'_> {
 
     fn unknown(&mut self, at: Ms) {
         let ts = self.recorded(at);
-        let e = self.base("AGENT_STATUS/SHIFT_SWAPPED", Entity::AgentStatus, ts, Some(at));
+        let e = self.base(
+            "AGENT_STATUS/SHIFT_SWAPPED",
+            Entity::AgentStatus,
+            ts,
+            Some(at),
+        );
         let content = json!({"agentId": self.agent.id, "occurredAt": time::fmt_ts(at)});
         self.finish(e, content);
     }

@@ -119,7 +119,10 @@ impl GladlySim {
             .iter()
             .map(|i| json!({"id": i.id, "name": i.name, "disabled": i.disabled}))
             .collect();
-        std::fs::write(dir.join("inboxes.json"), serde_json::to_vec_pretty(&inboxes)?)?;
+        std::fs::write(
+            dir.join("inboxes.json"),
+            serde_json::to_vec_pretty(&inboxes)?,
+        )?;
         let (first, last) = w.day_range();
         let from = time::day_start(w.tz(), first);
         let to = time::day_end(w.tz(), last) + time::MS_PER_DAY;
@@ -175,7 +178,12 @@ impl GladlySim {
 
 fn errors(status: StatusCode, attr: &str, code: &str, detail: &str) -> Response {
     let body = json!({"errors": [{"attr": attr, "code": code, "detail": detail}]});
-    (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 enum Auth {
@@ -185,7 +193,10 @@ enum Auth {
 }
 
 fn check_auth(sim: &GladlySim, headers: &HeaderMap) -> Auth {
-    let Some(v) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+    let Some(v) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
         return Auth::Unauthorized;
     };
     let Some(b64) = v.strip_prefix("Basic ") else {
@@ -246,25 +257,65 @@ async fn answer(
     match check_auth(sim, headers) {
         Auth::Ok => {}
         Auth::Unauthorized => {
-            return (errors(StatusCode::UNAUTHORIZED, "", "unauthorized", "Invalid credentials"), sim.cfg.rps)
+            return (
+                errors(
+                    StatusCode::UNAUTHORIZED,
+                    "",
+                    "unauthorized",
+                    "Invalid credentials",
+                ),
+                sim.cfg.rps,
+            )
         }
         Auth::Forbidden => {
-            return (errors(StatusCode::FORBIDDEN, "", "forbidden", "User lacks the API User permission"), sim.cfg.rps)
+            return (
+                errors(
+                    StatusCode::FORBIDDEN,
+                    "",
+                    "forbidden",
+                    "User lacks the API User permission",
+                ),
+                sim.cfg.rps,
+            )
         }
     }
     let (admitted, remaining) = sim.method_window(method.as_str()).try_admit();
     if !admitted {
-        return (errors(StatusCode::TOO_MANY_REQUESTS, "", "rate_limited", "Too many requests"), 0);
+        return (
+            errors(
+                StatusCode::TOO_MANY_REQUESTS,
+                "",
+                "rate_limited",
+                "Too many requests",
+            ),
+            0,
+        );
     }
     // Reports: at most N per minute and M at once across the organisation.
     let _in_flight = if is_report {
         let now_in_flight = sim.reports_in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         let guard = InFlight(sim.clone());
         if now_in_flight > sim.cfg.reports_in_flight {
-            return (errors(StatusCode::TOO_MANY_REQUESTS, "", "rate_limited", "Too many reports in flight"), remaining);
+            return (
+                errors(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "",
+                    "rate_limited",
+                    "Too many reports in flight",
+                ),
+                remaining,
+            );
         }
         if !sim.reports_window.try_admit().0 {
-            return (errors(StatusCode::TOO_MANY_REQUESTS, "", "rate_limited", "Too many report requests this minute"), remaining);
+            return (
+                errors(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "",
+                    "rate_limited",
+                    "Too many report requests this minute",
+                ),
+                remaining,
+            );
         }
         Some(guard)
     } else {
@@ -273,9 +324,27 @@ async fn answer(
     let fault = sim.faults.draw();
     match fault {
         Fault::ServerError => {
-            return (errors(StatusCode::INTERNAL_SERVER_ERROR, "", "internal", "Internal error"), remaining)
+            return (
+                errors(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "",
+                    "internal",
+                    "Internal error",
+                ),
+                remaining,
+            )
         }
-        Fault::TooMany => return (errors(StatusCode::TOO_MANY_REQUESTS, "", "rate_limited", "Too many requests"), remaining),
+        Fault::TooMany => {
+            return (
+                errors(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "",
+                    "rate_limited",
+                    "Too many requests",
+                ),
+                remaining,
+            )
+        }
         Fault::Slow => tokio::time::sleep(Duration::from_millis(sim.cfg.slow_ms)).await,
         _ => {}
     }
@@ -296,14 +365,19 @@ impl Drop for InFlight {
 /// Sends the first part of a body, then breaks the connection, as a proxy dying mid-answer does.
 async fn cut_body(resp: Response) -> Response {
     let (parts, body) = resp.into_parts();
-    let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
     if bytes.len() < 4 {
         return Response::from_parts(parts, Body::from(bytes));
     }
     let head = bytes.slice(..bytes.len() / 2 + 1);
     let stream = futures_util::stream::iter(vec![
         Ok::<Bytes, std::io::Error>(head),
-        Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "cut")),
+        Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "cut",
+        )),
     ]);
     let mut parts = parts;
     parts.headers.remove(header::CONTENT_LENGTH);
@@ -356,7 +430,12 @@ fn agent_json(a: &super::generator::Agent, extra: bool) -> Value {
 }
 
 fn json_ok(v: Value) -> Response {
-    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], v.to_string()).into_response()
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        v.to_string(),
+    )
+        .into_response()
 }
 
 fn not_found() -> Response {
@@ -374,34 +453,74 @@ fn events(sim: &GladlySim, query: &str) -> Response {
             "endAt" => end = Some(v.to_string()),
             "entities" => match Entity::parse(&v) {
                 Some(e) => entities.push(e),
-                None if ["CUSTOMER", "CUSTOMER_PROFILE", "PAYMENT_REQUEST", "TASK"].contains(&v.as_ref()) => {}
-                None => return errors(StatusCode::BAD_REQUEST, "entities", "invalid", &format!("unknown entity {v}")),
+                None if ["CUSTOMER", "CUSTOMER_PROFILE", "PAYMENT_REQUEST", "TASK"]
+                    .contains(&v.as_ref()) => {}
+                None => {
+                    return errors(
+                        StatusCode::BAD_REQUEST,
+                        "entities",
+                        "invalid",
+                        &format!("unknown entity {v}"),
+                    )
+                }
             },
             _ => {}
         }
     }
     let now = sim.world.now();
     let Some(start) = start else {
-        return errors(StatusCode::BAD_REQUEST, "startAt", "blank", "startAt is required");
+        return errors(
+            StatusCode::BAD_REQUEST,
+            "startAt",
+            "blank",
+            "startAt is required",
+        );
     };
     let Some(start) = time::parse_ts(&start) else {
-        return errors(StatusCode::BAD_REQUEST, "startAt", "invalid", "startAt is not a timestamp");
+        return errors(
+            StatusCode::BAD_REQUEST,
+            "startAt",
+            "invalid",
+            "startAt is not a timestamp",
+        );
     };
     if start < now - time::MS_PER_DAY {
-        return errors(StatusCode::BAD_REQUEST, "startAt", "invalid", "startAt must be within the last 24 hours");
+        return errors(
+            StatusCode::BAD_REQUEST,
+            "startAt",
+            "invalid",
+            "startAt must be within the last 24 hours",
+        );
     }
     let end = match end {
         None => now,
         Some(e) => match time::parse_ts(&e) {
             Some(e) => e,
-            None => return errors(StatusCode::BAD_REQUEST, "endAt", "invalid", "endAt is not a timestamp"),
+            None => {
+                return errors(
+                    StatusCode::BAD_REQUEST,
+                    "endAt",
+                    "invalid",
+                    "endAt is not a timestamp",
+                )
+            }
         },
     };
     if end <= start {
-        return errors(StatusCode::BAD_REQUEST, "startAt", "invalid", "endAt must occur after startAt");
+        return errors(
+            StatusCode::BAD_REQUEST,
+            "startAt",
+            "invalid",
+            "endAt must occur after startAt",
+        );
     }
     if entities.is_empty() {
-        return errors(StatusCode::BAD_REQUEST, "entities", "blank", "entities is required");
+        return errors(
+            StatusCode::BAD_REQUEST,
+            "entities",
+            "blank",
+            "entities is required",
+        );
     }
     let evs = sim.world.events_between(start, end, &entities);
     sim.events_served.fetch_add(evs.len(), Ordering::Relaxed);
@@ -410,7 +529,12 @@ fn events(sim: &GladlySim, query: &str) -> Response {
         out.push_str(&e.line);
         out.push('\n');
     }
-    (StatusCode::OK, [(header::CONTENT_TYPE, "application/x-jsonlines")], out).into_response()
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/x-jsonlines")],
+        out,
+    )
+        .into_response()
 }
 
 #[derive(serde::Deserialize)]
@@ -433,17 +557,42 @@ fn report(sim: &GladlySim, body: &[u8]) -> Response {
         None => sim.world.tz(),
         Some(name) => match time::parse_tz(name) {
             Some(tz) => tz,
-            None => return errors(StatusCode::BAD_REQUEST, "timezone", "invalid", "unknown timezone"),
+            None => {
+                return errors(
+                    StatusCode::BAD_REQUEST,
+                    "timezone",
+                    "invalid",
+                    "unknown timezone",
+                )
+            }
         },
     };
-    let (Some(from), Some(to)) = (time::parse_date(&req.start_at), time::parse_date(&req.end_at)) else {
-        return errors(StatusCode::BAD_REQUEST, "startAt", "invalid", "startAt and endAt must be dates");
+    let (Some(from), Some(to)) = (
+        time::parse_date(&req.start_at),
+        time::parse_date(&req.end_at),
+    ) else {
+        return errors(
+            StatusCode::BAD_REQUEST,
+            "startAt",
+            "invalid",
+            "startAt and endAt must be dates",
+        );
     };
     if to < from {
-        return errors(StatusCode::BAD_REQUEST, "endAt", "invalid", "endAt must not be before startAt");
+        return errors(
+            StatusCode::BAD_REQUEST,
+            "endAt",
+            "invalid",
+            "endAt must not be before startAt",
+        );
     }
     if req.filters.as_object().is_some_and(|m| !m.is_empty()) {
-        return errors(StatusCode::BAD_REQUEST, "filters", "invalid", "unknown filter");
+        return errors(
+            StatusCode::BAD_REQUEST,
+            "filters",
+            "invalid",
+            "unknown filter",
+        );
     }
     let start = time::day_start(tz, from);
     // Reports lag: the newest events are not in them yet.
@@ -451,16 +600,27 @@ fn report(sim: &GladlySim, body: &[u8]) -> Response {
     let q = &sim.world.cfg.quirks;
     let rows = match req.metric_set.as_str() {
         "AgentTimestampsReport" => {
-            let evs = sim
-                .world
-                .events_between(start, end, &[Entity::AgentStatus, Entity::AgentAvailability]);
+            let evs = sim.world.events_between(
+                start,
+                end,
+                &[Entity::AgentStatus, Entity::AgentAvailability],
+            );
             agent_csv(sim, &evs)
         }
         "ConversationTimestampsReport" => {
-            let evs = sim.world.events_between(start, end, &[Entity::Conversation]);
+            let evs = sim
+                .world
+                .events_between(start, end, &[Entity::Conversation]);
             conversation_csv(sim, &evs)
         }
-        _ => return errors(StatusCode::BAD_REQUEST, "metricSet", "invalid", "unknown metricSet"),
+        _ => {
+            return errors(
+                StatusCode::BAD_REQUEST,
+                "metricSet",
+                "invalid",
+                "unknown metricSet",
+            )
+        }
     };
     csv_response(rows, q, &req.metric_set)
 }
@@ -481,7 +641,10 @@ fn csv_response(rows: Option<Vec<u8>>, q: &super::generator::Quirks, name: &str)
         StatusCode::OK,
         [
             (header::CONTENT_TYPE, "text/csv".to_string()),
-            (header::CONTENT_DISPOSITION, format!("attachment; filename={name}.csv")),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename={name}.csv"),
+            ),
         ],
         out,
     )
@@ -501,11 +664,24 @@ fn agent_csv(sim: &GladlySim, evs: &[Event]) -> Option<Vec<u8>> {
     if evs.is_empty() {
         return None;
     }
-    let names: std::collections::HashMap<&str, &str> =
-        sim.world.agents.iter().map(|a| (a.id.as_str(), a.name.as_str())).collect();
+    let names: std::collections::HashMap<&str, &str> = sim
+        .world
+        .agents
+        .iter()
+        .map(|a| (a.id.as_str(), a.name.as_str()))
+        .collect();
     let extra = sim.world.cfg.quirks.unknown_fields;
     let mut w = csv::Writer::from_writer(Vec::new());
-    let mut header = vec!["Timestamp", "Occurred At", "Agent", "Agent ID", "Type", "Available For", "Away Reason", "Active Reason"];
+    let mut header = vec![
+        "Timestamp",
+        "Occurred At",
+        "Agent",
+        "Agent ID",
+        "Type",
+        "Available For",
+        "Away Reason",
+        "Active Reason",
+    ];
     if extra {
         header.insert(3, "Agent Team");
     }
@@ -519,8 +695,14 @@ fn agent_csv(sim: &GladlySim, evs: &[Event]) -> Option<Vec<u8>> {
             agent.to_string(),
             e.etype.clone(),
             channels_cell(&e.available_for),
-            e.away_reason.as_ref().map(|r| r.name.clone()).unwrap_or_default(),
-            e.active_reason.as_ref().map(|r| r.name.clone()).unwrap_or_default(),
+            e.away_reason
+                .as_ref()
+                .map(|r| r.name.clone())
+                .unwrap_or_default(),
+            e.active_reason
+                .as_ref()
+                .map(|r| r.name.clone())
+                .unwrap_or_default(),
         ];
         if extra {
             row.insert(3, "Team 1".into());
@@ -535,18 +717,44 @@ fn conversation_csv(sim: &GladlySim, evs: &[Event]) -> Option<Vec<u8>> {
         return None;
     }
     let inboxes = sim.world.inbox_by_id();
-    let names: std::collections::HashMap<&str, &str> =
-        sim.world.agents.iter().map(|a| (a.id.as_str(), a.name.as_str())).collect();
+    let names: std::collections::HashMap<&str, &str> = sim
+        .world
+        .agents
+        .iter()
+        .map(|a| (a.id.as_str(), a.name.as_str()))
+        .collect();
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record([
-        "Timestamp", "Event Type", "Conversation ID", "Customer ID", "Initiator Type", "Initiator ID",
-        "Assigned Inbox ID", "Assigned Inbox Name", "Assigned Agent ID", "Assigned Agent Name",
-        "Newly Assigned Inbox ID", "Newly Assigned Inbox Name", "Newly Assigned Agent ID",
-        "Newly Assigned Agent Name", "Assignment Update Reason",
+        "Timestamp",
+        "Event Type",
+        "Conversation ID",
+        "Customer ID",
+        "Initiator Type",
+        "Initiator ID",
+        "Assigned Inbox ID",
+        "Assigned Inbox Name",
+        "Assigned Agent ID",
+        "Assigned Agent Name",
+        "Newly Assigned Inbox ID",
+        "Newly Assigned Inbox Name",
+        "Newly Assigned Agent ID",
+        "Newly Assigned Agent Name",
+        "Assignment Update Reason",
     ])
     .ok()?;
-    let name_of = |id: &Option<String>| id.as_deref().and_then(|i| names.get(i)).copied().unwrap_or("").to_string();
-    let inbox_name = |id: &Option<String>| id.as_deref().and_then(|i| inboxes.get(i)).map(|i| i.name.clone()).unwrap_or_default();
+    let name_of = |id: &Option<String>| {
+        id.as_deref()
+            .and_then(|i| names.get(i))
+            .copied()
+            .unwrap_or("")
+            .to_string()
+    };
+    let inbox_name = |id: &Option<String>| {
+        id.as_deref()
+            .and_then(|i| inboxes.get(i))
+            .map(|i| i.name.clone())
+            .unwrap_or_default()
+    };
     for e in evs {
         let initiator = e.assignee_agent.clone().or(e.new_agent_id.clone());
         w.write_record([
@@ -554,7 +762,11 @@ fn conversation_csv(sim: &GladlySim, evs: &[Event]) -> Option<Vec<u8>> {
             e.etype.clone(),
             e.conversation_id.clone().unwrap_or_default(),
             e.customer_id.clone().unwrap_or_default(),
-            if e.assignee_agent.is_some() { "AGENT".into() } else { "SYSTEM".into() },
+            if e.assignee_agent.is_some() {
+                "AGENT".into()
+            } else {
+                "SYSTEM".into()
+            },
             initiator.unwrap_or_else(|| "system".into()),
             e.inbox_id.clone().unwrap_or_default(),
             inbox_name(&e.inbox_id),
@@ -564,7 +776,11 @@ fn conversation_csv(sim: &GladlySim, evs: &[Event]) -> Option<Vec<u8>> {
             inbox_name(&e.new_inbox_id),
             e.new_agent_id.clone().unwrap_or_default(),
             name_of(&e.new_agent_id),
-            if e.new_agent_id.is_some() { "ROUTED".into() } else { String::new() },
+            if e.new_agent_id.is_some() {
+                "ROUTED".into()
+            } else {
+                String::new()
+            },
         ])
         .ok()?;
     }
@@ -583,11 +799,24 @@ fn work_sessions(sim: &GladlySim, body: &[u8]) -> Response {
         Ok(r) => r,
         Err(e) => return errors(StatusCode::BAD_REQUEST, "body", "invalid", &e.to_string()),
     };
-    let (Some(from), Some(to)) = (time::parse_ts(&req.start_at_time), time::parse_ts(&req.end_at_time)) else {
-        return errors(StatusCode::BAD_REQUEST, "startAtTime", "invalid", "startAtTime and endAtTime must be timestamps");
+    let (Some(from), Some(to)) = (
+        time::parse_ts(&req.start_at_time),
+        time::parse_ts(&req.end_at_time),
+    ) else {
+        return errors(
+            StatusCode::BAD_REQUEST,
+            "startAtTime",
+            "invalid",
+            "startAtTime and endAtTime must be timestamps",
+        );
     };
     if to <= from {
-        return errors(StatusCode::BAD_REQUEST, "endAtTime", "invalid", "endAtTime must occur after startAtTime");
+        return errors(
+            StatusCode::BAD_REQUEST,
+            "endAtTime",
+            "invalid",
+            "endAtTime must occur after startAtTime",
+        );
     }
     let rows = sim.world.work_sessions_between(from, to);
     let q = &sim.world.cfg.quirks;
@@ -596,11 +825,25 @@ fn work_sessions(sim: &GladlySim, body: &[u8]) -> Response {
     }
     let mut w = csv::Writer::from_writer(Vec::new());
     let _ = w.write_record([
-        "id", "contact_session_id", "contact_session_created_at", "customer_id", "conversation_id",
-        "inbox_id", "channel", "direction", "agent_accepted_at", "contact_session_routed_at",
-        "agent_id", "sla_fulfilled_at", "contact_session_ended_at", "status", "within_sla",
-        "work_session_handle_time_sec", "work_session_after_contact_time_sec",
-        "work_session_unknown_time_sec", "accepted_inbox_id",
+        "id",
+        "contact_session_id",
+        "contact_session_created_at",
+        "customer_id",
+        "conversation_id",
+        "inbox_id",
+        "channel",
+        "direction",
+        "agent_accepted_at",
+        "contact_session_routed_at",
+        "agent_id",
+        "sla_fulfilled_at",
+        "contact_session_ended_at",
+        "status",
+        "within_sla",
+        "work_session_handle_time_sec",
+        "work_session_after_contact_time_sec",
+        "work_session_unknown_time_sec",
+        "accepted_inbox_id",
     ]);
     let ts = |m: Option<Ms>| m.map(|m| sim.world.ts(m, 4)).unwrap_or_default();
     for (ws, ended) in rows {
@@ -617,13 +860,33 @@ fn work_sessions(sim: &GladlySim, body: &[u8]) -> Response {
             ts(Some(ws.routed_at)),
             ws.agent_id.clone(),
             ts(ws.sla_fulfilled_at.filter(|a| *a <= sim.world.now())),
-            if ended { ts(Some(ws.ended_at)) } else { String::new() },
-            if ended { ws.status.to_string() } else { "IN_PROGRESS".into() },
+            if ended {
+                ts(Some(ws.ended_at))
+            } else {
+                String::new()
+            },
+            if ended {
+                ws.status.to_string()
+            } else {
+                "IN_PROGRESS".into()
+            },
             ws.within_sla.to_string(),
-            if ended { format!("{:.3}", ws.handle_time_sec) } else { String::new() },
-            if ended { format!("{:.3}", ws.after_contact_time_sec) } else { String::new() },
+            if ended {
+                format!("{:.3}", ws.handle_time_sec)
+            } else {
+                String::new()
+            },
+            if ended {
+                format!("{:.3}", ws.after_contact_time_sec)
+            } else {
+                String::new()
+            },
             if ended { "0.000".into() } else { String::new() },
-            if ws.agent_accepted_at.is_some() { ws.inbox_id.clone() } else { String::new() },
+            if ws.agent_accepted_at.is_some() {
+                ws.inbox_id.clone()
+            } else {
+                String::new()
+            },
         ]);
     }
     csv_response(w.into_inner().ok(), q, "work-session-events")

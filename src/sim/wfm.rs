@@ -151,7 +151,12 @@ impl WfmSim {
 
 fn error(status: StatusCode, code: &str, message: &str) -> Response {
     let body = json!({"error": {"code": code, "message": message}});
-    (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 async fn handle(State(sim): State<Arc<WfmSim>>, req: Request) -> Response {
@@ -164,7 +169,9 @@ async fn handle(State(sim): State<Arc<WfmSim>>, req: Request) -> Response {
         _ => {}
     }
     let headers = req.headers().clone();
-    let body = axum::body::to_bytes(req.into_body(), 16 << 20).await.unwrap_or_default();
+    let body = axum::body::to_bytes(req.into_body(), 16 << 20)
+        .await
+        .unwrap_or_default();
     let resp = answer(&sim, &method, &path, &query, &headers, &body).await;
     sim.log.lock().unwrap().push(LoggedRequest {
         method: method.to_string(),
@@ -176,7 +183,14 @@ async fn handle(State(sim): State<Arc<WfmSim>>, req: Request) -> Response {
     resp
 }
 
-async fn answer(sim: &Arc<WfmSim>, method: &Method, path: &str, query: &str, headers: &HeaderMap, body: &Bytes) -> Response {
+async fn answer(
+    sim: &Arc<WfmSim>,
+    method: &Method,
+    path: &str,
+    query: &str,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Response {
     if method == Method::POST && path == "/api/authority/token" {
         return token(sim, headers, body);
     }
@@ -191,20 +205,35 @@ async fn answer(sim: &Arc<WfmSim>, method: &Method, path: &str, query: &str, hea
         .and_then(|t| sim.tokens.lock().unwrap().get(t).copied())
         .is_some_and(|exp| exp > Instant::now());
     if !valid {
-        return error(StatusCode::UNAUTHORIZED, "invalid_token", "The access token is missing, unknown or expired");
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_token",
+            "The access token is missing, unknown or expired",
+        );
     }
     let window = sim
         .windows
         .lock()
         .unwrap()
         .entry(sim.cfg.client_id.clone())
-        .or_insert_with(|| Arc::new(SlidingWindow::new(sim.cfg.requests_per_30s, Duration::from_secs(30))))
+        .or_insert_with(|| {
+            Arc::new(SlidingWindow::new(
+                sim.cfg.requests_per_30s,
+                Duration::from_secs(30),
+            ))
+        })
         .clone();
     if !window.try_admit().0 {
         return too_many(window.retry_after_secs());
     }
     match sim.faults.draw() {
-        Fault::ServerError => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
+        Fault::ServerError => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Internal error",
+            )
+        }
         Fault::TooMany => return too_many(1),
         Fault::Slow => tokio::time::sleep(Duration::from_millis(sim.cfg.slow_ms)).await,
         _ => {}
@@ -215,7 +244,12 @@ async fn answer(sim: &Arc<WfmSim>, method: &Method, path: &str, query: &str, hea
         .map(|k| format!("{path}|{k}"));
     if let Some(k) = &idem {
         if let Some((status, body)) = sim.idempotency.lock().unwrap().get(k).cloned() {
-            return (StatusCode::from_u16(status).unwrap(), [(header::CONTENT_TYPE, "application/json")], body).into_response();
+            return (
+                StatusCode::from_u16(status).unwrap(),
+                [(header::CONTENT_TYPE, "application/json")],
+                body,
+            )
+                .into_response();
         }
     }
     let kind = match (method.as_str(), path) {
@@ -229,15 +263,23 @@ async fn answer(sim: &Arc<WfmSim>, method: &Method, path: &str, query: &str, hea
     let (status, body) = push(sim, kind, body);
     if let Some(k) = idem {
         if status == StatusCode::OK {
-            sim.idempotency.lock().unwrap().insert(k, (status.as_u16(), body.clone()));
+            sim.idempotency
+                .lock()
+                .unwrap()
+                .insert(k, (status.as_u16(), body.clone()));
         }
     }
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 fn too_many(retry_after: u64) -> Response {
-    let mut r = error(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "Too many requests");
-    r.headers_mut().insert(header::RETRY_AFTER, retry_after.into());
+    let mut r = error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        "Too many requests",
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, retry_after.into());
     r
 }
 
@@ -246,24 +288,42 @@ fn token(sim: &WfmSim, headers: &HeaderMap, body: &Bytes) -> Response {
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Basic "))
-        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b.trim()).ok())
+        .and_then(|b| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b.trim())
+                .ok()
+        })
         .map(|b| String::from_utf8_lossy(&b).to_string());
     let expected = format!("{}:{}", sim.cfg.client_id, sim.cfg.client_secret);
     if basic.as_deref() != Some(expected.as_str()) {
-        return error(StatusCode::UNAUTHORIZED, "invalid_client", "Client authentication failed");
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "Client authentication failed",
+        );
     }
-    let grant_ok = form_urlencoded::parse(body).any(|(k, v)| k == "grant_type" && v == "client_credentials");
+    let grant_ok =
+        form_urlencoded::parse(body).any(|(k, v)| k == "grant_type" && v == "client_credentials");
     if !grant_ok {
-        return error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "grant_type must be client_credentials");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            "grant_type must be client_credentials",
+        );
     }
     let n = sim.token_counter.fetch_add(1, Ordering::SeqCst);
     let tok = format!("sim.{n}.{}", sim.cfg.seed);
-    sim.tokens
-        .lock()
-        .unwrap()
-        .insert(tok.clone(), Instant::now() + Duration::from_secs(sim.cfg.token_ttl_secs));
+    sim.tokens.lock().unwrap().insert(
+        tok.clone(),
+        Instant::now() + Duration::from_secs(sim.cfg.token_ttl_secs),
+    );
     let body = json!({"data": {"accessToken": tok, "tokenType": "Bearer", "expiresIn": sim.cfg.token_ttl_secs}});
-    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 /// A UTC timestamp the receiver accepts: ISO 8601 with `Z` or an offset.
@@ -283,7 +343,10 @@ fn strict_ts(v: &Value) -> Result<Option<Ms>, ()> {
 
 fn push(sim: &WfmSim, kind: Kind, body: &Bytes) -> (StatusCode, String) {
     let bad = |code: &str, msg: &str| {
-        (StatusCode::BAD_REQUEST, json!({"error": {"code": code, "message": msg}}).to_string())
+        (
+            StatusCode::BAD_REQUEST,
+            json!({"error": {"code": code, "message": msg}}).to_string(),
+        )
     };
     let Ok(env) = serde_json::from_slice::<Value>(body) else {
         return bad("malformed", "body is not JSON");
@@ -309,7 +372,12 @@ fn push(sim: &WfmSim, kind: Kind, body: &Bytes) -> (StatusCode, String) {
                 }
                 Some((s, e))
             }
-            _ => return bad("invalid_time", "replaceWindow needs start and end as UTC timestamps"),
+            _ => {
+                return bad(
+                    "invalid_time",
+                    "replaceWindow needs start and end as UTC timestamps",
+                )
+            }
         },
     };
     let mut store = sim.store.lock().unwrap();
@@ -337,14 +405,16 @@ fn push(sim: &WfmSim, kind: Kind, body: &Bytes) -> (StatusCode, String) {
         match validate(kind, rec) {
             Err((code, msg)) => {
                 out.rejected += 1;
-                out.errors.push(json!({"index": index, "code": code, "message": msg}));
+                out.errors
+                    .push(json!({"index": index, "code": code, "message": msg}));
                 continue;
             }
             Ok(key) => {
                 if kind == Kind::Tasks {
                     if let Err(msg) = check_overlap(&mut store, integration, &key, rec) {
                         out.rejected += 1;
-                        out.errors.push(json!({"index": index, "code": "overlap", "message": msg}));
+                        out.errors
+                            .push(json!({"index": index, "code": "overlap", "message": msg}));
                         continue;
                     }
                     let email = rec["userEmail"].as_str().map(|e| e.trim().to_lowercase());
@@ -353,7 +423,9 @@ fn push(sim: &WfmSim, kind: Kind, body: &Bytes) -> (StatusCode, String) {
                         None => true,
                     };
                     if unknown {
-                        let who = email.unwrap_or_else(|| rec["userIdentifier"].as_str().unwrap_or("").to_string());
+                        let who = email.unwrap_or_else(|| {
+                            rec["userIdentifier"].as_str().unwrap_or("").to_string()
+                        });
                         if !out.unknown_users.contains(&who) {
                             out.unknown_users.push(who);
                         }
@@ -393,13 +465,21 @@ fn validate(kind: Kind, rec: &Value) -> Result<String, (&'static str, String)> {
             .map(str::to_string)
             .ok_or(("missing_field", format!("{f} is required")))
     };
-    let ts = |f: &str| strict_ts(&rec[f]).map_err(|_| ("invalid_time", format!("{f} must be a UTC timestamp with Z")));
+    let ts = |f: &str| {
+        strict_ts(&rec[f]).map_err(|_| {
+            (
+                "invalid_time",
+                format!("{f} must be a UTC timestamp with Z"),
+            )
+        })
+    };
     match kind {
         Kind::Users => Ok(need("email")?.trim().to_lowercase()),
         Kind::Tasks => {
             let key = need("eventId")?;
             need("userIdentifier")?;
-            let start = ts("startTime")?.ok_or(("missing_field", "startTime is required".to_string()))?;
+            let start =
+                ts("startTime")?.ok_or(("missing_field", "startTime is required".to_string()))?;
             if let Some(end) = ts("endTime")? {
                 if end < start {
                     return Err(("invalid_time", "endTime before startTime".into()));
@@ -417,13 +497,20 @@ fn validate(kind: Kind, rec: &Value) -> Result<String, (&'static str, String)> {
         Kind::Intervals => {
             let ws = need("workstream")?;
             let ch = need("channel")?;
-            let start = ts("intervalStart")?.ok_or(("missing_field", "intervalStart is required".to_string()))?;
+            let start = ts("intervalStart")?
+                .ok_or(("missing_field", "intervalStart is required".to_string()))?;
             let minutes = rec["intervalMinutes"].as_i64().unwrap_or(0);
             if minutes != 15 && minutes != 30 {
-                return Err(("invalid_interval", "intervalMinutes must be 15 or 30".into()));
+                return Err((
+                    "invalid_interval",
+                    "intervalMinutes must be 15 or 30".into(),
+                ));
             }
             if start % (minutes * 60_000) != 0 {
-                return Err(("invalid_interval", "intervalStart is not aligned to intervalMinutes".into()));
+                return Err((
+                    "invalid_interval",
+                    "intervalStart is not aligned to intervalMinutes".into(),
+                ));
             }
             Ok(format!("{ws}|{ch}|{}", time::fmt_ts(start)))
         }
@@ -432,7 +519,12 @@ fn validate(kind: Kind, rec: &Value) -> Result<String, (&'static str, String)> {
 
 /// Segments of one user on one axis must not overlap: a closed one that overlaps is rejected; a
 /// new one closes the user's open one on that axis.
-fn check_overlap(store: &mut Store, integration: &str, key: &str, rec: &Value) -> Result<(), String> {
+fn check_overlap(
+    store: &mut Store,
+    integration: &str,
+    key: &str,
+    rec: &Value,
+) -> Result<(), String> {
     let user = rec["userIdentifier"].as_str().unwrap_or("");
     let axis = rec["axis"].as_str().unwrap_or("");
     let start = strict_ts(&rec["startTime"]).ok().flatten().unwrap_or(0);
@@ -442,7 +534,11 @@ fn check_overlap(store: &mut Store, integration: &str, key: &str, rec: &Value) -
     };
     let mut to_close = Vec::new();
     for (k, (integ, other)) in tasks.iter() {
-        if k == key || integ != integration || other["userIdentifier"].as_str() != Some(user) || other["axis"].as_str() != Some(axis) {
+        if k == key
+            || integ != integration
+            || other["userIdentifier"].as_str() != Some(user)
+            || other["axis"].as_str() != Some(axis)
+        {
             continue;
         }
         let os = strict_ts(&other["startTime"]).ok().flatten().unwrap_or(0);
@@ -491,7 +587,12 @@ fn read_tasks(sim: &WfmSim, query: &str) -> Response {
     let tasks: Vec<Value> = store
         .kind(Kind::Tasks)
         .into_iter()
-        .filter(|r| strict_ts(&r["startTime"]).ok().flatten().is_some_and(|s| s >= from && s < to))
+        .filter(|r| {
+            strict_ts(&r["startTime"])
+                .ok()
+                .flatten()
+                .is_some_and(|s| s >= from && s < to)
+        })
         .collect();
     axum::Json(json!({"data": tasks})).into_response()
 }

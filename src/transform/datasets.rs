@@ -30,7 +30,10 @@ pub fn emails(agents: &[AgentDim]) -> Emails {
 pub fn agents_frame(agents: &[AgentDim], snapshot_at: Ms) -> PolarsResult<DataFrame> {
     let mut a: Vec<&AgentDim> = agents.iter().collect();
     a.sort_by(|x, y| x.agent_id.cmp(&y.agent_id));
-    let norm: Vec<Option<String>> = a.iter().map(|x| x.email.as_deref().map(normalize_email)).collect();
+    let norm: Vec<Option<String>> = a
+        .iter()
+        .map(|x| x.email.as_deref().map(normalize_email))
+        .collect();
     FrameBuilder::new(a.len())
         .str("agent_id", a.iter().map(|x| Some(x.agent_id.as_str())))
         .str("name", a.iter().map(|x| x.name.as_deref()))
@@ -50,7 +53,11 @@ pub fn inbox_workstream<'a>(rules: &'a [Rule], inbox: &InboxDim) -> Option<&'a s
     first_match(rules, &c).map(|i| rules[i].name.as_str())
 }
 
-pub fn inboxes_frame(inboxes: &[InboxDim], rules: &[Rule], snapshot_at: Ms) -> PolarsResult<DataFrame> {
+pub fn inboxes_frame(
+    inboxes: &[InboxDim],
+    rules: &[Rule],
+    snapshot_at: Ms,
+) -> PolarsResult<DataFrame> {
     let mut a: Vec<&InboxDim> = inboxes.iter().collect();
     a.sort_by(|x, y| x.inbox_id.cmp(&y.inbox_id));
     FrameBuilder::new(a.len())
@@ -87,14 +94,31 @@ pub fn events_frame(
         .collect();
     FrameBuilder::new(sorted.len())
         .str("event_id", sorted.iter().map(|e| Some(e.event_id.as_str())))
-        .str("event_type", sorted.iter().map(|e| Some(e.event_type.as_str())))
+        .str(
+            "event_type",
+            sorted.iter().map(|e| Some(e.event_type.as_str())),
+        )
         .str("agent_id", sorted.iter().map(|e| Some(e.agent_id.as_str())))
-        .str("agent_email", sorted.iter().map(|e| emails.get(&e.agent_id).map(String::as_str)))
+        .str(
+            "agent_email",
+            sorted
+                .iter()
+                .map(|e| emails.get(&e.agent_id).map(String::as_str)),
+        )
         .ts("occurred_at", sorted.iter().map(|e| Some(e.occurred_at)))
         .ts("recorded_at", sorted.iter().map(|e| Some(e.recorded_at)))
-        .str("away_reason", sorted.iter().map(|e| e.away_reason.as_deref()))
-        .str("active_reason", sorted.iter().map(|e| e.active_reason.as_deref()))
-        .list_str("available_for", sorted.iter().map(|e| e.available_for.as_deref()))
+        .str(
+            "away_reason",
+            sorted.iter().map(|e| e.away_reason.as_deref()),
+        )
+        .str(
+            "active_reason",
+            sorted.iter().map(|e| e.active_reason.as_deref()),
+        )
+        .list_str(
+            "available_for",
+            sorted.iter().map(|e| e.available_for.as_deref()),
+        )
         .str("label", labels.iter().map(|l| Some(l.as_str())))
         .str("task", tasks.into_iter())
         .str("source", sorted.iter().map(|e| Some(e.source.as_str())))
@@ -102,20 +126,35 @@ pub fn events_frame(
 }
 
 /// `agent_status_segments` for a day (segments arrive sorted by key).
-pub fn segments_frame(segs: &[Segment], emails: &Emails, matcher: &mut LabelMatcher) -> PolarsResult<DataFrame> {
+pub fn segments_frame(
+    segs: &[Segment],
+    emails: &Emails,
+    matcher: &mut LabelMatcher,
+) -> PolarsResult<DataFrame> {
     let labels: Vec<String> = segs.iter().map(|s| label(s.opened_by)).collect();
     let tasks: Vec<Option<&str>> = labels.iter().map(|l| matcher.task(l)).collect();
     FrameBuilder::new(segs.len())
         .str("agent_id", segs.iter().map(|s| Some(s.agent_id)))
-        .str("agent_email", segs.iter().map(|s| emails.get(s.agent_id).map(String::as_str)))
+        .str(
+            "agent_email",
+            segs.iter()
+                .map(|s| emails.get(s.agent_id).map(String::as_str)),
+        )
         .str("axis", segs.iter().map(|s| Some(s.axis.as_str())))
         .str("state", segs.iter().map(|s| Some(state_of(s.opened_by))))
         .str("label", labels.iter().map(|l| Some(l.as_str())))
         .str("task", tasks.into_iter())
         .ts("start_at", segs.iter().map(|s| Some(s.start_at)))
         .ts("end_at", segs.iter().map(|s| s.end_at))
-        .f64("duration_seconds", segs.iter().map(|s| s.end_at.map(|e| (e - s.start_at) as f64 / 1000.0)))
-        .str("opened_by", segs.iter().map(|s| Some(s.opened_by.event_id.as_str())))
+        .f64(
+            "duration_seconds",
+            segs.iter()
+                .map(|s| s.end_at.map(|e| (e - s.start_at) as f64 / 1000.0)),
+        )
+        .str(
+            "opened_by",
+            segs.iter().map(|s| Some(s.opened_by.event_id.as_str())),
+        )
         .finish()
 }
 

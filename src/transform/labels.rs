@@ -46,15 +46,60 @@ mod tests {
 
     #[test]
     fn every_label_kind() {
-        assert_eq!(label(&ev("AGENT_STATUS/LOGGED_IN", None, Some("Work"), None)), "LOGGED_IN");
-        assert_eq!(label(&ev("AGENT_STATUS/LOGGED_OUT", None, None, None)), "LOGGED_OUT");
-        assert_eq!(label(&ev("AGENT_STATUS/WENT_AWAY", Some("Lunch"), None, None)), "Lunch");
-        assert_eq!(label(&ev("AGENT_STATUS/WENT_AWAY", None, None, None)), "WENT_AWAY");
-        assert_eq!(label(&ev("AGENT_STATUS/RETURNED_FROM_AWAY", Some("Lunch"), Some("Work"), None)), "RETURNED_FROM_AWAY");
-        assert_eq!(label(&ev("AGENT_STATUS/CHANGED_ACTIVE_REASON", None, Some("Training"), None)), "ActiveReason:Training");
-        assert_eq!(label(&ev("AGENT_AVAILABILITY/UPDATED", None, None, Some(&["VOICE", "MESSAGING"]))), "AvailableFor:MESSAGING,VOICE");
-        assert_eq!(label(&ev("AGENT_AVAILABILITY/UPDATED", None, None, Some(&[]))), "Unavailable");
-        assert_eq!(label(&ev("AGENT_AVAILABILITY/FOCUS_ENTERED", None, None, None)), "FOCUS_ENTERED");
-        assert_eq!(label(&ev("AGENT_AVAILABILITY/FOCUS_EXITED", None, None, None)), "FOCUS_EXITED");
+        assert_eq!(
+            label(&ev("AGENT_STATUS/LOGGED_IN", None, Some("Work"), None)),
+            "LOGGED_IN"
+        );
+        assert_eq!(
+            label(&ev("AGENT_STATUS/LOGGED_OUT", None, None, None)),
+            "LOGGED_OUT"
+        );
+        assert_eq!(
+            label(&ev("AGENT_STATUS/WENT_AWAY", Some("Lunch"), None, None)),
+            "Lunch"
+        );
+        assert_eq!(
+            label(&ev("AGENT_STATUS/WENT_AWAY", None, None, None)),
+            "WENT_AWAY"
+        );
+        assert_eq!(
+            label(&ev(
+                "AGENT_STATUS/RETURNED_FROM_AWAY",
+                Some("Lunch"),
+                Some("Work"),
+                None
+            )),
+            "RETURNED_FROM_AWAY"
+        );
+        assert_eq!(
+            label(&ev(
+                "AGENT_STATUS/CHANGED_ACTIVE_REASON",
+                None,
+                Some("Training"),
+                None
+            )),
+            "ActiveReason:Training"
+        );
+        assert_eq!(
+            label(&ev(
+                "AGENT_AVAILABILITY/UPDATED",
+                None,
+                None,
+                Some(&["VOICE", "MESSAGING"])
+            )),
+            "AvailableFor:MESSAGING,VOICE"
+        );
+        assert_eq!(
+            label(&ev("AGENT_AVAILABILITY/UPDATED", None, None, Some(&[]))),
+            "Unavailable"
+        );
+        assert_eq!(
+            label(&ev("AGENT_AVAILABILITY/FOCUS_ENTERED", None, None, None)),
+            "FOCUS_ENTERED"
+        );
+        assert_eq!(
+            label(&ev("AGENT_AVAILABILITY/FOCUS_EXITED", None, None, None)),
+            "FOCUS_EXITED"
+        );
     }
 }

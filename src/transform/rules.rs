@@ -71,7 +71,11 @@ mod tests {
 
     #[test]
     fn anchored_first_match_wins() {
-        let rules = vec![rule("In", "LOGGED_IN"), rule("Away", "Break|Lunch"), rule("Any", ".*")];
+        let rules = vec![
+            rule("In", "LOGGED_IN"),
+            rule("Away", "Break|Lunch"),
+            rule("Any", ".*"),
+        ];
         let mut m = LabelMatcher::new(&rules);
         assert_eq!(m.task("LOGGED_IN"), Some("In"));
         assert_eq!(m.task("LOGGED_IN_X"), Some("Any"));
@@ -80,7 +84,10 @@ mod tests {
         let strict = vec![rule("In", "LOGGED_IN")];
         assert_eq!(LabelMatcher::new(&strict).task("LOGGED_IN_X"), None);
         // Inboxes: id or name, whole.
-        let ws = vec![rule("CS", "BBW|Customer_Support"), rule("All", ".*Support.*")];
+        let ws = vec![
+            rule("CS", "BBW|Customer_Support"),
+            rule("All", ".*Support.*"),
+        ];
         assert_eq!(first_match(&ws, &["id1", "Customer_Support"]), Some(0));
         assert_eq!(all_matches(&ws, &["id1", "Customer_Support"]), vec![0, 1]);
         assert_eq!(first_match(&ws, &["BBWx", "Billing"]), None);

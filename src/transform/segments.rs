@@ -73,7 +73,10 @@ pub fn day_segments<'a>(
     let mut by_key: HashMap<(&'a str, Axis), Vec<&'a AgentEvent>> = HashMap::new();
     for ev in events {
         if let Some(axis) = Axis::of(ev) {
-            by_key.entry((ev.agent_id.as_str(), axis)).or_default().push(ev);
+            by_key
+                .entry((ev.agent_id.as_str(), axis))
+                .or_default()
+                .push(ev);
         }
     }
     for ((agent, axis), ev) in prior {
@@ -108,7 +111,18 @@ pub fn day_segments<'a>(
     }
     // Sorted by the dataset's key as stored: (agent_id, axis name, start_at).
     out.sort_by(|a, b| {
-        (a.agent_id, a.axis.as_str(), a.start_at, &a.opened_by.event_id).cmp(&(b.agent_id, b.axis.as_str(), b.start_at, &b.opened_by.event_id))
+        (
+            a.agent_id,
+            a.axis.as_str(),
+            a.start_at,
+            &a.opened_by.event_id,
+        )
+            .cmp(&(
+                b.agent_id,
+                b.axis.as_str(),
+                b.start_at,
+                &b.opened_by.event_id,
+            ))
     });
     out
 }
@@ -155,8 +169,18 @@ mod tests {
         ];
         let none = StartState::new();
         let segs = day_segments(0, 1000, true, &evs, &none);
-        let got: Vec<(&str, Ms, Option<Ms>)> = segs.iter().map(|s| (s.opened_by.event_id.as_str(), s.start_at, s.end_at)).collect();
-        assert_eq!(got, vec![("1", 100, Some(200)), ("2", 200, Some(300)), ("3", 300, Some(1000))]);
+        let got: Vec<(&str, Ms, Option<Ms>)> = segs
+            .iter()
+            .map(|s| (s.opened_by.event_id.as_str(), s.start_at, s.end_at))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("1", 100, Some(200)),
+                ("2", 200, Some(300)),
+                ("3", 300, Some(1000))
+            ]
+        );
         assert_eq!(state_of(segs[1].opened_by), "away");
         // Today (incomplete): the last segment stays open.
         let segs = day_segments(0, 1000, false, &evs, &none);
@@ -171,7 +195,14 @@ mod tests {
         let today = vec![ev("2", "AGENT_STATUS/LOGGED_OUT", 400, None)];
         let segs = day_segments(0, 1000, true, &today, &st);
         assert_eq!(segs.len(), 2);
-        assert_eq!((segs[0].opened_by.event_id.as_str(), segs[0].start_at, segs[0].end_at), ("1", 0, Some(400)));
+        assert_eq!(
+            (
+                segs[0].opened_by.event_id.as_str(),
+                segs[0].start_at,
+                segs[0].end_at
+            ),
+            ("1", 0, Some(400))
+        );
         // An agent with no event today keeps its state all day.
         let segs = day_segments(0, 1000, true, &[], &st);
         assert_eq!((segs[0].start_at, segs[0].end_at), (0, Some(1000)));

@@ -43,7 +43,11 @@ pub struct Sims {
     pub wfm_url: String,
 }
 
-pub async fn start(world: WorldConfig, tweak: impl FnOnce(&mut GladlySimConfig), wfm: WfmSimConfig) -> Sims {
+pub async fn start(
+    world: WorldConfig,
+    tweak: impl FnOnce(&mut GladlySimConfig),
+    wfm: WfmSimConfig,
+) -> Sims {
     let mut cfg = GladlySimConfig::new(world);
     cfg.token = TOKEN.into();
     tweak(&mut cfg);
@@ -139,14 +143,19 @@ pub struct Out {
 
 impl std::fmt::Display for Out {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "exit {}\n--- stdout\n{}\n--- stderr\n{}", self.code, self.stdout, self.stderr)
+        write!(
+            f,
+            "exit {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
     }
 }
 
 pub fn command(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> tokio::process::Command {
     let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_gladly-wfm"));
     c.current_dir(dir).args(args).env_clear();
-    c.env("GLADLY_API_TOKEN", TOKEN).env("WFM_CLIENT_SECRET", WFM_SECRET);
+    c.env("GLADLY_API_TOKEN", TOKEN)
+        .env("WFM_CLIENT_SECRET", WFM_SECRET);
     for (k, v) in env {
         c.env(k, v);
     }
@@ -195,7 +204,9 @@ pub fn read_rows(path: &Path) -> Vec<Map<String, Value>> {
         .unwrap()
         .map(|r| {
             let r = r.unwrap();
-            r.get_column_iter().map(|(k, v)| (k.clone(), field(v))).collect()
+            r.get_column_iter()
+                .map(|(k, v)| (k.clone(), field(v)))
+                .collect()
         })
         .collect()
 }
@@ -203,11 +214,23 @@ pub fn read_rows(path: &Path) -> Vec<Map<String, Value>> {
 /// Every partition of a dataset: date → rows.
 pub fn dataset(root: &Path, name: &str) -> BTreeMap<String, Vec<Map<String, Value>>> {
     let mut out = BTreeMap::new();
-    for e in std::fs::read_dir(root.join(name)).into_iter().flatten().flatten() {
+    for e in std::fs::read_dir(root.join(name))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         let n = e.file_name().to_string_lossy().to_string();
         if let Some(d) = n.strip_prefix("date=") {
-            let files: Vec<_> = std::fs::read_dir(e.path()).unwrap().flatten().map(|f| f.file_name().to_string_lossy().to_string()).collect();
-            assert_eq!(files, vec!["part-0.parquet".to_string()], "partition {n} of {name} holds exactly one file");
+            let files: Vec<_> = std::fs::read_dir(e.path())
+                .unwrap()
+                .flatten()
+                .map(|f| f.file_name().to_string_lossy().to_string())
+                .collect();
+            assert_eq!(
+                files,
+                vec!["part-0.parquet".to_string()],
+                "partition {n} of {name} holds exactly one file"
+            );
             out.insert(d.to_string(), read_rows(&e.path().join("part-0.parquet")));
         }
     }
@@ -256,7 +279,18 @@ pub fn latest_manifest(root: &Path) -> Value {
 
 /// Column names of a partition, in file order.
 pub fn columns(root: &Path, dataset: &str, day: &str) -> Vec<String> {
-    let f = std::fs::File::open(root.join(dataset).join(format!("date={day}")).join("part-0.parquet")).unwrap();
+    let f = std::fs::File::open(
+        root.join(dataset)
+            .join(format!("date={day}"))
+            .join("part-0.parquet"),
+    )
+    .unwrap();
     let r = SerializedFileReader::new(f).unwrap();
-    r.metadata().file_metadata().schema().get_fields().iter().map(|f| f.name().to_string()).collect()
+    r.metadata()
+        .file_metadata()
+        .schema()
+        .get_fields()
+        .iter()
+        .map(|f| f.name().to_string())
+        .collect()
 }
