@@ -123,7 +123,6 @@ base_url = "{w}"
 client_id = "sim-client"
 client_secret = "${{WFM_CLIENT_SECRET}}"
 integration_id = "it"
-batch_size = 100
 {extra}
 "#,
         g = sims.gladly_url,
