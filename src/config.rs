@@ -293,12 +293,14 @@ impl Ctx<'_> {
         match parsed.scheme() {
             "https" => {}
             "http" if loopback => {}
-            _ => return self.err(
-                v.span(),
-                format!(
+            _ => {
+                return self.err(
+                    v.span(),
+                    format!(
                     "{key}: `{url}` must use https:// (plain http is allowed only for loopback)"
                 ),
-            ),
+                )
+            }
         }
         Ok(url)
     }
@@ -395,18 +397,19 @@ impl Pipeline {
         let (root, compression) = match &raw.output {
             None => (PathBuf::from("output"), Compression::Zstd),
             Some(o) => {
-                let c =
-                    match o.compression.get_ref().as_str() {
-                        "zstd" => Compression::Zstd,
-                        "snappy" => Compression::Snappy,
-                        "none" | "uncompressed" => Compression::None,
-                        other => return cx.err(
+                let c = match o.compression.get_ref().as_str() {
+                    "zstd" => Compression::Zstd,
+                    "snappy" => Compression::Snappy,
+                    "none" | "uncompressed" => Compression::None,
+                    other => {
+                        return cx.err(
                             o.compression.span(),
                             format!(
                                 "output.compression: `{other}` is not one of zstd, snappy, none"
                             ),
-                        ),
-                    };
+                        )
+                    }
+                };
                 (PathBuf::from(cx.expand("output.root", &o.root)?), c)
             }
         };

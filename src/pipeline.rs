@@ -347,8 +347,8 @@ pub fn plan_days(
     let last = last_complete_day(tz, now, p.report_lag_minutes);
     let first = match state.nightly_cursor {
         None => last - Duration::days(p.initial_days as i64 - 1),
-        // Resume after the cursor, and redo the `settle_days` days before the newest (late data).
-        Some(c) => (c + Duration::days(1)).min(last - Duration::days(p.settle_days as i64)),
+        // Resume after the cursor, and redo the `settle_days` days before that (late data).
+        Some(c) => c + Duration::days(1) - Duration::days(p.settle_days as i64),
     };
     let mut days = time::days_between(first, last);
     if p.intraday {

@@ -23,7 +23,10 @@ fn expected_tasks(root: &std::path::Path) -> BTreeSet<String> {
     let mut keys = BTreeSet::new();
     for (day, rows) in dataset(root, "agent_status_segments") {
         for r in rows {
-            assert!(keys.insert(format!("{}:{day}", r["opened_by"].as_str().unwrap())), "segment keys are unique");
+            assert!(
+                keys.insert(format!("{}:{day}", r["opened_by"].as_str().unwrap())),
+                "segment keys are unique"
+            );
         }
     }
     keys
@@ -39,32 +42,64 @@ async fn receiver_holds_exactly_the_expected_records_and_a_rerun_changes_nothing
     let root = dir.path().join("output");
     let store = s.wfm.store();
     let tasks = store.kind(Kind::Tasks);
-    let got: BTreeSet<String> = tasks.iter().map(|t| t["eventId"].as_str().unwrap().to_string()).collect();
+    let got: BTreeSet<String> = tasks
+        .iter()
+        .map(|t| t["eventId"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(got.len(), tasks.len(), "no record twice");
     assert_eq!(got, expected_tasks(&root));
     // Users: every listed agent with an e-mail, normalised.
     let agents = dataset(&root, "agents").into_values().next().unwrap();
-    let want_users: BTreeSet<String> = agents.iter().filter_map(|a| a["email_normalized"].as_str().map(String::from)).collect();
-    let users: BTreeSet<String> = store.kind(Kind::Users).iter().map(|u| u["email"].as_str().unwrap().to_string()).collect();
+    let want_users: BTreeSet<String> = agents
+        .iter()
+        .filter_map(|a| a["email_normalized"].as_str().map(String::from))
+        .collect();
+    let users: BTreeSet<String> = store
+        .kind(Kind::Users)
+        .iter()
+        .map(|u| u["email"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(users, want_users);
-    assert!(store.kind(Kind::Users).iter().all(|u| u["isActive"] == true));
+    assert!(store
+        .kind(Kind::Users)
+        .iter()
+        .all(|u| u["isActive"] == true));
     // Records carry axis, label, task (null when unmatched), category, channels.
-    let away = tasks.iter().find(|t| t["status"] == "Coaching 1:1").unwrap();
+    let away = tasks
+        .iter()
+        .find(|t| t["status"] == "Coaching 1:1")
+        .unwrap();
     assert!(away["task"].is_null());
     assert_eq!(away["statusCategory"], "away");
-    let avail = tasks.iter().find(|t| t["axis"] == "availability" && t["status"] != "Unavailable").unwrap();
-    assert!(avail["availableFor"].as_array().is_some_and(|a| !a.is_empty()));
+    let avail = tasks
+        .iter()
+        .find(|t| t["axis"] == "availability" && t["status"] != "Unavailable")
+        .unwrap();
+    assert!(avail["availableFor"]
+        .as_array()
+        .is_some_and(|a| !a.is_empty()));
     assert!(tasks.iter().any(|t| t["statusCategory"] == "loggedOut"));
     // Segments of agents unknown to /agents: pushed with a null e-mail, reported unknown.
     assert!(tasks.iter().any(|t| t["userEmail"].is_null()));
     let m = latest_manifest(&root);
-    assert_eq!(m["wfm"]["tasks"]["inserted"].as_u64().unwrap() as usize, tasks.len());
+    assert_eq!(
+        m["wfm"]["tasks"]["inserted"].as_u64().unwrap() as usize,
+        tasks.len()
+    );
     assert_eq!(m["wfm"]["tasks"]["rejected"], 0);
-    assert!(!m["wfm"]["tasks"]["unknown_users"].as_array().unwrap().is_empty());
+    assert!(!m["wfm"]["tasks"]["unknown_users"]
+        .as_array()
+        .unwrap()
+        .is_empty());
     assert!(o.stdout.contains("wfm inserted"), "{o}");
     // Every batch kept to the cap and only each day's first carried replaceWindow.
     let mut windows = 0;
-    for r in s.wfm.requests().iter().filter(|r| r.path.starts_with("/api/workactivity")) {
+    for r in s
+        .wfm
+        .requests()
+        .iter()
+        .filter(|r| r.path.starts_with("/api/workactivity"))
+    {
         let env: Value = serde_json::from_str(&r.body).unwrap();
         assert!(env["data"].as_array().unwrap().len() <= 100);
         windows += env.get("replaceWindow").is_some() as usize;
@@ -72,11 +107,20 @@ async fn receiver_holds_exactly_the_expected_records_and_a_rerun_changes_nothing
     assert_eq!(windows, 3);
 
     // The same range again: the receiver's content is unchanged.
-    let before = (sorted(store.kind(Kind::Tasks)), sorted(store.kind(Kind::Users)));
+    let before = (
+        sorted(store.kind(Kind::Tasks)),
+        sorted(store.kind(Kind::Users)),
+    );
     let o = run(dir.path(), &p, NOW, &RANGE).await;
     assert_eq!(o.code, 0, "{o}");
     let after = s.wfm.store();
-    assert_eq!(before, (sorted(after.kind(Kind::Tasks)), sorted(after.kind(Kind::Users))));
+    assert_eq!(
+        before,
+        (
+            sorted(after.kind(Kind::Tasks)),
+            sorted(after.kind(Kind::Users))
+        )
+    );
     assert_no_secrets(&root, &[&o.stdout, &o.stderr]);
 }
 
@@ -87,7 +131,13 @@ async fn a_push_killed_mid_way_resumes_without_resending_acknowledged_batches() 
     let dc = tempfile::tempdir().unwrap();
     let pc = pipeline(dc.path(), &clean, "", "batch_size = 50");
     assert_eq!(run(dc.path(), &pc, NOW, &RANGE).await.code, 0);
-    let task_posts = |s: &Sims| s.wfm.requests().iter().filter(|r| r.path == "/api/workactivity/taskdata" && r.status == 200).count();
+    let task_posts = |s: &Sims| {
+        s.wfm
+            .requests()
+            .iter()
+            .filter(|r| r.path == "/api/workactivity/taskdata" && r.status == 200)
+            .count()
+    };
     let total = task_posts(&clean);
     assert!(total > 6, "{total} batches");
 
@@ -95,21 +145,42 @@ async fn a_push_killed_mid_way_resumes_without_resending_acknowledged_batches() 
     let dir = tempfile::tempdir().unwrap();
     let p = pipeline(dir.path(), &s, "", "batch_size = 50");
     let ps = p.display().to_string();
-    let args = ["run", "--pipeline", ps.as_str(), "--now", NOW, RANGE[0], RANGE[1], RANGE[2], RANGE[3]];
+    let args = [
+        "run",
+        "--pipeline",
+        ps.as_str(),
+        "--now",
+        NOW,
+        RANGE[0],
+        RANGE[1],
+        RANGE[2],
+        RANGE[3],
+    ];
     // Dies right after the 5th acknowledged batch (users + 4 task batches).
-    let o = bin(dir.path(), &args, &[("GLADLY_WFM_CRASH_AT", "push-batch:5")]).await;
+    let o = bin(
+        dir.path(),
+        &args,
+        &[("GLADLY_WFM_CRASH_AT", "push-batch:5")],
+    )
+    .await;
     assert_ne!(o.code, 0, "{o}");
     assert!(o.stderr.contains("dying at push-batch"), "{o}");
     assert_eq!(task_posts(&s), 4);
     let o = bin(dir.path(), &args, &[]).await;
     assert_eq!(o.code, 0, "{o}");
-    assert_eq!(task_posts(&s), total, "the resumed run sent only the unacknowledged batches");
+    assert_eq!(
+        task_posts(&s),
+        total,
+        "the resumed run sent only the unacknowledged batches"
+    );
     let m = latest_manifest(&dir.path().join("output"));
     assert_eq!(m["wfm"]["tasks"]["batches_skipped_resumed"], 4);
     let (a, b) = (clean.wfm.store(), s.wfm.store());
     assert_eq!(sorted(a.kind(Kind::Tasks)), sorted(b.kind(Kind::Tasks)));
     assert_eq!(sorted(a.kind(Kind::Users)), sorted(b.kind(Kind::Users)));
-    assert!(util::files(&dir.path().join("output")).iter().all(|f| !f.to_string_lossy().contains(".tmp-")));
+    assert!(util::files(&dir.path().join("output"))
+        .iter()
+        .all(|f| !f.to_string_lossy().contains(".tmp-")));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -119,18 +190,43 @@ async fn throttling_and_server_errors_are_waited_out() {
     let pc = pipeline(dc.path(), &clean, "", "");
     assert_eq!(run(dc.path(), &pc, NOW, &RANGE).await.code, 0);
 
-    let faults = FaultRates { server_error: 0.15, too_many: 0.15, ..Default::default() };
-    let s = start(world(7, 20, NOW), |c| c.faults = FaultRates { server_error: 0.2, cut: 0.2, ..Default::default() }, WfmSimConfig { faults, ..Default::default() }).await;
+    let faults = FaultRates {
+        server_error: 0.15,
+        too_many: 0.15,
+        ..Default::default()
+    };
+    let s = start(
+        world(7, 20, NOW),
+        |c| {
+            c.faults = FaultRates {
+                server_error: 0.2,
+                cut: 0.2,
+                ..Default::default()
+            }
+        },
+        WfmSimConfig {
+            faults,
+            ..Default::default()
+        },
+    )
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let p = pipeline(dir.path(), &s, "", "");
     let o = run(dir.path(), &p, NOW, &RANGE).await;
     assert_eq!(o.code, 0, "{o}");
     let statuses: Vec<u16> = s.wfm.requests().iter().map(|r| r.status).collect();
-    assert!(statuses.contains(&429) && statuses.contains(&500), "{statuses:?}");
+    assert!(
+        statuses.contains(&429) && statuses.contains(&500),
+        "{statuses:?}"
+    );
     let (a, b) = (clean.wfm.store(), s.wfm.store());
     assert_eq!(sorted(a.kind(Kind::Tasks)), sorted(b.kind(Kind::Tasks)));
     for d in ["agent_status_events", "agent_status_segments"] {
-        assert_eq!(dataset(&dc.path().join("output"), d), dataset(&dir.path().join("output"), d), "{d}");
+        assert_eq!(
+            dataset(&dc.path().join("output"), d),
+            dataset(&dir.path().join("output"), d),
+            "{d}"
+        );
     }
     let m = latest_manifest(&dir.path().join("output"));
     assert!(m["requests"]["wfm"]["retries"].as_u64().unwrap() > 0);
@@ -146,16 +242,28 @@ async fn an_open_segment_is_closed_in_place_by_a_later_run() {
     let p = pipeline(dir.path(), &a, "", "");
     let day = ["--from", "2026-11-03", "--to", "2026-11-03"];
     assert_eq!(run(dir.path(), &p, afternoon, &day).await.code, 0);
-    let open: Vec<String> = a.wfm.store().kind(Kind::Tasks).iter().filter(|t| t["endTime"].is_null()).map(|t| t["eventId"].as_str().unwrap().to_string()).collect();
+    let open: Vec<String> = a
+        .wfm
+        .store()
+        .kind(Kind::Tasks)
+        .iter()
+        .filter(|t| t["endTime"].is_null())
+        .map(|t| t["eventId"].as_str().unwrap().to_string())
+        .collect();
     assert!(!open.is_empty());
     // The next day, the same receiver, Gladly's history from the report.
     let b = start(world(7, 20, NOW), |_| {}, WfmSimConfig::default()).await;
-    let text = std::fs::read_to_string(&p).unwrap().replace(&a.gladly_url, &b.gladly_url);
+    let text = std::fs::read_to_string(&p)
+        .unwrap()
+        .replace(&a.gladly_url, &b.gladly_url);
     std::fs::write(&p, text).unwrap();
     assert_eq!(run(dir.path(), &p, NOW, &day).await.code, 0);
     let tasks = a.wfm.store().kind(Kind::Tasks);
     for id in &open {
-        let t = tasks.iter().find(|t| t["eventId"] == id.as_str()).unwrap_or_else(|| panic!("{id} still stored"));
+        let t = tasks
+            .iter()
+            .find(|t| t["eventId"] == id.as_str())
+            .unwrap_or_else(|| panic!("{id} still stored"));
         assert!(!t["endTime"].is_null(), "{id} closed");
     }
     assert!(tasks.iter().all(|t| !t["endTime"].is_null()));

@@ -40,6 +40,9 @@ pub struct GladlyClient {
     request_timeout: Duration,
     report_timeout: Duration,
     pub policy: RetryPolicy,
+    /// Reports share a per-minute budget with every integration of the org: a 429 there can
+    /// need most of a minute to clear, so their retries wait longer.
+    pub report_policy: RetryPolicy,
     pub stats: Arc<Stats>,
 }
 
@@ -98,6 +101,11 @@ impl GladlyClient {
             request_timeout: Duration::from_secs(cfg.request_timeout_seconds),
             report_timeout: Duration::from_secs(cfg.report_timeout_seconds),
             policy: RetryPolicy::default(),
+            report_policy: RetryPolicy {
+                max_attempts: 10,
+                base: Duration::from_secs(1),
+                cap: Duration::from_secs(40),
+            },
             stats,
         }
     }
@@ -159,7 +167,7 @@ impl GladlyClient {
                     .timeout(self.report_timeout)
             },
             &[&self.reports_per_minute, &self.post_limiter],
-            &self.policy,
+            &self.report_policy,
             &self.stats,
         )
         .await?;

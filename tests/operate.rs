@@ -1,0 +1,294 @@
+//! Operating it: the run lock (exit 3, stale locks), incremental nightly runs, the scheduler,
+//! `status`, `check`, and crash-then-resume of extract and of the Parquet write.
+
+mod util;
+
+use std::time::Duration;
+
+use gladly_wfm::sim::faults::FaultRates;
+use gladly_wfm::sim::wfm::WfmSimConfig;
+use serde_json::Value;
+use util::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_concurrent_run_exits_3_naming_the_holder() {
+    let s = start(
+        world(7, 5, NOW),
+        |c| {
+            c.faults = FaultRates {
+                slow: 1.0,
+                ..Default::default()
+            };
+            c.slow_ms = 4_000;
+        },
+        WfmSimConfig::default(),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(dir.path(), &s, "", "");
+    let ps = p.display().to_string();
+    let mut first = command(
+        dir.path(),
+        &[
+            "run",
+            "--pipeline",
+            &ps,
+            "--now",
+            NOW,
+            "--from",
+            "2026-11-02",
+            "--to",
+            "2026-11-02",
+        ],
+        &[],
+    )
+    .spawn()
+    .unwrap();
+    let lock = dir.path().join("output/_state/t/run.lock");
+    for _ in 0..100 {
+        if std::fs::read_to_string(&lock).is_ok_and(|t| t.contains("pid")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let o = run(
+        dir.path(),
+        &p,
+        NOW,
+        &["--from", "2026-11-02", "--to", "2026-11-02"],
+    )
+    .await;
+    assert_eq!(o.code, 3, "{o}");
+    assert!(
+        o.stdout.contains("holds the lock")
+            && o.stdout.contains(&format!("pid {}", first.id().unwrap())),
+        "{o}"
+    );
+    // `status` names the holder too.
+    let st = bin(dir.path(), &["status", "--pipeline", &ps], &[]).await;
+    assert!(st.stdout.contains("lock: held"), "{st}");
+    first.kill().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_runs_leave_no_stale_lock_nor_torn_state_and_resume_to_the_same_result() {
+    // Five runs share one simulated org: raise its report budget (this test is not about limits).
+    let s = start(
+        world(7, 20, NOW),
+        |c| c.reports_per_minute = 100,
+        WfmSimConfig::default(),
+    )
+    .await;
+    let clean = tempfile::tempdir().unwrap();
+    let pc = pipeline(clean.path(), &s, "", "");
+    let range = ["--from", "2026-11-01", "--to", "2026-11-03"];
+    assert_eq!(run(clean.path(), &pc, NOW, &range).await.code, 0);
+    for point in ["raw-written:2", "curated-written:2"] {
+        let dir = tempfile::tempdir().unwrap();
+        let p = pipeline(dir.path(), &s, "", "");
+        let ps = p.display().to_string();
+        let args = [
+            "run",
+            "--pipeline",
+            ps.as_str(),
+            "--now",
+            NOW,
+            range[0],
+            range[1],
+            range[2],
+            range[3],
+        ];
+        let o = bin(dir.path(), &args, &[("GLADLY_WFM_CRASH_AT", point)]).await;
+        assert_ne!(o.code, 0, "{point}: {o}");
+        // The lock file of the dead run is still there, and does not block.
+        assert!(dir.path().join("output/_state/t/run.lock").exists());
+        let o = bin(dir.path(), &args, &[]).await;
+        assert_eq!(o.code, 0, "{point}: {o}");
+        for d in [
+            "agent_status_events",
+            "agent_status_segments",
+            "raw/agent_events",
+        ] {
+            assert_eq!(
+                dataset(&clean.path().join("output"), d),
+                dataset(&dir.path().join("output"), d),
+                "{point}: {d}"
+            );
+        }
+        assert!(
+            files(&dir.path().join("output"))
+                .iter()
+                .all(|f| !f.to_string_lossy().contains(".tmp-")),
+            "{point}: temporary files left"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nightly_runs_fetch_only_new_days_and_never_move_the_cursor_back() {
+    let s = start_default(NOW).await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(dir.path(), &s, "initial_days = 2", "");
+    let reports = |s: &Sims| -> Vec<String> {
+        s.gladly
+            .requests()
+            .iter()
+            .filter(|r| r.path == "/api/v1/reports")
+            .map(|r| {
+                serde_json::from_str::<Value>(&r.body).unwrap()["startAt"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect()
+    };
+    // First run, no state: the last 2 complete days (today 2026-11-04 is not complete).
+    let o = run(dir.path(), &p, NOW, &[]).await;
+    assert_eq!(o.code, 0, "{o}");
+    assert_eq!(reports(&s), ["2026-11-02", "2026-11-03"]);
+    let m = latest_manifest(&dir.path().join("output"));
+    assert_eq!(m["trigger"], "nightly");
+    assert_eq!(
+        m["window"]["days"],
+        serde_json::json!(["2026-11-02", "2026-11-03"])
+    );
+    // An explicit re-run of older days does not move the nightly cursor back.
+    assert_eq!(
+        run(
+            dir.path(),
+            &p,
+            NOW,
+            &["--from", "2026-10-30", "--to", "2026-10-30"]
+        )
+        .await
+        .code,
+        0
+    );
+    // The next night: only the new day.
+    let next = "2026-11-05T17:00:00Z";
+    let o = run(dir.path(), &p, next, &[]).await;
+    assert_eq!(o.code, 0, "{o}");
+    assert_eq!(reports(&s)[3..], ["2026-11-04"]);
+    // The same night again: nothing new to fetch.
+    let o = run(dir.path(), &p, next, &[]).await;
+    assert_eq!(o.code, 0, "{o}");
+    assert_eq!(reports(&s).len(), 4);
+    let st = bin(
+        dir.path(),
+        &["status", "--pipeline", &p.display().to_string()],
+        &[],
+    )
+    .await;
+    assert!(st.stdout.contains("nightly cursor: 2026-11-04"), "{st}");
+    assert!(
+        st.stdout
+            .contains("completed transform: 2026-10-30, 2026-11-02..2026-11-04"),
+        "{st}"
+    );
+    assert!(st.stdout.contains("lock: free"), "{st}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedule_fires_runs_one_at_a_time_and_stops_on_sigterm() {
+    let s = start_default(NOW).await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(
+        dir.path(),
+        &s,
+        "initial_days = 1",
+        "[schedule]\ncron = \"* * * * * *\"\n",
+    );
+    let text = std::fs::read_to_string(&p).unwrap();
+    // [schedule] must be its own table after [wfm]'s keys.
+    assert!(text.contains("[schedule]"));
+    let mut child = command(
+        dir.path(),
+        &["schedule", "--pipeline", &p.display().to_string()],
+        &[],
+    )
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    let pid = child.id().unwrap().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("stops promptly")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    let runs: Vec<Value> = files(&dir.path().join("output/_runs"))
+        .iter()
+        .map(|f| serde_json::from_slice(&std::fs::read(f).unwrap()).unwrap())
+        .collect();
+    assert!(runs.len() >= 2, "{} runs", runs.len());
+    let mut spans: Vec<(i64, i64)> = runs
+        .iter()
+        .map(|r| {
+            assert_eq!(r["trigger"], "schedule");
+            (
+                ms(r["started_at"].as_str().unwrap()),
+                ms(r["finished_at"].as_str().unwrap()),
+            )
+        })
+        .collect();
+    spans.sort();
+    assert!(
+        spans.windows(2).all(|w| w[0].1 <= w[1].0),
+        "runs never overlap: {spans:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_reports_credentials_and_unmatched_or_doubly_matched_labels_and_inboxes() {
+    let s = start_default(NOW).await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(dir.path(), &s, "", "");
+    let ps = p.display().to_string();
+    let o = bin(dir.path(), &["check", "--pipeline", &ps, "--offline"], &[]).await;
+    assert_eq!(o.code, 0, "{o}");
+    assert!(
+        o.stdout.contains("not tried") && o.stdout.contains("no raw data yet"),
+        "{o}"
+    );
+    assert!(s.gladly.requests().is_empty());
+    assert_eq!(
+        run(
+            dir.path(),
+            &p,
+            NOW,
+            &[
+                "--from",
+                "2026-10-29",
+                "--to",
+                "2026-11-04",
+                "--stages",
+                "extract"
+            ]
+        )
+        .await
+        .code,
+        0
+    );
+    let o = bin(dir.path(), &["check", "--pipeline", &ps], &[]).await;
+    assert_eq!(o.code, 0, "{o}");
+    assert!(o.stdout.contains("gladly: credentials accepted"), "{o}");
+    assert!(o.stdout.contains("wfm: credentials accepted"), "{o}");
+    assert!(o.stdout.contains("unmatched label `Coaching 1:1`"), "{o}");
+    assert!(o.stdout.contains("unmatched label `FOCUS_ENTERED`"), "{o}");
+    assert!(o.stdout.contains("matches \"Availability\" (line"), "{o}");
+    assert!(o.stdout.contains("inbox `Customer_Support`"), "{o}");
+    assert!(o.stdout.contains("unmatched inbox `Sales`"), "{o}");
+    let o = bin(
+        dir.path(),
+        &["check", "--pipeline", &ps],
+        &[("GLADLY_API_TOKEN", "nope")],
+    )
+    .await;
+    assert_eq!(o.code, 4, "{o}");
+}
