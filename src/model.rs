@@ -92,3 +92,66 @@ pub struct SetAside {
     pub location: String,
     pub reason: String,
 }
+
+pub const CONVERSATION_EVENT_TYPES: &[&str] = &[
+    "CONVERSATION/CREATED",
+    "CONVERSATION/CLOSED",
+    "CONVERSATION/REOPENED",
+    "CONVERSATION_ASSIGNEE/UPDATED",
+];
+
+/// One conversation event, as landed in the raw zone.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConversationEvent {
+    /// Derived: `conversation_id|event_type|timestamp ms`.
+    pub event_id: String,
+    pub event_type: String,
+    pub conversation_id: String,
+    pub customer_id: Option<String>,
+    pub recorded_at: Ms,
+    /// The assignment just before the event (`context.assignee`).
+    pub inbox_id: Option<String>,
+    pub agent_id: Option<String>,
+    /// The new assignment, on `CONVERSATION_ASSIGNEE/UPDATED`.
+    pub new_inbox_id: Option<String>,
+    pub new_agent_id: Option<String>,
+    pub source: String,
+}
+
+impl ConversationEvent {
+    /// The assignment after this event: the new one for an assignee update, else the context's.
+    pub fn assignment(&self) -> (Option<&str>, Option<&str>) {
+        if self.event_type == "CONVERSATION_ASSIGNEE/UPDATED" {
+            (
+                self.new_inbox_id.as_deref().or(self.inbox_id.as_deref()),
+                self.new_agent_id.as_deref(),
+            )
+        } else {
+            (self.inbox_id.as_deref(), self.agent_id.as_deref())
+        }
+    }
+}
+
+/// One ended Gladly work session (`reports/work-session-events`), `_sec` renamed `_seconds`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WorkSession {
+    pub id: String,
+    pub contact_session_id: String,
+    pub contact_session_created_at: Ms,
+    pub customer_id: Option<String>,
+    pub conversation_id: Option<String>,
+    pub inbox_id: Option<String>,
+    pub channel: Option<String>,
+    pub direction: Option<String>,
+    pub agent_accepted_at: Option<Ms>,
+    pub contact_session_routed_at: Option<Ms>,
+    pub agent_id: Option<String>,
+    pub sla_fulfilled_at: Option<Ms>,
+    pub contact_session_ended_at: Option<Ms>,
+    pub status: Option<String>,
+    pub within_sla: Option<bool>,
+    pub work_session_handle_time_seconds: Option<f64>,
+    pub work_session_after_contact_time_seconds: Option<f64>,
+    pub work_session_unknown_time_seconds: Option<f64>,
+    pub accepted_inbox_id: Option<String>,
+}

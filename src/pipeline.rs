@@ -1,7 +1,7 @@
 //! One run of a pipeline: plan the days, then extract → raw zone → transform → curated datasets,
 //! day by day, then load (WFM push). Writes state after every step and a manifest at the end.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -14,7 +14,7 @@ use crate::gladly::{decode, GladlyClient, GladlyError};
 use crate::http::Stats;
 use crate::load::push::{self, PushPlan, PushTotals};
 use crate::log;
-use crate::model::{AgentDim, SetAside, SOURCE_EVENTS_API, SOURCE_REPORT};
+use crate::model::{AgentDim, InboxDim, SetAside, SOURCE_EVENTS_API, SOURCE_REPORT};
 use crate::raw;
 use crate::state::{LockError, PipelineState, RunLock};
 use crate::storage::{write_atomic, Storage, StorageError};
@@ -22,6 +22,7 @@ use crate::time::{self, Ms, MS_PER_HOUR};
 use crate::transform::datasets::{self as ds, Emails, Unmatched};
 use crate::transform::rules::LabelMatcher;
 use crate::transform::segments::{advance_state, day_segments, StartState};
+use crate::transform::workstreams::{self as wsd, ConvStates, InboxMap};
 use crate::wfm::{WfmClient, WfmError};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -408,13 +409,20 @@ impl Run<'_> {
         if self.opts.stages.transform {
             self.transform_dimensions()?;
         }
+        let inboxes = self.newest_inboxes()?;
         let mut carry: Option<(NaiveDate, StartState)> = None;
+        let mut conv_carry: Option<(NaiveDate, ConvStates)> = None;
+        // Days whose raw work sessions changed and whose curated work datasets are not yet redone.
+        let mut dirty: BTreeSet<NaiveDate> = BTreeSet::new();
+        let mut work_days: BTreeSet<NaiveDate> = BTreeSet::new();
         let days = self.window.clone();
         for (i, &day) in days.iter().enumerate() {
             log::info(format!("day {day} ({}/{})", i + 1, days.len()));
             if self.opts.stages.extract {
                 let t = Instant::now();
                 self.extract_day(day).await?;
+                self.extract_conversations(day).await?;
+                dirty.extend(self.extract_work_sessions(day).await?);
                 self.tally.time("extract", t);
                 self.state.mark("extract", day);
                 self.state.save(&self.p.state_dir())?;
@@ -422,6 +430,10 @@ impl Run<'_> {
             if self.opts.stages.transform {
                 let t = Instant::now();
                 self.transform_day(day, &emails, &mut carry)?;
+                self.transform_conversations(day, &inboxes, &mut conv_carry)?;
+                self.transform_work(day, &inboxes)?;
+                dirty.remove(&day);
+                work_days.insert(day);
                 self.tally.time("transform", t);
                 self.state.mark("transform", day);
                 self.state.save(&self.p.state_dir())?;
@@ -430,9 +442,17 @@ impl Run<'_> {
                 self.tally.days_done.push(day.to_string());
             }
         }
+        if self.opts.stages.transform {
+            // Sessions that ended after their day was done: count them where they belong.
+            for day in std::mem::take(&mut dirty) {
+                log::info(format!("work sessions of {day} changed: redoing its work_sessions and workstream_intervals"));
+                self.transform_work(day, &inboxes)?;
+                work_days.insert(day);
+            }
+        }
         if self.opts.stages.load && self.wfm.is_some() {
             let t = Instant::now();
-            self.load(&agents, &days).await?;
+            self.load(&agents, &days, &work_days).await?;
             self.tally.time("load", t);
         }
         if self.opts.from.is_none() && self.wfm_auth_error.is_none() {
@@ -630,8 +650,185 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// Pushes users once, then each day's segments, after all Parquet is safely written.
-    async fn load(&mut self, agents: &[AgentDim], days: &[NaiveDate]) -> Result<(), RunError> {
+    fn newest_inboxes(&self) -> Result<Vec<InboxDim>, RunError> {
+        match raw::newest(&self.st, raw::INBOXES)? {
+            None => Ok(Vec::new()),
+            Some((_, df)) => Ok(raw::inboxes_from(&df)
+                .map_err(polars_err("inboxes snapshot".into()))?
+                .0),
+        }
+    }
+
+    /// Whether a day is read from the Events API (its start lies within the last 23 hours).
+    fn from_events_api(&self, start: Ms) -> bool {
+        start >= self.opts.now - 23 * MS_PER_HOUR
+    }
+
+    /// Conversation events of one day into the raw zone, by the same rule as agent events.
+    async fn extract_conversations(&mut self, day: NaiveDate) -> Result<(), RunError> {
+        let tz = self.tz;
+        let (start, end) = (time::day_start(tz, day), time::day_end(tz, day));
+        let (fresh, aside) = if self.from_events_api(start) {
+            let body = self
+                .gladly
+                .events(start, end.min(self.opts.now), &["CONVERSATION"])
+                .await?;
+            decode::conversation_events_jsonl(&body, &format!("conversation events {day}"))
+        } else {
+            let what = format!("ConversationTimestampsReport {day}");
+            let body = self
+                .gladly
+                .report("ConversationTimestampsReport", tz, day)
+                .await?;
+            decode::conversation_events_csv(&body, &what)
+                .map_err(|d| RunError::Failed(format!("Gladly's {what} could not be read: {d}")))?
+        };
+        self.tally.aside(aside);
+        let (inside, outside): (Vec<_>, Vec<_>) = fresh
+            .into_iter()
+            .partition(|e| e.recorded_at >= start && e.recorded_at < end);
+        self.tally.aside(
+            outside
+                .iter()
+                .map(|e| SetAside {
+                    location: format!("conversation events {day}, event {}", e.event_id),
+                    reason: format!(
+                        "recorded at {} is outside the day",
+                        time::fmt_ts(e.recorded_at)
+                    ),
+                })
+                .collect(),
+        );
+        let old = raw::read_conversation_events(&self.st, day)?.unwrap_or_default();
+        let merged = raw::merge_conversation_events(old, inside);
+        let mut df = raw::conversation_events_frame(&merged)
+            .map_err(polars_err(format!("raw conversation events {day}")))?;
+        self.st
+            .write_partition(raw::CONVERSATION_EVENTS, day, &mut df)?;
+        self.tally.rows(raw::CONVERSATION_EVENTS, day, merged.len());
+        Ok(())
+    }
+
+    /// Work sessions that ended in `[day start, min(day end + 24 h, now to the minute))`, merged
+    /// into the raw zone by the business date of their creation. Returns the dates touched.
+    async fn extract_work_sessions(
+        &mut self,
+        day: NaiveDate,
+    ) -> Result<BTreeSet<NaiveDate>, RunError> {
+        let tz = self.tz;
+        let start = time::day_start(tz, day);
+        let now_minute = self.opts.now.div_euclid(60_000) * 60_000;
+        let end = (time::day_end(tz, day) + time::MS_PER_DAY).min(now_minute);
+        let mut touched = BTreeSet::new();
+        if end <= start {
+            return Ok(touched);
+        }
+        let body = self.gladly.work_sessions(start, end).await?;
+        let what = format!("work-session-events {day}");
+        let (rows, open, aside) = decode::work_sessions_csv(&body, &what)
+            .map_err(|d| RunError::Failed(format!("Gladly's {what} could not be read: {d}")))?;
+        self.tally.aside(aside);
+        if open > 0 {
+            log::debug(format!(
+                "{what}: {open} session(s) still open, stored once they end"
+            ));
+        }
+        let mut by_day: BTreeMap<NaiveDate, Vec<crate::model::WorkSession>> = BTreeMap::new();
+        for w in rows {
+            by_day
+                .entry(time::day_of(tz, w.contact_session_created_at))
+                .or_default()
+                .push(w);
+        }
+        for (d, fresh) in by_day {
+            let old = raw::read_work_sessions(&self.st, d)?.unwrap_or_default();
+            let before = old.clone();
+            let merged = raw::upsert_work_sessions(old, fresh);
+            if merged != before {
+                let mut df = raw::work_sessions_builder(&merged)
+                    .finish()
+                    .map_err(polars_err(format!("raw work sessions {d}")))?;
+                self.st.write_partition(raw::WORK_SESSIONS, d, &mut df)?;
+                touched.insert(d);
+            }
+            self.tally.rows(raw::WORK_SESSIONS, d, merged.len());
+        }
+        Ok(touched)
+    }
+
+    fn transform_conversations(
+        &mut self,
+        day: NaiveDate,
+        inboxes: &[InboxDim],
+        carry: &mut Option<(NaiveDate, ConvStates)>,
+    ) -> Result<(), RunError> {
+        let evs = raw::read_conversation_events(&self.st, day)?.ok_or_else(|| {
+            RunError::Failed(format!(
+                "day {day} has no raw conversation events: run the extract stage for it first"
+            ))
+        })?;
+        let mut state = match carry.take() {
+            Some((d, s)) if d + Duration::days(1) == day => s,
+            _ => {
+                let mut s = ConvStates::new();
+                for k in (1..=self.p.lookback_days as i64).rev() {
+                    let d = day - Duration::days(k);
+                    if let Some(e) = raw::read_conversation_events(&self.st, d)? {
+                        wsd::advance_states(&mut s, d, &e);
+                    }
+                }
+                s
+            }
+        };
+        let oldest = day - Duration::days(self.p.lookback_days as i64);
+        state.retain(|_, s| s.last_day.is_some_and(|d| d >= oldest));
+        let mut map = InboxMap::new(inboxes, &self.p.workstreams);
+        let rows = wsd::conversations_day(day, &evs, &mut state, &mut map);
+        let mut df =
+            wsd::conversations_frame(&rows).map_err(polars_err(format!("conversations {day}")))?;
+        self.st.write_partition(wsd::CONVERSATIONS, day, &mut df)?;
+        self.tally.rows(wsd::CONVERSATIONS, day, rows.len());
+        self.count_unknown_inboxes(map);
+        *carry = Some((day, state));
+        Ok(())
+    }
+
+    fn count_unknown_inboxes(&mut self, map: InboxMap) {
+        for (id, n) in map.unknown {
+            *self
+                .tally
+                .unmatched_inboxes
+                .entry(format!("unknown inbox id {id}"))
+                .or_default() += n;
+        }
+    }
+
+    /// Curated `work_sessions` and `workstream_intervals` of one day from the raw zone.
+    fn transform_work(&mut self, day: NaiveDate, inboxes: &[InboxDim]) -> Result<(), RunError> {
+        let ws = raw::read_work_sessions(&self.st, day)?.unwrap_or_default();
+        let mut map = InboxMap::new(inboxes, &self.p.workstreams);
+        let mut df = wsd::work_sessions_frame(&ws, &mut map)
+            .map_err(polars_err(format!("work_sessions {day}")))?;
+        self.st.write_partition(wsd::WORK_SESSIONS, day, &mut df)?;
+        self.tally.rows(wsd::WORK_SESSIONS, day, ws.len());
+        let rows = wsd::intervals(&ws, &mut map, self.p.interval_minutes);
+        let mut df = wsd::intervals_frame(&rows)
+            .map_err(polars_err(format!("workstream_intervals {day}")))?;
+        self.st
+            .write_partition(wsd::WORKSTREAM_INTERVALS, day, &mut df)?;
+        self.tally.rows(wsd::WORKSTREAM_INTERVALS, day, rows.len());
+        self.count_unknown_inboxes(map);
+        Ok(())
+    }
+
+    /// Pushes users once, then each day's segments, conversations and interval totals, after
+    /// all Parquet is safely written.
+    async fn load(
+        &mut self,
+        agents: &[AgentDim],
+        days: &[NaiveDate],
+        work_days: &BTreeSet<NaiveDate>,
+    ) -> Result<(), RunError> {
         let Some(client) = self.wfm.as_ref() else {
             return Ok(());
         };
@@ -657,38 +854,96 @@ impl Run<'_> {
         if let Err(e) = r {
             return self.wfm_failed(e);
         }
-        for &day in days {
-            let df = self.st.read_partition(ds::AGENT_STATUS_SEGMENTS, day)?.ok_or_else(|| {
-                RunError::Failed(format!("day {day} has no agent_status_segments: run the transform stage for it first"))
-            })?;
-            let segs = ds::segments_from(&df)
-                .map_err(polars_err(format!("agent_status_segments {day}")))?;
+        let all: BTreeSet<NaiveDate> = days
+            .iter()
+            .copied()
+            .chain(work_days.iter().copied())
+            .collect();
+        for day in all {
             let window = (time::day_start(self.tz, day), time::day_end(self.tz, day));
-            let plan = PushPlan::new(
-                format!("tasks/{day}"),
-                push::TASKS_PATH,
-                false,
-                Some(window),
-                push::segment_records(day, &segs),
-                batch,
-            );
-            if let Err(e) = push::push_plan(
-                client,
-                &plan,
-                &mut self.state,
-                &state_dir,
-                &mut self.tally.wfm,
-                "tasks",
-            )
-            .await
-            {
-                return self.wfm_failed(e);
+            let mut plans = Vec::new();
+            if days.contains(&day) {
+                let segs = self.read_curated(ds::AGENT_STATUS_SEGMENTS, day, ds::segments_from)?;
+                plans.push((
+                    "tasks",
+                    PushPlan::new(
+                        format!("tasks/{day}"),
+                        push::TASKS_PATH,
+                        false,
+                        Some(window),
+                        push::segment_records(day, &segs),
+                        batch,
+                    ),
+                ));
+                let convs = self.read_curated(wsd::CONVERSATIONS, day, wsd::conversations_from)?;
+                plans.push((
+                    "conversations",
+                    PushPlan::new(
+                        format!("conversations/{day}"),
+                        push::CONVERSATIONS_PATH,
+                        false,
+                        Some(window),
+                        push::conversation_records(day, window.0, &convs),
+                        batch,
+                    ),
+                ));
             }
-            self.state.mark("load", day);
-            self.state.save(&state_dir)?;
-            self.tally.days_done.push(day.to_string());
+            if work_days.contains(&day) {
+                let rows =
+                    self.read_curated(wsd::WORKSTREAM_INTERVALS, day, wsd::intervals_from)?;
+                let (recs, skipped) = push::interval_records(&rows);
+                self.tally
+                    .wfm
+                    .entry("intervals".into())
+                    .or_default()
+                    .skipped_no_workstream += skipped;
+                plans.push((
+                    "intervals",
+                    PushPlan::new(
+                        format!("intervals/{day}"),
+                        push::INTERVALS_PATH,
+                        false,
+                        Some(window),
+                        recs,
+                        batch,
+                    ),
+                ));
+            }
+            for (kind, plan) in plans {
+                if let Err(e) = push::push_plan(
+                    client,
+                    &plan,
+                    &mut self.state,
+                    &state_dir,
+                    &mut self.tally.wfm,
+                    kind,
+                )
+                .await
+                {
+                    return self.wfm_failed(e);
+                }
+            }
+            if days.contains(&day) {
+                self.state.mark("load", day);
+                self.state.save(&state_dir)?;
+                self.tally.days_done.push(day.to_string());
+            }
         }
         Ok(())
+    }
+
+    fn read_curated<T>(
+        &self,
+        dataset: &str,
+        day: NaiveDate,
+        from: fn(&crate::frames::DataFrame) -> polars::prelude::PolarsResult<Vec<T>>,
+    ) -> Result<Vec<T>, RunError> {
+        let df = self.st.read_partition(dataset, day)?.ok_or_else(|| {
+            RunError::Failed(format!(
+                "day {day} has no {dataset}: run the transform stage for it first"
+            ))
+        })?;
+        from(&df).map_err(polars_err(format!("{dataset} {day}")))
     }
 
     fn wfm_failed(&mut self, e: WfmError) -> Result<(), RunError> {

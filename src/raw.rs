@@ -8,7 +8,7 @@ use chrono::NaiveDate;
 use polars::prelude::PolarsResult;
 
 use crate::frames::{DataFrame, FrameBuilder, FrameReader};
-use crate::model::{AgentDim, AgentEvent, InboxDim};
+use crate::model::{AgentDim, AgentEvent, ConversationEvent, InboxDim, WorkSession};
 use crate::storage::{Storage, StorageError};
 use crate::time::Ms;
 
@@ -158,4 +158,226 @@ pub fn newest(st: &Storage, dataset: &str) -> Result<Option<(NaiveDate, DataFram
         return Ok(None);
     };
     Ok(st.read_partition(dataset, day)?.map(|df| (day, df)))
+}
+
+pub const CONVERSATION_EVENTS: &str = "raw/conversation_events";
+pub const WORK_SESSIONS: &str = "raw/work_sessions";
+
+pub fn conversation_events_frame(evs: &[ConversationEvent]) -> PolarsResult<DataFrame> {
+    FrameBuilder::new(evs.len())
+        .str("event_id", evs.iter().map(|e| Some(e.event_id.as_str())))
+        .str(
+            "event_type",
+            evs.iter().map(|e| Some(e.event_type.as_str())),
+        )
+        .str(
+            "conversation_id",
+            evs.iter().map(|e| Some(e.conversation_id.as_str())),
+        )
+        .str("customer_id", evs.iter().map(|e| e.customer_id.as_deref()))
+        .ts("recorded_at", evs.iter().map(|e| Some(e.recorded_at)))
+        .str("inbox_id", evs.iter().map(|e| e.inbox_id.as_deref()))
+        .str("agent_id", evs.iter().map(|e| e.agent_id.as_deref()))
+        .str(
+            "new_inbox_id",
+            evs.iter().map(|e| e.new_inbox_id.as_deref()),
+        )
+        .str(
+            "new_agent_id",
+            evs.iter().map(|e| e.new_agent_id.as_deref()),
+        )
+        .str("source", evs.iter().map(|e| Some(e.source.as_str())))
+        .finish()
+}
+
+pub fn conversation_events_from(df: &DataFrame) -> PolarsResult<Vec<ConversationEvent>> {
+    let r = FrameReader(df);
+    let (id, t, c, cu, ts, ib, ag, nib, nag, src) = (
+        r.str("event_id")?,
+        r.str("event_type")?,
+        r.str("conversation_id")?,
+        r.str("customer_id")?,
+        r.ts("recorded_at")?,
+        r.str("inbox_id")?,
+        r.str("agent_id")?,
+        r.str("new_inbox_id")?,
+        r.str("new_agent_id")?,
+        r.str("source")?,
+    );
+    Ok((0..r.height())
+        .map(|i| ConversationEvent {
+            event_id: id[i].clone().unwrap_or_default(),
+            event_type: t[i].clone().unwrap_or_default(),
+            conversation_id: c[i].clone().unwrap_or_default(),
+            customer_id: cu[i].clone(),
+            recorded_at: ts[i].unwrap_or_default(),
+            inbox_id: ib[i].clone(),
+            agent_id: ag[i].clone(),
+            new_inbox_id: nib[i].clone(),
+            new_agent_id: nag[i].clone(),
+            source: src[i].clone().unwrap_or_default(),
+        })
+        .collect())
+}
+
+pub fn read_conversation_events(
+    st: &Storage,
+    day: NaiveDate,
+) -> Result<Option<Vec<ConversationEvent>>, StorageError> {
+    match st.read_partition(CONVERSATION_EVENTS, day)? {
+        None => Ok(None),
+        Some(df) => conversation_events_from(&df)
+            .map(Some)
+            .map_err(|e| StorageError {
+                path: st
+                    .partition_file(CONVERSATION_EVENTS, day)
+                    .display()
+                    .to_string(),
+                detail: e.to_string(),
+            }),
+    }
+}
+
+/// Union by event id, fresh rows winning.
+pub fn merge_conversation_events(
+    old: Vec<ConversationEvent>,
+    fresh: Vec<ConversationEvent>,
+) -> Vec<ConversationEvent> {
+    let mut by_id: HashMap<String, ConversationEvent> =
+        old.into_iter().map(|e| (e.event_id.clone(), e)).collect();
+    for e in fresh {
+        by_id.insert(e.event_id.clone(), e);
+    }
+    let mut out: Vec<ConversationEvent> = by_id.into_values().collect();
+    out.sort_by(|a, b| a.event_id.cmp(&b.event_id));
+    out
+}
+
+/// Work-session columns as delivered (`_sec` → `_seconds`); the curated dataset adds `workstream`.
+pub fn work_sessions_builder(ws: &[WorkSession]) -> FrameBuilder {
+    FrameBuilder::new(ws.len())
+        .str("id", ws.iter().map(|w| Some(w.id.as_str())))
+        .str(
+            "contact_session_id",
+            ws.iter().map(|w| Some(w.contact_session_id.as_str())),
+        )
+        .ts(
+            "contact_session_created_at",
+            ws.iter().map(|w| Some(w.contact_session_created_at)),
+        )
+        .str("customer_id", ws.iter().map(|w| w.customer_id.as_deref()))
+        .str(
+            "conversation_id",
+            ws.iter().map(|w| w.conversation_id.as_deref()),
+        )
+        .str("inbox_id", ws.iter().map(|w| w.inbox_id.as_deref()))
+        .str("channel", ws.iter().map(|w| w.channel.as_deref()))
+        .str("direction", ws.iter().map(|w| w.direction.as_deref()))
+        .ts("agent_accepted_at", ws.iter().map(|w| w.agent_accepted_at))
+        .ts(
+            "contact_session_routed_at",
+            ws.iter().map(|w| w.contact_session_routed_at),
+        )
+        .str("agent_id", ws.iter().map(|w| w.agent_id.as_deref()))
+        .ts("sla_fulfilled_at", ws.iter().map(|w| w.sla_fulfilled_at))
+        .ts(
+            "contact_session_ended_at",
+            ws.iter().map(|w| w.contact_session_ended_at),
+        )
+        .str("status", ws.iter().map(|w| w.status.as_deref()))
+        .bool("within_sla", ws.iter().map(|w| w.within_sla))
+        .f64(
+            "work_session_handle_time_seconds",
+            ws.iter().map(|w| w.work_session_handle_time_seconds),
+        )
+        .f64(
+            "work_session_after_contact_time_seconds",
+            ws.iter().map(|w| w.work_session_after_contact_time_seconds),
+        )
+        .f64(
+            "work_session_unknown_time_seconds",
+            ws.iter().map(|w| w.work_session_unknown_time_seconds),
+        )
+        .str(
+            "accepted_inbox_id",
+            ws.iter().map(|w| w.accepted_inbox_id.as_deref()),
+        )
+}
+
+pub fn work_sessions_from(df: &DataFrame) -> PolarsResult<Vec<WorkSession>> {
+    let r = FrameReader(df);
+    let s = |c: &str| r.str(c);
+    let (id, cs, created, cu, co, ib, ch, dir) = (
+        s("id")?,
+        s("contact_session_id")?,
+        r.ts("contact_session_created_at")?,
+        s("customer_id")?,
+        s("conversation_id")?,
+        s("inbox_id")?,
+        s("channel")?,
+        s("direction")?,
+    );
+    let (acc, routed, ag, sla, ended, status, within) = (
+        r.ts("agent_accepted_at")?,
+        r.ts("contact_session_routed_at")?,
+        s("agent_id")?,
+        r.ts("sla_fulfilled_at")?,
+        r.ts("contact_session_ended_at")?,
+        s("status")?,
+        r.bool("within_sla")?,
+    );
+    let (ht, acw, unk, aib) = (
+        r.f64("work_session_handle_time_seconds")?,
+        r.f64("work_session_after_contact_time_seconds")?,
+        r.f64("work_session_unknown_time_seconds")?,
+        s("accepted_inbox_id")?,
+    );
+    Ok((0..r.height())
+        .map(|i| WorkSession {
+            id: id[i].clone().unwrap_or_default(),
+            contact_session_id: cs[i].clone().unwrap_or_default(),
+            contact_session_created_at: created[i].unwrap_or_default(),
+            customer_id: cu[i].clone(),
+            conversation_id: co[i].clone(),
+            inbox_id: ib[i].clone(),
+            channel: ch[i].clone(),
+            direction: dir[i].clone(),
+            agent_accepted_at: acc[i],
+            contact_session_routed_at: routed[i],
+            agent_id: ag[i].clone(),
+            sla_fulfilled_at: sla[i],
+            contact_session_ended_at: ended[i],
+            status: status[i].clone(),
+            within_sla: within[i],
+            work_session_handle_time_seconds: ht[i],
+            work_session_after_contact_time_seconds: acw[i],
+            work_session_unknown_time_seconds: unk[i],
+            accepted_inbox_id: aib[i].clone(),
+        })
+        .collect())
+}
+
+pub fn read_work_sessions(
+    st: &Storage,
+    day: NaiveDate,
+) -> Result<Option<Vec<WorkSession>>, StorageError> {
+    match st.read_partition(WORK_SESSIONS, day)? {
+        None => Ok(None),
+        Some(df) => work_sessions_from(&df).map(Some).map_err(|e| StorageError {
+            path: st.partition_file(WORK_SESSIONS, day).display().to_string(),
+            detail: e.to_string(),
+        }),
+    }
+}
+
+/// Upserts on (`contact_session_id`, `id`), fresh rows winning; sorted by that key.
+pub fn upsert_work_sessions(old: Vec<WorkSession>, fresh: Vec<WorkSession>) -> Vec<WorkSession> {
+    let mut by_key: std::collections::BTreeMap<(String, String), WorkSession> = old
+        .into_iter()
+        .map(|w| ((w.contact_session_id.clone(), w.id.clone()), w))
+        .collect();
+    for w in fresh {
+        by_key.insert((w.contact_session_id.clone(), w.id.clone()), w);
+    }
+    by_key.into_values().collect()
 }

@@ -58,7 +58,10 @@ async fn old_days_from_reports_today_from_events_api_and_datasets_read_back() {
             .map(String::from)
             .into()
     );
-    let events: Vec<_> = log.iter().filter(|r| r.path == "/api/v1/events").collect();
+    let events: Vec<_> = log
+        .iter()
+        .filter(|r| r.path == "/api/v1/events" && r.query.contains("AGENT_STATUS"))
+        .collect();
     assert_eq!(events.len(), 1);
     assert!(
         events[0]

@@ -32,7 +32,9 @@ pub async fn demo(a: DemoArgs) -> i32 {
         now: Some(now),
         quirks: Quirks::default(),
     };
-    let gladly = GladlySim::new(GladlySimConfig::new(world));
+    let mut gcfg = GladlySimConfig::new(world);
+    gcfg.reports_per_minute = 600;
+    let gladly = GladlySim::new(gcfg);
     let wfm = WfmSim::new(WfmSimConfig {
         requests_per_30s: 1000,
         ..WfmSimConfig::default()

@@ -332,3 +332,253 @@ mod tests {
         assert_eq!(evs[1].occurred_at, evs[1].recorded_at);
     }
 }
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct RawAssignee {
+    inbox_id: Option<String>,
+    agent_id: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct RawConvContext {
+    assignee: Option<RawAssignee>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct RawConvContent {
+    conversation_id: Option<String>,
+    customer_id: Option<String>,
+    context: Option<RawConvContext>,
+    assignee: Option<RawAssignee>,
+}
+
+#[derive(Deserialize)]
+struct RawConvLine {
+    #[serde(rename = "type")]
+    etype: String,
+    timestamp: String,
+    #[serde(default)]
+    content: RawConvContent,
+}
+
+/// Decodes an Events API body (JSON Lines) of conversation events.
+pub fn conversation_events_jsonl(
+    body: &[u8],
+    what: &str,
+) -> (Vec<crate::model::ConversationEvent>, Vec<SetAside>) {
+    use crate::model::{ConversationEvent, CONVERSATION_EVENT_TYPES};
+    let mut out = Vec::new();
+    let mut aside = Vec::new();
+    for (i, line) in body.split(|b| *b == b'\n').enumerate() {
+        let line = line.trim_ascii();
+        if line.is_empty() {
+            continue;
+        }
+        let mut set_aside = |reason: String| {
+            aside.push(SetAside {
+                location: format!("{what}, line {}", i + 1),
+                reason,
+            })
+        };
+        let raw: RawConvLine = match serde_json::from_slice(line) {
+            Ok(r) => r,
+            Err(e) => {
+                set_aside(format!("malformed JSON: {e}"));
+                continue;
+            }
+        };
+        if !CONVERSATION_EVENT_TYPES.contains(&raw.etype.as_str()) {
+            set_aside(format!("unknown event type {}", raw.etype));
+            continue;
+        }
+        let Some(ts) = parse_ts(&raw.timestamp) else {
+            set_aside(format!("bad timestamp `{}`", raw.timestamp));
+            continue;
+        };
+        let c = raw.content;
+        let Some(conversation_id) = c.conversation_id else {
+            set_aside("no content.conversationId".into());
+            continue;
+        };
+        let ctx = c.context.and_then(|x| x.assignee).unwrap_or_default();
+        let new = c.assignee.unwrap_or_default();
+        out.push(ConversationEvent {
+            event_id: derive_event_id(&conversation_id, &raw.etype, ts),
+            event_type: raw.etype,
+            conversation_id,
+            customer_id: c.customer_id,
+            recorded_at: ts,
+            inbox_id: ctx.inbox_id,
+            agent_id: ctx.agent_id,
+            new_inbox_id: new.inbox_id,
+            new_agent_id: new.agent_id,
+            source: SOURCE_EVENTS_API.to_string(),
+        });
+    }
+    (out, aside)
+}
+
+const CONVERSATION_REPORT_COLUMNS: &[&str] = &[
+    "Timestamp",
+    "Event Type",
+    "Conversation ID",
+    "Customer ID",
+    "Assigned Inbox ID",
+    "Assigned Agent ID",
+    "Newly Assigned Inbox ID",
+    "Newly Assigned Agent ID",
+];
+
+/// Decodes a `ConversationTimestampsReport` CSV body.
+pub fn conversation_events_csv(
+    body: &[u8],
+    what: &str,
+) -> Result<(Vec<crate::model::ConversationEvent>, Vec<SetAside>), String> {
+    use crate::model::{ConversationEvent, CONVERSATION_EVENT_TYPES};
+    let t = CsvTable::parse(body)?;
+    t.require(CONVERSATION_REPORT_COLUMNS)?;
+    let mut out = Vec::new();
+    let mut aside = Vec::new();
+    for (n, rec) in &t.rows {
+        let row = || -> Result<ConversationEvent, String> {
+            let ts = t.cell(rec, "Timestamp")?.ok_or("blank Timestamp")?;
+            let ts = parse_ts(ts).ok_or_else(|| format!("bad Timestamp `{ts}`"))?;
+            let etype = t
+                .cell(rec, "Event Type")?
+                .ok_or("blank Event Type")?
+                .to_string();
+            if !CONVERSATION_EVENT_TYPES.contains(&etype.as_str()) {
+                return Err(format!("unknown event type {etype}"));
+            }
+            let conversation_id = t
+                .cell(rec, "Conversation ID")?
+                .ok_or("blank Conversation ID")?
+                .to_string();
+            let s = |c: &str| t.cell(rec, c).map(|v| v.map(str::to_string));
+            Ok(ConversationEvent {
+                event_id: derive_event_id(&conversation_id, &etype, ts),
+                event_type: etype,
+                conversation_id,
+                customer_id: s("Customer ID")?,
+                recorded_at: ts,
+                inbox_id: s("Assigned Inbox ID")?,
+                agent_id: s("Assigned Agent ID")?,
+                new_inbox_id: s("Newly Assigned Inbox ID")?,
+                new_agent_id: s("Newly Assigned Agent ID")?,
+                source: SOURCE_REPORT.to_string(),
+            })
+        };
+        match row() {
+            Ok(e) => out.push(e),
+            Err(reason) => aside.push(SetAside {
+                location: format!("{what}, row {n}"),
+                reason,
+            }),
+        }
+    }
+    Ok((out, aside))
+}
+
+pub const WORK_SESSION_COLUMNS: &[&str] = &[
+    "id",
+    "contact_session_id",
+    "contact_session_created_at",
+    "customer_id",
+    "conversation_id",
+    "inbox_id",
+    "channel",
+    "direction",
+    "agent_accepted_at",
+    "contact_session_routed_at",
+    "agent_id",
+    "sla_fulfilled_at",
+    "contact_session_ended_at",
+    "status",
+    "within_sla",
+    "work_session_handle_time_sec",
+    "work_session_after_contact_time_sec",
+    "work_session_unknown_time_sec",
+    "accepted_inbox_id",
+];
+
+/// Decodes a `work-session-events` CSV body: (ended sessions, open ones skipped, set aside).
+/// Open sessions (no `id` yet) are not stored until they end.
+pub fn work_sessions_csv(
+    body: &[u8],
+    what: &str,
+) -> Result<(Vec<crate::model::WorkSession>, usize, Vec<SetAside>), String> {
+    use crate::model::WorkSession;
+    let t = CsvTable::parse(body)?;
+    t.require(WORK_SESSION_COLUMNS)?;
+    let mut out = Vec::new();
+    let mut open = 0;
+    let mut aside = Vec::new();
+    for (n, rec) in &t.rows {
+        let row = || -> Result<Option<WorkSession>, String> {
+            let s = |c: &str| t.cell(rec, c).map(|v| v.map(str::to_string));
+            let ts = |c: &str| -> Result<Option<crate::time::Ms>, String> {
+                match t.cell(rec, c)? {
+                    None => Ok(None),
+                    Some(v) => parse_ts(v)
+                        .map(Some)
+                        .ok_or_else(|| format!("bad {c} `{v}`")),
+                }
+            };
+            let num = |c: &str| -> Result<Option<f64>, String> {
+                match t.cell(rec, c)? {
+                    None => Ok(None),
+                    Some(v) => v
+                        .parse::<f64>()
+                        .map(Some)
+                        .map_err(|_| format!("bad {c} `{v}`")),
+                }
+            };
+            let Some(id) = s("id")? else {
+                // Still open: Gladly leaves `id` and the end columns blank until it ends.
+                return Ok(None);
+            };
+            let within_sla = match t.cell(rec, "within_sla")? {
+                None => None,
+                Some(v) if v.eq_ignore_ascii_case("true") => Some(true),
+                Some(v) if v.eq_ignore_ascii_case("false") => Some(false),
+                Some(v) => return Err(format!("bad within_sla `{v}`")),
+            };
+            Ok(Some(WorkSession {
+                id,
+                contact_session_id: s("contact_session_id")?.ok_or("blank contact_session_id")?,
+                contact_session_created_at: ts("contact_session_created_at")?
+                    .ok_or("blank contact_session_created_at")?,
+                customer_id: s("customer_id")?,
+                conversation_id: s("conversation_id")?,
+                inbox_id: s("inbox_id")?,
+                channel: s("channel")?,
+                direction: s("direction")?,
+                agent_accepted_at: ts("agent_accepted_at")?,
+                contact_session_routed_at: ts("contact_session_routed_at")?,
+                agent_id: s("agent_id")?,
+                sla_fulfilled_at: ts("sla_fulfilled_at")?,
+                contact_session_ended_at: ts("contact_session_ended_at")?,
+                status: s("status")?,
+                within_sla,
+                work_session_handle_time_seconds: num("work_session_handle_time_sec")?,
+                work_session_after_contact_time_seconds: num(
+                    "work_session_after_contact_time_sec",
+                )?,
+                work_session_unknown_time_seconds: num("work_session_unknown_time_sec")?,
+                accepted_inbox_id: s("accepted_inbox_id")?,
+            }))
+        };
+        match row() {
+            Ok(Some(w)) => out.push(w),
+            Ok(None) => open += 1,
+            Err(reason) => aside.push(SetAside {
+                location: format!("{what}, row {n}"),
+                reason,
+            }),
+        }
+    }
+    Ok((out, open, aside))
+}

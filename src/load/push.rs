@@ -13,10 +13,13 @@ use crate::model::{normalize_email, AgentDim};
 use crate::state::{PipelineState, PushCheckpoint};
 use crate::time::{self, Ms};
 use crate::transform::datasets::SegmentRow;
+use crate::transform::workstreams::{ConversationRow, IntervalRow};
 use crate::wfm::{PushAnswer, WfmClient, WfmError};
 
 pub const USERS_PATH: &str = "/api/organisation/users/integrations";
 pub const TASKS_PATH: &str = "/api/workactivity/taskdata";
+pub const CONVERSATIONS_PATH: &str = "/api/workactivity/workstreams";
+pub const INTERVALS_PATH: &str = "/api/workactivity/workstreams/intervals";
 
 /// Totals of the receiver's answers, per kind, for the manifest and the summary line.
 #[derive(Clone, Debug, Default, serde::Serialize)]
@@ -30,6 +33,8 @@ pub struct PushTotals {
     pub rejected: u64,
     pub unknown_users: std::collections::BTreeSet<String>,
     pub errors: Vec<Value>,
+    /// Interval rows with no workstream (an unmatched inbox): kept in Parquet, not pushed.
+    pub skipped_no_workstream: u64,
 }
 
 impl PushTotals {
@@ -96,6 +101,49 @@ pub fn segment_records(day: chrono::NaiveDate, segs: &[SegmentRow]) -> Vec<Value
             })
         })
         .collect()
+}
+
+pub fn conversation_records(
+    day: chrono::NaiveDate,
+    day_start: Ms,
+    rows: &[ConversationRow],
+) -> Vec<Value> {
+    rows.iter()
+        .map(|r| {
+            json!({
+                "externalId": format!("{}:{day}", r.conversation_id),
+                "dayStart": time::fmt_ts(day_start),
+                "workstream": r.workstream,
+                "inboxId": r.inbox_id,
+                "inboxName": r.inbox_name,
+                "createdAt": r.created_at.map(time::fmt_ts),
+                "closedAt": r.closed_at.map(time::fmt_ts),
+                "userIdentifier": r.agent_id,
+            })
+        })
+        .collect()
+}
+
+/// Interval totals as records; rows without a workstream or channel cannot be keyed and are
+/// counted instead (they stay in the Parquet).
+pub fn interval_records(rows: &[IntervalRow]) -> (Vec<Value>, u64) {
+    let mut skipped = 0;
+    let recs = rows
+        .iter()
+        .filter_map(|r| {
+            let (Some(w), Some(c)) = (&r.workstream, &r.channel) else {
+                skipped += 1;
+                return None;
+            };
+            Some(json!({
+                "workstream": w, "channel": c, "intervalStart": time::fmt_ts(r.interval_start),
+                "intervalMinutes": r.interval_minutes, "offered": r.offered, "handled": r.handled,
+                "withinSla": r.within_sla, "handleTimeSeconds": r.handle_time_seconds,
+                "afterContactTimeSeconds": r.after_contact_time_seconds,
+            }))
+        })
+        .collect();
+    (recs, skipped)
 }
 
 fn digest(parts: &[&[u8]]) -> String {

@@ -5,3 +5,4 @@ pub mod datasets;
 pub mod labels;
 pub mod rules;
 pub mod segments;
+pub mod workstreams;

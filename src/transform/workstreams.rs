@@ -1,0 +1,387 @@
+//! Workstream data (DESIGN §7): conversations per day with their inbox, workstream and agent;
+//! work sessions with their workstream; and interval totals per workstream × channel × interval.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use chrono::NaiveDate;
+use polars::prelude::PolarsResult;
+
+use super::datasets::inbox_workstream;
+use crate::config::Rule;
+use crate::frames::{DataFrame, FrameBuilder};
+use crate::model::{ConversationEvent, InboxDim, WorkSession};
+use crate::time::Ms;
+
+pub const CONVERSATIONS: &str = "conversations";
+pub const WORK_SESSIONS: &str = "work_sessions";
+pub const WORKSTREAM_INTERVALS: &str = "workstream_intervals";
+
+/// Inboxes of the newest snapshot with their workstream, each matched once.
+pub struct InboxMap {
+    by_id: HashMap<String, (Option<String>, Option<String>)>,
+    /// Inbox ids seen in data but unknown to `/inboxes`, with counts.
+    pub unknown: BTreeMap<String, u64>,
+}
+
+impl InboxMap {
+    pub fn new(inboxes: &[InboxDim], rules: &[Rule]) -> InboxMap {
+        InboxMap {
+            by_id: inboxes
+                .iter()
+                .map(|i| {
+                    (
+                        i.inbox_id.clone(),
+                        (
+                            i.name.clone(),
+                            inbox_workstream(rules, i).map(str::to_string),
+                        ),
+                    )
+                })
+                .collect(),
+            unknown: BTreeMap::new(),
+        }
+    }
+
+    /// (name, workstream) of an inbox id; unknown ids are counted and keep both null.
+    pub fn lookup(&mut self, id: Option<&str>) -> (Option<String>, Option<String>) {
+        let Some(id) = id else { return (None, None) };
+        match self.by_id.get(id) {
+            Some(v) => v.clone(),
+            None => {
+                *self.unknown.entry(id.to_string()).or_default() += 1;
+                (None, None)
+            }
+        }
+    }
+}
+
+/// What is known of a conversation at the end of a day, carried to the next.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ConvState {
+    pub created_at: Option<Ms>,
+    pub closed_at: Option<Ms>,
+    pub closed: bool,
+    pub last_day: Option<NaiveDate>,
+}
+
+pub type ConvStates = HashMap<String, ConvState>;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConversationRow {
+    pub conversation_id: String,
+    pub customer_id: Option<String>,
+    pub inbox_id: Option<String>,
+    pub inbox_name: Option<String>,
+    pub workstream: Option<String>,
+    pub agent_id: Option<String>,
+    pub created_at: Option<Ms>,
+    pub closed_at: Option<Ms>,
+    pub reopened_count: i64,
+}
+
+fn by_conversation(evs: &[ConversationEvent]) -> BTreeMap<&str, Vec<&ConversationEvent>> {
+    let mut m: BTreeMap<&str, Vec<&ConversationEvent>> = BTreeMap::new();
+    for e in evs {
+        m.entry(e.conversation_id.as_str()).or_default().push(e);
+    }
+    for v in m.values_mut() {
+        v.sort_by(|a, b| (a.recorded_at, &a.event_id).cmp(&(b.recorded_at, &b.event_id)));
+    }
+    m
+}
+
+/// One row per conversation with at least one event that day, sorted by `conversation_id`;
+/// `state` is advanced past the day.
+pub fn conversations_day(
+    day: NaiveDate,
+    evs: &[ConversationEvent],
+    state: &mut ConvStates,
+    inboxes: &mut InboxMap,
+) -> Vec<ConversationRow> {
+    let mut rows = Vec::new();
+    for (cid, evs) in by_conversation(evs) {
+        let mut st = state.get(cid).cloned().unwrap_or_default();
+        let mut reopened = 0;
+        for e in &evs {
+            match e.event_type.as_str() {
+                "CONVERSATION/CREATED" => {
+                    st.created_at = Some(e.recorded_at);
+                    st.closed = false;
+                }
+                "CONVERSATION/CLOSED" => {
+                    st.closed = true;
+                    st.closed_at = Some(e.recorded_at);
+                }
+                "CONVERSATION/REOPENED" => {
+                    st.closed = false;
+                    reopened += 1;
+                }
+                _ => {}
+            }
+        }
+        st.last_day = Some(day);
+        let last = evs.last().expect("a conversation with events");
+        let (inbox_id, agent_id) = last.assignment();
+        let (inbox_name, workstream) = inboxes.lookup(inbox_id);
+        rows.push(ConversationRow {
+            conversation_id: cid.to_string(),
+            customer_id: evs.iter().rev().find_map(|e| e.customer_id.clone()),
+            inbox_id: inbox_id.map(str::to_string),
+            inbox_name,
+            workstream,
+            agent_id: agent_id.map(str::to_string),
+            created_at: st.created_at,
+            closed_at: if st.closed { st.closed_at } else { None },
+            reopened_count: reopened,
+        });
+        state.insert(cid.to_string(), st);
+    }
+    rows
+}
+
+/// The conversation state carried from earlier days (for the first day of a run).
+pub fn advance_states(state: &mut ConvStates, day: NaiveDate, evs: &[ConversationEvent]) {
+    let mut scratch = InboxMap::new(&[], &[]);
+    conversations_day(day, evs, state, &mut scratch);
+}
+
+pub fn conversations_frame(rows: &[ConversationRow]) -> PolarsResult<DataFrame> {
+    FrameBuilder::new(rows.len())
+        .str(
+            "conversation_id",
+            rows.iter().map(|r| Some(r.conversation_id.as_str())),
+        )
+        .str("customer_id", rows.iter().map(|r| r.customer_id.as_deref()))
+        .str("inbox_id", rows.iter().map(|r| r.inbox_id.as_deref()))
+        .str("inbox_name", rows.iter().map(|r| r.inbox_name.as_deref()))
+        .str("workstream", rows.iter().map(|r| r.workstream.as_deref()))
+        .str("agent_id", rows.iter().map(|r| r.agent_id.as_deref()))
+        .ts("created_at", rows.iter().map(|r| r.created_at))
+        .ts("closed_at", rows.iter().map(|r| r.closed_at))
+        .i64(
+            "reopened_count",
+            rows.iter().map(|r| Some(r.reopened_count)),
+        )
+        .finish()
+}
+
+/// Curated `work_sessions`: the raw columns plus `workstream` (from `inbox_id`).
+pub fn work_sessions_frame(ws: &[WorkSession], inboxes: &mut InboxMap) -> PolarsResult<DataFrame> {
+    let wss: Vec<Option<String>> = ws
+        .iter()
+        .map(|w| inboxes.lookup(w.inbox_id.as_deref()).1)
+        .collect();
+    crate::raw::work_sessions_builder(ws)
+        .str("workstream", wss.iter().map(|w| w.as_deref()))
+        .finish()
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct IntervalRow {
+    pub workstream: Option<String>,
+    pub channel: Option<String>,
+    pub interval_start: Ms,
+    pub interval_minutes: i64,
+    pub offered: i64,
+    pub handled: i64,
+    pub within_sla: i64,
+    pub handle_time_seconds: f64,
+    pub after_contact_time_seconds: f64,
+}
+
+#[derive(Default)]
+struct Acc {
+    offered: BTreeSet<String>,
+    handled: BTreeSet<String>,
+    within: BTreeSet<String>,
+    handle: f64,
+    acw: f64,
+}
+
+/// Interval totals of ended work sessions by `contact_session_created_at`, aligned in UTC.
+pub fn intervals(ws: &[WorkSession], inboxes: &mut InboxMap, minutes: u32) -> Vec<IntervalRow> {
+    let step = minutes as Ms * 60_000;
+    let mut groups: BTreeMap<(Option<String>, Option<String>, Ms), Acc> = BTreeMap::new();
+    for w in ws {
+        let workstream = inboxes.lookup(w.inbox_id.as_deref()).1;
+        let start = w.contact_session_created_at.div_euclid(step) * step;
+        let a = groups
+            .entry((workstream, w.channel.clone(), start))
+            .or_default();
+        a.offered.insert(w.contact_session_id.clone());
+        if w.agent_accepted_at.is_some() {
+            a.handled.insert(w.contact_session_id.clone());
+        }
+        if w.within_sla == Some(true) {
+            a.within.insert(w.contact_session_id.clone());
+        }
+        a.handle += w.work_session_handle_time_seconds.unwrap_or(0.0);
+        a.acw += w.work_session_after_contact_time_seconds.unwrap_or(0.0);
+    }
+    groups
+        .into_iter()
+        .map(|((workstream, channel, interval_start), a)| IntervalRow {
+            workstream,
+            channel,
+            interval_start,
+            interval_minutes: minutes as i64,
+            offered: a.offered.len() as i64,
+            handled: a.handled.len() as i64,
+            within_sla: a.within.len() as i64,
+            handle_time_seconds: a.handle,
+            after_contact_time_seconds: a.acw,
+        })
+        .collect()
+}
+
+pub fn intervals_frame(rows: &[IntervalRow]) -> PolarsResult<DataFrame> {
+    FrameBuilder::new(rows.len())
+        .str("workstream", rows.iter().map(|r| r.workstream.as_deref()))
+        .str("channel", rows.iter().map(|r| r.channel.as_deref()))
+        .ts(
+            "interval_start",
+            rows.iter().map(|r| Some(r.interval_start)),
+        )
+        .i64(
+            "interval_minutes",
+            rows.iter().map(|r| Some(r.interval_minutes)),
+        )
+        .i64("offered", rows.iter().map(|r| Some(r.offered)))
+        .i64("handled", rows.iter().map(|r| Some(r.handled)))
+        .i64("within_sla", rows.iter().map(|r| Some(r.within_sla)))
+        .f64(
+            "handle_time_seconds",
+            rows.iter().map(|r| Some(r.handle_time_seconds)),
+        )
+        .f64(
+            "after_contact_time_seconds",
+            rows.iter().map(|r| Some(r.after_contact_time_seconds)),
+        )
+        .finish()
+}
+
+pub fn intervals_from(df: &DataFrame) -> PolarsResult<Vec<IntervalRow>> {
+    let r = crate::frames::FrameReader(df);
+    let (w, c, s, m, o, h, ws, ht, acw) = (
+        r.str("workstream")?,
+        r.str("channel")?,
+        r.ts("interval_start")?,
+        r.i64("interval_minutes")?,
+        r.i64("offered")?,
+        r.i64("handled")?,
+        r.i64("within_sla")?,
+        r.f64("handle_time_seconds")?,
+        r.f64("after_contact_time_seconds")?,
+    );
+    Ok((0..r.height())
+        .map(|i| IntervalRow {
+            workstream: w[i].clone(),
+            channel: c[i].clone(),
+            interval_start: s[i].unwrap_or_default(),
+            interval_minutes: m[i].unwrap_or_default(),
+            offered: o[i].unwrap_or_default(),
+            handled: h[i].unwrap_or_default(),
+            within_sla: ws[i].unwrap_or_default(),
+            handle_time_seconds: ht[i].unwrap_or_default(),
+            after_contact_time_seconds: acw[i].unwrap_or_default(),
+        })
+        .collect())
+}
+
+pub fn conversations_from(df: &DataFrame) -> PolarsResult<Vec<ConversationRow>> {
+    let r = crate::frames::FrameReader(df);
+    let (id, cu, ib, ibn, w, ag, cr, cl, ro) = (
+        r.str("conversation_id")?,
+        r.str("customer_id")?,
+        r.str("inbox_id")?,
+        r.str("inbox_name")?,
+        r.str("workstream")?,
+        r.str("agent_id")?,
+        r.ts("created_at")?,
+        r.ts("closed_at")?,
+        r.i64("reopened_count")?,
+    );
+    Ok((0..r.height())
+        .map(|i| ConversationRow {
+            conversation_id: id[i].clone().unwrap_or_default(),
+            customer_id: cu[i].clone(),
+            inbox_id: ib[i].clone(),
+            inbox_name: ibn[i].clone(),
+            workstream: w[i].clone(),
+            agent_id: ag[i].clone(),
+            created_at: cr[i],
+            closed_at: cl[i],
+            reopened_count: ro[i].unwrap_or_default(),
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ws(cs: &str, id: &str, at: Ms, accepted: bool, sla: bool, ht: f64) -> WorkSession {
+        WorkSession {
+            id: id.into(),
+            contact_session_id: cs.into(),
+            contact_session_created_at: at,
+            customer_id: None,
+            conversation_id: None,
+            inbox_id: Some("I1".into()),
+            channel: Some("EMAIL".into()),
+            direction: None,
+            agent_accepted_at: accepted.then_some(at + 1),
+            contact_session_routed_at: None,
+            agent_id: None,
+            sla_fulfilled_at: None,
+            contact_session_ended_at: Some(at + 10),
+            status: None,
+            within_sla: Some(sla),
+            work_session_handle_time_seconds: Some(ht),
+            work_session_after_contact_time_seconds: Some(1.0),
+            work_session_unknown_time_seconds: None,
+            accepted_inbox_id: None,
+        }
+    }
+
+    #[test]
+    fn interval_totals_count_distinct_contact_sessions_and_sum_rows() {
+        let inbox = InboxDim {
+            inbox_id: "I1".into(),
+            name: Some("Support".into()),
+            disabled: false,
+        };
+        let rule = Rule {
+            name: "S".into(),
+            pattern: "Support".into(),
+            regex: regex::Regex::new("^(?:Support)$").unwrap(),
+            line: 1,
+        };
+        let mut m = InboxMap::new(&[inbox], &[rule]);
+        let q = 15 * 60_000;
+        let rows = intervals(
+            &[
+                ws("c1", "w1", 1000, true, true, 10.0),
+                ws("c1", "w2", 2000, true, true, 5.0),
+                ws("c2", "w3", q + 5, false, false, 0.0),
+            ],
+            &mut m,
+            15,
+        );
+        assert_eq!(rows.len(), 2);
+        assert_eq!(
+            (
+                rows[0].offered,
+                rows[0].handled,
+                rows[0].within_sla,
+                rows[0].handle_time_seconds
+            ),
+            (1, 1, 1, 15.0)
+        );
+        assert_eq!(rows[0].workstream.as_deref(), Some("S"));
+        assert_eq!(
+            (rows[1].interval_start, rows[1].offered, rows[1].handled),
+            (q, 1, 0)
+        );
+    }
+}
