@@ -548,7 +548,7 @@ impl Run<'_> {
         let tz = self.tz;
         let (start, end) = (time::day_start(tz, day), time::day_end(tz, day));
         let now = self.opts.now;
-        let (fresh, aside, source) = if start >= now - 23 * MS_PER_HOUR {
+        let (fresh, aside, source) = if self.served_by_events_api(start) {
             let body = self
                 .gladly
                 .events(start, end.min(now), &["AGENT_STATUS", "AGENT_AVAILABILITY"])
@@ -660,7 +660,7 @@ impl Run<'_> {
     }
 
     /// Whether a day is read from the Events API (its start lies within the last 23 hours).
-    fn from_events_api(&self, start: Ms) -> bool {
+    fn served_by_events_api(&self, start: Ms) -> bool {
         start >= self.opts.now - 23 * MS_PER_HOUR
     }
 
@@ -668,7 +668,7 @@ impl Run<'_> {
     async fn extract_conversations(&mut self, day: NaiveDate) -> Result<(), RunError> {
         let tz = self.tz;
         let (start, end) = (time::day_start(tz, day), time::day_end(tz, day));
-        let (fresh, aside) = if self.from_events_api(start) {
+        let (fresh, aside) = if self.served_by_events_api(start) {
             let body = self
                 .gladly
                 .events(start, end.min(self.opts.now), &["CONVERSATION"])

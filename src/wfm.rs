@@ -72,6 +72,12 @@ impl WfmClient {
         &self.cfg.integration_id
     }
 
+    /// Which receiver and integration this client writes to: push checkpoints are only valid
+    /// for the receiver that acknowledged them.
+    pub fn receiver(&self) -> String {
+        format!("{}|{}", self.cfg.base_url, self.cfg.integration_id)
+    }
+
     async fn token(&self, fresh: bool) -> Result<String, WfmError> {
         let mut cached = self.token.lock().await;
         if !fresh {

@@ -140,6 +140,7 @@ async fn reports_in_flight_cap_and_per_minute_limit() {
                 ..Default::default()
             };
             c.slow_ms = 400;
+            c.reports_per_minute = 10;
         },
         WfmSimConfig::default(),
     )

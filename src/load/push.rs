@@ -204,11 +204,13 @@ impl PushPlan {
         env
     }
 
-    fn plan_digest(&self, integration: &str) -> String {
+    /// Identifies the plan's content and its receiver: a checkpoint counts only for both.
+    fn plan_digest(&self, receiver: &str, integration: &str) -> String {
         let bodies: Vec<String> = (0..self.batches.len())
             .map(|i| self.envelope(integration, i).to_string())
             .collect();
-        let parts: Vec<&[u8]> = bodies.iter().map(|b| b.as_bytes()).collect();
+        let mut parts: Vec<&[u8]> = vec![receiver.as_bytes()];
+        parts.extend(bodies.iter().map(|b| b.as_bytes()));
         digest(&parts)
     }
 }
@@ -224,7 +226,7 @@ pub async fn push_plan(
     kind: &str,
 ) -> Result<(), WfmError> {
     let integration = client.integration_id().to_string();
-    let pd = plan.plan_digest(&integration);
+    let pd = plan.plan_digest(&client.receiver(), &integration);
     let start = match state.push.get(&plan.key) {
         Some(cp) if cp.plan_digest == pd => cp.batches_acknowledged,
         _ => 0,

@@ -549,8 +549,8 @@ impl World {
         sessions: &mut Vec<WorkSession>,
     ) {
         let tz = self.tz();
-        // A daytime curve: the sum of two uniforms peaks at 14:00 local, 07:00–21:00.
-        let minute = 7 * 60 + (r.range(0, 7 * 60) + r.range(0, 7 * 60)) as u32;
+        // A daytime curve: the sum of two uniforms peaks at 15:00 local, 07:00–23:00.
+        let minute = 7 * 60 + (r.range(0, 8 * 60) + r.range(0, 8 * 60)) as u32;
         let t0 = time::local_to_utc(tz, day, minute) + r.range(0, 59_999);
         let conversation_id = r.id();
         let customer_id = r.id();
@@ -629,7 +629,7 @@ impl World {
             None
         };
         // Some long handles run past local midnight.
-        let handle_ms = if r.chance(0.03) {
+        let handle_ms = if r.chance(0.05) {
             r.range(120, 480) * 60_000
         } else {
             r.range(60, 1500) * 1000
