@@ -20,8 +20,9 @@ pub mod time;
 pub mod transform;
 pub mod wfm;
 
-/// A named point where tests can make the process die (`GLADLY_WFM_CRASH_AT=name:N` aborts at the
-/// N-th time the point is reached), to prove that a run killed there resumes cleanly.
+/// A named point where tests can make the process die (`GLADLY_WFM_CRASH_AT=name:N` kills the
+/// process with SIGKILL the N-th time the point is reached), to prove that a run killed there
+/// resumes cleanly. Points: `raw-written`, `partition-temp-written`, `curated-written`, `push-batch`.
 pub fn fault_point(name: &str) {
     use std::sync::atomic::{AtomicUsize, Ordering};
     static HITS: AtomicUsize = AtomicUsize::new(0);
@@ -35,7 +36,10 @@ pub fn fault_point(name: &str) {
         let hit = HITS.fetch_add(1, Ordering::SeqCst) + 1;
         if n.parse::<usize>().ok() == Some(hit) {
             eprintln!("GLADLY_WFM_CRASH_AT: dying at {name} #{hit}");
-            std::process::abort();
+            // SIGKILL, as an operator's `kill -9` or the OOM killer would: no unwinding, no cleanup.
+            unsafe {
+                libc::kill(libc::getpid(), libc::SIGKILL);
+            }
         }
     }
 }

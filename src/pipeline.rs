@@ -148,7 +148,7 @@ impl Tally {
         self.set_aside_count += items.len();
         for i in items {
             log::warn(format!("set aside: {}: {}", i.location, i.reason));
-            if self.set_aside.len() < 200 {
+            if self.set_aside.len() < 1000 {
                 self.set_aside.push(i);
             }
         }

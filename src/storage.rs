@@ -61,6 +61,7 @@ impl Storage {
         frames::write_parquet(df, &mut f, self.compression).map_err(|e| err(&tmp, e))?;
         f.sync_all().map_err(|e| err(&tmp, e))?;
         drop(f);
+        crate::fault_point("partition-temp-written");
         std::fs::rename(&tmp, &target).map_err(|e| err(&target, e))?;
         sync_dir(&dir);
         Ok(())

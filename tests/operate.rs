@@ -1,5 +1,5 @@
 //! Operating it: the run lock (exit 3, stale locks), incremental nightly runs, the scheduler,
-//! `status`, `check`, and crash-then-resume of extract and of the Parquet write.
+//! `status` and `check`. (Killed runs and stale locks: tests/reliability.rs.)
 
 mod util;
 
@@ -68,59 +68,6 @@ async fn a_second_concurrent_run_exits_3_naming_the_holder() {
     let st = bin(dir.path(), &["status", "--pipeline", &ps], &[]).await;
     assert!(st.stdout.contains("lock: held"), "{st}");
     first.kill().await.unwrap();
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killed_runs_leave_no_stale_lock_nor_torn_state_and_resume_to_the_same_result() {
-    let s = start(
-        world(7, 20, NOW),
-        |c| c.reports_per_minute = 100,
-        WfmSimConfig::default(),
-    )
-    .await;
-    let clean = tempfile::tempdir().unwrap();
-    let pc = pipeline(clean.path(), &s, "", "");
-    let range = ["--from", "2026-11-01", "--to", "2026-11-03"];
-    assert_eq!(run(clean.path(), &pc, NOW, &range).await.code, 0);
-    for point in ["raw-written:2", "curated-written:2"] {
-        let dir = tempfile::tempdir().unwrap();
-        let p = pipeline(dir.path(), &s, "", "");
-        let ps = p.display().to_string();
-        let args = [
-            "run",
-            "--pipeline",
-            ps.as_str(),
-            "--now",
-            NOW,
-            range[0],
-            range[1],
-            range[2],
-            range[3],
-        ];
-        let o = bin(dir.path(), &args, &[("GLADLY_WFM_CRASH_AT", point)]).await;
-        assert_ne!(o.code, 0, "{point}: {o}");
-        // The lock file of the dead run is still there, and does not block.
-        assert!(dir.path().join("output/_state/t/run.lock").exists());
-        let o = bin(dir.path(), &args, &[]).await;
-        assert_eq!(o.code, 0, "{point}: {o}");
-        for d in [
-            "agent_status_events",
-            "agent_status_segments",
-            "raw/agent_events",
-        ] {
-            assert_eq!(
-                dataset(&clean.path().join("output"), d),
-                dataset(&dir.path().join("output"), d),
-                "{point}: {d}"
-            );
-        }
-        assert!(
-            files(&dir.path().join("output"))
-                .iter()
-                .all(|f| !f.to_string_lossy().contains(".tmp-")),
-            "{point}: temporary files left"
-        );
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

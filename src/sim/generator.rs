@@ -28,6 +28,9 @@ pub struct Quirks {
     pub unknown_fields: bool,
     /// Now and then an event of a type no client knows about.
     pub unknown_event_type: bool,
+    /// Bad input (not part of `all`): a broken JSON line after every 50th event line, and a
+    /// row missing its columns after every 200th CSV row. Added, never replacing real data.
+    pub malformed: bool,
 }
 
 impl Quirks {
@@ -40,6 +43,7 @@ impl Quirks {
                 "fraction-digits" => q.fraction_digits = true,
                 "unknown-fields" => q.unknown_fields = true,
                 "unknown-event-type" => q.unknown_event_type = true,
+                "malformed" => q.malformed = true,
                 "all" => {
                     q = Quirks {
                         bom: true,
@@ -47,9 +51,10 @@ impl Quirks {
                         fraction_digits: true,
                         unknown_fields: true,
                         unknown_event_type: true,
+                        malformed: q.malformed,
                     }
                 }
-                other => return Err(format!("unknown quirk `{other}` (known: bom, blank-lines, fraction-digits, unknown-fields, unknown-event-type, all)")),
+                other => return Err(format!("unknown quirk `{other}` (known: bom, blank-lines, fraction-digits, unknown-fields, unknown-event-type, all; and malformed)")),
             }
         }
         Ok(q)

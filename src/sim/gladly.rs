@@ -525,9 +525,13 @@ fn events(sim: &GladlySim, query: &str) -> Response {
     let evs = sim.world.events_between(start, end, &entities);
     sim.events_served.fetch_add(evs.len(), Ordering::Relaxed);
     let mut out = String::with_capacity(evs.len() * 300);
-    for e in &evs {
+    let malformed = sim.world.cfg.quirks.malformed;
+    for (i, e) in evs.iter().enumerate() {
         out.push_str(&e.line);
         out.push('\n');
+        if malformed && i % 50 == 49 {
+            out.push_str("{\"id\":\"broken\",\"type\":\"AGENT_STATUS/LOG\n");
+        }
     }
     (
         StatusCode::OK,
@@ -628,7 +632,10 @@ fn report(sim: &GladlySim, body: &[u8]) -> Response {
 fn csv_response(rows: Option<Vec<u8>>, q: &super::generator::Quirks, name: &str) -> Response {
     // An empty window is an empty body: no header at all.
     let mut out = Vec::new();
-    if let Some(rows) = rows {
+    if let Some(mut rows) = rows {
+        if q.malformed {
+            rows = short_rows(&rows);
+        }
         if q.bom {
             out.extend_from_slice("\u{feff}".as_bytes());
         }
@@ -649,6 +656,23 @@ fn csv_response(rows: Option<Vec<u8>>, q: &super::generator::Quirks, name: &str)
         out,
     )
         .into_response()
+}
+
+/// Adds a row with only its first cell after every 200th row (the bad-input quirk).
+fn short_rows(csv: &[u8]) -> Vec<u8> {
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(csv);
+    let mut w = csv::WriterBuilder::new()
+        .flexible(true)
+        .from_writer(Vec::new());
+    for (i, rec) in rdr.records().flatten().enumerate() {
+        let _ = w.write_record(&rec);
+        if i > 0 && i % 200 == 0 {
+            let _ = w.write_record([rec.get(0).unwrap_or("")]);
+        }
+    }
+    w.into_inner().unwrap_or_default()
 }
 
 fn channels_cell(ch: &Option<Vec<&'static str>>) -> String {
