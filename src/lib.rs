@@ -5,6 +5,7 @@
 
 pub mod commands;
 pub mod config;
+pub mod extract;
 pub mod frames;
 pub mod gladly;
 pub mod http;

@@ -62,6 +62,7 @@ fn emit(level: &str, min_verbosity: i8, msg: &str) {
         return;
     }
     let msg = redact(msg);
+    clear_progress();
     let ts = crate::time::fmt_ts(crate::time::now_ms());
     let line = match format {
         Format::Text => format!("{ts} {level:5} {msg}"),
@@ -84,4 +85,34 @@ pub fn error(msg: impl AsRef<str>) {
 
 pub fn debug(msg: impl AsRef<str>) {
     emit("DEBUG", 1, msg.as_ref());
+}
+
+fn progress_on() -> bool {
+    use std::io::IsTerminal;
+    let l = logger().lock().unwrap();
+    l.format == Format::Text && l.verbosity >= 0 && std::io::stderr().is_terminal()
+}
+
+static PROGRESS_SHOWN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// A progress bar on a terminal (days done of the range, and the current step); nothing under
+/// cron or when stderr is not a terminal.
+pub fn progress(done: usize, total: usize, step: &str) {
+    if !progress_on() || total == 0 {
+        return;
+    }
+    let width = 30;
+    let filled = done * width / total;
+    let bar: String = "#".repeat(filled) + &"-".repeat(width - filled);
+    let _ = write!(
+        std::io::stderr(),
+        "\r\x1b[2K[{bar}] {done}/{total} days  {step}"
+    );
+    PROGRESS_SHOWN.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn clear_progress() {
+    if PROGRESS_SHOWN.swap(false, std::sync::atomic::Ordering::Relaxed) {
+        let _ = write!(std::io::stderr(), "\r\x1b[2K");
+    }
 }

@@ -10,15 +10,16 @@ use chrono_tz::Tz;
 use serde_json::{json, Value};
 
 use crate::config::Pipeline;
-use crate::gladly::{decode, GladlyClient, GladlyError};
+use crate::extract::{ExtractError, Extracted, Extractor};
+use crate::gladly::{GladlyClient, GladlyError};
 use crate::http::Stats;
 use crate::load::push::{self, PushPlan, PushTotals};
 use crate::log;
-use crate::model::{AgentDim, InboxDim, SetAside, SOURCE_EVENTS_API, SOURCE_REPORT};
+use crate::model::{AgentDim, InboxDim, SetAside};
 use crate::raw;
 use crate::state::{LockError, PipelineState, RunLock};
 use crate::storage::{write_atomic, Storage, StorageError};
-use crate::time::{self, Ms, MS_PER_HOUR};
+use crate::time::{self, Ms};
 use crate::transform::datasets::{self as ds, Emails, Unmatched};
 use crate::transform::rules::LabelMatcher;
 use crate::transform::segments::{advance_state, day_segments, StartState};
@@ -113,6 +114,16 @@ impl From<GladlyError> for RunError {
     }
 }
 
+impl From<ExtractError> for RunError {
+    fn from(e: ExtractError) -> Self {
+        match e {
+            ExtractError::Gladly(g) => g.into(),
+            ExtractError::Storage(s) => s.into(),
+            ExtractError::Answer(a) => RunError::Failed(a),
+        }
+    }
+}
+
 impl From<StorageError> for RunError {
     fn from(e: StorageError) -> Self {
         RunError::Failed(format!("cannot write or read the output: {e}"))
@@ -163,7 +174,7 @@ struct Run<'a> {
     opts: &'a RunOptions,
     st: Storage,
     state: PipelineState,
-    gladly: GladlyClient,
+    gladly: Arc<GladlyClient>,
     wfm: Option<WfmClient>,
     tally: Tally,
     tz: Tz,
@@ -217,7 +228,7 @@ pub async fn run(p: &Pipeline, opts: &RunOptions) -> RunOutcome {
         opts,
         st: Storage::new(p.output_root.clone(), p.compression),
         state,
-        gladly: GladlyClient::new(&p.gladly, gstats.clone()),
+        gladly: Arc::new(GladlyClient::new(&p.gladly, gstats.clone())),
         wfm: p
             .wfm
             .as_ref()
@@ -323,6 +334,15 @@ fn early(code: i32, msg: String) -> RunOutcome {
     }
 }
 
+/// Aborts the extract task if the run stops early (an error, a signal).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// The last day that is complete at `now`: ended at least `lag_minutes` ago.
 pub fn last_complete_day(tz: Tz, now: Ms, lag_minutes: u32) -> NaiveDate {
     let mut d = time::day_of(tz, now);
@@ -369,17 +389,24 @@ impl Run<'_> {
                 "removed {swept} temporary file(s) left by an interrupted run"
             ));
         }
-        self.tz = self.resolve_timezone().await?;
-        let tz = self.tz;
-        let today = time::day_of(tz, self.opts.now);
-        if let Some(t) = self.opts.to {
-            if t > today {
-                return Err(RunError::Usage(format!(
+        // A date in the future is a usage error, found before any request when the timezone is known.
+        let future = |tz: Tz, to: Option<NaiveDate>| -> Result<(), RunError> {
+            let today = time::day_of(tz, self.opts.now);
+            match to {
+                Some(t) if t > today => Err(RunError::Usage(format!(
                     "--to {t} is in the future (today is {today} in {})",
                     tz.name()
-                )));
+                ))),
+                _ => Ok(()),
             }
+        };
+        if let Some(tz) = self.p.timezone {
+            future(tz, self.opts.to)?;
         }
+        self.tz = self.resolve_timezone().await?;
+        let tz = self.tz;
+        future(tz, self.opts.to)?;
+        let today = time::day_of(tz, self.opts.now);
         self.window = plan_days(
             self.p,
             &self.state,
@@ -416,22 +443,56 @@ impl Run<'_> {
         let mut dirty: BTreeSet<NaiveDate> = BTreeSet::new();
         let mut work_days: BTreeSet<NaiveDate> = BTreeSet::new();
         let days = self.window.clone();
+        // Extraction runs ahead on its own task (a day or two: the raw zone is on disk, so memory
+        // stays flat) while this task transforms: the rate limits, not the CPU, pace extraction.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Extracted, ExtractError>>(2);
+        let ahead = self.opts.stages.extract.then(|| {
+            let x = Extractor {
+                gladly: self.gladly.clone(),
+                st: self.st.clone(),
+                tz: self.tz,
+                now: self.opts.now,
+            };
+            let days = days.clone();
+            AbortOnDrop(tokio::spawn(async move {
+                for day in days {
+                    let r = x.day(day).await;
+                    let failed = r.is_err();
+                    if tx.send(r).await.is_err() || failed {
+                        break;
+                    }
+                }
+            }))
+        });
         for (i, &day) in days.iter().enumerate() {
             log::info(format!("day {day} ({}/{})", i + 1, days.len()));
-            if self.opts.stages.extract {
+            log::progress(i, days.len(), &format!("{day}: extract"));
+            if ahead.is_some() {
                 let t = Instant::now();
-                self.extract_day(day).await?;
-                self.extract_conversations(day).await?;
-                dirty.extend(self.extract_work_sessions(day).await?);
-                self.tally.time("extract", t);
+                let x = rx
+                    .recv()
+                    .await
+                    .ok_or_else(|| RunError::Failed("the extract task stopped".into()))??;
+                self.tally.time("extract_wait", t);
+                self.tally.aside(x.set_aside);
+                self.tally
+                    .sources
+                    .insert(day.to_string(), x.source.to_string());
+                for (d, day, n) in x.rows {
+                    self.tally.rows(d, day, n);
+                }
+                dirty.extend(x.touched);
                 self.state.mark("extract", day);
                 self.state.save(&self.p.state_dir())?;
             }
             if self.opts.stages.transform {
+                log::progress(i, days.len(), &format!("{day}: transform"));
                 let t = Instant::now();
-                self.transform_day(day, &emails, &mut carry)?;
-                self.transform_conversations(day, &inboxes, &mut conv_carry)?;
-                self.transform_work(day, &inboxes)?;
+                tokio::task::block_in_place(|| -> Result<(), RunError> {
+                    self.transform_day(day, &emails, &mut carry)?;
+                    self.transform_conversations(day, &inboxes, &mut conv_carry)?;
+                    self.transform_work(day, &inboxes)
+                })?;
                 dirty.remove(&day);
                 work_days.insert(day);
                 self.tally.time("transform", t);
@@ -442,6 +503,7 @@ impl Run<'_> {
                 self.tally.days_done.push(day.to_string());
             }
         }
+        drop(ahead);
         if self.opts.stages.transform {
             // Sessions that ended after their day was done: count them where they belong.
             for day in std::mem::take(&mut dirty) {
@@ -542,62 +604,6 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// Agent events of one day into the raw zone: from the Events API when the day starts within
-    /// the last 23 hours (the API refuses windows older than 24), else from the report.
-    async fn extract_day(&mut self, day: NaiveDate) -> Result<(), RunError> {
-        let tz = self.tz;
-        let (start, end) = (time::day_start(tz, day), time::day_end(tz, day));
-        let now = self.opts.now;
-        let (fresh, aside, source) = if self.served_by_events_api(start) {
-            let body = self
-                .gladly
-                .events(start, end.min(now), &["AGENT_STATUS", "AGENT_AVAILABILITY"])
-                .await?;
-            let (e, a) = decode::agent_events_jsonl(&body, &format!("events {day}"));
-            (e, a, SOURCE_EVENTS_API)
-        } else {
-            let what = format!("AgentTimestampsReport {day}");
-            let body = self.gladly.report("AgentTimestampsReport", tz, day).await?;
-            let (e, a) = decode::agent_events_csv(&body, &what)
-                .map_err(|d| RunError::Failed(format!("Gladly's {what} could not be read: {d}")))?;
-            if e.len() >= 95_000 {
-                log::warn(format!(
-                    "{what}: {} rows, close to the reports' reported cap; the day may be truncated",
-                    e.len()
-                ));
-            }
-            (e, a, SOURCE_REPORT)
-        };
-        self.tally.aside(aside);
-        // Rows outside the day would be another day's: set aside, never silently merged.
-        let (inside, outside): (Vec<_>, Vec<_>) = fresh
-            .into_iter()
-            .partition(|e| e.recorded_at >= start && e.recorded_at < end);
-        self.tally.aside(
-            outside
-                .iter()
-                .map(|e| SetAside {
-                    location: format!("{source} {day}, event {}", e.event_id),
-                    reason: format!(
-                        "recorded at {} is outside the day",
-                        time::fmt_ts(e.recorded_at)
-                    ),
-                })
-                .collect(),
-        );
-        let old = raw::read_agent_events(&self.st, day)?.unwrap_or_default();
-        let merged = raw::merge_agent_events(old, inside);
-        let mut df = raw::agent_events_frame(&merged)
-            .map_err(polars_err(format!("raw agent events {day}")))?;
-        self.st.write_partition(raw::AGENT_EVENTS, day, &mut df)?;
-        crate::fault_point("raw-written");
-        self.tally
-            .sources
-            .insert(day.to_string(), source.to_string());
-        self.tally.rows(raw::AGENT_EVENTS, day, merged.len());
-        Ok(())
-    }
-
     fn start_state(&self, day: NaiveDate) -> Result<StartState, RunError> {
         let mut st = StartState::new();
         for k in (1..=self.p.lookback_days as i64).rev() {
@@ -657,103 +663,6 @@ impl Run<'_> {
                 .map_err(polars_err("inboxes snapshot".into()))?
                 .0),
         }
-    }
-
-    /// Whether a day is read from the Events API (its start lies within the last 23 hours).
-    fn served_by_events_api(&self, start: Ms) -> bool {
-        start >= self.opts.now - 23 * MS_PER_HOUR
-    }
-
-    /// Conversation events of one day into the raw zone, by the same rule as agent events.
-    async fn extract_conversations(&mut self, day: NaiveDate) -> Result<(), RunError> {
-        let tz = self.tz;
-        let (start, end) = (time::day_start(tz, day), time::day_end(tz, day));
-        let (fresh, aside) = if self.served_by_events_api(start) {
-            let body = self
-                .gladly
-                .events(start, end.min(self.opts.now), &["CONVERSATION"])
-                .await?;
-            decode::conversation_events_jsonl(&body, &format!("conversation events {day}"))
-        } else {
-            let what = format!("ConversationTimestampsReport {day}");
-            let body = self
-                .gladly
-                .report("ConversationTimestampsReport", tz, day)
-                .await?;
-            decode::conversation_events_csv(&body, &what)
-                .map_err(|d| RunError::Failed(format!("Gladly's {what} could not be read: {d}")))?
-        };
-        self.tally.aside(aside);
-        let (inside, outside): (Vec<_>, Vec<_>) = fresh
-            .into_iter()
-            .partition(|e| e.recorded_at >= start && e.recorded_at < end);
-        self.tally.aside(
-            outside
-                .iter()
-                .map(|e| SetAside {
-                    location: format!("conversation events {day}, event {}", e.event_id),
-                    reason: format!(
-                        "recorded at {} is outside the day",
-                        time::fmt_ts(e.recorded_at)
-                    ),
-                })
-                .collect(),
-        );
-        let old = raw::read_conversation_events(&self.st, day)?.unwrap_or_default();
-        let merged = raw::merge_conversation_events(old, inside);
-        let mut df = raw::conversation_events_frame(&merged)
-            .map_err(polars_err(format!("raw conversation events {day}")))?;
-        self.st
-            .write_partition(raw::CONVERSATION_EVENTS, day, &mut df)?;
-        self.tally.rows(raw::CONVERSATION_EVENTS, day, merged.len());
-        Ok(())
-    }
-
-    /// Work sessions that ended in `[day start, min(day end + 24 h, now to the minute))`, merged
-    /// into the raw zone by the business date of their creation. Returns the dates touched.
-    async fn extract_work_sessions(
-        &mut self,
-        day: NaiveDate,
-    ) -> Result<BTreeSet<NaiveDate>, RunError> {
-        let tz = self.tz;
-        let start = time::day_start(tz, day);
-        let now_minute = self.opts.now.div_euclid(60_000) * 60_000;
-        let end = (time::day_end(tz, day) + time::MS_PER_DAY).min(now_minute);
-        let mut touched = BTreeSet::new();
-        if end <= start {
-            return Ok(touched);
-        }
-        let body = self.gladly.work_sessions(start, end).await?;
-        let what = format!("work-session-events {day}");
-        let (rows, open, aside) = decode::work_sessions_csv(&body, &what)
-            .map_err(|d| RunError::Failed(format!("Gladly's {what} could not be read: {d}")))?;
-        self.tally.aside(aside);
-        if open > 0 {
-            log::debug(format!(
-                "{what}: {open} session(s) still open, stored once they end"
-            ));
-        }
-        let mut by_day: BTreeMap<NaiveDate, Vec<crate::model::WorkSession>> = BTreeMap::new();
-        for w in rows {
-            by_day
-                .entry(time::day_of(tz, w.contact_session_created_at))
-                .or_default()
-                .push(w);
-        }
-        for (d, fresh) in by_day {
-            let old = raw::read_work_sessions(&self.st, d)?.unwrap_or_default();
-            let before = old.clone();
-            let merged = raw::upsert_work_sessions(old, fresh);
-            if merged != before {
-                let mut df = raw::work_sessions_builder(&merged)
-                    .finish()
-                    .map_err(polars_err(format!("raw work sessions {d}")))?;
-                self.st.write_partition(raw::WORK_SESSIONS, d, &mut df)?;
-                touched.insert(d);
-            }
-            self.tally.rows(raw::WORK_SESSIONS, d, merged.len());
-        }
-        Ok(touched)
     }
 
     fn transform_conversations(
@@ -956,5 +865,67 @@ impl Run<'_> {
             }
             other => Err(RunError::Failed(other.to_string())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pipeline(extra: &str) -> Pipeline {
+        let src = format!(
+            "name = \"t\"\ntimezone = \"America/New_York\"\ninitial_days = 3\n{extra}\n[gladly]\nbase_url = \"http://127.0.0.1:1\"\nuser = \"u\"\ntoken = \"t\"\n"
+        );
+        Pipeline::parse(std::path::Path::new("p.toml"), &src, &|_| None).unwrap()
+    }
+
+    fn d(s: &str) -> NaiveDate {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn nightly_days_resume_after_the_cursor_and_redo_settle_days() {
+        let tz = chrono_tz::America::New_York;
+        // 2026-11-04 03:00 local: with a 2-hour lag, 2026-11-03 is complete (it ended at 00:00).
+        let now = time::parse_ts("2026-11-04T08:00:00Z").unwrap();
+        let p = pipeline("settle_days = 1");
+        let mut st = PipelineState::default();
+        assert_eq!(
+            plan_days(&p, &st, tz, now, None, None),
+            time::days_between(d("2026-11-01"), d("2026-11-03"))
+        );
+        st.nightly_cursor = Some(d("2026-11-02"));
+        assert_eq!(
+            plan_days(&p, &st, tz, now, None, None),
+            vec![d("2026-11-02"), d("2026-11-03")]
+        );
+        st.nightly_cursor = Some(d("2026-11-03"));
+        assert_eq!(
+            plan_days(&p, &st, tz, now, None, None),
+            vec![d("2026-11-03")]
+        );
+        let p0 = pipeline("settle_days = 0");
+        assert!(plan_days(&p0, &st, tz, now, None, None).is_empty());
+        // Intraday adds today so far; an explicit range is taken as it is.
+        let pi = pipeline("settle_days = 0\nintraday = true");
+        assert_eq!(
+            plan_days(&pi, &st, tz, now, None, None),
+            vec![d("2026-11-04")]
+        );
+        assert_eq!(
+            plan_days(
+                &p,
+                &st,
+                tz,
+                now,
+                Some(d("2026-10-01")),
+                Some(d("2026-10-02"))
+            )
+            .len(),
+            2
+        );
+        // Before the lag has passed, yesterday is not complete yet.
+        let early = time::parse_ts("2026-11-04T06:00:00Z").unwrap();
+        assert_eq!(last_complete_day(tz, early, 120), d("2026-11-02"));
     }
 }

@@ -235,3 +235,63 @@ async fn check_reports_credentials_and_unmatched_or_doubly_matched_labels_and_in
     .await;
     assert_eq!(o.code, 4, "{o}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_and_disabled_wfm_push_nothing_and_json_logs_parse() {
+    let s = start_default(NOW).await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(dir.path(), &s, "initial_days = 1", "");
+    let ps = p.display().to_string();
+    let o = bin(
+        dir.path(),
+        &[
+            "run",
+            "--pipeline",
+            &ps,
+            "--now",
+            NOW,
+            "--dry-run",
+            "--log-format",
+            "json",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(o.code, 0, "{o}");
+    assert!(s.wfm.requests().is_empty(), "--dry-run pushes nothing");
+    assert!(dir
+        .path()
+        .join("output/agent_status_segments/date=2026-11-03/part-0.parquet")
+        .exists());
+    let st = bin(dir.path(), &["status", "--pipeline", &ps], &[]).await;
+    assert!(
+        st.stdout.contains("nightly cursor: none"),
+        "--dry-run moves no cursor: {st}"
+    );
+    // Every log line is a JSON object with a level and a message; the summary is on stdout.
+    for line in o.stderr.lines() {
+        let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}"));
+        assert!(
+            v["level"].is_string() && v["msg"].is_string() && v["ts"].is_string(),
+            "{line}"
+        );
+    }
+    assert!(
+        o.stdout.trim().lines().count() == 1 && o.stdout.contains("gladly-wfm t: ok"),
+        "{o}"
+    );
+    // [wfm] enabled = false: the run completes and pushes nothing either.
+    let text = std::fs::read_to_string(&p).unwrap().replace(
+        "integration_id = \"it\"",
+        "integration_id = \"it\"\nenabled = false",
+    );
+    std::fs::write(&p, text).unwrap();
+    let o = run(dir.path(), &p, NOW, &[]).await;
+    assert_eq!(o.code, 0, "{o}");
+    assert!(
+        s.wfm.requests().is_empty(),
+        "a disabled [wfm] pushes nothing"
+    );
+    let st = bin(dir.path(), &["status", "--pipeline", &ps], &[]).await;
+    assert!(st.stdout.contains("nightly cursor: 2026-11-03"), "{st}");
+}

@@ -49,64 +49,30 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
 
 /// Decodes an Events API body (JSON Lines) of agent events.
 pub fn agent_events_jsonl(body: &[u8], what: &str) -> (Vec<AgentEvent>, Vec<SetAside>) {
-    let mut out = Vec::new();
-    let mut aside = Vec::new();
-    for (i, line) in body.split(|b| *b == b'\n').enumerate() {
-        let line = line.trim_ascii();
-        if line.is_empty() {
-            continue;
-        }
-        let mut set_aside = |reason: String| {
-            aside.push(SetAside {
-                location: format!("{what}, line {}", i + 1),
-                reason,
-            })
-        };
-        let raw: RawLine = match serde_json::from_slice(line) {
-            Ok(r) => r,
-            Err(e) => {
-                set_aside(format!("malformed JSON: {e}"));
-                continue;
-            }
-        };
+    json_lines(body, what, |raw: RawLine| {
         if !AGENT_EVENT_TYPES.contains(&raw.etype.as_str()) {
-            set_aside(format!("unknown event type {}", raw.etype));
-            continue;
+            return Err(format!("unknown event type {}", raw.etype));
         }
-        let Some(recorded) = parse_ts(&raw.timestamp) else {
-            set_aside(format!("bad timestamp `{}`", raw.timestamp));
-            continue;
-        };
+        let recorded =
+            parse_ts(&raw.timestamp).ok_or_else(|| format!("bad timestamp `{}`", raw.timestamp))?;
         let c = raw.content;
-        let Some(agent_id) = c.agent_id else {
-            set_aside("no content.agentId".into());
-            continue;
-        };
-        let occurred = match &c.occurred_at {
-            Some(s) => match parse_ts(s) {
-                Some(t) => t,
-                None => {
-                    set_aside(format!("bad occurredAt `{s}`"));
-                    continue;
-                }
-            },
-            None => recorded,
-        };
+        let agent_id = c.agent_id.ok_or("no content.agentId")?;
         let focus = raw.etype.starts_with("AGENT_AVAILABILITY/FOCUS_");
-        if c.occurred_at.is_none() && !focus {
-            set_aside(format!("{} without occurredAt", raw.etype));
-            continue;
-        }
+        // Focus events have no occurredAt: their recorded time stands in.
+        let occurred = match &c.occurred_at {
+            Some(s) => parse_ts(s).ok_or_else(|| format!("bad occurredAt `{s}`"))?,
+            None if focus => recorded,
+            None => return Err(format!("{} without occurredAt", raw.etype)),
+        };
         let available_for = if focus {
             c.context.and_then(|x| x.available_for).map(sorted)
         } else {
             c.available_for.map(sorted)
         };
         if raw.etype == "AGENT_AVAILABILITY/UPDATED" && available_for.is_none() {
-            set_aside("AGENT_AVAILABILITY/UPDATED without availableFor".into());
-            continue;
+            return Err("AGENT_AVAILABILITY/UPDATED without availableFor".into());
         }
-        out.push(AgentEvent {
+        Ok(AgentEvent {
             event_id: derive_event_id(&agent_id, &raw.etype, occurred),
             event_type: raw.etype,
             agent_id,
@@ -116,7 +82,54 @@ pub fn agent_events_jsonl(body: &[u8], what: &str) -> (Vec<AgentEvent>, Vec<SetA
             active_reason: c.active_reason.and_then(|r| r.name),
             available_for,
             source: SOURCE_EVENTS_API.to_string(),
-        });
+        })
+    })
+}
+
+/// Decodes JSON Lines one line at a time: `f` makes a record of a parsed line or says why it is
+/// set aside. Blank lines are skipped; a malformed line is set aside with its line number.
+fn json_lines<R: serde::de::DeserializeOwned, T>(
+    body: &[u8],
+    what: &str,
+    mut f: impl FnMut(R) -> Result<T, String>,
+) -> (Vec<T>, Vec<SetAside>) {
+    let mut out = Vec::new();
+    let mut aside = Vec::new();
+    for (i, line) in body.split(|b| *b == b'\n').enumerate() {
+        let line = line.trim_ascii();
+        if line.is_empty() {
+            continue;
+        }
+        let r = serde_json::from_slice::<R>(line)
+            .map_err(|e| format!("malformed JSON: {e}"))
+            .and_then(&mut f);
+        match r {
+            Ok(t) => out.push(t),
+            Err(reason) => aside.push(SetAside {
+                location: format!("{what}, line {}", i + 1),
+                reason,
+            }),
+        }
+    }
+    (out, aside)
+}
+
+/// Decodes a CSV table row by row: `f` makes a record of a row or says why it is set aside.
+fn csv_rows<T>(
+    t: &CsvTable,
+    what: &str,
+    mut f: impl FnMut(&csv::StringRecord) -> Result<T, String>,
+) -> (Vec<T>, Vec<SetAside>) {
+    let mut out = Vec::new();
+    let mut aside = Vec::new();
+    for (n, rec) in &t.rows {
+        match f(rec) {
+            Ok(r) => out.push(r),
+            Err(reason) => aside.push(SetAside {
+                location: format!("{what}, row {n}"),
+                reason,
+            }),
+        }
     }
     (out, aside)
 }
@@ -243,18 +256,7 @@ pub fn agent_events_csv(
 ) -> Result<(Vec<AgentEvent>, Vec<SetAside>), String> {
     let t = CsvTable::parse(body)?;
     t.require(AGENT_REPORT_COLUMNS)?;
-    let mut out = Vec::new();
-    let mut aside = Vec::new();
-    for (n, rec) in &t.rows {
-        match agent_row(&t, rec) {
-            Ok(ev) => out.push(ev),
-            Err(reason) => aside.push(SetAside {
-                location: format!("{what}, row {n}"),
-                reason,
-            }),
-        }
-    }
-    Ok((out, aside))
+    Ok(csv_rows(&t, what, |rec| agent_row(&t, rec)))
 }
 
 fn agent_row(t: &CsvTable, rec: &csv::StringRecord) -> Result<AgentEvent, String> {
@@ -370,42 +372,17 @@ pub fn conversation_events_jsonl(
     what: &str,
 ) -> (Vec<crate::model::ConversationEvent>, Vec<SetAside>) {
     use crate::model::{ConversationEvent, CONVERSATION_EVENT_TYPES};
-    let mut out = Vec::new();
-    let mut aside = Vec::new();
-    for (i, line) in body.split(|b| *b == b'\n').enumerate() {
-        let line = line.trim_ascii();
-        if line.is_empty() {
-            continue;
-        }
-        let mut set_aside = |reason: String| {
-            aside.push(SetAside {
-                location: format!("{what}, line {}", i + 1),
-                reason,
-            })
-        };
-        let raw: RawConvLine = match serde_json::from_slice(line) {
-            Ok(r) => r,
-            Err(e) => {
-                set_aside(format!("malformed JSON: {e}"));
-                continue;
-            }
-        };
+    json_lines(body, what, |raw: RawConvLine| {
         if !CONVERSATION_EVENT_TYPES.contains(&raw.etype.as_str()) {
-            set_aside(format!("unknown event type {}", raw.etype));
-            continue;
+            return Err(format!("unknown event type {}", raw.etype));
         }
-        let Some(ts) = parse_ts(&raw.timestamp) else {
-            set_aside(format!("bad timestamp `{}`", raw.timestamp));
-            continue;
-        };
+        let ts =
+            parse_ts(&raw.timestamp).ok_or_else(|| format!("bad timestamp `{}`", raw.timestamp))?;
         let c = raw.content;
-        let Some(conversation_id) = c.conversation_id else {
-            set_aside("no content.conversationId".into());
-            continue;
-        };
+        let conversation_id = c.conversation_id.ok_or("no content.conversationId")?;
         let ctx = c.context.and_then(|x| x.assignee).unwrap_or_default();
         let new = c.assignee.unwrap_or_default();
-        out.push(ConversationEvent {
+        Ok(ConversationEvent {
             event_id: derive_event_id(&conversation_id, &raw.etype, ts),
             event_type: raw.etype,
             conversation_id,
@@ -416,9 +393,8 @@ pub fn conversation_events_jsonl(
             new_inbox_id: new.inbox_id,
             new_agent_id: new.agent_id,
             source: SOURCE_EVENTS_API.to_string(),
-        });
-    }
-    (out, aside)
+        })
+    })
 }
 
 const CONVERSATION_REPORT_COLUMNS: &[&str] = &[
@@ -440,46 +416,34 @@ pub fn conversation_events_csv(
     use crate::model::{ConversationEvent, CONVERSATION_EVENT_TYPES};
     let t = CsvTable::parse(body)?;
     t.require(CONVERSATION_REPORT_COLUMNS)?;
-    let mut out = Vec::new();
-    let mut aside = Vec::new();
-    for (n, rec) in &t.rows {
-        let row = || -> Result<ConversationEvent, String> {
-            let ts = t.cell(rec, "Timestamp")?.ok_or("blank Timestamp")?;
-            let ts = parse_ts(ts).ok_or_else(|| format!("bad Timestamp `{ts}`"))?;
-            let etype = t
-                .cell(rec, "Event Type")?
-                .ok_or("blank Event Type")?
-                .to_string();
-            if !CONVERSATION_EVENT_TYPES.contains(&etype.as_str()) {
-                return Err(format!("unknown event type {etype}"));
-            }
-            let conversation_id = t
-                .cell(rec, "Conversation ID")?
-                .ok_or("blank Conversation ID")?
-                .to_string();
-            let s = |c: &str| t.cell(rec, c).map(|v| v.map(str::to_string));
-            Ok(ConversationEvent {
-                event_id: derive_event_id(&conversation_id, &etype, ts),
-                event_type: etype,
-                conversation_id,
-                customer_id: s("Customer ID")?,
-                recorded_at: ts,
-                inbox_id: s("Assigned Inbox ID")?,
-                agent_id: s("Assigned Agent ID")?,
-                new_inbox_id: s("Newly Assigned Inbox ID")?,
-                new_agent_id: s("Newly Assigned Agent ID")?,
-                source: SOURCE_REPORT.to_string(),
-            })
-        };
-        match row() {
-            Ok(e) => out.push(e),
-            Err(reason) => aside.push(SetAside {
-                location: format!("{what}, row {n}"),
-                reason,
-            }),
+    Ok(csv_rows(&t, what, |rec| {
+        let ts = t.cell(rec, "Timestamp")?.ok_or("blank Timestamp")?;
+        let ts = parse_ts(ts).ok_or_else(|| format!("bad Timestamp `{ts}`"))?;
+        let etype = t
+            .cell(rec, "Event Type")?
+            .ok_or("blank Event Type")?
+            .to_string();
+        if !CONVERSATION_EVENT_TYPES.contains(&etype.as_str()) {
+            return Err(format!("unknown event type {etype}"));
         }
-    }
-    Ok((out, aside))
+        let conversation_id = t
+            .cell(rec, "Conversation ID")?
+            .ok_or("blank Conversation ID")?
+            .to_string();
+        let s = |c: &str| t.cell(rec, c).map(|v| v.map(str::to_string));
+        Ok(ConversationEvent {
+            event_id: derive_event_id(&conversation_id, &etype, ts),
+            event_type: etype,
+            conversation_id,
+            customer_id: s("Customer ID")?,
+            recorded_at: ts,
+            inbox_id: s("Assigned Inbox ID")?,
+            agent_id: s("Assigned Agent ID")?,
+            new_inbox_id: s("Newly Assigned Inbox ID")?,
+            new_agent_id: s("Newly Assigned Agent ID")?,
+            source: SOURCE_REPORT.to_string(),
+        })
+    }))
 }
 
 pub const WORK_SESSION_COLUMNS: &[&str] = &[
@@ -513,72 +477,58 @@ pub fn work_sessions_csv(
     use crate::model::WorkSession;
     let t = CsvTable::parse(body)?;
     t.require(WORK_SESSION_COLUMNS)?;
-    let mut out = Vec::new();
-    let mut open = 0;
-    let mut aside = Vec::new();
-    for (n, rec) in &t.rows {
-        let row = || -> Result<Option<WorkSession>, String> {
-            let s = |c: &str| t.cell(rec, c).map(|v| v.map(str::to_string));
-            let ts = |c: &str| -> Result<Option<crate::time::Ms>, String> {
-                match t.cell(rec, c)? {
-                    None => Ok(None),
-                    Some(v) => parse_ts(v)
-                        .map(Some)
-                        .ok_or_else(|| format!("bad {c} `{v}`")),
-                }
-            };
-            let num = |c: &str| -> Result<Option<f64>, String> {
-                match t.cell(rec, c)? {
-                    None => Ok(None),
-                    Some(v) => v
-                        .parse::<f64>()
-                        .map(Some)
-                        .map_err(|_| format!("bad {c} `{v}`")),
-                }
-            };
-            let Some(id) = s("id")? else {
-                // Still open: Gladly leaves `id` and the end columns blank until it ends.
-                return Ok(None);
-            };
-            let within_sla = match t.cell(rec, "within_sla")? {
-                None => None,
-                Some(v) if v.eq_ignore_ascii_case("true") => Some(true),
-                Some(v) if v.eq_ignore_ascii_case("false") => Some(false),
-                Some(v) => return Err(format!("bad within_sla `{v}`")),
-            };
-            Ok(Some(WorkSession {
-                id,
-                contact_session_id: s("contact_session_id")?.ok_or("blank contact_session_id")?,
-                contact_session_created_at: ts("contact_session_created_at")?
-                    .ok_or("blank contact_session_created_at")?,
-                customer_id: s("customer_id")?,
-                conversation_id: s("conversation_id")?,
-                inbox_id: s("inbox_id")?,
-                channel: s("channel")?,
-                direction: s("direction")?,
-                agent_accepted_at: ts("agent_accepted_at")?,
-                contact_session_routed_at: ts("contact_session_routed_at")?,
-                agent_id: s("agent_id")?,
-                sla_fulfilled_at: ts("sla_fulfilled_at")?,
-                contact_session_ended_at: ts("contact_session_ended_at")?,
-                status: s("status")?,
-                within_sla,
-                work_session_handle_time_seconds: num("work_session_handle_time_sec")?,
-                work_session_after_contact_time_seconds: num(
-                    "work_session_after_contact_time_sec",
-                )?,
-                work_session_unknown_time_seconds: num("work_session_unknown_time_sec")?,
-                accepted_inbox_id: s("accepted_inbox_id")?,
-            }))
+    let (rows, aside) = csv_rows(&t, what, |rec| -> Result<Option<WorkSession>, String> {
+        let s = |c: &str| t.cell(rec, c).map(|v| v.map(str::to_string));
+        let ts = |c: &str| -> Result<Option<crate::time::Ms>, String> {
+            match t.cell(rec, c)? {
+                None => Ok(None),
+                Some(v) => parse_ts(v)
+                    .map(Some)
+                    .ok_or_else(|| format!("bad {c} `{v}`")),
+            }
         };
-        match row() {
-            Ok(Some(w)) => out.push(w),
-            Ok(None) => open += 1,
-            Err(reason) => aside.push(SetAside {
-                location: format!("{what}, row {n}"),
-                reason,
-            }),
-        }
-    }
-    Ok((out, open, aside))
+        let num = |c: &str| -> Result<Option<f64>, String> {
+            match t.cell(rec, c)? {
+                None => Ok(None),
+                Some(v) => v
+                    .parse::<f64>()
+                    .map(Some)
+                    .map_err(|_| format!("bad {c} `{v}`")),
+            }
+        };
+        let Some(id) = s("id")? else {
+            // Still open: Gladly leaves `id` and the end columns blank until it ends.
+            return Ok(None);
+        };
+        let within_sla = match t.cell(rec, "within_sla")? {
+            None => None,
+            Some(v) if v.eq_ignore_ascii_case("true") => Some(true),
+            Some(v) if v.eq_ignore_ascii_case("false") => Some(false),
+            Some(v) => return Err(format!("bad within_sla `{v}`")),
+        };
+        Ok(Some(WorkSession {
+            id,
+            contact_session_id: s("contact_session_id")?.ok_or("blank contact_session_id")?,
+            contact_session_created_at: ts("contact_session_created_at")?
+                .ok_or("blank contact_session_created_at")?,
+            customer_id: s("customer_id")?,
+            conversation_id: s("conversation_id")?,
+            inbox_id: s("inbox_id")?,
+            channel: s("channel")?,
+            direction: s("direction")?,
+            agent_accepted_at: ts("agent_accepted_at")?,
+            contact_session_routed_at: ts("contact_session_routed_at")?,
+            agent_id: s("agent_id")?,
+            sla_fulfilled_at: ts("sla_fulfilled_at")?,
+            contact_session_ended_at: ts("contact_session_ended_at")?,
+            status: s("status")?,
+            within_sla,
+            work_session_handle_time_seconds: num("work_session_handle_time_sec")?,
+            work_session_after_contact_time_seconds: num("work_session_after_contact_time_sec")?,
+            work_session_unknown_time_seconds: num("work_session_unknown_time_sec")?,
+            accepted_inbox_id: s("accepted_inbox_id")?,
+        }))
+    });
+    let open = rows.iter().filter(|r| r.is_none()).count();
+    Ok((rows.into_iter().flatten().collect(), open, aside))
 }

@@ -94,13 +94,11 @@ impl GladlySim {
 
     /// Starts serving on `addr` (port 0 picks a free port); returns the bound address.
     pub async fn serve(self: &Arc<Self>, addr: &str) -> std::io::Result<SocketAddr> {
-        let listener = tokio::net::TcpListener::bind(addr).await?;
-        let local = listener.local_addr()?;
-        let app = Router::new().fallback(handle).with_state(self.clone());
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Ok(local)
+        super::serve(
+            addr,
+            Router::new().fallback(handle).with_state(self.clone()),
+        )
+        .await
     }
 
     /// Writes the ground truth: agents (listed or not), inboxes, every visible event and work
@@ -848,27 +846,7 @@ fn work_sessions(sim: &GladlySim, body: &[u8]) -> Response {
         return csv_response(None, q, "work-session-events");
     }
     let mut w = csv::Writer::from_writer(Vec::new());
-    let _ = w.write_record([
-        "id",
-        "contact_session_id",
-        "contact_session_created_at",
-        "customer_id",
-        "conversation_id",
-        "inbox_id",
-        "channel",
-        "direction",
-        "agent_accepted_at",
-        "contact_session_routed_at",
-        "agent_id",
-        "sla_fulfilled_at",
-        "contact_session_ended_at",
-        "status",
-        "within_sla",
-        "work_session_handle_time_sec",
-        "work_session_after_contact_time_sec",
-        "work_session_unknown_time_sec",
-        "accepted_inbox_id",
-    ]);
+    let _ = w.write_record(crate::gladly::decode::WORK_SESSION_COLUMNS);
     let ts = |m: Option<Ms>| m.map(|m| sim.world.ts(m, 4)).unwrap_or_default();
     for (ws, ended) in rows {
         let _ = w.write_record([

@@ -6,3 +6,14 @@ pub mod generator;
 pub mod gladly;
 pub mod rng;
 pub mod wfm;
+
+/// Binds `addr` (port 0 picks a free port), serves `app` on a background task, returns the
+/// bound address.
+pub(crate) async fn serve(addr: &str, app: axum::Router) -> std::io::Result<std::net::SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok(local)
+}

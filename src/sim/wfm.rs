@@ -122,13 +122,11 @@ impl WfmSim {
     }
 
     pub async fn serve(self: &Arc<Self>, addr: &str) -> std::io::Result<SocketAddr> {
-        let listener = tokio::net::TcpListener::bind(addr).await?;
-        let local = listener.local_addr()?;
-        let app = Router::new().fallback(handle).with_state(self.clone());
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Ok(local)
+        super::serve(
+            addr,
+            Router::new().fallback(handle).with_state(self.clone()),
+        )
+        .await
     }
 
     pub fn store(&self) -> Store {

@@ -1,0 +1,338 @@
+//! The benchmark: `cargo bench --bench pipeline` (environment: BENCH_AGENTS=2000, BENCH_DAYS=30,
+//! BENCH_LIMIT_FACTOR=6). It drives the Gladly simulator (a separate process, fixed seed) and
+//! the release binary, and prints:
+//! 1. extraction efficiency: backfill wall time ÷ the reports rate-limit floor;
+//! 2. transform + write throughput (agent events/s), against a DuckDB SQL script doing the same;
+//! 3. peak RSS of the transform for a 1-day and an N-day range;
+//! 4. the simulator's serving rate; and the demo's wall time.
+//!
+//! Figures, not assertions: nothing here fails because it is slow.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_gladly-wfm");
+const NOW: &str = "2026-11-04T17:00:00Z";
+const TZ: &str = "America/New_York";
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Runs a command to completion; returns (wall time, peak RSS in MiB, stdout).
+fn measure(cmd: &mut Command) -> (Duration, f64, String) {
+    let t0 = Instant::now();
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let pid = child.id() as libc::pid_t;
+    let out = child.wait_with_output_rusage(pid);
+    (t0.elapsed(), out.1, out.0)
+}
+
+trait WaitRusage {
+    fn wait_with_output_rusage(self, pid: libc::pid_t) -> (String, f64);
+}
+
+impl WaitRusage for std::process::Child {
+    fn wait_with_output_rusage(mut self, pid: libc::pid_t) -> (String, f64) {
+        use std::io::Read;
+        let mut stdout = String::new();
+        let mut stderr = String::new();
+        let mut so = self.stdout.take().unwrap();
+        let mut se = self.stderr.take().unwrap();
+        let t = std::thread::spawn(move || {
+            let _ = se.read_to_string(&mut stderr);
+            stderr
+        });
+        let _ = so.read_to_string(&mut stdout);
+        let stderr = t.join().unwrap();
+        let mut status = 0;
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+        assert!(r == pid, "wait4");
+        if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+            panic!("command failed ({status}):\n{stdout}\n{stderr}");
+        }
+        (stdout, ru.ru_maxrss as f64 / 1024.0)
+    }
+}
+
+fn pipeline_file(dir: &Path, url: &str, factor: u64) -> PathBuf {
+    let p = dir.join("bench.toml");
+    let text = format!(
+        r#"name = "bench"
+timezone = "{TZ}"
+settle_days = 0
+[gladly]
+base_url = "{url}"
+user = "sim@example.com"
+token = "${{GLADLY_API_TOKEN}}"
+requests_per_second = {rps}
+reports_per_minute = {rpm}
+reports_in_flight = 2
+[[tasks]]
+name = "Agent Status – Logged In"
+pattern = "LOGGED_IN"
+[[tasks]]
+name = "Agent Status – Logged Out"
+pattern = "LOGGED_OUT"
+[[tasks]]
+name = "Agent Status – Went Away"
+pattern = "Break|Lunch|Meeting|Other|WENT_AWAY"
+[[tasks]]
+name = "Agent Status – Returned from Away"
+pattern = "RETURNED_FROM_AWAY"
+[[tasks]]
+name = "Agent Status – Availability Updated"
+pattern = "AvailableFor:.*|Unavailable"
+[[tasks]]
+name = "Agent Status – Active Reason"
+pattern = "ActiveReason:.*"
+[[workstreams]]
+name = "Customer_Support"
+pattern = "Customer_Support|VIP Care"
+[output]
+root = "{out}"
+"#,
+        rps = 10 * factor,
+        rpm = 10 * factor,
+        out = dir.join("output").display()
+    );
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn main() {
+    let agents = env_or("BENCH_AGENTS", 2000);
+    let days = env_or("BENCH_DAYS", 30);
+    let factor = env_or("BENCH_LIMIT_FACTOR", 6);
+    let keep = std::env::var("BENCH_DIR").ok();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = keep
+        .map(PathBuf::from)
+        .unwrap_or_else(|| tmp.path().to_path_buf());
+    std::fs::create_dir_all(&dir).unwrap();
+    println!("gladly-wfm benchmark: {agents} agents, {days} days, Gladly's limits ×{factor}, binary {BIN}");
+
+    // The simulator in its own process, as a real Gladly would be.
+    let mut sim = Command::new(BIN)
+        .args([
+            "simulate",
+            "gladly",
+            "--addr",
+            "127.0.0.1:0",
+            "--seed",
+            "42",
+            "--now",
+            NOW,
+        ])
+        .args([
+            "--agents",
+            &agents.to_string(),
+            "--days",
+            &(days + 2).to_string(),
+            "--timezone",
+            TZ,
+        ])
+        .args([
+            "--token",
+            "bench-token",
+            "--rps",
+            &(10 * factor).to_string(),
+        ])
+        .args([
+            "--reports-per-minute",
+            &(10 * factor).to_string(),
+            "--reports-in-flight",
+            "2",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(sim.stdout.take().unwrap()).lines();
+    let url = lines
+        .next()
+        .unwrap()
+        .unwrap()
+        .trim_start_matches("listening on ")
+        .to_string();
+
+    // 4. The simulator's serving rate: the last 20 hours of every entity as JSON Lines.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let client = reqwest::Client::new();
+    let serve = |window_h: i64| {
+        let now = gladly_wfm::time::parse_ts(NOW).unwrap();
+        let q = [
+            (
+                "startAt",
+                gladly_wfm::time::fmt_ts(now - window_h * 3_600_000),
+            ),
+            ("entities", "AGENT_STATUS".into()),
+            ("entities", "AGENT_AVAILABILITY".into()),
+            ("entities", "CONVERSATION".into()),
+            ("entities", "CONTACT".into()),
+        ];
+        rt.block_on(async {
+            let t0 = Instant::now();
+            let body = client
+                .get(format!("{url}/api/v1/events"))
+                .query(&q)
+                .basic_auth("sim@example.com", Some("bench-token"))
+                .send()
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap();
+            (body.iter().filter(|b| **b == b'\n').count(), t0.elapsed())
+        })
+    };
+    serve(20); // generate and cache the days
+    let (n, t) = serve(20);
+    println!(
+        "4. simulator serving rate: {:.0} events/s ({n} JSON Lines in {:.3} s)",
+        n as f64 / t.as_secs_f64(),
+        t.as_secs_f64()
+    );
+
+    // 1. Extraction: a backfill of complete days (all from reports), against the floor the
+    // reports budget sets: N report requests at R a minute in a sliding window need
+    // (ceil(N/R) - 1) minutes before the last window opens (service time not counted).
+    let p = pipeline_file(&dir, &url, factor);
+    let today: chrono::NaiveDate = "2026-11-04".parse().unwrap();
+    let to = today - chrono::Duration::days(1);
+    let from = to - chrono::Duration::days(days as i64 - 1);
+    let (from_s, to_s) = (from.to_string(), to.to_string());
+    let run = |stages: &str, from: &str, to: &str| {
+        let mut c = Command::new(BIN);
+        c.args([
+            "run",
+            "--pipeline",
+            p.to_str().unwrap(),
+            "--now",
+            NOW,
+            "--stages",
+            stages,
+            "--from",
+            from,
+            "--to",
+            to,
+            "-q",
+        ])
+        .env("GLADLY_API_TOKEN", "bench-token");
+        c
+    };
+    let (wall, _, _) = measure(&mut run("extract", &from_s, &to_s));
+    let log: Vec<serde_json::Value> = rt.block_on(async {
+        client
+            .get(format!("{url}/_sim/requests"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    });
+    let reports = log
+        .iter()
+        .filter(|r| {
+            r["path"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("/api/v1/reports")
+        })
+        .count() as u64;
+    let throttled = log.iter().filter(|r| r["status"] == 429).count();
+    let rpm = 10 * factor;
+    let floor = Duration::from_secs(((reports.div_ceil(rpm)).saturating_sub(1)) * 60);
+    println!(
+        "1. extraction: {days} days, {reports} report requests at {rpm}/min: {:.1} s; floor {:.0} s; ratio {:.3}; 429s from the simulator: {throttled}",
+        wall.as_secs_f64(),
+        floor.as_secs_f64(),
+        wall.as_secs_f64() / floor.as_secs_f64().max(1.0),
+    );
+    let _ = sim.kill();
+    let _ = sim.wait();
+
+    // 2 & 3. Transform + write from the raw zone, the whole range and one day.
+    let (wall, rss_all, _) = measure(&mut run("transform", &from_s, &to_s));
+    let manifest = newest_manifest(&dir.join("output/_runs/bench"));
+    let events: u64 = manifest["rows"]["agent_status_events"]
+        .as_object()
+        .unwrap()
+        .values()
+        .filter_map(|v| v.as_u64())
+        .sum();
+    let ours = events as f64 / wall.as_secs_f64();
+    println!("2. transform + write: {events} agent events in {:.2} s = {ours:.0} events/s (all datasets, incl. conversations and work sessions)", wall.as_secs_f64());
+    let (_, rss_one, _) = measure(&mut run("transform", &to_s, &to_s));
+    println!(
+        "3. peak RSS: 1 day {rss_one:.0} MiB, {days} days {rss_all:.0} MiB, ratio {:.2}",
+        rss_all / rss_one
+    );
+
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/duckdb_transform.py");
+    let duck_out = dir.join("duckdb");
+    let _ = std::fs::remove_dir_all(&duck_out);
+    std::fs::create_dir_all(&duck_out).unwrap();
+    let ok = Command::new("python3")
+        .args(["-c", "import duckdb"])
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if ok {
+        let mut c = Command::new("python3");
+        c.arg(&script)
+            .arg(dir.join("output"))
+            .arg(&duck_out)
+            .arg(TZ);
+        let (wall, rss, out) = measure(&mut c);
+        let n: f64 = out
+            .split_whitespace()
+            .next()
+            .and_then(|x| x.parse().ok())
+            .unwrap_or(0.0);
+        let duck = n / wall.as_secs_f64();
+        println!("   DuckDB script: {n:.0} agent events in {:.2} s = {duck:.0} events/s, peak RSS {rss:.0} MiB", wall.as_secs_f64());
+        println!(
+            "   ratio: ours / DuckDB throughput {:.2}; our peak RSS / DuckDB's {:.2}",
+            ours / duck,
+            rss_all / rss
+        );
+    } else {
+        println!("   DuckDB script skipped: `pip install duckdb` to compare");
+    }
+
+    // The demo from the built binary.
+    let demo_dir = dir.join("demo");
+    std::fs::create_dir_all(&demo_dir).unwrap();
+    let mut c = Command::new(BIN);
+    c.args(["demo", "--out"])
+        .arg(demo_dir.join("output"))
+        .current_dir(&demo_dir);
+    let (wall, _, _) = measure(&mut c);
+    println!(
+        "5. demo (50 agents, 7 days + today, push on): {:.1} s",
+        wall.as_secs_f64()
+    );
+}
+
+fn newest_manifest(dir: &Path) -> serde_json::Value {
+    let mut runs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    runs.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+    serde_json::from_slice(&std::fs::read(runs.last().unwrap()).unwrap()).unwrap()
+}

@@ -1,0 +1,260 @@
+//! Extract: one business day from Gladly into the raw zone. Agent and conversation events come
+//! from the Events API when the day starts within the last 23 hours (it refuses windows older
+//! than 24), else from the day's reports; work sessions always from `work-session-events`,
+//! over `[day start, min(day end + 24 h, now))`, merged by the date they were created.
+//!
+//! An `Extractor` owns what it needs, so a run can extract the next day on its own task while
+//! the previous one is transformed: the rate limits, not the CPU, set the pace of extraction.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use chrono::NaiveDate;
+use chrono_tz::Tz;
+
+use crate::gladly::{decode, GladlyClient, GladlyError};
+use crate::model::{SetAside, WorkSession, SOURCE_EVENTS_API, SOURCE_REPORT};
+use crate::raw;
+use crate::storage::{Storage, StorageError};
+use crate::time::{self, Ms, MS_PER_HOUR};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExtractError {
+    #[error(transparent)]
+    Gladly(#[from] GladlyError),
+    #[error("{0}")]
+    Storage(#[from] StorageError),
+    #[error("{0}")]
+    Answer(String),
+}
+
+/// What extracting a day did, for the manifest and for the transform.
+#[derive(Debug, Default)]
+pub struct Extracted {
+    pub day: Option<NaiveDate>,
+    /// Which API served the day's events.
+    pub source: &'static str,
+    pub set_aside: Vec<SetAside>,
+    /// (dataset, date, rows now in the raw partition)
+    pub rows: Vec<(&'static str, NaiveDate, usize)>,
+    /// Dates whose raw work sessions changed.
+    pub touched: BTreeSet<NaiveDate>,
+}
+
+pub struct Extractor {
+    pub gladly: Arc<GladlyClient>,
+    pub st: Storage,
+    pub tz: Tz,
+    pub now: Ms,
+}
+
+fn frame_err(what: String) -> impl FnOnce(polars::prelude::PolarsError) -> ExtractError {
+    move |e| ExtractError::Answer(format!("{what}: {e}"))
+}
+
+impl Extractor {
+    /// Whether a day is read from the Events API: its start lies within the last 23 hours.
+    pub fn served_by_events_api(&self, day: NaiveDate) -> bool {
+        time::day_start(self.tz, day) >= self.now - 23 * MS_PER_HOUR
+    }
+
+    /// Fetches the day's three streams at once (the reports' in-flight cap still holds), then
+    /// lands them in the raw zone.
+    pub async fn day(&self, day: NaiveDate) -> Result<Extracted, ExtractError> {
+        let (agents, convs, sessions) = tokio::join!(
+            self.fetch_agent_events(day),
+            self.fetch_conversations(day),
+            self.fetch_work_sessions(day)
+        );
+        let mut x = Extracted {
+            day: Some(day),
+            ..Default::default()
+        };
+        self.land_agent_events(day, agents?, &mut x)?;
+        crate::fault_point("raw-written");
+        self.land_conversations(day, convs?, &mut x)?;
+        self.land_work_sessions(sessions?, &mut x)?;
+        Ok(x)
+    }
+
+    async fn fetch_agent_events(
+        &self,
+        day: NaiveDate,
+    ) -> Result<(Vec<crate::model::AgentEvent>, Vec<SetAside>, &'static str), ExtractError> {
+        let (start, end) = (time::day_start(self.tz, day), time::day_end(self.tz, day));
+        if self.served_by_events_api(day) {
+            let body = self
+                .gladly
+                .events(
+                    start,
+                    end.min(self.now),
+                    &["AGENT_STATUS", "AGENT_AVAILABILITY"],
+                )
+                .await?;
+            let (e, a) = decode::agent_events_jsonl(&body, &format!("events {day}"));
+            Ok((e, a, SOURCE_EVENTS_API))
+        } else {
+            let what = format!("AgentTimestampsReport {day}");
+            let body = self
+                .gladly
+                .report("AgentTimestampsReport", self.tz, day)
+                .await?;
+            let (e, a) = decode::agent_events_csv(&body, &what).map_err(|d| {
+                ExtractError::Answer(format!("Gladly's {what} could not be read: {d}"))
+            })?;
+            if e.len() >= 95_000 {
+                crate::log::warn(format!(
+                    "{what}: {} rows, close to the reports' reported cap; the day may be truncated",
+                    e.len()
+                ));
+            }
+            Ok((e, a, SOURCE_REPORT))
+        }
+    }
+
+    async fn fetch_conversations(
+        &self,
+        day: NaiveDate,
+    ) -> Result<(Vec<crate::model::ConversationEvent>, Vec<SetAside>), ExtractError> {
+        let (start, end) = (time::day_start(self.tz, day), time::day_end(self.tz, day));
+        if self.served_by_events_api(day) {
+            let body = self
+                .gladly
+                .events(start, end.min(self.now), &["CONVERSATION"])
+                .await?;
+            Ok(decode::conversation_events_jsonl(
+                &body,
+                &format!("conversation events {day}"),
+            ))
+        } else {
+            let what = format!("ConversationTimestampsReport {day}");
+            let body = self
+                .gladly
+                .report("ConversationTimestampsReport", self.tz, day)
+                .await?;
+            decode::conversation_events_csv(&body, &what).map_err(|d| {
+                ExtractError::Answer(format!("Gladly's {what} could not be read: {d}"))
+            })
+        }
+    }
+
+    async fn fetch_work_sessions(
+        &self,
+        day: NaiveDate,
+    ) -> Result<(Vec<WorkSession>, Vec<SetAside>), ExtractError> {
+        let start = time::day_start(self.tz, day);
+        let now_minute = self.now.div_euclid(60_000) * 60_000;
+        let end = (time::day_end(self.tz, day) + time::MS_PER_DAY).min(now_minute);
+        if end <= start {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let body = self.gladly.work_sessions(start, end).await?;
+        let what = format!("work-session-events {day}");
+        let (rows, open, aside) = decode::work_sessions_csv(&body, &what)
+            .map_err(|d| ExtractError::Answer(format!("Gladly's {what} could not be read: {d}")))?;
+        if open > 0 {
+            crate::log::debug(format!(
+                "{what}: {open} session(s) still open, stored once they end"
+            ));
+        }
+        Ok((rows, aside))
+    }
+
+    /// Rows recorded outside the day would be another day's: set aside, never silently merged.
+    fn outside(
+        what: &str,
+        day: NaiveDate,
+        ids: impl Iterator<Item = (String, Ms)>,
+    ) -> Vec<SetAside> {
+        ids.map(|(id, t)| SetAside {
+            location: format!("{what} {day}, event {id}"),
+            reason: format!("recorded at {} is outside the day", time::fmt_ts(t)),
+        })
+        .collect()
+    }
+
+    fn land_agent_events(
+        &self,
+        day: NaiveDate,
+        fetched: (Vec<crate::model::AgentEvent>, Vec<SetAside>, &'static str),
+        x: &mut Extracted,
+    ) -> Result<(), ExtractError> {
+        let (fresh, aside, source) = fetched;
+        let (start, end) = (time::day_start(self.tz, day), time::day_end(self.tz, day));
+        x.set_aside.extend(aside);
+        let (inside, outside): (Vec<_>, Vec<_>) = fresh
+            .into_iter()
+            .partition(|e| e.recorded_at >= start && e.recorded_at < end);
+        x.set_aside.extend(Self::outside(
+            source,
+            day,
+            outside.into_iter().map(|e| (e.event_id, e.recorded_at)),
+        ));
+        let old = raw::read_agent_events(&self.st, day)?.unwrap_or_default();
+        let merged = raw::merge_agent_events(old, inside);
+        let mut df = raw::agent_events_frame(&merged)
+            .map_err(frame_err(format!("raw agent events {day}")))?;
+        self.st.write_partition(raw::AGENT_EVENTS, day, &mut df)?;
+        x.source = source;
+        x.rows.push((raw::AGENT_EVENTS, day, merged.len()));
+        Ok(())
+    }
+
+    fn land_conversations(
+        &self,
+        day: NaiveDate,
+        fetched: (Vec<crate::model::ConversationEvent>, Vec<SetAside>),
+        x: &mut Extracted,
+    ) -> Result<(), ExtractError> {
+        let (fresh, aside) = fetched;
+        let (start, end) = (time::day_start(self.tz, day), time::day_end(self.tz, day));
+        x.set_aside.extend(aside);
+        let (inside, outside): (Vec<_>, Vec<_>) = fresh
+            .into_iter()
+            .partition(|e| e.recorded_at >= start && e.recorded_at < end);
+        x.set_aside.extend(Self::outside(
+            "conversation events",
+            day,
+            outside.into_iter().map(|e| (e.event_id, e.recorded_at)),
+        ));
+        let old = raw::read_conversation_events(&self.st, day)?.unwrap_or_default();
+        let merged = raw::merge_conversation_events(old, inside);
+        let mut df = raw::conversation_events_frame(&merged)
+            .map_err(frame_err(format!("raw conversation events {day}")))?;
+        self.st
+            .write_partition(raw::CONVERSATION_EVENTS, day, &mut df)?;
+        x.rows.push((raw::CONVERSATION_EVENTS, day, merged.len()));
+        Ok(())
+    }
+
+    /// Upserts ended sessions into the raw partition of the date they were created.
+    fn land_work_sessions(
+        &self,
+        fetched: (Vec<WorkSession>, Vec<SetAside>),
+        x: &mut Extracted,
+    ) -> Result<(), ExtractError> {
+        let (rows, aside) = fetched;
+        x.set_aside.extend(aside);
+        let mut by_day: BTreeMap<NaiveDate, Vec<WorkSession>> = BTreeMap::new();
+        for w in rows {
+            by_day
+                .entry(time::day_of(self.tz, w.contact_session_created_at))
+                .or_default()
+                .push(w);
+        }
+        for (d, fresh) in by_day {
+            let old = raw::read_work_sessions(&self.st, d)?.unwrap_or_default();
+            let before = old.clone();
+            let merged = raw::upsert_work_sessions(old, fresh);
+            if merged != before {
+                let mut df = raw::work_sessions_builder(&merged)
+                    .finish()
+                    .map_err(frame_err(format!("raw work sessions {d}")))?;
+                self.st.write_partition(raw::WORK_SESSIONS, d, &mut df)?;
+                x.touched.insert(d);
+            }
+            x.rows.push((raw::WORK_SESSIONS, d, merged.len()));
+        }
+        Ok(())
+    }
+}
