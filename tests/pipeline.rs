@@ -72,7 +72,8 @@ async fn old_days_from_reports_today_from_events_api_and_datasets_read_back() {
     );
     assert!(
         log.iter().all(|r| r.status == 200),
-        "no 429s: the client keeps to the limits"
+        "no 429s: the client keeps to the limits: {:?}",
+        log.iter().filter(|r| r.status != 200).collect::<Vec<_>>()
     );
 
     let root = out(dir.path());

@@ -474,7 +474,7 @@ impl World {
             let go = t0 + (at + ev.r.range(-20, 20)) * 60_000;
             // Some activity between breaks: an availability toggle, focus time, a reason change.
             while t + 20 * 60_000 < go {
-                match ev.r.range(0, 9) {
+                match ev.r.range(0, 4) {
                     0 => {
                         let mut next: Vec<&'static str> = ALL_CHANNELS
                             .iter()
@@ -506,7 +506,7 @@ impl World {
                     3 if self.cfg.quirks.unknown_event_type => ev.unknown(t),
                     _ => {}
                 }
-                t += ev.r.range(10, 40) * 60_000;
+                t += ev.r.range(3, 15) * 60_000;
             }
             if go + minutes * 60_000 >= end - 30 * 60_000 {
                 break;

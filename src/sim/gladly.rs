@@ -346,7 +346,25 @@ async fn answer(
         Fault::Slow => tokio::time::sleep(Duration::from_millis(sim.cfg.slow_ms)).await,
         _ => {}
     }
-    let resp = route(sim, method, path, query, body);
+    // Generating a day is CPU work: off the async workers, so arriving requests are admitted
+    // (and timed against the rate limits) the moment they arrive, as at the real Gladly.
+    let (sim2, method2, path2, query2, body2) = (
+        sim.clone(),
+        method.clone(),
+        path.to_string(),
+        query.to_string(),
+        body.clone(),
+    );
+    let resp = tokio::task::spawn_blocking(move || route(&sim2, &method2, &path2, &query2, &body2))
+        .await
+        .unwrap_or_else(|_| {
+            errors(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "",
+                "internal",
+                "Internal error",
+            )
+        });
     if fault == Fault::Cut && resp.status() == StatusCode::OK {
         return (cut_body(resp).await, remaining);
     }
