@@ -11,6 +11,9 @@ use gladly_wfm::config::Pipeline;
 use gladly_wfm::pipeline::{self, RunOptions, Stages};
 use gladly_wfm::{log, time};
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "gladly-wfm",

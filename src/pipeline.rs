@@ -134,6 +134,26 @@ fn polars_err(what: String) -> impl FnOnce(polars::prelude::PolarsError) -> RunE
     move |e| RunError::Failed(format!("{what}: {e}"))
 }
 
+/// What transforming a day produced, merged into the run's tally by the run's task.
+#[derive(Default)]
+struct DayOut {
+    rows: Vec<(&'static str, NaiveDate, usize)>,
+    unmatched_labels: Unmatched,
+    unknown_inboxes: BTreeMap<String, u64>,
+}
+
+impl DayOut {
+    fn merge(&mut self, other: DayOut) {
+        self.rows.extend(other.rows);
+        for (k, n) in other.unmatched_labels {
+            *self.unmatched_labels.entry(k).or_default() += n;
+        }
+        for (k, n) in other.unknown_inboxes {
+            *self.unknown_inboxes.entry(k).or_default() += n;
+        }
+    }
+}
+
 /// Counts for the manifest, gathered as the run goes.
 #[derive(Default)]
 struct Tally {
@@ -162,6 +182,20 @@ impl Tally {
             if self.set_aside.len() < 1000 {
                 self.set_aside.push(i);
             }
+        }
+    }
+    fn merge(&mut self, out: DayOut) {
+        for (d, day, n) in out.rows {
+            self.rows(d, day, n);
+        }
+        for (k, n) in out.unmatched_labels {
+            *self.unmatched_labels.entry(k).or_default() += n;
+        }
+        for (id, n) in out.unknown_inboxes {
+            *self
+                .unmatched_inboxes
+                .entry(format!("unknown inbox id {id}"))
+                .or_default() += n;
         }
     }
     fn time(&mut self, stage: &str, t: Instant) {
@@ -488,11 +522,10 @@ impl Run<'_> {
             if self.opts.stages.transform {
                 log::progress(i, days.len(), &format!("{day}: transform"));
                 let t = Instant::now();
-                tokio::task::block_in_place(|| -> Result<(), RunError> {
-                    self.transform_day(day, &emails, &mut carry)?;
-                    self.transform_conversations(day, &inboxes, &mut conv_carry)?;
-                    self.transform_work(day, &inboxes)
+                let out = tokio::task::block_in_place(|| {
+                    self.transform_all(day, &emails, &inboxes, &mut carry, &mut conv_carry)
                 })?;
+                self.tally.merge(out);
                 dirty.remove(&day);
                 work_days.insert(day);
                 self.tally.time("transform", t);
@@ -508,7 +541,8 @@ impl Run<'_> {
             // Sessions that ended after their day was done: count them where they belong.
             for day in std::mem::take(&mut dirty) {
                 log::info(format!("work sessions of {day} changed: redoing its work_sessions and workstream_intervals"));
-                self.transform_work(day, &inboxes)?;
+                let out = self.transform_work(day, &inboxes)?;
+                self.tally.merge(out);
                 work_days.insert(day);
             }
         }
@@ -614,12 +648,14 @@ impl Run<'_> {
         Ok(st)
     }
 
-    fn transform_day(
-        &mut self,
+    /// `agent_status_events` and `agent_status_segments` of one day; the two are built and
+    /// written on two threads.
+    fn transform_agents(
+        &self,
         day: NaiveDate,
         emails: &Emails,
         carry: &mut Option<(NaiveDate, StartState)>,
-    ) -> Result<(), RunError> {
+    ) -> Result<DayOut, RunError> {
         let tz = self.tz;
         let evs = raw::read_agent_events(&self.st, day)?.ok_or_else(|| {
             RunError::Failed(format!(
@@ -635,25 +671,73 @@ impl Run<'_> {
         prior.retain(|_, e| time::day_of(tz, e.recorded_at) >= oldest);
         let (start, end) = (time::day_start(tz, day), time::day_end(tz, day));
         let complete = end <= self.opts.now;
-        let mut matcher = LabelMatcher::new(&self.p.tasks);
-        let mut ev_df =
-            ds::events_frame(&evs, emails, &mut matcher, &mut self.tally.unmatched_labels)
-                .map_err(polars_err(format!("agent_status_events {day}")))?;
-        self.st
-            .write_partition(ds::AGENT_STATUS_EVENTS, day, &mut ev_df)?;
-        self.tally.rows(ds::AGENT_STATUS_EVENTS, day, evs.len());
-        let segs = day_segments(start, end, complete, &evs, &prior);
-        let n = segs.len();
-        let mut seg_df = ds::segments_frame(&segs, emails, &mut matcher)
-            .map_err(polars_err(format!("agent_status_segments {day}")))?;
-        drop(segs);
-        self.st
-            .write_partition(ds::AGENT_STATUS_SEGMENTS, day, &mut seg_df)?;
+        let mut out = DayOut::default();
+        let (events, segments) = std::thread::scope(|sc| {
+            let events = sc.spawn(|| -> Result<Unmatched, RunError> {
+                let mut matcher = LabelMatcher::new(&self.p.tasks);
+                let mut unmatched = Unmatched::new();
+                let mut df = ds::events_frame(&evs, emails, &mut matcher, &mut unmatched)
+                    .map_err(polars_err(format!("agent_status_events {day}")))?;
+                self.st
+                    .write_partition(ds::AGENT_STATUS_EVENTS, day, &mut df)?;
+                Ok(unmatched)
+            });
+            let segments = (|| -> Result<usize, RunError> {
+                let segs = day_segments(start, end, complete, &evs, &prior);
+                let mut matcher = LabelMatcher::new(&self.p.tasks);
+                let mut df = ds::segments_frame(&segs, emails, &mut matcher)
+                    .map_err(polars_err(format!("agent_status_segments {day}")))?;
+                self.st
+                    .write_partition(ds::AGENT_STATUS_SEGMENTS, day, &mut df)?;
+                Ok(segs.len())
+            })();
+            (
+                events.join().unwrap_or_else(|_| {
+                    Err(RunError::Failed(format!(
+                        "agent_status_events {day}: the writer thread panicked"
+                    )))
+                }),
+                segments,
+            )
+        });
+        out.unmatched_labels = events?;
+        out.rows.push((ds::AGENT_STATUS_EVENTS, day, evs.len()));
+        out.rows.push((ds::AGENT_STATUS_SEGMENTS, day, segments?));
         crate::fault_point("curated-written");
-        self.tally.rows(ds::AGENT_STATUS_SEGMENTS, day, n);
         advance_state(&mut prior, &evs);
         *carry = Some((day, prior));
-        Ok(())
+        Ok(out)
+    }
+
+    /// All of a day's curated datasets: agent events and segments on one thread, conversations
+    /// and work sessions on another.
+    fn transform_all(
+        &self,
+        day: NaiveDate,
+        emails: &Emails,
+        inboxes: &[InboxDim],
+        carry: &mut Option<(NaiveDate, StartState)>,
+        conv_carry: &mut Option<(NaiveDate, ConvStates)>,
+    ) -> Result<DayOut, RunError> {
+        let (agents, work) = std::thread::scope(|sc| {
+            let work = sc.spawn(|| -> Result<DayOut, RunError> {
+                let mut out = self.transform_conversations(day, inboxes, conv_carry)?;
+                out.merge(self.transform_work(day, inboxes)?);
+                Ok(out)
+            });
+            let agents = self.transform_agents(day, emails, carry);
+            (
+                agents,
+                work.join().unwrap_or_else(|_| {
+                    Err(RunError::Failed(format!(
+                        "conversations {day}: the transform thread panicked"
+                    )))
+                }),
+            )
+        });
+        let mut out = agents?;
+        out.merge(work?);
+        Ok(out)
     }
 
     fn newest_inboxes(&self) -> Result<Vec<InboxDim>, RunError> {
@@ -666,11 +750,11 @@ impl Run<'_> {
     }
 
     fn transform_conversations(
-        &mut self,
+        &self,
         day: NaiveDate,
         inboxes: &[InboxDim],
         carry: &mut Option<(NaiveDate, ConvStates)>,
-    ) -> Result<(), RunError> {
+    ) -> Result<DayOut, RunError> {
         let evs = raw::read_conversation_events(&self.st, day)?.ok_or_else(|| {
             RunError::Failed(format!(
                 "day {day} has no raw conversation events: run the extract stage for it first"
@@ -696,38 +780,34 @@ impl Run<'_> {
         let mut df =
             wsd::conversations_frame(&rows).map_err(polars_err(format!("conversations {day}")))?;
         self.st.write_partition(wsd::CONVERSATIONS, day, &mut df)?;
-        self.tally.rows(wsd::CONVERSATIONS, day, rows.len());
-        self.count_unknown_inboxes(map);
         *carry = Some((day, state));
-        Ok(())
-    }
-
-    fn count_unknown_inboxes(&mut self, map: InboxMap) {
-        for (id, n) in map.unknown {
-            *self
-                .tally
-                .unmatched_inboxes
-                .entry(format!("unknown inbox id {id}"))
-                .or_default() += n;
-        }
+        Ok(DayOut {
+            rows: vec![(wsd::CONVERSATIONS, day, rows.len())],
+            unknown_inboxes: map.unknown,
+            ..Default::default()
+        })
     }
 
     /// Curated `work_sessions` and `workstream_intervals` of one day from the raw zone.
-    fn transform_work(&mut self, day: NaiveDate, inboxes: &[InboxDim]) -> Result<(), RunError> {
+    fn transform_work(&self, day: NaiveDate, inboxes: &[InboxDim]) -> Result<DayOut, RunError> {
         let ws = raw::read_work_sessions(&self.st, day)?.unwrap_or_default();
         let mut map = InboxMap::new(inboxes, &self.p.workstreams);
         let mut df = wsd::work_sessions_frame(&ws, &mut map)
             .map_err(polars_err(format!("work_sessions {day}")))?;
         self.st.write_partition(wsd::WORK_SESSIONS, day, &mut df)?;
-        self.tally.rows(wsd::WORK_SESSIONS, day, ws.len());
         let rows = wsd::intervals(&ws, &mut map, self.p.interval_minutes);
         let mut df = wsd::intervals_frame(&rows)
             .map_err(polars_err(format!("workstream_intervals {day}")))?;
         self.st
             .write_partition(wsd::WORKSTREAM_INTERVALS, day, &mut df)?;
-        self.tally.rows(wsd::WORKSTREAM_INTERVALS, day, rows.len());
-        self.count_unknown_inboxes(map);
-        Ok(())
+        Ok(DayOut {
+            rows: vec![
+                (wsd::WORK_SESSIONS, day, ws.len()),
+                (wsd::WORKSTREAM_INTERVALS, day, rows.len()),
+            ],
+            unknown_inboxes: map.unknown,
+            ..Default::default()
+        })
     }
 
     /// Pushes users once, then each day's segments, conversations and interval totals, after

@@ -41,27 +41,28 @@ pub fn agent_events_frame(evs: &[AgentEvent]) -> PolarsResult<DataFrame> {
 
 pub fn agent_events_from(df: &DataFrame) -> PolarsResult<Vec<AgentEvent>> {
     let r = FrameReader(df);
-    let ids = r.str("event_id")?;
-    let types = r.str("event_type")?;
-    let agents = r.str("agent_id")?;
-    let occ = r.ts("occurred_at")?;
-    let rec = r.ts("recorded_at")?;
-    let away = r.str("away_reason")?;
-    let active = r.str("active_reason")?;
-    let avail = r.list_str("available_for")?;
-    let source = r.str("source")?;
+    // Columns are moved into the records, not cloned: this runs for every event of every day.
+    let mut ids = r.str("event_id")?.into_iter();
+    let mut types = r.str("event_type")?.into_iter();
+    let mut agents = r.str("agent_id")?.into_iter();
+    let mut occ = r.ts("occurred_at")?.into_iter();
+    let mut rec = r.ts("recorded_at")?.into_iter();
+    let mut away = r.str("away_reason")?.into_iter();
+    let mut active = r.str("active_reason")?.into_iter();
+    let mut avail = r.list_str("available_for")?.into_iter();
+    let mut source = r.str("source")?.into_iter();
     let mut out = Vec::with_capacity(r.height());
-    for i in 0..r.height() {
+    for _ in 0..r.height() {
         out.push(AgentEvent {
-            event_id: ids[i].clone().unwrap_or_default(),
-            event_type: types[i].clone().unwrap_or_default(),
-            agent_id: agents[i].clone().unwrap_or_default(),
-            occurred_at: occ[i].unwrap_or_default(),
-            recorded_at: rec[i].unwrap_or_default(),
-            away_reason: away[i].clone(),
-            active_reason: active[i].clone(),
-            available_for: avail[i].clone(),
-            source: source[i].clone().unwrap_or_default(),
+            event_id: ids.next().flatten().unwrap_or_default(),
+            event_type: types.next().flatten().unwrap_or_default(),
+            agent_id: agents.next().flatten().unwrap_or_default(),
+            occurred_at: occ.next().flatten().unwrap_or_default(),
+            recorded_at: rec.next().flatten().unwrap_or_default(),
+            away_reason: away.next().flatten(),
+            active_reason: active.next().flatten(),
+            available_for: avail.next().flatten(),
+            source: source.next().flatten().unwrap_or_default(),
         });
     }
     Ok(out)
@@ -192,30 +193,28 @@ pub fn conversation_events_frame(evs: &[ConversationEvent]) -> PolarsResult<Data
 
 pub fn conversation_events_from(df: &DataFrame) -> PolarsResult<Vec<ConversationEvent>> {
     let r = FrameReader(df);
-    let (id, t, c, cu, ts, ib, ag, nib, nag, src) = (
-        r.str("event_id")?,
-        r.str("event_type")?,
-        r.str("conversation_id")?,
-        r.str("customer_id")?,
-        r.ts("recorded_at")?,
-        r.str("inbox_id")?,
-        r.str("agent_id")?,
-        r.str("new_inbox_id")?,
-        r.str("new_agent_id")?,
-        r.str("source")?,
-    );
+    let mut id = r.str("event_id")?.into_iter();
+    let mut t = r.str("event_type")?.into_iter();
+    let mut c = r.str("conversation_id")?.into_iter();
+    let mut cu = r.str("customer_id")?.into_iter();
+    let mut ts = r.ts("recorded_at")?.into_iter();
+    let mut ib = r.str("inbox_id")?.into_iter();
+    let mut ag = r.str("agent_id")?.into_iter();
+    let mut nib = r.str("new_inbox_id")?.into_iter();
+    let mut nag = r.str("new_agent_id")?.into_iter();
+    let mut src = r.str("source")?.into_iter();
     Ok((0..r.height())
-        .map(|i| ConversationEvent {
-            event_id: id[i].clone().unwrap_or_default(),
-            event_type: t[i].clone().unwrap_or_default(),
-            conversation_id: c[i].clone().unwrap_or_default(),
-            customer_id: cu[i].clone(),
-            recorded_at: ts[i].unwrap_or_default(),
-            inbox_id: ib[i].clone(),
-            agent_id: ag[i].clone(),
-            new_inbox_id: nib[i].clone(),
-            new_agent_id: nag[i].clone(),
-            source: src[i].clone().unwrap_or_default(),
+        .map(|_| ConversationEvent {
+            event_id: id.next().flatten().unwrap_or_default(),
+            event_type: t.next().flatten().unwrap_or_default(),
+            conversation_id: c.next().flatten().unwrap_or_default(),
+            customer_id: cu.next().flatten(),
+            recorded_at: ts.next().flatten().unwrap_or_default(),
+            inbox_id: ib.next().flatten(),
+            agent_id: ag.next().flatten(),
+            new_inbox_id: nib.next().flatten(),
+            new_agent_id: nag.next().flatten(),
+            source: src.next().flatten().unwrap_or_default(),
         })
         .collect())
 }

@@ -89,7 +89,7 @@ fn report_labels(p: &Pipeline, st: &Storage) {
     for d in &newest {
         if let Ok(Some(evs)) = raw::read_agent_events(st, **d) {
             for e in &evs {
-                *labels.entry(label(e)).or_default() += 1;
+                *labels.entry(label(e).into_owned()).or_default() += 1;
             }
         }
     }

@@ -61,6 +61,9 @@ pub struct LoggedRequest {
     pub query: String,
     pub body: String,
     pub status: u16,
+    /// How long the server took to answer, in milliseconds.
+    #[serde(default)]
+    pub ms: u64,
 }
 
 pub struct GladlySim {
@@ -163,13 +166,14 @@ impl GladlySim {
             .clone()
     }
 
-    fn record(&self, method: &str, path: &str, query: &str, body: &str, status: u16) {
+    fn record(&self, method: &str, path: &str, query: &str, body: &str, status: u16, ms: u64) {
         self.log.lock().unwrap().push(LoggedRequest {
             method: method.into(),
             path: path.into(),
             query: query.into(),
             body: body.into(),
             status,
+            ms,
         });
     }
 }
@@ -220,6 +224,7 @@ fn check_auth(sim: &GladlySim, headers: &HeaderMap) -> Auth {
 }
 
 async fn handle(State(sim): State<Arc<GladlySim>>, req: Request) -> Response {
+    let started = std::time::Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
@@ -234,7 +239,14 @@ async fn handle(State(sim): State<Arc<GladlySim>>, req: Request) -> Response {
     let is_report = path.starts_with("/api/v1/reports");
     let (resp, remaining) = answer(&sim, &method, &path, &query, &headers, &body, is_report).await;
     let status = resp.status().as_u16();
-    sim.record(method.as_str(), &path, &query, &body_text, status);
+    sim.record(
+        method.as_str(),
+        &path,
+        &query,
+        &body_text,
+        status,
+        started.elapsed().as_millis() as u64,
+    );
     let mut resp = resp;
     let h = resp.headers_mut();
     h.insert("Ratelimit-Limit-Second", sim.cfg.rps.into());

@@ -177,6 +177,7 @@ async fn handle(State(sim): State<Arc<WfmSim>>, req: Request) -> Response {
         query,
         body: String::from_utf8_lossy(&body).to_string(),
         status: resp.status().as_u16(),
+        ms: 0,
     });
     resp
 }

@@ -81,13 +81,13 @@ pub fn events_frame(
 ) -> PolarsResult<DataFrame> {
     let mut sorted: Vec<&AgentEvent> = evs.iter().collect();
     sorted.sort_by(|a, b| a.event_id.cmp(&b.event_id));
-    let labels: Vec<String> = sorted.iter().map(|e| label(e)).collect();
+    let labels: Vec<_> = sorted.iter().map(|e| label(e)).collect();
     let tasks: Vec<Option<&str>> = labels
         .iter()
         .map(|l| {
             let t = matcher.task(l);
             if t.is_none() {
-                *unmatched.entry(l.clone()).or_default() += 1;
+                *unmatched.entry(l.to_string()).or_default() += 1;
             }
             t
         })
@@ -119,7 +119,7 @@ pub fn events_frame(
             "available_for",
             sorted.iter().map(|e| e.available_for.as_deref()),
         )
-        .str("label", labels.iter().map(|l| Some(l.as_str())))
+        .str("label", labels.iter().map(|l| Some(l.as_ref())))
         .str("task", tasks.into_iter())
         .str("source", sorted.iter().map(|e| Some(e.source.as_str())))
         .finish()
@@ -131,7 +131,7 @@ pub fn segments_frame(
     emails: &Emails,
     matcher: &mut LabelMatcher,
 ) -> PolarsResult<DataFrame> {
-    let labels: Vec<String> = segs.iter().map(|s| label(s.opened_by)).collect();
+    let labels: Vec<_> = segs.iter().map(|s| label(s.opened_by)).collect();
     let tasks: Vec<Option<&str>> = labels.iter().map(|l| matcher.task(l)).collect();
     FrameBuilder::new(segs.len())
         .str("agent_id", segs.iter().map(|s| Some(s.agent_id)))
@@ -142,7 +142,7 @@ pub fn segments_frame(
         )
         .str("axis", segs.iter().map(|s| Some(s.axis.as_str())))
         .str("state", segs.iter().map(|s| Some(state_of(s.opened_by))))
-        .str("label", labels.iter().map(|l| Some(l.as_str())))
+        .str("label", labels.iter().map(|l| Some(l.as_ref())))
         .str("task", tasks.into_iter())
         .ts("start_at", segs.iter().map(|s| Some(s.start_at)))
         .ts("end_at", segs.iter().map(|s| s.end_at))

@@ -1,28 +1,31 @@
 //! The label of an agent event: the string task patterns are matched against (DESIGN §5).
 
+use std::borrow::Cow;
+
 use crate::model::AgentEvent;
 
-pub fn label(ev: &AgentEvent) -> String {
+/// Borrowed or static where it can be (most labels), so labelling a day allocates little.
+pub fn label(ev: &AgentEvent) -> Cow<'_, str> {
     match ev.event_type.as_str() {
         "AGENT_STATUS/LOGGED_IN" => "LOGGED_IN".into(),
         "AGENT_STATUS/LOGGED_OUT" => "LOGGED_OUT".into(),
         // An idle agent goes away with no reason.
-        "AGENT_STATUS/WENT_AWAY" => ev.away_reason.clone().unwrap_or_else(|| "WENT_AWAY".into()),
+        "AGENT_STATUS/WENT_AWAY" => ev.away_reason.as_deref().unwrap_or("WENT_AWAY").into(),
         "AGENT_STATUS/RETURNED_FROM_AWAY" => "RETURNED_FROM_AWAY".into(),
         "AGENT_STATUS/CHANGED_ACTIVE_REASON" => {
-            format!("ActiveReason:{}", ev.active_reason.as_deref().unwrap_or(""))
+            format!("ActiveReason:{}", ev.active_reason.as_deref().unwrap_or("")).into()
         }
         "AGENT_AVAILABILITY/UPDATED" => match &ev.available_for {
             Some(ch) if !ch.is_empty() => {
-                let mut ch = ch.clone();
-                ch.sort();
-                format!("AvailableFor:{}", ch.join(","))
+                let mut ch: Vec<&str> = ch.iter().map(String::as_str).collect();
+                ch.sort_unstable();
+                format!("AvailableFor:{}", ch.join(",")).into()
             }
             _ => "Unavailable".into(),
         },
         "AGENT_AVAILABILITY/FOCUS_ENTERED" => "FOCUS_ENTERED".into(),
         "AGENT_AVAILABILITY/FOCUS_EXITED" => "FOCUS_EXITED".into(),
-        other => other.to_string(),
+        other => other.into(),
     }
 }
 

@@ -129,13 +129,20 @@ pub fn day_segments<'a>(
 
 /// Carries the state forward past `events` (a day's), dropping what is older than the lookback.
 pub fn advance_state(state: &mut StartState, events: &[AgentEvent]) {
+    // The newest event per agent and axis first, so each is cloned once, not every event.
+    let mut newest: HashMap<(&str, Axis), &AgentEvent> = HashMap::new();
     for ev in events {
         let Some(axis) = Axis::of(ev) else { continue };
-        let key = (ev.agent_id.clone(), axis);
-        match state.get(&key) {
+        let e = newest.entry((ev.agent_id.as_str(), axis)).or_insert(ev);
+        if ev.order_key() > e.order_key() {
+            *e = ev;
+        }
+    }
+    for ((agent, axis), ev) in newest {
+        match state.get(&(agent.to_string(), axis)) {
             Some(cur) if cur.order_key() >= ev.order_key() => {}
             _ => {
-                state.insert(key, ev.clone());
+                state.insert((agent.to_string(), axis), ev.clone());
             }
         }
     }

@@ -100,7 +100,10 @@ pub fn conversations_day(
 ) -> Vec<ConversationRow> {
     let mut rows = Vec::new();
     for (cid, evs) in by_conversation(evs) {
-        let mut st = state.get(cid).cloned().unwrap_or_default();
+        let st = match state.get_mut(cid) {
+            Some(st) => st,
+            None => state.entry(cid.to_string()).or_default(),
+        };
         let mut reopened = 0;
         for e in &evs {
             match e.event_type.as_str() {
@@ -134,7 +137,6 @@ pub fn conversations_day(
             closed_at: if st.closed { st.closed_at } else { None },
             reopened_count: reopened,
         });
-        state.insert(cid.to_string(), st);
     }
     rows
 }
