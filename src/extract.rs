@@ -28,6 +28,14 @@ pub enum ExtractError {
     Answer(String),
 }
 
+/// A day as fetched and decoded, not yet landed.
+pub struct Fetched {
+    pub day: NaiveDate,
+    agents: (Vec<crate::model::AgentEvent>, Vec<SetAside>, &'static str),
+    conversations: (Vec<crate::model::ConversationEvent>, Vec<SetAside>),
+    sessions: (Vec<WorkSession>, Vec<SetAside>),
+}
+
 /// What extracting a day did, for the manifest and for the transform.
 #[derive(Debug, Default)]
 pub struct Extracted {
@@ -58,23 +66,74 @@ impl Extractor {
         time::day_start(self.tz, day) >= self.now - 23 * MS_PER_HOUR
     }
 
-    /// Fetches the day's three streams at once (the reports' in-flight cap still holds), then
-    /// lands them in the raw zone.
-    pub async fn day(&self, day: NaiveDate) -> Result<Extracted, ExtractError> {
+    /// Fetches the day's three streams at once (the reports' in-flight cap still holds).
+    pub async fn fetch(&self, day: NaiveDate) -> Result<Fetched, ExtractError> {
         let (agents, convs, sessions) = tokio::join!(
             self.fetch_agent_events(day),
             self.fetch_conversations(day),
             self.fetch_work_sessions(day)
         );
+        Ok(Fetched {
+            day,
+            agents: agents?,
+            conversations: convs?,
+            sessions: sessions?,
+        })
+    }
+
+    /// Lands a fetched day in the raw zone (CPU and disk; no network).
+    pub fn land(&self, f: Fetched) -> Result<Extracted, ExtractError> {
+        let day = f.day;
         let mut x = Extracted {
             day: Some(day),
             ..Default::default()
         };
-        self.land_agent_events(day, agents?, &mut x)?;
+        self.land_agent_events(day, f.agents, &mut x)?;
         crate::fault_point("raw-written");
-        self.land_conversations(day, convs?, &mut x)?;
-        self.land_work_sessions(sessions?, &mut x)?;
+        self.land_conversations(day, f.conversations, &mut x)?;
+        self.land_work_sessions(f.sessions, &mut x)?;
         Ok(x)
+    }
+
+    /// Extracts `days` in order, fetching up to `ahead` days before the one being landed so
+    /// the reports' in-flight slots stay busy while a day is written; sends each day's result.
+    pub async fn run(
+        self: Arc<Self>,
+        days: Vec<NaiveDate>,
+        ahead: usize,
+        tx: tokio::sync::mpsc::Sender<Result<Extracted, ExtractError>>,
+    ) {
+        let mut pending: std::collections::VecDeque<
+            tokio::task::JoinHandle<Result<Fetched, ExtractError>>,
+        > = Default::default();
+        let mut next = days.into_iter();
+        loop {
+            while pending.len() < ahead.max(1) {
+                let Some(day) = next.next() else { break };
+                let x = self.clone();
+                pending.push_back(tokio::spawn(async move { x.fetch(day).await }));
+            }
+            let Some(h) = pending.pop_front() else { break };
+            let r = match h.await {
+                Ok(Ok(f)) => {
+                    let x = self.clone();
+                    tokio::task::spawn_blocking(move || x.land(f))
+                        .await
+                        .unwrap_or_else(|e| {
+                            Err(ExtractError::Answer(format!("landing a day failed: {e}")))
+                        })
+                }
+                Ok(Err(e)) => Err(e),
+                Err(e) => Err(ExtractError::Answer(format!("fetching a day failed: {e}"))),
+            };
+            let failed = r.is_err();
+            if tx.send(r).await.is_err() || failed {
+                break;
+            }
+        }
+        for h in pending {
+            h.abort();
+        }
     }
 
     async fn fetch_agent_events(

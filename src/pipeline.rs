@@ -481,22 +481,13 @@ impl Run<'_> {
         // stays flat) while this task transforms: the rate limits, not the CPU, pace extraction.
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Extracted, ExtractError>>(2);
         let ahead = self.opts.stages.extract.then(|| {
-            let x = Extractor {
+            let x = Arc::new(Extractor {
                 gladly: self.gladly.clone(),
                 st: self.st.clone(),
                 tz: self.tz,
                 now: self.opts.now,
-            };
-            let days = days.clone();
-            AbortOnDrop(tokio::spawn(async move {
-                for day in days {
-                    let r = x.day(day).await;
-                    let failed = r.is_err();
-                    if tx.send(r).await.is_err() || failed {
-                        break;
-                    }
-                }
-            }))
+            });
+            AbortOnDrop(tokio::spawn(x.run(days.clone(), 2, tx)))
         });
         for (i, &day) in days.iter().enumerate() {
             log::info(format!("day {day} ({}/{})", i + 1, days.len()));
