@@ -14,7 +14,7 @@ use chrono_tz::Tz;
 
 use crate::gladly::{decode, GladlyClient, GladlyError};
 use crate::model::{SetAside, WorkSession, SOURCE_EVENTS_API, SOURCE_REPORT};
-use crate::raw;
+use crate::raw::{self, RawEvents};
 use crate::storage::{Storage, StorageError};
 use crate::time::{self, Ms, MS_PER_HOUR};
 
@@ -88,9 +88,14 @@ impl Extractor {
             day: Some(day),
             ..Default::default()
         };
-        self.land_agent_events(day, f.agents, &mut x)?;
+        let (agent_events, aside, source) = f.agents;
+        x.set_aside.extend(aside);
+        x.source = source;
+        self.land_events(day, source, agent_events, &mut x)?;
         crate::fault_point("raw-written");
-        self.land_conversations(day, f.conversations, &mut x)?;
+        let (conversation_events, aside) = f.conversations;
+        x.set_aside.extend(aside);
+        self.land_events(day, "conversation events", conversation_events, &mut x)?;
         self.land_work_sessions(f.sessions, &mut x)?;
         Ok(x)
     }
@@ -219,70 +224,31 @@ impl Extractor {
         Ok((rows, aside))
     }
 
-    /// Rows recorded outside the day would be another day's: set aside, never silently merged.
-    fn outside(
+    /// Lands a day of events: rows recorded outside the day are set aside (they would be
+    /// another day's), the rest merged by id into the day's raw partition.
+    fn land_events<E: RawEvents>(
+        &self,
+        day: NaiveDate,
         what: &str,
-        day: NaiveDate,
-        ids: impl Iterator<Item = (String, Ms)>,
-    ) -> Vec<SetAside> {
-        ids.map(|(id, t)| SetAside {
-            location: format!("{what} {day}, event {id}"),
-            reason: format!("recorded at {} is outside the day", time::fmt_ts(t)),
-        })
-        .collect()
-    }
-
-    fn land_agent_events(
-        &self,
-        day: NaiveDate,
-        fetched: (Vec<crate::model::AgentEvent>, Vec<SetAside>, &'static str),
+        fresh: Vec<E>,
         x: &mut Extracted,
     ) -> Result<(), ExtractError> {
-        let (fresh, aside, source) = fetched;
         let (start, end) = (time::day_start(self.tz, day), time::day_end(self.tz, day));
-        x.set_aside.extend(aside);
         let (inside, outside): (Vec<_>, Vec<_>) = fresh
             .into_iter()
-            .partition(|e| e.recorded_at >= start && e.recorded_at < end);
-        x.set_aside.extend(Self::outside(
-            source,
-            day,
-            outside.into_iter().map(|e| (e.event_id, e.recorded_at)),
-        ));
-        let old = raw::read_agent_events(&self.st, day)?.unwrap_or_default();
-        let merged = raw::merge_agent_events(old, inside);
-        let mut df = raw::agent_events_frame(&merged)
-            .map_err(frame_err(format!("raw agent events {day}")))?;
-        self.st.write_partition(raw::AGENT_EVENTS, day, &mut df)?;
-        x.source = source;
-        x.rows.push((raw::AGENT_EVENTS, day, merged.len()));
-        Ok(())
-    }
-
-    fn land_conversations(
-        &self,
-        day: NaiveDate,
-        fetched: (Vec<crate::model::ConversationEvent>, Vec<SetAside>),
-        x: &mut Extracted,
-    ) -> Result<(), ExtractError> {
-        let (fresh, aside) = fetched;
-        let (start, end) = (time::day_start(self.tz, day), time::day_end(self.tz, day));
-        x.set_aside.extend(aside);
-        let (inside, outside): (Vec<_>, Vec<_>) = fresh
-            .into_iter()
-            .partition(|e| e.recorded_at >= start && e.recorded_at < end);
-        x.set_aside.extend(Self::outside(
-            "conversation events",
-            day,
-            outside.into_iter().map(|e| (e.event_id, e.recorded_at)),
-        ));
-        let old = raw::read_conversation_events(&self.st, day)?.unwrap_or_default();
-        let merged = raw::merge_conversation_events(old, inside);
-        let mut df = raw::conversation_events_frame(&merged)
-            .map_err(frame_err(format!("raw conversation events {day}")))?;
-        self.st
-            .write_partition(raw::CONVERSATION_EVENTS, day, &mut df)?;
-        x.rows.push((raw::CONVERSATION_EVENTS, day, merged.len()));
+            .partition(|e| e.recorded_at() >= start && e.recorded_at() < end);
+        x.set_aside.extend(outside.iter().map(|e| SetAside {
+            location: format!("{what} {day}, event {}", e.event_id()),
+            reason: format!(
+                "recorded at {} is outside the day",
+                time::fmt_ts(e.recorded_at())
+            ),
+        }));
+        let old = E::read(&self.st, day)?.unwrap_or_default();
+        let merged = raw::merge_by_id(old, inside);
+        let mut df = E::frame(&merged).map_err(frame_err(format!("{} {day}", E::DATASET)))?;
+        self.st.write_partition(E::DATASET, day, &mut df)?;
+        x.rows.push((E::DATASET, day, merged.len()));
         Ok(())
     }
 

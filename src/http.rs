@@ -22,9 +22,12 @@ pub struct SlidingLimiter {
     sent: Mutex<VecDeque<Instant>>,
 }
 
-/// Arrival times at the server differ from send times by the network's jitter; waiting this much
-/// longer than the window keeps the server's count within the limit too.
-const WINDOW_MARGIN: Duration = Duration::from_millis(30);
+/// Arrival times at the server differ from send times by the network's and the server's own
+/// delays; waiting this much longer than the window keeps the server's count within the limit
+/// too: 30 ms on a one-second window, 620 ms on a minute (1% of the window, plus 20 ms).
+fn margin(window: Duration) -> Duration {
+    window / 100 + Duration::from_millis(20)
+}
 
 impl SlidingLimiter {
     pub fn new(limit: u32, window: Duration) -> SlidingLimiter {
@@ -43,7 +46,7 @@ impl SlidingLimiter {
                 let mut sent = self.sent.lock().unwrap();
                 while sent
                     .front()
-                    .is_some_and(|t| now.duration_since(*t) >= self.window + WINDOW_MARGIN)
+                    .is_some_and(|t| now.duration_since(*t) >= self.window + margin(self.window))
                 {
                     sent.pop_front();
                 }
@@ -51,7 +54,7 @@ impl SlidingLimiter {
                     sent.push_back(now);
                     return;
                 }
-                (*sent.front().unwrap() + self.window + WINDOW_MARGIN)
+                (*sent.front().unwrap() + self.window + margin(self.window))
                     .saturating_duration_since(now)
             };
             tokio::time::sleep(wait.max(Duration::from_millis(1))).await;

@@ -2,8 +2,6 @@
 //! (`<root>/raw/<stream>/date=D/part-0.parquet`). Old Events-API data exists nowhere else, so the
 //! raw zone is what every transform re-run reads.
 
-use std::collections::HashMap;
-
 use chrono::NaiveDate;
 use polars::prelude::PolarsResult;
 
@@ -81,17 +79,44 @@ pub fn read_agent_events(
     }
 }
 
-/// Merges a fresh fetch into what the raw zone holds for the day: the union by event id, fresh
-/// rows winning. (Focus events exist only in Events-API windows; a later report must not erase them.)
-pub fn merge_agent_events(old: Vec<AgentEvent>, fresh: Vec<AgentEvent>) -> Vec<AgentEvent> {
-    let mut by_id: HashMap<String, AgentEvent> =
-        old.into_iter().map(|e| (e.event_id.clone(), e)).collect();
-    for e in fresh {
-        by_id.insert(e.event_id.clone(), e);
+/// An event stream landed in the raw zone by day: the agent and the conversation events.
+pub trait RawEvents: Sized {
+    /// The raw dataset, for messages and counts.
+    const DATASET: &'static str;
+    fn event_id(&self) -> &str;
+    fn recorded_at(&self) -> Ms;
+    fn read(st: &Storage, day: NaiveDate) -> Result<Option<Vec<Self>>, StorageError>;
+    fn frame(evs: &[Self]) -> PolarsResult<DataFrame>;
+}
+
+impl RawEvents for AgentEvent {
+    const DATASET: &'static str = AGENT_EVENTS;
+    fn event_id(&self) -> &str {
+        &self.event_id
     }
-    let mut out: Vec<AgentEvent> = by_id.into_values().collect();
-    out.sort_by(|a, b| a.event_id.cmp(&b.event_id));
-    out
+    fn recorded_at(&self) -> Ms {
+        self.recorded_at
+    }
+    fn read(st: &Storage, day: NaiveDate) -> Result<Option<Vec<Self>>, StorageError> {
+        read_agent_events(st, day)
+    }
+    fn frame(evs: &[Self]) -> PolarsResult<DataFrame> {
+        agent_events_frame(evs)
+    }
+}
+
+/// Merges a fresh fetch into what the raw zone holds for the day: the union by event id, fresh
+/// rows winning, sorted by id. (Focus events exist only in Events-API windows; a later report
+/// must not erase them.)
+pub fn merge_by_id<E: RawEvents>(old: Vec<E>, fresh: Vec<E>) -> Vec<E> {
+    let mut by_id: std::collections::BTreeMap<String, E> = old
+        .into_iter()
+        .map(|e| (e.event_id().to_string(), e))
+        .collect();
+    for e in fresh {
+        by_id.insert(e.event_id().to_string(), e);
+    }
+    by_id.into_values().collect()
 }
 
 pub fn agents_frame(agents: &[AgentDim], snapshot_at: Ms) -> PolarsResult<DataFrame> {
@@ -237,19 +262,20 @@ pub fn read_conversation_events(
     }
 }
 
-/// Union by event id, fresh rows winning.
-pub fn merge_conversation_events(
-    old: Vec<ConversationEvent>,
-    fresh: Vec<ConversationEvent>,
-) -> Vec<ConversationEvent> {
-    let mut by_id: HashMap<String, ConversationEvent> =
-        old.into_iter().map(|e| (e.event_id.clone(), e)).collect();
-    for e in fresh {
-        by_id.insert(e.event_id.clone(), e);
+impl RawEvents for ConversationEvent {
+    const DATASET: &'static str = CONVERSATION_EVENTS;
+    fn event_id(&self) -> &str {
+        &self.event_id
     }
-    let mut out: Vec<ConversationEvent> = by_id.into_values().collect();
-    out.sort_by(|a, b| a.event_id.cmp(&b.event_id));
-    out
+    fn recorded_at(&self) -> Ms {
+        self.recorded_at
+    }
+    fn read(st: &Storage, day: NaiveDate) -> Result<Option<Vec<Self>>, StorageError> {
+        read_conversation_events(st, day)
+    }
+    fn frame(evs: &[Self]) -> PolarsResult<DataFrame> {
+        conversation_events_frame(evs)
+    }
 }
 
 /// Work-session columns as delivered (`_sec` → `_seconds`); the curated dataset adds `workstream`.
