@@ -498,6 +498,20 @@ impl Pipeline {
         s
     }
 
+    /// The timezone the schedule fires in: the pipeline's, else the Gladly organisation's as
+    /// remembered by an earlier run, else UTC.
+    pub fn schedule_timezone(&self) -> Tz {
+        self.timezone
+            .or_else(|| {
+                crate::state::PipelineState::load(&self.state_dir())
+                    .ok()?
+                    .org_timezone?
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(chrono_tz::UTC)
+    }
+
     pub fn state_dir(&self) -> PathBuf {
         self.output_root.join("_state").join(&self.name)
     }

@@ -16,7 +16,7 @@ pub async fn schedule(p: &Pipeline) -> i32 {
         );
         return 2;
     };
-    let tz = p.timezone.unwrap_or(chrono_tz::UTC);
+    let tz = p.schedule_timezone();
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
     let mut runs = 0u64;

@@ -103,7 +103,7 @@ pub fn status(p: &Pipeline) -> i32 {
     }
     match (&p.schedule, &p.schedule_expr) {
         (Some(s), Some(expr)) => {
-            let tz = p.timezone.unwrap_or(chrono_tz::UTC);
+            let tz = p.schedule_timezone();
             let next = s
                 .upcoming(tz)
                 .next()
