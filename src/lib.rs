@@ -11,6 +11,7 @@ pub mod gladly;
 pub mod http;
 pub mod load;
 pub mod log;
+pub mod manifest;
 pub mod model;
 pub mod pipeline;
 pub mod raw;

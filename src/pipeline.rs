@@ -1,7 +1,7 @@
 //! One run of a pipeline: plan the days, then extract → raw zone → transform → curated datasets,
 //! day by day, then load (WFM push). Writes state after every step and a manifest at the end.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -13,9 +13,10 @@ use crate::config::Pipeline;
 use crate::extract::{ExtractError, Extracted, Extractor};
 use crate::gladly::{GladlyClient, GladlyError};
 use crate::http::Stats;
-use crate::load::push::{self, PushPlan, PushTotals};
+use crate::load::push::{self, PushPlan};
 use crate::log;
-use crate::model::{AgentDim, InboxDim, SetAside};
+use crate::manifest::{self, DayOut, RunFacts, Tally};
+use crate::model::{AgentDim, InboxDim};
 use crate::raw;
 use crate::state::{LockError, PipelineState, RunLock};
 use crate::storage::{write_atomic, Storage, StorageError};
@@ -134,75 +135,6 @@ fn polars_err(what: String) -> impl FnOnce(polars::prelude::PolarsError) -> RunE
     move |e| RunError::Failed(format!("{what}: {e}"))
 }
 
-/// What transforming a day produced, merged into the run's tally by the run's task.
-#[derive(Default)]
-struct DayOut {
-    rows: Vec<(&'static str, NaiveDate, usize)>,
-    unmatched_labels: Unmatched,
-    unknown_inboxes: BTreeMap<String, u64>,
-}
-
-impl DayOut {
-    fn merge(&mut self, other: DayOut) {
-        self.rows.extend(other.rows);
-        for (k, n) in other.unmatched_labels {
-            *self.unmatched_labels.entry(k).or_default() += n;
-        }
-        for (k, n) in other.unknown_inboxes {
-            *self.unknown_inboxes.entry(k).or_default() += n;
-        }
-    }
-}
-
-/// Counts for the manifest, gathered as the run goes.
-#[derive(Default)]
-struct Tally {
-    rows: BTreeMap<String, BTreeMap<String, usize>>,
-    unmatched_labels: Unmatched,
-    unmatched_inboxes: BTreeMap<String, u64>,
-    set_aside: Vec<SetAside>,
-    set_aside_count: usize,
-    sources: BTreeMap<String, String>,
-    stage_ms: BTreeMap<String, u128>,
-    wfm: BTreeMap<String, PushTotals>,
-    days_done: Vec<String>,
-}
-
-impl Tally {
-    fn rows(&mut self, dataset: &str, day: NaiveDate, n: usize) {
-        self.rows
-            .entry(dataset.into())
-            .or_default()
-            .insert(day.to_string(), n);
-    }
-    fn aside(&mut self, items: Vec<SetAside>) {
-        self.set_aside_count += items.len();
-        for i in items {
-            log::warn(format!("set aside: {}: {}", i.location, i.reason));
-            if self.set_aside.len() < 1000 {
-                self.set_aside.push(i);
-            }
-        }
-    }
-    fn merge(&mut self, out: DayOut) {
-        for (d, day, n) in out.rows {
-            self.rows(d, day, n);
-        }
-        for (k, n) in out.unmatched_labels {
-            *self.unmatched_labels.entry(k).or_default() += n;
-        }
-        for (id, n) in out.unknown_inboxes {
-            *self
-                .unmatched_inboxes
-                .entry(format!("unknown inbox id {id}"))
-                .or_default() += n;
-        }
-    }
-    fn time(&mut self, stage: &str, t: Instant) {
-        *self.stage_ms.entry(stage.into()).or_default() += t.elapsed().as_millis();
-    }
-}
-
 struct Run<'a> {
     p: &'a Pipeline,
     opts: &'a RunOptions,
@@ -281,39 +213,20 @@ pub async fn run(p: &Pipeline, opts: &RunOptions) -> RunOutcome {
         },
         Err(e) => (e.code(), "failed", Some(e.to_string())),
     };
-    let t = &r.tally;
-    let wfm_json = serde_json::to_value(&t.wfm).unwrap_or_default();
-    let manifest = json!({
-        "run_id": run_id,
-        "pipeline": p.name,
-        "description": p.description,
-        "pipeline_file": p.file.display().to_string(),
-        "trigger": opts.trigger,
-        "started_at": time::fmt_ts(started),
-        "finished_at": time::fmt_ts(time::now_ms()),
-        "clock": time::fmt_ts(opts.now),
-        "timezone": r.tz.name(),
-        "window": {
-            "from": r.window.first().map(|d| d.to_string()),
-            "to": r.window.last().map(|d| d.to_string()),
-            "days": r.window.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
-            "explicit": opts.from.is_some(),
-        },
-        "stages": {"extract": opts.stages.extract, "transform": opts.stages.transform, "load": opts.stages.load},
-        "dry_run": opts.dry_run,
-        "days_completed": t.days_done,
-        "agent_event_sources": t.sources,
-        "stage_ms": t.stage_ms,
-        "requests": {"gladly": gstats.snapshot(), "wfm": wstats.snapshot()},
-        "rows": t.rows,
-        "unmatched_labels": t.unmatched_labels,
-        "unmatched_inboxes": t.unmatched_inboxes,
-        "set_aside": {"count": t.set_aside_count, "items": t.set_aside},
-        "wfm": wfm_json,
-        "outcome": outcome,
-        "exit_code": code,
-        "error": error,
-    });
+    let facts = RunFacts {
+        run_id: &run_id,
+        pipeline: p,
+        opts,
+        started,
+        tz: r.tz,
+        window: &r.window,
+        requests: json!({"gladly": gstats.snapshot(), "wfm": wstats.snapshot()}),
+        outcome,
+        exit_code: code,
+        error: error.clone(),
+        elapsed_s: t0.elapsed().as_secs_f64(),
+    };
+    let manifest = manifest::manifest(&r.tally, &facts);
     let manifest_path = p.runs_dir().join(format!("{run_id}.json"));
     let text = log::redact(&serde_json::to_string_pretty(&manifest).unwrap_or_default());
     let manifest_path = match write_atomic(&manifest_path, text.as_bytes()) {
@@ -323,34 +236,7 @@ pub async fn run(p: &Pipeline, opts: &RunOptions) -> RunOutcome {
             None
         }
     };
-    let rows = |d: &str| {
-        t.rows
-            .get(d)
-            .map(|m| m.values().sum::<usize>())
-            .unwrap_or(0)
-    };
-    let w = |f: fn(&PushTotals) -> u64| t.wfm.values().map(f).sum::<u64>();
-    let summary = log::redact(&format!(
-        "gladly-wfm {}: {} — {} day(s){}; events {}, segments {}; unmatched labels {}; set aside {}; wfm inserted {} updated {} duplicate {} rejected {}; {:.1}s{}{}",
-        p.name,
-        outcome,
-        t.days_done.len(),
-        match (r.window.first(), r.window.last()) {
-            (Some(a), Some(b)) => format!(" ({a}..{b})"),
-            _ => String::new(),
-        },
-        rows(ds::AGENT_STATUS_EVENTS),
-        rows(ds::AGENT_STATUS_SEGMENTS),
-        t.unmatched_labels.len(),
-        t.set_aside_count,
-        w(|x| x.inserted),
-        w(|x| x.updated),
-        w(|x| x.duplicate),
-        w(|x| x.rejected),
-        t0.elapsed().as_secs_f64(),
-        manifest_path.as_ref().map(|m| format!("; manifest {}", m.display())).unwrap_or_default(),
-        error.as_ref().map(|e| format!("; error: {e}")).unwrap_or_default(),
-    ));
+    let summary = manifest::summary(&r.tally, &facts, manifest_path.as_deref());
     RunOutcome {
         exit_code: code,
         summary,

@@ -1,0 +1,169 @@
+//! The run manifest (`<root>/_runs/<pipeline>/<run-id>.json`) and the one-line summary: the
+//! counts a run gathers as it goes, and how they are reported.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Instant;
+
+use chrono::NaiveDate;
+use chrono_tz::Tz;
+use serde_json::{json, Value};
+
+use crate::config::Pipeline;
+use crate::load::push::PushTotals;
+use crate::log;
+use crate::model::SetAside;
+use crate::pipeline::RunOptions;
+use crate::time::{self, Ms};
+use crate::transform::datasets::{self as ds, Unmatched};
+
+/// What transforming a day produced, merged into the run's tally by the run's task.
+#[derive(Default)]
+pub struct DayOut {
+    pub rows: Vec<(&'static str, NaiveDate, usize)>,
+    pub unmatched_labels: Unmatched,
+    pub unknown_inboxes: BTreeMap<String, u64>,
+}
+
+impl DayOut {
+    pub fn merge(&mut self, other: DayOut) {
+        self.rows.extend(other.rows);
+        for (k, n) in other.unmatched_labels {
+            *self.unmatched_labels.entry(k).or_default() += n;
+        }
+        for (k, n) in other.unknown_inboxes {
+            *self.unknown_inboxes.entry(k).or_default() += n;
+        }
+    }
+}
+
+/// Counts for the manifest, gathered as the run goes.
+#[derive(Default)]
+pub struct Tally {
+    pub rows: BTreeMap<String, BTreeMap<String, usize>>,
+    pub unmatched_labels: Unmatched,
+    pub unmatched_inboxes: BTreeMap<String, u64>,
+    pub set_aside: Vec<SetAside>,
+    pub set_aside_count: usize,
+    pub sources: BTreeMap<String, String>,
+    pub stage_ms: BTreeMap<String, u128>,
+    pub wfm: BTreeMap<String, PushTotals>,
+    pub days_done: Vec<String>,
+}
+
+impl Tally {
+    pub fn rows(&mut self, dataset: &str, day: NaiveDate, n: usize) {
+        self.rows
+            .entry(dataset.into())
+            .or_default()
+            .insert(day.to_string(), n);
+    }
+    pub fn aside(&mut self, items: Vec<SetAside>) {
+        self.set_aside_count += items.len();
+        for i in items {
+            log::warn(format!("set aside: {}: {}", i.location, i.reason));
+            if self.set_aside.len() < 1000 {
+                self.set_aside.push(i);
+            }
+        }
+    }
+    pub fn merge(&mut self, out: DayOut) {
+        for (d, day, n) in out.rows {
+            self.rows(d, day, n);
+        }
+        for (k, n) in out.unmatched_labels {
+            *self.unmatched_labels.entry(k).or_default() += n;
+        }
+        for (id, n) in out.unknown_inboxes {
+            *self
+                .unmatched_inboxes
+                .entry(format!("unknown inbox id {id}"))
+                .or_default() += n;
+        }
+    }
+    pub fn time(&mut self, stage: &str, t: Instant) {
+        *self.stage_ms.entry(stage.into()).or_default() += t.elapsed().as_millis();
+    }
+}
+
+/// What the manifest says of the run besides its counts.
+pub struct RunFacts<'a> {
+    pub run_id: &'a str,
+    pub pipeline: &'a Pipeline,
+    pub opts: &'a RunOptions,
+    pub started: Ms,
+    pub tz: Tz,
+    pub window: &'a [NaiveDate],
+    pub requests: Value,
+    pub outcome: &'a str,
+    pub exit_code: i32,
+    pub error: Option<String>,
+    pub elapsed_s: f64,
+}
+
+pub fn manifest(t: &Tally, f: &RunFacts) -> Value {
+    let (p, opts) = (f.pipeline, f.opts);
+    json!({
+        "run_id": f.run_id,
+        "pipeline": p.name,
+        "description": p.description,
+        "pipeline_file": p.file.display().to_string(),
+        "trigger": opts.trigger,
+        "started_at": time::fmt_ts(f.started),
+        "finished_at": time::fmt_ts(time::now_ms()),
+        "clock": time::fmt_ts(opts.now),
+        "timezone": f.tz.name(),
+        "window": {
+            "from": f.window.first().map(|d| d.to_string()),
+            "to": f.window.last().map(|d| d.to_string()),
+            "days": f.window.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
+            "explicit": opts.from.is_some(),
+        },
+        "stages": {"extract": opts.stages.extract, "transform": opts.stages.transform, "load": opts.stages.load},
+        "dry_run": opts.dry_run,
+        "days_completed": t.days_done,
+        "agent_event_sources": t.sources,
+        "stage_ms": t.stage_ms,
+        "requests": f.requests,
+        "rows": t.rows,
+        "unmatched_labels": t.unmatched_labels,
+        "unmatched_inboxes": t.unmatched_inboxes,
+        "set_aside": {"count": t.set_aside_count, "items": t.set_aside},
+        "wfm": serde_json::to_value(&t.wfm).unwrap_or_default(),
+        "outcome": f.outcome,
+        "exit_code": f.exit_code,
+        "error": f.error,
+    })
+}
+
+/// The one line a run prints last.
+pub fn summary(t: &Tally, f: &RunFacts, manifest_path: Option<&Path>) -> String {
+    let rows = |d: &str| {
+        t.rows
+            .get(d)
+            .map(|m| m.values().sum::<usize>())
+            .unwrap_or(0)
+    };
+    let w = |g: fn(&PushTotals) -> u64| t.wfm.values().map(g).sum::<u64>();
+    log::redact(&format!(
+        "gladly-wfm {}: {} — {} day(s){}; events {}, segments {}; unmatched labels {}; set aside {}; wfm inserted {} updated {} duplicate {} rejected {}; {:.1}s{}{}",
+        f.pipeline.name,
+        f.outcome,
+        t.days_done.len(),
+        match (f.window.first(), f.window.last()) {
+            (Some(a), Some(b)) => format!(" ({a}..{b})"),
+            _ => String::new(),
+        },
+        rows(ds::AGENT_STATUS_EVENTS),
+        rows(ds::AGENT_STATUS_SEGMENTS),
+        t.unmatched_labels.len(),
+        t.set_aside_count,
+        w(|x| x.inserted),
+        w(|x| x.updated),
+        w(|x| x.duplicate),
+        w(|x| x.rejected),
+        f.elapsed_s,
+        manifest_path.map(|m| format!("; manifest {}", m.display())).unwrap_or_default(),
+        f.error.as_ref().map(|e| format!("; error: {e}")).unwrap_or_default(),
+    ))
+}
