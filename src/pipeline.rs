@@ -15,16 +15,16 @@ use crate::gladly::{GladlyClient, GladlyError};
 use crate::http::Stats;
 use crate::load::push::{self, PushPlan};
 use crate::log;
-use crate::manifest::{self, DayOut, RunFacts, Tally};
+use crate::manifest::{self, RunFacts, Tally};
 use crate::model::{AgentDim, InboxDim};
 use crate::raw;
 use crate::state::{LockError, PipelineState, RunLock};
 use crate::storage::{write_atomic, Storage, StorageError};
 use crate::time::{self, Ms};
-use crate::transform::datasets::{self as ds, Emails, Unmatched};
-use crate::transform::rules::LabelMatcher;
-use crate::transform::segments::{advance_state, day_segments, StartState};
-use crate::transform::workstreams::{self as wsd, ConvStates, InboxMap};
+use crate::transform::datasets::{self as ds, Emails};
+use crate::transform::segments::StartState;
+use crate::transform::stage::{TransformError, Transformer};
+use crate::transform::workstreams::{self as wsd, ConvStates};
 use crate::wfm::{WfmClient, WfmError};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -121,6 +121,15 @@ impl From<ExtractError> for RunError {
             ExtractError::Gladly(g) => g.into(),
             ExtractError::Storage(s) => s.into(),
             ExtractError::Answer(a) => RunError::Failed(a),
+        }
+    }
+}
+
+impl From<TransformError> for RunError {
+    fn from(e: TransformError) -> Self {
+        match e {
+            TransformError::Storage(s) => s.into(),
+            TransformError::Failed(f) => RunError::Failed(f),
         }
     }
 }
@@ -399,8 +408,9 @@ impl Run<'_> {
             if self.opts.stages.transform {
                 log::progress(i, days.len(), &format!("{day}: transform"));
                 let t = Instant::now();
+                let tf = self.transformer();
                 let out = tokio::task::block_in_place(|| {
-                    self.transform_all(day, &emails, &inboxes, &mut carry, &mut conv_carry)
+                    tf.transform_all(day, &emails, &inboxes, &mut carry, &mut conv_carry)
                 })?;
                 self.tally.merge(out);
                 dirty.remove(&day);
@@ -418,7 +428,7 @@ impl Run<'_> {
             // Sessions that ended after their day was done: count them where they belong.
             for day in std::mem::take(&mut dirty) {
                 log::info(format!("work sessions of {day} changed: redoing its work_sessions and workstream_intervals"));
-                let out = self.transform_work(day, &inboxes)?;
+                let out = self.transformer().transform_work(day, &inboxes)?;
                 self.tally.merge(out);
                 work_days.insert(day);
             }
@@ -515,106 +525,13 @@ impl Run<'_> {
         Ok(())
     }
 
-    fn start_state(&self, day: NaiveDate) -> Result<StartState, RunError> {
-        let mut st = StartState::new();
-        for k in (1..=self.p.lookback_days as i64).rev() {
-            if let Some(evs) = raw::read_agent_events(&self.st, day - Duration::days(k))? {
-                advance_state(&mut st, &evs);
-            }
+    fn transformer(&self) -> Transformer<'_> {
+        Transformer {
+            p: self.p,
+            st: &self.st,
+            tz: self.tz,
+            now: self.opts.now,
         }
-        Ok(st)
-    }
-
-    /// `agent_status_events` and `agent_status_segments` of one day; the two are built and
-    /// written on two threads.
-    fn transform_agents(
-        &self,
-        day: NaiveDate,
-        emails: &Emails,
-        carry: &mut Option<(NaiveDate, StartState)>,
-    ) -> Result<DayOut, RunError> {
-        let tz = self.tz;
-        let evs = raw::read_agent_events(&self.st, day)?.ok_or_else(|| {
-            RunError::Failed(format!(
-                "day {day} has no raw agent events: run the extract stage for it first"
-            ))
-        })?;
-        let mut prior = match carry.take() {
-            Some((d, s)) if d + Duration::days(1) == day => s,
-            _ => self.start_state(day)?,
-        };
-        // Only the last `lookback_days` calendar days count as the state at the start of a day.
-        let oldest = day - Duration::days(self.p.lookback_days as i64);
-        prior.retain(|_, e| time::day_of(tz, e.recorded_at) >= oldest);
-        let (start, end) = (time::day_start(tz, day), time::day_end(tz, day));
-        let complete = end <= self.opts.now;
-        let mut out = DayOut::default();
-        let (events, segments) = std::thread::scope(|sc| {
-            let events = sc.spawn(|| -> Result<Unmatched, RunError> {
-                let mut matcher = LabelMatcher::new(&self.p.tasks);
-                let mut unmatched = Unmatched::new();
-                let mut df = ds::events_frame(&evs, emails, &mut matcher, &mut unmatched)
-                    .map_err(polars_err(format!("agent_status_events {day}")))?;
-                self.st
-                    .write_partition(ds::AGENT_STATUS_EVENTS, day, &mut df)?;
-                Ok(unmatched)
-            });
-            let segments = (|| -> Result<usize, RunError> {
-                let segs = day_segments(start, end, complete, &evs, &prior);
-                let mut matcher = LabelMatcher::new(&self.p.tasks);
-                let mut df = ds::segments_frame(&segs, emails, &mut matcher)
-                    .map_err(polars_err(format!("agent_status_segments {day}")))?;
-                self.st
-                    .write_partition(ds::AGENT_STATUS_SEGMENTS, day, &mut df)?;
-                Ok(segs.len())
-            })();
-            (
-                events.join().unwrap_or_else(|_| {
-                    Err(RunError::Failed(format!(
-                        "agent_status_events {day}: the writer thread panicked"
-                    )))
-                }),
-                segments,
-            )
-        });
-        out.unmatched_labels = events?;
-        out.rows.push((ds::AGENT_STATUS_EVENTS, day, evs.len()));
-        out.rows.push((ds::AGENT_STATUS_SEGMENTS, day, segments?));
-        crate::fault_point("curated-written");
-        advance_state(&mut prior, &evs);
-        *carry = Some((day, prior));
-        Ok(out)
-    }
-
-    /// All of a day's curated datasets: agent events and segments on one thread, conversations
-    /// and work sessions on another.
-    fn transform_all(
-        &self,
-        day: NaiveDate,
-        emails: &Emails,
-        inboxes: &[InboxDim],
-        carry: &mut Option<(NaiveDate, StartState)>,
-        conv_carry: &mut Option<(NaiveDate, ConvStates)>,
-    ) -> Result<DayOut, RunError> {
-        let (agents, work) = std::thread::scope(|sc| {
-            let work = sc.spawn(|| -> Result<DayOut, RunError> {
-                let mut out = self.transform_conversations(day, inboxes, conv_carry)?;
-                out.merge(self.transform_work(day, inboxes)?);
-                Ok(out)
-            });
-            let agents = self.transform_agents(day, emails, carry);
-            (
-                agents,
-                work.join().unwrap_or_else(|_| {
-                    Err(RunError::Failed(format!(
-                        "conversations {day}: the transform thread panicked"
-                    )))
-                }),
-            )
-        });
-        let mut out = agents?;
-        out.merge(work?);
-        Ok(out)
     }
 
     fn newest_inboxes(&self) -> Result<Vec<InboxDim>, RunError> {
@@ -624,67 +541,6 @@ impl Run<'_> {
                 .map_err(polars_err("inboxes snapshot".into()))?
                 .0),
         }
-    }
-
-    fn transform_conversations(
-        &self,
-        day: NaiveDate,
-        inboxes: &[InboxDim],
-        carry: &mut Option<(NaiveDate, ConvStates)>,
-    ) -> Result<DayOut, RunError> {
-        let evs = raw::read_conversation_events(&self.st, day)?.ok_or_else(|| {
-            RunError::Failed(format!(
-                "day {day} has no raw conversation events: run the extract stage for it first"
-            ))
-        })?;
-        let mut state = match carry.take() {
-            Some((d, s)) if d + Duration::days(1) == day => s,
-            _ => {
-                let mut s = ConvStates::new();
-                for k in (1..=self.p.lookback_days as i64).rev() {
-                    let d = day - Duration::days(k);
-                    if let Some(e) = raw::read_conversation_events(&self.st, d)? {
-                        wsd::advance_states(&mut s, d, &e);
-                    }
-                }
-                s
-            }
-        };
-        let oldest = day - Duration::days(self.p.lookback_days as i64);
-        state.retain(|_, s| s.last_day.is_some_and(|d| d >= oldest));
-        let mut map = InboxMap::new(inboxes, &self.p.workstreams);
-        let rows = wsd::conversations_day(day, &evs, &mut state, &mut map);
-        let mut df =
-            wsd::conversations_frame(&rows).map_err(polars_err(format!("conversations {day}")))?;
-        self.st.write_partition(wsd::CONVERSATIONS, day, &mut df)?;
-        *carry = Some((day, state));
-        Ok(DayOut {
-            rows: vec![(wsd::CONVERSATIONS, day, rows.len())],
-            unknown_inboxes: map.unknown,
-            ..Default::default()
-        })
-    }
-
-    /// Curated `work_sessions` and `workstream_intervals` of one day from the raw zone.
-    fn transform_work(&self, day: NaiveDate, inboxes: &[InboxDim]) -> Result<DayOut, RunError> {
-        let ws = raw::read_work_sessions(&self.st, day)?.unwrap_or_default();
-        let mut map = InboxMap::new(inboxes, &self.p.workstreams);
-        let mut df = wsd::work_sessions_frame(&ws, &mut map)
-            .map_err(polars_err(format!("work_sessions {day}")))?;
-        self.st.write_partition(wsd::WORK_SESSIONS, day, &mut df)?;
-        let rows = wsd::intervals(&ws, &mut map, self.p.interval_minutes);
-        let mut df = wsd::intervals_frame(&rows)
-            .map_err(polars_err(format!("workstream_intervals {day}")))?;
-        self.st
-            .write_partition(wsd::WORKSTREAM_INTERVALS, day, &mut df)?;
-        Ok(DayOut {
-            rows: vec![
-                (wsd::WORK_SESSIONS, day, ws.len()),
-                (wsd::WORKSTREAM_INTERVALS, day, rows.len()),
-            ],
-            unknown_inboxes: map.unknown,
-            ..Default::default()
-        })
     }
 
     /// Pushes users once, then each day's segments, conversations and interval totals, after

@@ -5,4 +5,5 @@ pub mod datasets;
 pub mod labels;
 pub mod rules;
 pub mod segments;
+pub mod stage;
 pub mod workstreams;

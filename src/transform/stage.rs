@@ -1,0 +1,206 @@
+//! The transform stage: one business day's curated datasets from the raw zone. A pure function
+//! of the raw zone and the pipeline file; the run carries each stream's state from one day to
+//! the next (and rebuilds it from the look-back days when it starts).
+
+use chrono::{Duration, NaiveDate};
+use chrono_tz::Tz;
+
+use super::datasets::{self as ds, Emails, Unmatched};
+use super::rules::LabelMatcher;
+use super::segments::{advance_state, day_segments, StartState};
+use super::workstreams::{self as wsd, ConvStates, InboxMap};
+use crate::config::Pipeline;
+use crate::manifest::DayOut;
+use crate::model::InboxDim;
+use crate::raw;
+use crate::storage::{Storage, StorageError};
+use crate::time::{self, Ms};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransformError {
+    #[error("{0}")]
+    Storage(#[from] StorageError),
+    #[error("{0}")]
+    Failed(String),
+}
+
+fn frame_err(what: String) -> impl FnOnce(polars::prelude::PolarsError) -> TransformError {
+    move |e| TransformError::Failed(format!("{what}: {e}"))
+}
+
+pub struct Transformer<'a> {
+    pub p: &'a Pipeline,
+    pub st: &'a Storage,
+    pub tz: Tz,
+    /// Days that end after this are incomplete: their open segments keep a null end.
+    pub now: Ms,
+}
+
+impl Transformer<'_> {
+    fn start_state(&self, day: NaiveDate) -> Result<StartState, TransformError> {
+        let mut st = StartState::new();
+        for k in (1..=self.p.lookback_days as i64).rev() {
+            if let Some(evs) = raw::read_agent_events(self.st, day - Duration::days(k))? {
+                advance_state(&mut st, &evs);
+            }
+        }
+        Ok(st)
+    }
+
+    /// `agent_status_events` and `agent_status_segments` of one day; the two are built and
+    /// written on two threads.
+    pub fn transform_agents(
+        &self,
+        day: NaiveDate,
+        emails: &Emails,
+        carry: &mut Option<(NaiveDate, StartState)>,
+    ) -> Result<DayOut, TransformError> {
+        let tz = self.tz;
+        let evs = raw::read_agent_events(self.st, day)?.ok_or_else(|| {
+            TransformError::Failed(format!(
+                "day {day} has no raw agent events: run the extract stage for it first"
+            ))
+        })?;
+        let mut prior = match carry.take() {
+            Some((d, s)) if d + Duration::days(1) == day => s,
+            _ => self.start_state(day)?,
+        };
+        // Only the last `lookback_days` calendar days count as the state at the start of a day.
+        let oldest = day - Duration::days(self.p.lookback_days as i64);
+        prior.retain(|_, e| time::day_of(tz, e.recorded_at) >= oldest);
+        let (start, end) = (time::day_start(tz, day), time::day_end(tz, day));
+        let complete = end <= self.now;
+        let mut out = DayOut::default();
+        let (events, segments) = std::thread::scope(|sc| {
+            let events = sc.spawn(|| -> Result<Unmatched, TransformError> {
+                let mut matcher = LabelMatcher::new(&self.p.tasks);
+                let mut unmatched = Unmatched::new();
+                let mut df = ds::events_frame(&evs, emails, &mut matcher, &mut unmatched)
+                    .map_err(frame_err(format!("agent_status_events {day}")))?;
+                self.st
+                    .write_partition(ds::AGENT_STATUS_EVENTS, day, &mut df)?;
+                Ok(unmatched)
+            });
+            let segments = (|| -> Result<usize, TransformError> {
+                let segs = day_segments(start, end, complete, &evs, &prior);
+                let mut matcher = LabelMatcher::new(&self.p.tasks);
+                let mut df = ds::segments_frame(&segs, emails, &mut matcher)
+                    .map_err(frame_err(format!("agent_status_segments {day}")))?;
+                self.st
+                    .write_partition(ds::AGENT_STATUS_SEGMENTS, day, &mut df)?;
+                Ok(segs.len())
+            })();
+            (
+                events.join().unwrap_or_else(|_| {
+                    Err(TransformError::Failed(format!(
+                        "agent_status_events {day}: the writer thread panicked"
+                    )))
+                }),
+                segments,
+            )
+        });
+        out.unmatched_labels = events?;
+        out.rows.push((ds::AGENT_STATUS_EVENTS, day, evs.len()));
+        out.rows.push((ds::AGENT_STATUS_SEGMENTS, day, segments?));
+        crate::fault_point("curated-written");
+        advance_state(&mut prior, &evs);
+        *carry = Some((day, prior));
+        Ok(out)
+    }
+
+    /// All of a day's curated datasets: agent events and segments on one thread, conversations
+    /// and work sessions on another.
+    pub fn transform_all(
+        &self,
+        day: NaiveDate,
+        emails: &Emails,
+        inboxes: &[InboxDim],
+        carry: &mut Option<(NaiveDate, StartState)>,
+        conv_carry: &mut Option<(NaiveDate, ConvStates)>,
+    ) -> Result<DayOut, TransformError> {
+        let (agents, work) = std::thread::scope(|sc| {
+            let work = sc.spawn(|| -> Result<DayOut, TransformError> {
+                let mut out = self.transform_conversations(day, inboxes, conv_carry)?;
+                out.merge(self.transform_work(day, inboxes)?);
+                Ok(out)
+            });
+            let agents = self.transform_agents(day, emails, carry);
+            (
+                agents,
+                work.join().unwrap_or_else(|_| {
+                    Err(TransformError::Failed(format!(
+                        "conversations {day}: the transform thread panicked"
+                    )))
+                }),
+            )
+        });
+        let mut out = agents?;
+        out.merge(work?);
+        Ok(out)
+    }
+
+    pub fn transform_conversations(
+        &self,
+        day: NaiveDate,
+        inboxes: &[InboxDim],
+        carry: &mut Option<(NaiveDate, ConvStates)>,
+    ) -> Result<DayOut, TransformError> {
+        let evs = raw::read_conversation_events(self.st, day)?.ok_or_else(|| {
+            TransformError::Failed(format!(
+                "day {day} has no raw conversation events: run the extract stage for it first"
+            ))
+        })?;
+        let mut state = match carry.take() {
+            Some((d, s)) if d + Duration::days(1) == day => s,
+            _ => {
+                let mut s = ConvStates::new();
+                for k in (1..=self.p.lookback_days as i64).rev() {
+                    let d = day - Duration::days(k);
+                    if let Some(e) = raw::read_conversation_events(self.st, d)? {
+                        wsd::advance_states(&mut s, d, &e);
+                    }
+                }
+                s
+            }
+        };
+        let oldest = day - Duration::days(self.p.lookback_days as i64);
+        state.retain(|_, s| s.last_day.is_some_and(|d| d >= oldest));
+        let mut map = InboxMap::new(inboxes, &self.p.workstreams);
+        let rows = wsd::conversations_day(day, &evs, &mut state, &mut map);
+        let mut df =
+            wsd::conversations_frame(&rows).map_err(frame_err(format!("conversations {day}")))?;
+        self.st.write_partition(wsd::CONVERSATIONS, day, &mut df)?;
+        *carry = Some((day, state));
+        Ok(DayOut {
+            rows: vec![(wsd::CONVERSATIONS, day, rows.len())],
+            unknown_inboxes: map.unknown,
+            ..Default::default()
+        })
+    }
+
+    /// Curated `work_sessions` and `workstream_intervals` of one day from the raw zone.
+    pub fn transform_work(
+        &self,
+        day: NaiveDate,
+        inboxes: &[InboxDim],
+    ) -> Result<DayOut, TransformError> {
+        let ws = raw::read_work_sessions(self.st, day)?.unwrap_or_default();
+        let mut map = InboxMap::new(inboxes, &self.p.workstreams);
+        let mut df = wsd::work_sessions_frame(&ws, &mut map)
+            .map_err(frame_err(format!("work_sessions {day}")))?;
+        self.st.write_partition(wsd::WORK_SESSIONS, day, &mut df)?;
+        let rows = wsd::intervals(&ws, &mut map, self.p.interval_minutes);
+        let mut df = wsd::intervals_frame(&rows)
+            .map_err(frame_err(format!("workstream_intervals {day}")))?;
+        self.st
+            .write_partition(wsd::WORKSTREAM_INTERVALS, day, &mut df)?;
+        Ok(DayOut {
+            rows: vec![
+                (wsd::WORK_SESSIONS, day, ws.len()),
+                (wsd::WORKSTREAM_INTERVALS, day, rows.len()),
+            ],
+            unknown_inboxes: map.unknown,
+            ..Default::default()
+        })
+    }
+}
