@@ -39,7 +39,6 @@ pub struct Fetched {
 /// What extracting a day did, for the manifest and for the transform.
 #[derive(Debug, Default)]
 pub struct Extracted {
-    pub day: Option<NaiveDate>,
     /// Which API served the day's events.
     pub source: &'static str,
     pub set_aside: Vec<SetAside>,
@@ -84,10 +83,7 @@ impl Extractor {
     /// Lands a fetched day in the raw zone (CPU and disk; no network).
     pub fn land(&self, f: Fetched) -> Result<Extracted, ExtractError> {
         let day = f.day;
-        let mut x = Extracted {
-            day: Some(day),
-            ..Default::default()
-        };
+        let mut x = Extracted::default();
         let (agent_events, aside, source) = f.agents;
         x.set_aside.extend(aside);
         x.source = source;

@@ -74,7 +74,6 @@ pub struct GladlySim {
     reports_in_flight: AtomicUsize,
     faults: FaultInjector,
     log: Mutex<Vec<LoggedRequest>>,
-    pub events_served: AtomicUsize,
 }
 
 impl GladlySim {
@@ -86,7 +85,6 @@ impl GladlySim {
             faults: FaultInjector::new(cfg.faults.clone(), cfg.world.seed),
             per_method: Mutex::new(Default::default()),
             log: Mutex::new(Vec::new()),
-            events_served: AtomicUsize::new(0),
             cfg,
         })
     }
@@ -551,7 +549,6 @@ fn events(sim: &GladlySim, query: &str) -> Response {
         );
     }
     let evs = sim.world.events_between(start, end, &entities);
-    sim.events_served.fetch_add(evs.len(), Ordering::Relaxed);
     let mut out = String::with_capacity(evs.len() * 300);
     let malformed = sim.world.cfg.quirks.malformed;
     for (i, e) in evs.iter().enumerate() {
