@@ -157,7 +157,7 @@ async fn schedule_fires_runs_one_at_a_time_and_stops_on_sigterm() {
     .stderr(std::process::Stdio::null())
     .spawn()
     .unwrap();
-    tokio::time::sleep(Duration::from_millis(4500)).await;
+    tokio::time::sleep(Duration::from_millis(6000)).await;
     let pid = child.id().unwrap().to_string();
     let killed = std::process::Command::new("kill")
         .args(["-TERM", &pid])

@@ -113,11 +113,18 @@ async fn rate_limit_429_without_retry_after_and_headers() {
     let futs: Vec<_> = (0..15)
         .map(|_| get(&url, "sim@example.com", TOKEN))
         .collect();
+    let t0 = std::time::Instant::now();
     let resps = futures_util::future::join_all(futs).await;
+    let spread = t0.elapsed();
     let ok = resps.iter().filter(|r| r.status() == 200).count();
     let limited: Vec<_> = resps.iter().filter(|r| r.status() == 429).collect();
-    assert_eq!(ok, 10, "10 requests per second per method");
-    assert_eq!(limited.len(), 5);
+    // 10 requests per second per method (a burst that took over a second may see a few more).
+    assert!(
+        ok == 10 || (ok > 10 && spread > Duration::from_secs(1)),
+        "{ok} admitted in {spread:?}"
+    );
+    assert_eq!(ok + limited.len(), 15);
+    assert!(!limited.is_empty());
     for r in &resps {
         assert_eq!(r.headers()["ratelimit-limit-second"], "10");
         assert!(r.headers().contains_key("ratelimit-remaining-second"));
@@ -139,7 +146,7 @@ async fn reports_in_flight_cap_and_per_minute_limit() {
                 slow: 1.0,
                 ..Default::default()
             };
-            c.slow_ms = 400;
+            c.slow_ms = 1_000;
             c.reports_per_minute = 10;
         },
         WfmSimConfig::default(),
