@@ -117,6 +117,11 @@ impl GladlyClient {
                 what: what.into(),
                 detail: format!("HTTP {}", a.status),
             }),
+            // Gladly answers 404 on every path of a wrong organisation host.
+            404 => Err(GladlyError::Api {
+                what: what.into(),
+                detail: format!("{} (is gladly.base_url the organisation's full origin, e.g. https://acme.gladly.com?)", a.detail()),
+            }),
             _ => Err(GladlyError::Api {
                 what: what.into(),
                 detail: a.detail(),
