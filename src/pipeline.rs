@@ -386,7 +386,11 @@ impl Run<'_> {
         });
         for (i, &day) in days.iter().enumerate() {
             log::info(format!("day {day} ({}/{})", i + 1, days.len()));
-            log::progress(i, days.len(), &format!("{day}: extract"));
+            log::progress(
+                i,
+                days.len(),
+                &format!("{day}: extract · {}", self.progress_counts()),
+            );
             if ahead.is_some() {
                 let t = Instant::now();
                 let x = rx
@@ -406,7 +410,11 @@ impl Run<'_> {
                 self.state.save(&self.p.state_dir())?;
             }
             if self.opts.stages.transform {
-                log::progress(i, days.len(), &format!("{day}: transform"));
+                log::progress(
+                    i,
+                    days.len(),
+                    &format!("{day}: transform · {}", self.progress_counts()),
+                );
                 let t = Instant::now();
                 let tf = self.transformer();
                 let out = tokio::task::block_in_place(|| {
@@ -523,6 +531,23 @@ impl Run<'_> {
             self.tally.rows(ds::INBOXES, day, inboxes.len());
         }
         Ok(())
+    }
+
+    /// Requests so far and rows written so far, for the progress bar.
+    fn progress_counts(&self) -> String {
+        let requests = self
+            .gladly
+            .stats
+            .requests
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let rows: usize = self
+            .tally
+            .rows
+            .iter()
+            .filter(|(d, _)| !d.starts_with("raw/"))
+            .flat_map(|(_, m)| m.values())
+            .sum();
+        format!("{requests} requests · {rows} rows")
     }
 
     fn transformer(&self) -> Transformer<'_> {
