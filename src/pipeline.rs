@@ -496,7 +496,7 @@ impl Run<'_> {
 
     fn newest_agents(&self) -> Result<(Vec<AgentDim>, Emails), RunError> {
         match raw::newest(&self.st, raw::AGENTS)? {
-            None => Ok((Vec::new(), Emails::new())),
+            None => Ok((Vec::new(), Emails::default())),
             Some((_, df)) => {
                 let (agents, _) =
                     raw::agents_from(&df).map_err(polars_err("agents snapshot".into()))?;

@@ -74,7 +74,7 @@ fn events_api_lines_decode_and_the_idle_away_closes_at_logout() {
     assert_eq!(focus.occurred_at, focus.recorded_at);
     let tz: chrono_tz::Tz = "America/New_York".parse().unwrap();
     let day = "2024-05-06".parse().unwrap();
-    let none = StartState::new();
+    let none = StartState::default();
     let segs = day_segments(
         time::day_start(tz, day),
         time::day_end(tz, day),

@@ -1,6 +1,8 @@
 //! Curated datasets (DESIGN §7): records to frames with the documented columns, sorted by key.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap as HashMap;
 
 use polars::prelude::PolarsResult;
 

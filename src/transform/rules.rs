@@ -1,7 +1,7 @@
 //! Rule matching: anchored patterns, first match in file order wins. Labels and inboxes are few
 //! and events are many, so each distinct label is matched once and the answer reused.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use crate::config::Rule;
 
@@ -32,7 +32,7 @@ impl<'a> LabelMatcher<'a> {
     pub fn new(rules: &'a [Rule]) -> LabelMatcher<'a> {
         LabelMatcher {
             rules,
-            cache: HashMap::new(),
+            cache: HashMap::default(),
         }
     }
 

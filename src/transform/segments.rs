@@ -1,7 +1,7 @@
 //! Status segments: per agent and axis, a state opens at an event and closes at the agent's next
 //! event on that axis, cut at the day's bounds. A plain per-agent state machine (DESIGN §7).
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use crate::model::AgentEvent;
 use crate::time::Ms;
@@ -70,7 +70,7 @@ pub fn day_segments<'a>(
     events: &'a [AgentEvent],
     prior: &'a StartState,
 ) -> Vec<Segment<'a>> {
-    let mut by_key: HashMap<(&'a str, Axis), Vec<&'a AgentEvent>> = HashMap::new();
+    let mut by_key: HashMap<(&'a str, Axis), Vec<&'a AgentEvent>> = HashMap::default();
     for ev in events {
         if let Some(axis) = Axis::of(ev) {
             by_key
@@ -130,7 +130,7 @@ pub fn day_segments<'a>(
 /// Carries the state forward past `events` (a day's), dropping what is older than the lookback.
 pub fn advance_state(state: &mut StartState, events: &[AgentEvent]) {
     // The newest event per agent and axis first, so each is cloned once, not every event.
-    let mut newest: HashMap<(&str, Axis), &AgentEvent> = HashMap::new();
+    let mut newest: HashMap<(&str, Axis), &AgentEvent> = HashMap::default();
     for ev in events {
         let Some(axis) = Axis::of(ev) else { continue };
         let e = newest.entry((ev.agent_id.as_str(), axis)).or_insert(ev);
@@ -174,7 +174,7 @@ mod tests {
             ev("3", "AGENT_STATUS/LOGGED_OUT", 300, None),
             ev("f", "AGENT_AVAILABILITY/FOCUS_ENTERED", 250, None),
         ];
-        let none = StartState::new();
+        let none = StartState::default();
         let segs = day_segments(0, 1000, true, &evs, &none);
         let got: Vec<(&str, Ms, Option<Ms>)> = segs
             .iter()
@@ -197,7 +197,7 @@ mod tests {
     #[test]
     fn state_carries_over_midnight() {
         let yesterday = vec![ev("1", "AGENT_STATUS/LOGGED_IN", -500, None)];
-        let mut st = StartState::new();
+        let mut st = StartState::default();
         advance_state(&mut st, &yesterday);
         let today = vec![ev("2", "AGENT_STATUS/LOGGED_OUT", 400, None)];
         let segs = day_segments(0, 1000, true, &today, &st);

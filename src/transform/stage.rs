@@ -38,7 +38,7 @@ pub struct Transformer<'a> {
 
 impl Transformer<'_> {
     fn start_state(&self, day: NaiveDate) -> Result<StartState, TransformError> {
-        let mut st = StartState::new();
+        let mut st = StartState::default();
         for k in (1..=self.p.lookback_days as i64).rev() {
             if let Some(evs) = raw::read_agent_events(self.st, day - Duration::days(k))? {
                 advance_state(&mut st, &evs);
@@ -153,7 +153,7 @@ impl Transformer<'_> {
         let mut state = match carry.take() {
             Some((d, s)) if d + Duration::days(1) == day => s,
             _ => {
-                let mut s = ConvStates::new();
+                let mut s = ConvStates::default();
                 for k in (1..=self.p.lookback_days as i64).rev() {
                     let d = day - Duration::days(k);
                     if let Some(e) = raw::read_conversation_events(self.st, d)? {

@@ -1,7 +1,9 @@
 //! Workstream data (DESIGN §7): conversations per day with their inbox, workstream and agent;
 //! work sessions with their workstream; and interval totals per workstream × channel × interval.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+use rustc_hash::FxHashMap as HashMap;
 
 use chrono::NaiveDate;
 use polars::prelude::PolarsResult;
