@@ -615,20 +615,11 @@ async fn refused_credentials_exit_4_and_are_never_printed() {
     let p = pipeline(dir.path(), &s, "", "");
     let range = ["--from", "2026-11-02", "--to", "2026-11-02"];
     // Gladly refuses: exit 4 before anything is written.
-    let ps = p.display().to_string();
-    let o = bin(
+    let o = run_env(
         dir.path(),
-        &[
-            "run",
-            "--pipeline",
-            &ps,
-            "--now",
-            NOW,
-            range[0],
-            range[1],
-            range[2],
-            range[3],
-        ],
+        &p,
+        NOW,
+        &range,
         &[("GLADLY_API_TOKEN", "wrong-token-123")],
     )
     .await;
@@ -636,19 +627,11 @@ async fn refused_credentials_exit_4_and_are_never_printed() {
     assert!(o.stdout.contains("Gladly refused the credentials"), "{o}");
     assert!(!out(dir.path()).join("agent_status_events").exists());
     // The WFM refuses: the Parquet is written first, then exit 4.
-    let o = bin(
+    let o = run_env(
         dir.path(),
-        &[
-            "run",
-            "--pipeline",
-            &ps,
-            "--now",
-            NOW,
-            range[0],
-            range[1],
-            range[2],
-            range[3],
-        ],
+        &p,
+        NOW,
+        &range,
         &[("WFM_CLIENT_SECRET", "wrong-secret-456")],
     )
     .await;

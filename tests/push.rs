@@ -13,11 +13,6 @@ use util::*;
 
 const RANGE: [&str; 4] = ["--from", "2026-11-01", "--to", "2026-11-03"];
 
-fn sorted(mut v: Vec<Value>) -> Vec<Value> {
-    v.sort_by_key(|x| x.to_string());
-    v
-}
-
 /// What the receiver must hold: one task record per segment piece, keyed `opened_by:date`.
 fn expected_tasks(root: &std::path::Path) -> BTreeSet<String> {
     let mut keys = BTreeSet::new();

@@ -24,11 +24,6 @@ const DATASETS: [&str; 7] = [
     "inboxes",
 ];
 
-fn sorted(mut v: Vec<Value>) -> Vec<Value> {
-    v.sort_by_key(|x| x.to_string());
-    v
-}
-
 fn assert_same_store(a: &Store, b: &Store) {
     for k in [
         Kind::Users,

@@ -374,10 +374,6 @@ async fn conversations_per_day_and_the_receiver_after_a_run_and_a_rerun() {
         "intervals of unmatched inboxes are counted, not silently dropped"
     );
     // A re-run of the same range leaves the receiver as it was.
-    let sorted = |mut v: Vec<Value>| {
-        v.sort_by_key(|x| x.to_string());
-        v
-    };
     let before = (
         sorted(store.kind(Kind::Conversations)),
         sorted(store.kind(Kind::Intervals)),

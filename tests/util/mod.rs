@@ -176,10 +176,27 @@ pub async fn bin(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Out {
 }
 
 pub async fn run(dir: &Path, pipeline: &Path, now: &str, extra: &[&str]) -> Out {
+    run_env(dir, pipeline, now, extra, &[]).await
+}
+
+/// `run` with extra environment variables (say, a wrong credential).
+pub async fn run_env(
+    dir: &Path,
+    pipeline: &Path,
+    now: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Out {
     let p = pipeline.display().to_string();
     let mut args = vec!["run", "--pipeline", p.as_str(), "--now", now];
     args.extend_from_slice(extra);
-    bin(dir, &args, &[]).await
+    bin(dir, &args, env).await
+}
+
+/// JSON records in a stable order, to compare two receivers' stores.
+pub fn sorted(mut v: Vec<Value>) -> Vec<Value> {
+    v.sort_by_key(|x| x.to_string());
+    v
 }
 
 fn field(f: &Field) -> Value {
