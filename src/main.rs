@@ -122,6 +122,9 @@ enum SimCmd {
         reports_per_minute: usize,
         #[arg(long, default_value_t = 2)]
         reports_in_flight: usize,
+        /// How long a `slow` fault holds an answer, in milliseconds.
+        #[arg(long, default_value_t = 5000)]
+        slow_ms: u64,
         /// Comma list: bom, blank-lines, fraction-digits, unknown-fields, unknown-event-type, all.
         #[arg(long, default_value = "")]
         quirks: String,
@@ -146,6 +149,9 @@ enum SimCmd {
         token_ttl: u64,
         #[arg(long, default_value_t = 100)]
         requests_per_30s: usize,
+        /// How long a `slow` fault holds an answer, in milliseconds.
+        #[arg(long, default_value_t = 5000)]
+        slow_ms: u64,
     },
 }
 
@@ -259,6 +265,7 @@ async fn main() -> ExitCode {
                     rps,
                     reports_per_minute,
                     reports_in_flight,
+                    slow_ms,
                     quirks,
                     dump,
                 } => {
@@ -286,6 +293,7 @@ async fn main() -> ExitCode {
                         rps,
                         reports_per_minute,
                         reports_in_flight,
+                        slow_ms,
                         quirks,
                         dump,
                     })
@@ -299,6 +307,7 @@ async fn main() -> ExitCode {
                     client_secret,
                     token_ttl,
                     requests_per_30s,
+                    slow_ms,
                 } => {
                     simulate::run_wfm(simulate::WfmArgs {
                         addr,
@@ -308,6 +317,7 @@ async fn main() -> ExitCode {
                         client_secret,
                         token_ttl,
                         requests_per_30s,
+                        slow_ms,
                     })
                     .await
                 }

@@ -23,6 +23,8 @@ pub struct GladlyArgs {
     pub rps: usize,
     pub reports_per_minute: usize,
     pub reports_in_flight: usize,
+    /// How long a `slow` fault holds an answer.
+    pub slow_ms: u64,
     pub quirks: String,
     pub dump: Option<PathBuf>,
 }
@@ -46,6 +48,7 @@ pub fn gladly_config(a: &GladlyArgs) -> Result<GladlySimConfig, String> {
     cfg.reports_per_minute = a.reports_per_minute.max(1);
     cfg.reports_in_flight = a.reports_in_flight.max(1);
     cfg.faults = FaultRates::parse(&a.faults).map_err(|e| format!("--faults: {e}"))?;
+    cfg.slow_ms = a.slow_ms;
     Ok(cfg)
 }
 
@@ -75,6 +78,7 @@ pub struct WfmArgs {
     pub client_secret: String,
     pub token_ttl: u64,
     pub requests_per_30s: usize,
+    pub slow_ms: u64,
 }
 
 pub async fn run_wfm(a: WfmArgs) -> Result<(), String> {
@@ -85,6 +89,7 @@ pub async fn run_wfm(a: WfmArgs) -> Result<(), String> {
         requests_per_30s: a.requests_per_30s.max(1),
         faults: FaultRates::parse(&a.faults).map_err(|e| format!("--faults: {e}"))?,
         dump: a.dump,
+        slow_ms: a.slow_ms,
         ..WfmSimConfig::default()
     };
     let sim = WfmSim::new(cfg);
