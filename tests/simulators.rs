@@ -532,3 +532,39 @@ async fn binary_serves_simulators_and_dumps_ground_truth() {
     assert!(dump.join("agents.json").exists() && dump.join("work_sessions.jsonl").exists());
     child.kill().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wfm_dump_keeps_the_store_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let dump = dir.path().join("store.json");
+    let s = start(
+        world(7, 5, NOW),
+        |_| {},
+        WfmSimConfig {
+            dump: Some(dump.clone()),
+            ..Default::default()
+        },
+    )
+    .await;
+    let tok = bearer(&s.wfm_url).await;
+    let env = json!({"integrationId": "it", "source": "gladly", "data": [seg("k1:2024-05-01", "2024-05-01T14:00:00.000Z", None)]});
+    assert_eq!(
+        push(&s.wfm_url, &tok, "/api/workactivity/taskdata", env)
+            .await
+            .0,
+        200
+    );
+    // A new simulator on the same file starts with what the first one stored.
+    let again = start(
+        world(7, 5, NOW),
+        |_| {},
+        WfmSimConfig {
+            dump: Some(dump),
+            ..Default::default()
+        },
+    )
+    .await;
+    let tasks = again.wfm.store().kind(Kind::Tasks);
+    assert_eq!(tasks.len(), 1);
+    assert_eq!(tasks[0]["eventId"], "k1:2024-05-01");
+}
