@@ -215,12 +215,12 @@ fn main() {
     let to = today - chrono::Duration::days(1);
     let from = to - chrono::Duration::days(days as i64 - 1);
     let (from_s, to_s) = (from.to_string(), to.to_string());
-    let run = |stages: &str, from: &str, to: &str| {
+    let run_with = |pipeline: &Path, stages: &str, from: &str, to: &str| {
         let mut c = Command::new(BIN);
         c.args([
             "run",
             "--pipeline",
-            p.to_str().unwrap(),
+            pipeline.to_str().unwrap(),
             "--now",
             NOW,
             "--stages",
@@ -234,6 +234,7 @@ fn main() {
         .env("GLADLY_API_TOKEN", "bench-token");
         c
     };
+    let run = |stages: &str, from: &str, to: &str| run_with(&p, stages, from, to);
     // BENCH_REUSE=1 with BENCH_DIR keeps an earlier run's raw zone (for profiling the transform).
     let reuse =
         std::env::var("BENCH_REUSE").is_ok() && dir.join("output/raw/agent_events").exists();
@@ -341,23 +342,7 @@ fn main() {
         st.write_partition(gladly_wfm::raw::WORK_SESSIONS, day, &mut w)
             .unwrap();
     }
-    let mut c = Command::new(BIN);
-    c.args([
-        "run",
-        "--pipeline",
-        pa.to_str().unwrap(),
-        "--now",
-        NOW,
-        "--stages",
-        "transform",
-        "--from",
-        &from_s,
-        "--to",
-        &to_s,
-        "-q",
-    ])
-    .env("GLADLY_API_TOKEN", "bench-token");
-    let (wall, rss_agents, _) = measure(&mut c);
+    let (wall, rss_agents, _) = measure(&mut run_with(&pa, "transform", &from_s, &to_s));
     let ours_agents = events as f64 / wall.as_secs_f64();
     println!("   agent events only (same raw zone, other streams empty): {:.2} s = {ours_agents:.0} events/s, peak RSS {rss_agents:.0} MiB", wall.as_secs_f64());
 

@@ -246,18 +246,11 @@ async fn dry_run_and_disabled_wfm_push_nothing_and_json_logs_parse() {
     let dir = tempfile::tempdir().unwrap();
     let p = pipeline(dir.path(), &s, "initial_days = 1", "");
     let ps = p.display().to_string();
-    let o = bin(
+    let o = run_env(
         dir.path(),
-        &[
-            "run",
-            "--pipeline",
-            &ps,
-            "--now",
-            NOW,
-            "--dry-run",
-            "--log-format",
-            "json",
-        ],
+        &p,
+        NOW,
+        &["--dry-run", "--log-format", "json"],
         &[],
     )
     .await;

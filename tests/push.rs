@@ -140,29 +140,19 @@ async fn a_push_killed_mid_way_resumes_without_resending_acknowledged_batches() 
     let s = start_default(NOW).await;
     let dir = tempfile::tempdir().unwrap();
     let p = pipeline(dir.path(), &s, "", "batch_size = 50");
-    let ps = p.display().to_string();
-    let args = [
-        "run",
-        "--pipeline",
-        ps.as_str(),
-        "--now",
-        NOW,
-        RANGE[0],
-        RANGE[1],
-        RANGE[2],
-        RANGE[3],
-    ];
     // Dies right after the 5th acknowledged batch (users + 4 task batches).
-    let o = bin(
+    let o = run_env(
         dir.path(),
-        &args,
+        &p,
+        NOW,
+        &RANGE,
         &[("GLADLY_WFM_CRASH_AT", "push-batch:5")],
     )
     .await;
     assert_ne!(o.code, 0, "{o}");
     assert!(o.stderr.contains("dying at push-batch"), "{o}");
     assert_eq!(task_posts(&s), 4);
-    let o = bin(dir.path(), &args, &[]).await;
+    let o = run_env(dir.path(), &p, NOW, &RANGE, &[]).await;
     assert_eq!(o.code, 0, "{o}");
     assert_eq!(
         task_posts(&s),

@@ -153,19 +153,14 @@ async fn a_run_killed_at_any_step_then_run_again_equals_a_clean_run() {
         let s = start_default(NOW).await;
         let dir = tempfile::tempdir().unwrap();
         let p = pipeline(dir.path(), &s, "", "batch_size = 60");
-        let ps = p.display().to_string();
-        let args = [
-            "run",
-            "--pipeline",
-            ps.as_str(),
-            "--now",
+        let o = run_env(
+            dir.path(),
+            &p,
             NOW,
-            RANGE[0],
-            RANGE[1],
-            RANGE[2],
-            RANGE[3],
-        ];
-        let o = bin(dir.path(), &args, &[("GLADLY_WFM_CRASH_AT", point)]).await;
+            &RANGE,
+            &[("GLADLY_WFM_CRASH_AT", point)],
+        )
+        .await;
         assert_eq!(o.code, -1, "{point}: killed by a signal: {o}");
         assert!(o.stderr.contains("dying at"), "{point}: {o}");
         // The dead run's lock file is still there, and does not block the next run.
@@ -178,7 +173,7 @@ async fn a_run_killed_at_any_step_then_run_again_equals_a_clean_run() {
                 "a torn write was left to clean up"
             );
         }
-        let o = bin(dir.path(), &args, &[]).await;
+        let o = run_env(dir.path(), &p, NOW, &RANGE, &[]).await;
         assert_eq!(o.code, 0, "{point}: {o}");
         assert_same_datasets(&cdir.path().join("output"), &dir.path().join("output"));
         assert_same_store(&clean.wfm.store(), &s.wfm.store());
