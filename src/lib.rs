@@ -9,6 +9,7 @@ pub mod extract;
 pub mod frames;
 pub mod gladly;
 pub mod http;
+pub mod interrupt;
 pub mod load;
 pub mod log;
 pub mod manifest;

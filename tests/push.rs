@@ -254,3 +254,45 @@ async fn an_open_segment_is_closed_in_place_by_a_later_run() {
     }
     assert!(tasks.iter().all(|t| !t["endTime"].is_null()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_gone_from_agents_is_pushed_inactive_and_active_again_when_it_returns() {
+    let s = start_default(NOW).await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(dir.path(), &s, "", "");
+    let day = ["--from", "2026-11-03", "--to", "2026-11-03"];
+    assert_eq!(run(dir.path(), &p, NOW, &day).await.code, 0);
+    let user = |email: &str| {
+        s.wfm
+            .store()
+            .kind(Kind::Users)
+            .into_iter()
+            .filter(|u| u["email"] == email)
+            .collect::<Vec<Value>>()
+    };
+    let first = s.wfm.store().kind(Kind::Users)[0].clone();
+    let email = first["email"].as_str().unwrap().to_string();
+    let id = first["integrationIdentifier"].as_str().unwrap().to_string();
+    assert_eq!(user(&email)[0]["isActive"], true);
+
+    // Deactivated in Gladly: gone from /agents. The next run pushes it once, inactive.
+    s.gladly.set_agent_listed(&id, false);
+    assert_eq!(run(dir.path(), &p, NOW, &day).await.code, 0);
+    let u = user(&email);
+    assert_eq!(u.len(), 1, "one record per user");
+    assert_eq!(u[0]["isActive"], false, "{u:?}");
+    assert_eq!(u[0]["integrationIdentifier"], id.as_str());
+    let others_active = s
+        .wfm
+        .store()
+        .kind(Kind::Users)
+        .iter()
+        .filter(|u| u["email"] != email.as_str())
+        .all(|u| u["isActive"] == true);
+    assert!(others_active);
+
+    // Back in Gladly: active again.
+    s.gladly.set_agent_listed(&id, true);
+    assert_eq!(run(dir.path(), &p, NOW, &day).await.code, 0);
+    assert_eq!(user(&email)[0]["isActive"], true);
+}

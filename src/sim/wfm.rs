@@ -494,7 +494,11 @@ fn validate(kind: Kind, rec: &Value) -> Result<String, (&'static str, String)> {
             Ok(key)
         }
         Kind::Intervals => {
-            let ws = need("workstream")?;
+            // A null workstream is an unmatched inbox's volume, kept and listed as such.
+            let ws = match &rec["workstream"] {
+                Value::Null => String::new(),
+                _ => need("workstream")?,
+            };
             let ch = need("channel")?;
             let start = ts("intervalStart")?
                 .ok_or(("missing_field", "intervalStart is required".to_string()))?;

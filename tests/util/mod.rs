@@ -296,6 +296,12 @@ pub fn latest_manifest(root: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(last).unwrap()).unwrap()
 }
 
+/// The Arrow schema a reader derives from a file (its embedded `ARROW:schema`, if any).
+pub fn arrow_schema(path: &Path) -> parquet::arrow::arrow_reader::ArrowReaderMetadata {
+    let f = std::fs::File::open(path).unwrap();
+    parquet::arrow::arrow_reader::ArrowReaderMetadata::load(&f, Default::default()).unwrap()
+}
+
 /// Column names of a partition, in file order.
 pub fn columns(root: &Path, dataset: &str, day: &str) -> Vec<String> {
     let f = std::fs::File::open(
