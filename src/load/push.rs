@@ -117,7 +117,10 @@ pub fn remember_users(records: &[Value], pushed: &mut BTreeMap<String, PushedUse
             pushed.insert(
                 email.to_string(),
                 PushedUser {
-                    agent_id: r["integrationIdentifier"].as_str().unwrap_or("").to_string(),
+                    agent_id: r["integrationIdentifier"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string(),
                     name: r["name"].as_str().map(str::to_string),
                 },
             );

@@ -88,6 +88,8 @@ pub enum Misbehave {
     EmptyAnswer,
     /// Every task record is rejected (`code: "rejected"`).
     RejectTasks,
+    /// Task pushes are refused whole with 413, as a receiver with a smaller limit would.
+    TooLarge,
 }
 
 pub struct WfmSim {
@@ -400,6 +402,13 @@ fn push(sim: &WfmSim, kind: Kind, body: &Bytes) -> (StatusCode, String) {
     let misbehave = *sim.misbehave.lock().unwrap();
     if kind == Kind::Tasks && misbehave == Misbehave::EmptyAnswer {
         return (StatusCode::OK, json!({"data": {}}).to_string());
+    }
+    if kind == Kind::Tasks && misbehave == Misbehave::TooLarge {
+        return (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            json!({"error": {"code": "batch_too_large", "message": "request too large"}})
+                .to_string(),
+        );
     }
     let mut store = sim.store.lock().unwrap();
     let known_users: std::collections::HashSet<String> = store
