@@ -4,7 +4,6 @@
 
 mod util;
 
-use std::path::Path;
 
 use gladly_wfm::sim::faults::FaultRates;
 use gladly_wfm::sim::generator::Quirks;
