@@ -68,6 +68,34 @@ pub struct FollowState {
     pub today: Option<NaiveDate>,
     /// `kind/day/key` → digest of the record as last acknowledged by the WFM.
     pub pushed: BTreeMap<String, String>,
+    /// Event → WFM acknowledgement at the last poll that pushed a status change.
+    pub latency: Option<Latency>,
+}
+
+/// How long the status changes a poll pushed took from the event (a piece's start, or its end
+/// when it closed) to the WFM's acknowledgement, on the follower's clock.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Latency {
+    pub samples: usize,
+    pub p50_ms: Ms,
+    pub p95_ms: Ms,
+    pub max_ms: Ms,
+}
+
+impl Latency {
+    fn of(mut v: Vec<Ms>) -> Option<Latency> {
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_unstable();
+        let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+        Some(Latency {
+            samples: v.len(),
+            p50_ms: at(0.5),
+            p95_ms: at(0.95),
+            max_ms: *v.last().unwrap(),
+        })
+    }
 }
 
 impl FollowState {
@@ -145,6 +173,9 @@ struct Follower<'a> {
     inboxes: Vec<InboxDim>,
     /// The state at the start of a day, kept between polls so a poll reads only that day.
     start_states: BTreeMap<NaiveDate, StartState>,
+    /// This poll's window start, and event → acknowledgement of the status changes it pushed.
+    since: Ms,
+    latencies: Vec<Ms>,
 }
 
 /// Runs until SIGTERM/SIGINT (exit 0 after the poll in progress), or a refused credential (4).
@@ -183,6 +214,8 @@ pub async fn follow(p: &Pipeline, clock: Clock) -> i32 {
         emails: Emails::default(),
         inboxes: Vec::new(),
         start_states: BTreeMap::new(),
+        since: 0,
+        latencies: Vec::new(),
     };
     let interrupt = Interrupt::new();
     let _signals = interrupt.listen();
@@ -243,9 +276,12 @@ impl Follower<'_> {
             }
             Err(e) => return Err(FollowError::Failed(e.to_string())),
         };
+        let t = std::time::Instant::now();
+        self.latencies.clear();
         let r = self.poll().await?;
+        let latency = Latency::of(std::mem::take(&mut self.latencies));
         log::info(format!(
-            "follow: polled {}..{}: {} new event(s), {} record(s) pushed{}; lag {}",
+            "follow: polled {}..{}: {} new event(s), {} record(s) pushed{}{}; lag {}; took {} ms",
             time::fmt_ts(r.window.0),
             time::fmt_ts(r.window.1),
             r.new_events,
@@ -255,11 +291,25 @@ impl Follower<'_> {
             } else {
                 String::new()
             },
+            latency
+                .as_ref()
+                .map(|l| format!(
+                    "; event→WFM p50 {:.1} s, p95 {:.1} s, max {:.1} s",
+                    l.p50_ms as f64 / 1000.0,
+                    l.p95_ms as f64 / 1000.0,
+                    l.max_ms as f64 / 1000.0
+                ))
+                .unwrap_or_default(),
             self.fs
                 .lag_ms
                 .map(|l| format!("{:.1} s", l as f64 / 1000.0))
                 .unwrap_or_else(|| "unknown".into()),
+            t.elapsed().as_millis(),
         ));
+        if latency.is_some() {
+            self.fs.latency = latency;
+            self.fs.save(&self.state_dir)?;
+        }
         Ok(())
     }
 
@@ -278,6 +328,7 @@ impl Follower<'_> {
             window: (start, end),
             ..Default::default()
         };
+        self.since = start;
         if self.agents.is_empty()
             || self.due(
                 self.fs.last_dimensions_at,
@@ -464,6 +515,20 @@ impl Follower<'_> {
             let recs: Vec<Value> = chunk.iter().map(|(_, _, r)| r.clone()).collect();
             let what = format!("follow {kind} {scope}");
             let answer = push::upsert(client, put, path, &recs, &what).await?;
+            if kind == "tasks" {
+                // A status change is the piece's start, or its end once it closed; only the
+                // changes that happened in this poll's window count (not a catch-up).
+                let ack = self.clock.now();
+                for r in &recs {
+                    let at = r["endTime"]
+                        .as_str()
+                        .or(r["startTime"].as_str())
+                        .and_then(time::parse_ts);
+                    if let Some(at) = at.filter(|a| *a >= self.since) {
+                        self.latencies.push(ack - at);
+                    }
+                }
+            }
             if answer.rejected > 0 {
                 log::warn(format!(
                     "follow: the WFM rejected {} of {} {kind} record(s): {}",

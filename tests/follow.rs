@@ -215,6 +215,15 @@ async fn follow_lands_every_event_once_and_the_receiver_equals_a_batch_run() {
     let (b, _bdir) = batch("2026-11-04", &gladly_wfm::time::fmt_ts(end), "").await;
     assert_receiver_equals_batch(&s, &b);
     assert_no_secrets(&root, &[&f.log.join("\n")]);
+    // `status` shows the follower's health, without credentials.
+    let pf = p.display().to_string();
+    let o = bin(dir.path(), &["status", "--pipeline", pf.as_str()], &[]).await;
+    assert_eq!(o.code, 0, "{o}");
+    assert!(
+        o.stdout.contains("follow: last poll") && o.stdout.contains("lag"),
+        "{o}"
+    );
+    assert!(o.stdout.contains("event → WFM acknowledgement p50"), "{o}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

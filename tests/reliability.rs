@@ -4,7 +4,6 @@
 
 mod util;
 
-
 use gladly_wfm::sim::faults::FaultRates;
 use gladly_wfm::sim::generator::Quirks;
 use gladly_wfm::sim::wfm::WfmSimConfig;
