@@ -70,7 +70,13 @@ pub struct FollowState {
     pub pushed: BTreeMap<String, String>,
     /// Event → WFM acknowledgement at the last poll that pushed a status change.
     pub latency: Option<Latency>,
+    /// The same, for each of the most recent status changes (at most `RECENT` of them).
+    #[serde(default)]
+    pub recent_latencies_ms: std::collections::VecDeque<Ms>,
 }
+
+/// How many recent latencies the follow state keeps (for `status` and the benchmark).
+const RECENT: usize = 5_000;
 
 /// How long the status changes a poll pushed took from the event (a piece's start, or its end
 /// when it closed) to the WFM's acknowledgement, on the follower's clock.
@@ -83,7 +89,7 @@ pub struct Latency {
 }
 
 impl Latency {
-    fn of(mut v: Vec<Ms>) -> Option<Latency> {
+    pub fn of(mut v: Vec<Ms>) -> Option<Latency> {
         if v.is_empty() {
             return None;
         }
@@ -279,7 +285,14 @@ impl Follower<'_> {
         let t = std::time::Instant::now();
         self.latencies.clear();
         let r = self.poll().await?;
-        let latency = Latency::of(std::mem::take(&mut self.latencies));
+        let samples = std::mem::take(&mut self.latencies);
+        for l in &samples {
+            if self.fs.recent_latencies_ms.len() == RECENT {
+                self.fs.recent_latencies_ms.pop_front();
+            }
+            self.fs.recent_latencies_ms.push_back(*l);
+        }
+        let latency = Latency::of(samples);
         log::info(format!(
             "follow: polled {}..{}: {} new event(s), {} record(s) pushed{}{}; lag {}; took {} ms",
             time::fmt_ts(r.window.0),
@@ -328,7 +341,9 @@ impl Follower<'_> {
             window: (start, end),
             ..Default::default()
         };
-        self.since = start;
+        // Latency counts only changes newer than what the last poll had read: the first poll
+        // of a run catches up and measures nothing.
+        self.since = self.fs.polled_to.unwrap_or(Ms::MAX);
         if self.agents.is_empty()
             || self.due(
                 self.fs.last_dimensions_at,

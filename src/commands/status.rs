@@ -141,9 +141,10 @@ fn follower(p: &Pipeline) {
         ts(fs.polled_to),
         secs(fs.lag_ms)
     );
-    if let Some(l) = &fs.latency {
+    let recent = crate::follow::Latency::of(fs.recent_latencies_ms.iter().copied().collect());
+    if let Some(l) = recent.as_ref().or(fs.latency.as_ref()) {
         println!(
-            "follow: event → WFM acknowledgement p50 {}, p95 {}, max {} ({} changes, last poll that pushed)",
+            "follow: event → WFM acknowledgement p50 {}, p95 {}, max {} (the last {} status changes)",
             secs(Some(l.p50_ms)),
             secs(Some(l.p95_ms)),
             secs(Some(l.max_ms)),
