@@ -9,6 +9,13 @@ use gladly_wfm::transform::labels::label;
 use gladly_wfm::transform::segments::{day_segments, state_of, StartState};
 use serde_json::{json, Value};
 
+/// A request for 2024-05-06 in New York, the day the fixtures were recorded.
+fn req(what: &str) -> decode::Request {
+    let tz: chrono_tz::Tz = "America/New_York".parse().unwrap();
+    let day = "2024-05-06".parse().unwrap();
+    decode::Request::new(what, time::day_start(tz, day), time::day_end(tz, day), tz)
+}
+
 fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(
         Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -20,11 +27,12 @@ fn fixture(name: &str) -> Vec<u8> {
 
 #[test]
 fn agent_report_with_bom_blank_lines_quotes_fraction_digits_unknown_column_and_bad_rows() {
-    let (evs, aside) = decode::agent_events_csv(
-        &fixture("gladly/agent_timestamps_quirks.csv"),
-        "AgentTimestampsReport 2024-05-06",
+    let d = decode::agent_events_csv(
+        &fixture("gladly/agent_timestamps_quirks.csv")[..],
+        &req("AgentTimestampsReport 2024-05-06"),
     )
     .unwrap();
+    let (evs, aside) = (d.rows, d.aside);
     let types: Vec<&str> = evs.iter().map(|e| e.event_type.as_str()).collect();
     assert_eq!(
         types,
@@ -62,8 +70,12 @@ fn agent_report_with_bom_blank_lines_quotes_fraction_digits_unknown_column_and_b
 
 #[test]
 fn events_api_lines_decode_and_the_idle_away_closes_at_logout() {
-    let (evs, aside) =
-        decode::agent_events_jsonl(&fixture("gladly/events_agent.jsonl"), "events 2024-05-06");
+    let d = decode::agent_events_jsonl(
+        &fixture("gladly/events_agent.jsonl")[..],
+        &req("events 2024-05-06"),
+    )
+    .unwrap();
+    let (evs, aside) = (d.rows, d.aside);
     assert_eq!(evs.len(), 8);
     let reasons: Vec<&str> = aside.iter().map(|a| a.reason.as_str()).collect();
     assert_eq!(aside.len(), 2, "{reasons:?}");
@@ -102,11 +114,12 @@ fn events_api_lines_decode_and_the_idle_away_closes_at_logout() {
 
 #[test]
 fn work_sessions_keep_ended_skip_open_and_set_aside_bad_rows() {
-    let (rows, open, aside) = decode::work_sessions_csv(
-        &fixture("gladly/work_sessions.csv"),
-        "work-session-events 2024-05-06",
+    let (d, open) = decode::work_sessions_csv(
+        &fixture("gladly/work_sessions.csv")[..],
+        &req("work-session-events 2024-05-06"),
     )
     .unwrap();
+    let (rows, aside) = (d.rows, d.aside);
     assert_eq!(rows.len(), 1);
     assert_eq!(
         open, 1,
