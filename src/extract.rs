@@ -78,7 +78,11 @@ async fn decode_spooled<O: Checked + Send + 'static>(
         Ok(out)
     })
     .await
-    .unwrap_or_else(|e| Err(ExtractError::Answer(format!("decoding an answer failed: {e}"))))
+    .unwrap_or_else(|e| {
+        Err(ExtractError::Answer(format!(
+            "decoding an answer failed: {e}"
+        )))
+    })
 }
 
 /// A decoded answer that can say whether it is trusted.
@@ -291,7 +295,12 @@ impl Extractor {
         );
         let body = self
             .gladly
-            .report("ConversationTimestampsReport", self.tz, day, &self.spool_dir())
+            .report(
+                "ConversationTimestampsReport",
+                self.tz,
+                day,
+                &self.spool_dir(),
+            )
             .await?;
         let d = decode_spooled(body, req, decode::conversation_events_csv).await?;
         Ok((d.rows, d.aside))
@@ -312,7 +321,12 @@ impl Extractor {
             .work_sessions(start, end, &self.spool_dir())
             .await?;
         // The window is asked in UTC: a timestamp without offset is UTC.
-        let req = Request::new(format!("work-session-events {day}"), start, end, chrono_tz::UTC);
+        let req = Request::new(
+            format!("work-session-events {day}"),
+            start,
+            end,
+            chrono_tz::UTC,
+        );
         let (d, open) = decode_spooled(body, req, decode::work_sessions_csv).await?;
         if open > 0 {
             crate::log::debug(format!(

@@ -44,7 +44,8 @@ impl Request {
     fn instant(&self, column: &str, value: &str, hint: Hint) -> Result<Ms, RowError> {
         let ms = timestamps::parse(value, self.tz, hint)
             .ok_or_else(|| RowError::bad(column, value, "not a timestamp"))?;
-        plausible::instant(ms, self.start, self.end).map_err(|why| RowError::bad(column, value, why))
+        plausible::instant(ms, self.start, self.end)
+            .map_err(|why| RowError::bad(column, value, why))
     }
 }
 
@@ -212,7 +213,9 @@ pub fn agent_events_jsonl(body: impl Read, req: &Request) -> Result<Decoded<Agen
         }
         let recorded = req.instant("timestamp", &raw.timestamp, Hint::None)?;
         let c = raw.content;
-        let agent_id = c.agent_id.ok_or_else(|| RowError::blank("content.agentId"))?;
+        let agent_id = c
+            .agent_id
+            .ok_or_else(|| RowError::blank("content.agentId"))?;
         let focus = raw.etype.starts_with("AGENT_AVAILABILITY/FOCUS_");
         // Focus events have no occurredAt: their recorded time stands in.
         let occurred = match &c.occurred_at {
@@ -598,9 +601,16 @@ mod tests {
         );
         assert_eq!(evs[2].available_for, Some(vec![]));
         assert_eq!(d.aside.len(), 2, "{:?}", d.aside);
-        assert!(d.aside[1].reason.contains("missing column"), "{:?}", d.aside);
+        assert!(
+            d.aside[1].reason.contains("missing column"),
+            "{:?}",
+            d.aside
+        );
         assert_eq!(d.unreadable(), 1, "an unknown type is not unreadable");
-        assert!(agent_events_csv(&b""[..], &req("r")).unwrap().rows.is_empty());
+        assert!(agent_events_csv(&b""[..], &req("r"))
+            .unwrap()
+            .rows
+            .is_empty());
     }
 
     #[test]
@@ -659,7 +669,11 @@ mod tests {
         let d = agent_events_jsonl(&jl[..], &req("events 2024-05-06")).unwrap();
         assert_eq!(d.rows.len(), 1);
         assert_eq!(d.aside[0].location, "events 2024-05-06, line 2");
-        assert!(d.aside[0].reason.contains("malformed JSON"), "{:?}", d.aside);
+        assert!(
+            d.aside[0].reason.contains("malformed JSON"),
+            "{:?}",
+            d.aside
+        );
     }
 
     #[test]
@@ -676,9 +690,19 @@ mod tests {
         let d = agent_events_csv(csv.as_bytes(), &req("r")).unwrap();
         assert_eq!(d.rows.len(), 1);
         let reasons: Vec<&str> = d.aside.iter().map(|a| a.reason.as_str()).collect();
-        assert!(reasons[0].starts_with("bad Timestamp `0001-01-01T00:00:00Z`: more than 3 days outside"), "{reasons:?}");
-        assert!(reasons[1].starts_with("bad Occurred At `1900-01-01"), "{reasons:?}");
-        assert!(reasons[2].starts_with("bad Occurred At `9999-12-31"), "{reasons:?}");
+        assert!(
+            reasons[0]
+                .starts_with("bad Timestamp `0001-01-01T00:00:00Z`: more than 3 days outside"),
+            "{reasons:?}"
+        );
+        assert!(
+            reasons[1].starts_with("bad Occurred At `1900-01-01"),
+            "{reasons:?}"
+        );
+        assert!(
+            reasons[2].starts_with("bad Occurred At `9999-12-31"),
+            "{reasons:?}"
+        );
 
         let head = WORK_SESSION_COLUMNS.join(",");
         let row = |created: &str, handle: &str| {
@@ -695,12 +719,21 @@ mod tests {
         assert_eq!((d.rows.len(), open), (1, 0));
         let reasons: Vec<&str> = d.aside.iter().map(|a| a.reason.as_str()).collect();
         assert_eq!(reasons.len(), 6, "{reasons:?}");
-        assert!(reasons[0].contains("work_session_handle_time_sec `1e400`: not a finite"), "{reasons:?}");
+        assert!(
+            reasons[0].contains("work_session_handle_time_sec `1e400`: not a finite"),
+            "{reasons:?}"
+        );
         assert!(reasons[1].contains("`NaN`: not a finite"), "{reasons:?}");
         assert!(reasons[2].contains("`-inf`: not a finite"), "{reasons:?}");
         assert!(reasons[3].contains("`-3`: a negative"), "{reasons:?}");
-        assert!(reasons[4].contains("contact_session_created_at `0001-01-01T00:00:00Z`: more than"), "{reasons:?}");
-        assert!(reasons[5].contains("contact_session_created_at `9999"), "{reasons:?}");
+        assert!(
+            reasons[4].contains("contact_session_created_at `0001-01-01T00:00:00Z`: more than"),
+            "{reasons:?}"
+        );
+        assert!(
+            reasons[5].contains("contact_session_created_at `9999"),
+            "{reasons:?}"
+        );
     }
 
     #[test]
@@ -708,7 +741,9 @@ mod tests {
         let mut csv = HEADER.to_string();
         for i in 0..20 {
             // No offset, and not a time of day at all: unreadable whatever the timezone.
-            csv.push_str(&format!("05/06/2024 15:{i:02},2024-05-06T15:00:00Z,Ana,A1,AGENT_STATUS/LOGGED_OUT,,,\n"));
+            csv.push_str(&format!(
+                "05/06/2024 15:{i:02},2024-05-06T15:00:00Z,Ana,A1,AGENT_STATUS/LOGGED_OUT,,,\n"
+            ));
         }
         for i in 0..80 {
             let (m, s) = (i / 2, (i % 2) * 30);
@@ -717,8 +752,14 @@ mod tests {
         let d = agent_events_csv(csv.as_bytes(), &req("AgentTimestampsReport 2024-05-06")).unwrap();
         assert_eq!(d.unreadable(), 20);
         let e = d.check().unwrap_err();
-        assert!(e.contains("AgentTimestampsReport 2024-05-06: 20 of 100 rows"), "{e}");
-        assert!(e.contains("column `Timestamp`") && e.contains("`05/06/2024 15:00`"), "{e}");
+        assert!(
+            e.contains("AgentTimestampsReport 2024-05-06: 20 of 100 rows"),
+            "{e}"
+        );
+        assert!(
+            e.contains("column `Timestamp`") && e.contains("`05/06/2024 15:00`"),
+            "{e}"
+        );
         // A few bad rows in a big answer are set aside and the answer stands.
         let few: String = csv.lines().skip(17).collect::<Vec<_>>().join("\n");
         let d = agent_events_csv(format!("{HEADER}{few}").as_bytes(), &req("r")).unwrap();

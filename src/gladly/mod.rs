@@ -16,7 +16,9 @@ use serde::Deserialize;
 use tokio::sync::Semaphore;
 
 use crate::config::GladlyConfig;
-use crate::http::{execute, execute_streamed, Answer, RetryPolicy, SlidingLimiter, Spool, Stats, StreamError};
+use crate::http::{
+    execute, execute_streamed, Answer, RetryPolicy, SlidingLimiter, Spool, Stats, StreamError,
+};
 use crate::model::{AgentDim, InboxDim};
 use crate::time::{self, Ms};
 use spool::SpooledBody;
@@ -357,7 +359,12 @@ impl GladlyClient {
         let fmt = |m: Ms| time::to_utc(m).format("%Y-%m-%dT%H:%MZ").to_string();
         let body = serde_json::json!({"startAtTime": fmt(start), "endAtTime": fmt(end)});
         let what = format!("work-session-events {}..{}", fmt(start), fmt(end));
-        self.report_post("/api/v1/reports/work-session-events", body, &what, spool_dir)
-            .await
+        self.report_post(
+            "/api/v1/reports/work-session-events",
+            body,
+            &what,
+            spool_dir,
+        )
+        .await
     }
 }

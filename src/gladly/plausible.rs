@@ -59,7 +59,11 @@ mod tests {
         let (s, e) = (day, day + MS_PER_DAY);
         assert!(instant(s - MS_PER_DAY, s, e).is_ok());
         assert!(instant(e + 2 * MS_PER_DAY, s, e).is_ok());
-        for far in ["0001-01-01T00:00:00Z", "1900-01-01T00:00:00Z", "9999-12-31T23:59:59Z"] {
+        for far in [
+            "0001-01-01T00:00:00Z",
+            "1900-01-01T00:00:00Z",
+            "9999-12-31T23:59:59Z",
+        ] {
             let ms = crate::time::parse_ts(far).unwrap();
             assert!(instant(ms, s, e).is_err(), "{far}");
         }

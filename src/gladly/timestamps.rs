@@ -77,13 +77,19 @@ fn split_offset(s: &str) -> Option<(&str, Option<FixedOffset>)> {
     }
     let (h, m) = match digits.len() {
         2 => (digits.parse::<i32>().ok()?, 0),
-        4 => (digits[..2].parse::<i32>().ok()?, digits[2..].parse::<i32>().ok()?),
+        4 => (
+            digits[..2].parse::<i32>().ok()?,
+            digits[2..].parse::<i32>().ok()?,
+        ),
         _ => return None,
     };
     if h > 23 || m > 59 {
         return None;
     }
-    Some((local, Some(FixedOffset::east_opt(sign * (h * 3600 + m * 60))?)))
+    Some((
+        local,
+        Some(FixedOffset::east_opt(sign * (h * 3600 + m * 60))?),
+    ))
 }
 
 /// `2024-05-06T15:00:02.118`, `2024-05-06 15:00:02`, `2024-05-06T15:00`: 0–9 fraction digits.
@@ -139,8 +145,14 @@ mod tests {
         ] {
             assert_eq!(parse(s, ny(), Hint::None), Some(want), "{s}");
         }
-        assert_eq!(parse("2024-05-06T11:00", ny(), Hint::None), Some(want - 2118));
-        assert_eq!(parse("2024-05-06T11:00:02", ny(), Hint::None), Some(want - 118));
+        assert_eq!(
+            parse("2024-05-06T11:00", ny(), Hint::None),
+            Some(want - 2118)
+        );
+        assert_eq!(
+            parse("2024-05-06T11:00:02", ny(), Hint::None),
+            Some(want - 118)
+        );
         for bad in [
             "yesterday",
             "2024-05-06",

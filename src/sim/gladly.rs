@@ -37,6 +37,8 @@ pub struct GladlySimConfig {
     /// Every timestamps report is followed by this many bytes of copies of its last row: an
     /// oversized answer (0 = none).
     pub report_padding_bytes: u64,
+    /// Injected faults hit the Reports API only (dimensions and events answer normally).
+    pub faults_only_reports: bool,
 }
 
 impl GladlySimConfig {
@@ -53,6 +55,7 @@ impl GladlySimConfig {
             faults: FaultRates::default(),
             slow_ms: 5_000,
             report_padding_bytes: 0,
+            faults_only_reports: false,
         }
     }
 }
@@ -333,7 +336,11 @@ async fn answer(
     } else {
         None
     };
-    let fault = sim.faults.draw();
+    let fault = if sim.cfg.faults_only_reports && !is_report {
+        Fault::None
+    } else {
+        sim.faults.draw()
+    };
     match fault {
         Fault::ServerError => {
             return (
@@ -693,7 +700,10 @@ fn report_ts(w: &super::generator::World, tz: chrono_tz::Tz, ms: Ms, salt: u64) 
     let frac = if digits == 0 {
         String::new()
     } else {
-        format!(".{}", &format!("{:09}", ms.rem_euclid(1000) * 1_000_000)[..digits])
+        format!(
+            ".{}",
+            &format!("{:09}", ms.rem_euclid(1000) * 1_000_000)[..digits]
+        )
     };
     let mut forms: Vec<String> = Vec::new();
     if q.report_offsets {
@@ -781,7 +791,8 @@ fn padded(out: Vec<u8>, padding: u64) -> Body {
     }
     let chunk = Bytes::from(chunk);
     let n = padding.div_ceil(chunk.len() as u64);
-    let head = futures_util::stream::once(async move { Ok::<Bytes, std::io::Error>(Bytes::from(out)) });
+    let head =
+        futures_util::stream::once(async move { Ok::<Bytes, std::io::Error>(Bytes::from(out)) });
     let tail = futures_util::stream::iter((0..n).map(move |_| Ok(chunk.clone())));
     Body::from_stream(futures_util::StreamExt::chain(head, tail))
 }
