@@ -473,3 +473,51 @@ async fn a_report_waiting_to_retry_does_not_hold_the_in_flight_slot() {
         "the slot went to the waiting report during the first one's backoff: {order:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endless_events_stream_is_cut_at_the_cap_and_nothing_is_left_on_disk() {
+    use std::sync::Arc;
+
+    use gladly_wfm::config::{GladlyConfig, Secret};
+    use gladly_wfm::gladly::{GladlyClient, GladlyError};
+    use gladly_wfm::http::Stats;
+
+    // A server that answers 200 and then sends JSON Lines forever.
+    let app = axum::Router::new().fallback(|| async {
+        let line = bytes::Bytes::from_static(
+            br#"{"type":"AGENT_STATUS/LOGGED_IN","timestamp":"2026-11-04T15:00:00Z","content":{"agentId":"A","occurredAt":"2026-11-04T15:00:00Z"}}
+"#,
+        );
+        let endless = futures_util::stream::repeat_with(move || Ok::<_, std::io::Error>(line.clone()));
+        axum::body::Body::from_stream(endless)
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let cfg = GladlyConfig {
+        base_url: format!("http://{addr}"),
+        user: "sim@example.com".into(),
+        token: Secret::new(TOKEN),
+        requests_per_second: 100,
+        reports_per_minute: 600,
+        reports_in_flight: 2,
+        request_timeout_seconds: 60,
+        report_timeout_seconds: 60,
+        max_answer_mib: 1,
+        day_timeout_minutes: 1.0,
+    };
+    let client = GladlyClient::new(&cfg, Arc::new(Stats::default()));
+    let spool = tempfile::tempdir().unwrap();
+    let now = ms("2026-11-04T17:00:00Z");
+    let r = client
+        .events(now - 3_600_000, now, &["AGENT_STATUS"], spool.path())
+        .await;
+    match r {
+        Err(GladlyError::Body(m)) => {
+            assert!(m.contains("GET /api/v1/events") && m.contains("cap of 1 MiB"), "{m}")
+        }
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("an endless answer was accepted"),
+    }
+    assert_eq!(std::fs::read_dir(spool.path()).unwrap().count(), 0, "spool removed");
+}
