@@ -514,10 +514,17 @@ async fn an_endless_events_stream_is_cut_at_the_cap_and_nothing_is_left_on_disk(
         .await;
     match r {
         Err(GladlyError::Body(m)) => {
-            assert!(m.contains("GET /api/v1/events") && m.contains("cap of 1 MiB"), "{m}")
+            assert!(
+                m.contains("GET /api/v1/events") && m.contains("cap of 1 MiB"),
+                "{m}"
+            )
         }
         Err(e) => panic!("{e}"),
         Ok(_) => panic!("an endless answer was accepted"),
     }
-    assert_eq!(std::fs::read_dir(spool.path()).unwrap().count(), 0, "spool removed");
+    assert_eq!(
+        std::fs::read_dir(spool.path()).unwrap().count(),
+        0,
+        "spool removed"
+    );
 }

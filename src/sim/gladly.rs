@@ -715,7 +715,7 @@ fn report_ts(w: &super::generator::World, tz: chrono_tz::Tz, ms: Ms, salt: u64) 
         ));
     }
     if q.report_local_time {
-        let fmt = if pick % 3 == 0 {
+        let fmt = if pick.is_multiple_of(3) {
             "%Y-%m-%d %H:%M:%S"
         } else {
             "%Y-%m-%dT%H:%M:%S"
