@@ -133,3 +133,36 @@ fn work_sessions_keep_ended_skip_open_and_set_aside_bad_rows() {
         "{aside:?}"
     );
 }
+
+#[test]
+fn report_timestamps_with_offsets_without_and_across_the_fall_back_hour() {
+    let tz: chrono_tz::Tz = "America/New_York".parse().unwrap();
+    let day = "2026-11-01".parse().unwrap();
+    let req = decode::Request::new(
+        "AgentTimestampsReport 2026-11-01",
+        time::day_start(tz, day),
+        time::day_end(tz, day),
+        tz,
+    );
+    let d = decode::agent_events_csv(&fixture("gladly/agent_timestamps_local_time.csv")[..], &req)
+        .unwrap();
+    assert!(d.aside.is_empty(), "{:?}", d.aside);
+    let got: Vec<(String, String)> = d
+        .rows
+        .iter()
+        .map(|e| (fmt_ts(e.recorded_at), fmt_ts(e.occurred_at)))
+        .collect();
+    let want = [
+        ("2026-11-01T04:30:00.000Z", "2026-11-01T04:29:59.500Z"),
+        // 01:10 and 01:50 local: the first pass through 01:00 (EDT) …
+        ("2026-11-01T05:10:00.000Z", "2026-11-01T05:10:00.000Z"),
+        ("2026-11-01T05:50:00.000Z", "2026-11-01T05:49:58.000Z"),
+        // … then 01:20 after 01:50: the row order says the second pass (EST).
+        ("2026-11-01T06:20:00.000Z", "2026-11-01T06:19:59.000Z"),
+        ("2026-11-01T07:30:00.000Z", "2026-11-01T07:29:59.000Z"),
+    ];
+    assert_eq!(
+        got,
+        want.map(|(a, b)| (a.to_string(), b.to_string())).to_vec()
+    );
+}
