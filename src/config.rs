@@ -58,6 +58,9 @@ fn d_2() -> u32 {
 fn d_60() -> u64 {
     60
 }
+fn d_256() -> u64 {
+    256
+}
 fn d_300() -> u64 {
     300
 }
@@ -154,6 +157,13 @@ struct RawGladly {
     request_timeout_seconds: u64,
     #[serde(default = "d_300")]
     report_timeout_seconds: u64,
+    /// The largest JSON Lines or CSV answer accepted, in MiB (bodies are spooled to disk).
+    #[serde(default = "d_256")]
+    max_answer_mib: u64,
+    /// How long one day's extraction may take, all streams and retries together (minutes;
+    /// a fraction is allowed).
+    #[serde(default)]
+    day_timeout_minutes: Option<Spanned<f64>>,
 }
 
 #[derive(Deserialize)]
@@ -221,6 +231,8 @@ pub struct GladlyConfig {
     pub reports_in_flight: u32,
     pub request_timeout_seconds: u64,
     pub report_timeout_seconds: u64,
+    pub max_answer_mib: u64,
+    pub day_timeout_minutes: f64,
 }
 
 #[derive(Clone, Debug)]
@@ -430,6 +442,20 @@ impl Pipeline {
             reports_in_flight: g.reports_in_flight.max(1),
             request_timeout_seconds: g.request_timeout_seconds.max(1),
             report_timeout_seconds: g.report_timeout_seconds.max(1),
+            max_answer_mib: g.max_answer_mib.max(1),
+            day_timeout_minutes: match &g.day_timeout_minutes {
+                None => 30.0,
+                Some(m) if m.get_ref().is_finite() && *m.get_ref() > 0.0 => *m.get_ref(),
+                Some(m) => {
+                    return cx.err(
+                        m.span(),
+                        format!(
+                            "gladly.day_timeout_minutes: `{}` is not a positive number of minutes",
+                            m.get_ref()
+                        ),
+                    )
+                }
+            },
         };
         let tasks = cx.rules("tasks", &raw.tasks)?;
         let workstreams = cx.rules("workstreams", &raw.workstreams)?;

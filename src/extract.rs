@@ -12,7 +12,9 @@ use std::sync::Arc;
 use chrono::NaiveDate;
 use chrono_tz::Tz;
 
-use crate::gladly::{decode, GladlyClient, GladlyError};
+use crate::gladly::decode::{self, Decoded, Request};
+use crate::gladly::spool::SpooledBody;
+use crate::gladly::{plausible, GladlyClient, GladlyError};
 use crate::model::{SetAside, WorkSession, SOURCE_EVENTS_API, SOURCE_REPORT};
 use crate::raw::{self, RawEvents};
 use crate::state::PendingWorkFile;
@@ -56,6 +58,51 @@ pub struct Extractor {
     pub pending: Arc<PendingWorkFile>,
 }
 
+/// Decodes a spooled answer off the async workers, then applies the rule that a mostly
+/// unreadable answer fails its day (the day is then not marked done; the next run retries it).
+async fn decode_spooled<O: Checked + Send + 'static>(
+    body: SpooledBody,
+    req: Request,
+    decode: fn(Box<dyn std::io::Read + Send>, &Request) -> Result<O, String>,
+) -> Result<O, ExtractError> {
+    tokio::task::spawn_blocking(move || {
+        let reader = body.open().map_err(|e| {
+            ExtractError::Answer(format!(
+                "{}: reading the spooled answer {}: {e}",
+                req.what,
+                body.path().display()
+            ))
+        })?;
+        let out = decode(reader, &req)
+            .map_err(|d| ExtractError::Answer(format!("Gladly's answer could not be read: {d}")))?;
+        out.check().map_err(ExtractError::Answer)?;
+        Ok(out)
+    })
+    .await
+    .unwrap_or_else(|e| {
+        Err(ExtractError::Answer(format!(
+            "decoding an answer failed: {e}"
+        )))
+    })
+}
+
+/// A decoded answer that can say whether it is trusted.
+trait Checked {
+    fn check(&self) -> Result<(), String>;
+}
+
+impl<T> Checked for Decoded<T> {
+    fn check(&self) -> Result<(), String> {
+        Decoded::check(self)
+    }
+}
+
+impl<T> Checked for (Decoded<T>, usize) {
+    fn check(&self) -> Result<(), String> {
+        self.0.check()
+    }
+}
+
 fn frame_err(what: String) -> impl FnOnce(polars::prelude::PolarsError) -> ExtractError {
     move |e| ExtractError::Answer(format!("{what}: {e}"))
 }
@@ -66,18 +113,31 @@ impl Extractor {
         time::day_start(self.tz, day) >= self.now - 23 * MS_PER_HOUR
     }
 
-    /// Fetches the day's three streams at once (the reports' in-flight cap still holds).
+    /// Fetches the day's three streams at once (the reports' in-flight cap still holds). The
+    /// first stream to fail fails the day at once, and the whole day may take at most
+    /// `gladly.day_timeout_minutes`: a slow or failing server costs a bounded time, not hours.
     pub async fn fetch(&self, day: NaiveDate) -> Result<Fetched, ExtractError> {
-        let (agents, convs, sessions) = tokio::join!(
-            self.fetch_agent_events(day),
-            self.fetch_conversations(day),
-            self.fetch_work_sessions(day)
-        );
+        let limit = self.gladly.day_timeout;
+        let all = async {
+            tokio::try_join!(
+                self.fetch_agent_events(day),
+                self.fetch_conversations(day),
+                self.fetch_work_sessions(day)
+            )
+        };
+        let (agents, conversations, sessions) = tokio::time::timeout(limit, all)
+            .await
+            .map_err(|_| {
+                ExtractError::Answer(format!(
+                    "day {day}: extracting it took longer than gladly.day_timeout_minutes ({} min), so it was abandoned; the day is not marked done and the next run fetches it again",
+                    limit.as_secs_f64() / 60.0
+                ))
+            })??;
         Ok(Fetched {
             day,
-            agents: agents?,
-            conversations: convs?,
-            sessions: sessions?,
+            agents,
+            conversations,
+            sessions,
         })
     }
 
@@ -138,38 +198,69 @@ impl Extractor {
         }
     }
 
+    /// Where this extractor spools answers while they are decoded.
+    fn spool_dir(&self) -> std::path::PathBuf {
+        self.st.temp_dir()
+    }
+
     async fn fetch_agent_events(
         &self,
         day: NaiveDate,
     ) -> Result<(Vec<crate::model::AgentEvent>, Vec<SetAside>, &'static str), ExtractError> {
         let (start, end) = (time::day_start(self.tz, day), time::day_end(self.tz, day));
         if self.served_by_events_api(day) {
-            let body = self
+            let req = Request::new(format!("events {day}"), start, end.min(self.now), self.tz);
+            let entities = ["AGENT_STATUS", "AGENT_AVAILABILITY"];
+            match self
                 .gladly
-                .events(
-                    start,
-                    end.min(self.now),
-                    &["AGENT_STATUS", "AGENT_AVAILABILITY"],
-                )
-                .await?;
-            let (e, a) = decode::agent_events_jsonl(&body, &format!("events {day}"));
-            Ok((e, a, SOURCE_EVENTS_API))
-        } else {
-            let what = format!("AgentTimestampsReport {day}");
-            let body = self
-                .gladly
-                .report("AgentTimestampsReport", self.tz, day)
-                .await?;
-            let (e, a) = decode::agent_events_csv(&body, &what).map_err(|d| {
-                ExtractError::Answer(format!("Gladly's {what} could not be read: {d}"))
-            })?;
-            if e.len() >= 95_000 {
-                crate::log::warn(format!(
-                    "{what}: {} rows, close to the reports' reported cap; the day may be truncated",
-                    e.len()
-                ));
+                .events(req.start, req.end, &entities, &self.spool_dir())
+                .await
+            {
+                Ok(body) => {
+                    let d = decode_spooled(body, req, decode::agent_events_jsonl).await?;
+                    return Ok((d.rows, d.aside, SOURCE_EVENTS_API));
+                }
+                Err(e) => self.fall_back_to_report(e, day, "AgentTimestampsReport")?,
             }
-            Ok((e, a, SOURCE_REPORT))
+        }
+        let req = Request::new(format!("AgentTimestampsReport {day}"), start, end, self.tz);
+        let body = self
+            .gladly
+            .report("AgentTimestampsReport", self.tz, day, &self.spool_dir())
+            .await?;
+        let d = decode_spooled(body, req, decode::agent_events_csv).await?;
+        if d.rows.len() >= 95_000 {
+            crate::log::warn(format!(
+                "{}: {} rows, close to the reports' reported cap; the day may be truncated",
+                d.what,
+                d.rows.len()
+            ));
+        }
+        Ok((d.rows, d.aside, SOURCE_REPORT))
+    }
+
+    /// An Events API window near its 24-hour edge (clocks skewed between here and Gladly) may
+    /// be refused with any 400 or 422, whatever the body says: the day's report has the same
+    /// events, so it is read from there. Anything else is the error it is.
+    fn fall_back_to_report(
+        &self,
+        e: GladlyError,
+        day: NaiveDate,
+        report: &str,
+    ) -> Result<(), ExtractError> {
+        match e {
+            GladlyError::Api {
+                status: 400 | 422,
+                what,
+                detail,
+                ..
+            } => {
+                crate::log::warn(format!(
+                    "{what}: Gladly refused the window ({detail}), near the Events API's 24-hour edge; reading {day} from {report} instead"
+                ));
+                Ok(())
+            }
+            other => Err(other.into()),
         }
     }
 
@@ -179,24 +270,41 @@ impl Extractor {
     ) -> Result<(Vec<crate::model::ConversationEvent>, Vec<SetAside>), ExtractError> {
         let (start, end) = (time::day_start(self.tz, day), time::day_end(self.tz, day));
         if self.served_by_events_api(day) {
-            let body = self
+            let req = Request::new(
+                format!("conversation events {day}"),
+                start,
+                end.min(self.now),
+                self.tz,
+            );
+            match self
                 .gladly
-                .events(start, end.min(self.now), &["CONVERSATION"])
-                .await?;
-            Ok(decode::conversation_events_jsonl(
-                &body,
-                &format!("conversation events {day}"),
-            ))
-        } else {
-            let what = format!("ConversationTimestampsReport {day}");
-            let body = self
-                .gladly
-                .report("ConversationTimestampsReport", self.tz, day)
-                .await?;
-            decode::conversation_events_csv(&body, &what).map_err(|d| {
-                ExtractError::Answer(format!("Gladly's {what} could not be read: {d}"))
-            })
+                .events(req.start, req.end, &["CONVERSATION"], &self.spool_dir())
+                .await
+            {
+                Ok(body) => {
+                    let d = decode_spooled(body, req, decode::conversation_events_jsonl).await?;
+                    return Ok((d.rows, d.aside));
+                }
+                Err(e) => self.fall_back_to_report(e, day, "ConversationTimestampsReport")?,
+            }
         }
+        let req = Request::new(
+            format!("ConversationTimestampsReport {day}"),
+            start,
+            end,
+            self.tz,
+        );
+        let body = self
+            .gladly
+            .report(
+                "ConversationTimestampsReport",
+                self.tz,
+                day,
+                &self.spool_dir(),
+            )
+            .await?;
+        let d = decode_spooled(body, req, decode::conversation_events_csv).await?;
+        Ok((d.rows, d.aside))
     }
 
     pub async fn fetch_work_sessions(
@@ -209,16 +317,25 @@ impl Extractor {
         if end <= start {
             return Ok((Vec::new(), Vec::new()));
         }
-        let body = self.gladly.work_sessions(start, end).await?;
-        let what = format!("work-session-events {day}");
-        let (rows, open, aside) = decode::work_sessions_csv(&body, &what)
-            .map_err(|d| ExtractError::Answer(format!("Gladly's {what} could not be read: {d}")))?;
+        let body = self
+            .gladly
+            .work_sessions(start, end, &self.spool_dir())
+            .await?;
+        // The window is asked in UTC: a timestamp without offset is UTC.
+        let req = Request::new(
+            format!("work-session-events {day}"),
+            start,
+            end,
+            chrono_tz::UTC,
+        );
+        let (d, open) = decode_spooled(body, req, decode::work_sessions_csv).await?;
         if open > 0 {
             crate::log::debug(format!(
-                "{what}: {open} session(s) still open, stored once they end"
+                "{}: {open} session(s) still open, stored once they end",
+                d.what
             ));
         }
-        Ok((rows, aside))
+        Ok((d.rows, d.aside))
     }
 
     /// Lands a day of events: rows recorded outside the day are set aside (they would be
@@ -231,9 +348,19 @@ impl Extractor {
         x: &mut Extracted,
     ) -> Result<(), ExtractError> {
         let (start, end) = (time::day_start(self.tz, day), time::day_end(self.tz, day));
+        let total = fresh.len();
         let (inside, outside): (Vec<_>, Vec<_>) = fresh
             .into_iter()
             .partition(|e| e.recorded_at() >= start && e.recorded_at() < end);
+        // Rows dated outside the day they were asked for mean the answer was misread (say, a
+        // timezone taken wrongly): mostly so, and the day fails rather than lands near-empty.
+        if plausible::too_many_unreadable(outside.len(), total) {
+            return Err(ExtractError::Answer(format!(
+                "{what} {day}: {} of {total} rows are recorded outside the day (column Timestamp, e.g. {}), so the answer is not trusted",
+                outside.len(),
+                time::fmt_ts(outside[0].recorded_at())
+            )));
+        }
         x.set_aside.extend(outside.iter().map(|e| SetAside {
             location: format!("{what} {day}, event {}", e.event_id()),
             reason: format!(

@@ -356,19 +356,37 @@ impl Follower<'_> {
         }
         let mut days: BTreeSet<NaiveDate> = BTreeSet::new();
         if end > start {
+            let spool = self.st.temp_dir();
+            std::fs::create_dir_all(&spool).map_err(|e| StorageError {
+                path: spool.display().to_string(),
+                detail: e.to_string(),
+            })?;
             let body = self
                 .gladly
                 .events(
                     start,
                     end,
                     &["AGENT_STATUS", "AGENT_AVAILABILITY", "CONVERSATION"],
+                    &spool,
                 )
                 .await?;
-            let (agent_lines, conversation_lines) = split_by_entity(&body);
+            let mut bytes = Vec::new();
+            body.open()
+                .and_then(|mut r| std::io::Read::read_to_end(&mut r, &mut bytes))
+                .map_err(|e| FollowError::Failed(format!("reading the spooled events: {e}")))?;
+            drop(body);
+            let (agent_lines, conversation_lines) = split_by_entity(&bytes);
             let what = format!("events {}..{}", time::fmt_ts(start), time::fmt_ts(end));
-            let (agent_events, a1) = decode::agent_events_jsonl(&agent_lines, &what);
-            let (conversation_events, a2) =
-                decode::conversation_events_jsonl(&conversation_lines, &what);
+            let req = decode::Request::new(what, start, end, tz);
+            let agents = decode::agent_events_jsonl(&agent_lines[..], &req)
+                .map_err(FollowError::Failed)?;
+            let conversations = decode::conversation_events_jsonl(&conversation_lines[..], &req)
+                .map_err(FollowError::Failed)?;
+            // A window whose lines mostly fail to parse is an error, not an empty window.
+            agents.check().map_err(FollowError::Failed)?;
+            conversations.check().map_err(FollowError::Failed)?;
+            let (agent_events, a1) = (agents.rows, agents.aside);
+            let (conversation_events, a2) = (conversations.rows, conversations.aside);
             report.set_aside = a1.len() + a2.len();
             for a in a1.iter().chain(&a2) {
                 log::warn(format!("set aside: {}: {}", a.location, a.reason));

@@ -242,6 +242,182 @@ pub async fn execute(
     })
 }
 
+/// Where a streamed answer's body goes, and how large it may grow.
+pub struct Spool<'a> {
+    /// A file the body is written to as it arrives (created or truncated on each attempt).
+    pub path: &'a std::path::Path,
+    /// Past this many bytes the answer is refused (no retry: the server would send it again).
+    pub cap_bytes: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    #[error(transparent)]
+    Exhausted(#[from] Exhausted),
+    #[error("{what}: the answer grew past the cap of {cap_mib} MiB per answer (gladly.max_answer_mib) and was abandoned")]
+    TooLarge { what: String, cap_mib: u64 },
+    #[error("{what}: cannot spool the answer to {path}: {detail}")]
+    Spool {
+        what: String,
+        path: String,
+        detail: String,
+    },
+}
+
+/// How one streamed attempt ended when it did not give a final answer.
+enum Attempt {
+    Retry(String),
+    Fail(StreamError),
+}
+
+/// `execute` for large answers (JSON Lines, CSV): a 2xx body is streamed into `spool.path` as it
+/// arrives, never held in memory, and refused past `spool.cap_bytes`; the returned `Answer` has
+/// an empty body then. Other answers are read (their first 64 KiB) and classified as `execute`
+/// does: 429, 5xx, timeouts and cut-off bodies are retried. `slot` (the reports' in-flight
+/// cap) is held for each attempt only, never through a backoff sleep, so a failing request does
+/// not keep the other streams waiting.
+#[allow(clippy::too_many_arguments)]
+pub async fn execute_streamed(
+    what: &str,
+    build: impl Fn() -> reqwest::RequestBuilder,
+    limiters: &[&SlidingLimiter],
+    slot: Option<&tokio::sync::Semaphore>,
+    policy: &RetryPolicy,
+    stats: &Stats,
+    spool: &Spool<'_>,
+) -> Result<Answer, StreamError> {
+    let mut last = String::new();
+    for attempt in 0..policy.max_attempts {
+        if attempt > 0 {
+            stats.retries.fetch_add(1, Ordering::Relaxed);
+        }
+        let mut wait = policy.backoff(attempt);
+        let permit = match slot {
+            Some(s) => Some(s.acquire().await.expect("semaphore")),
+            None => None,
+        };
+        for l in limiters {
+            l.acquire().await;
+        }
+        stats.requests.fetch_add(1, Ordering::Relaxed);
+        let outcome = match build().send().await {
+            Err(e) => {
+                stats.transport_errors.fetch_add(1, Ordering::Relaxed);
+                Attempt::Retry(transport_message(&e))
+            }
+            Ok(resp) if resp.status().is_success() => {
+                let status = resp.status().as_u16();
+                let headers = resp.headers().clone();
+                match stream_to(what, resp, spool).await {
+                    Ok(()) => {
+                        return Ok(Answer {
+                            status,
+                            headers,
+                            body: Bytes::new(),
+                        })
+                    }
+                    Err(Attempt::Retry(why)) => {
+                        stats.transport_errors.fetch_add(1, Ordering::Relaxed);
+                        Attempt::Retry(format!("HTTP {status}, body cut off: {why}"))
+                    }
+                    Err(fail) => fail,
+                }
+            }
+            Ok(mut resp) => {
+                let status = resp.status().as_u16();
+                let headers = resp.headers().clone();
+                let mut body = Vec::new();
+                let mut cut = None;
+                while body.len() < 64 * 1024 {
+                    match resp.chunk().await {
+                        Ok(Some(c)) => body.extend_from_slice(&c),
+                        Ok(None) => break,
+                        Err(e) => {
+                            cut = Some(transport_message(&e));
+                            break;
+                        }
+                    }
+                }
+                let answer = Answer {
+                    status,
+                    headers,
+                    body: body.into(),
+                };
+                if status == 429 {
+                    stats.throttled.fetch_add(1, Ordering::Relaxed);
+                    if let Some(secs) = retry_after(&answer.headers) {
+                        wait = Duration::from_secs_f64(secs) + Duration::from_millis(50);
+                    }
+                    Attempt::Retry(answer.detail())
+                } else if status >= 500 {
+                    stats.server_errors.fetch_add(1, Ordering::Relaxed);
+                    Attempt::Retry(answer.detail())
+                } else if let Some(why) = cut {
+                    stats.transport_errors.fetch_add(1, Ordering::Relaxed);
+                    Attempt::Retry(format!("HTTP {status}, body cut off: {why}"))
+                } else {
+                    return Ok(answer);
+                }
+            }
+        };
+        drop(permit);
+        match outcome {
+            Attempt::Retry(why) => last = why,
+            Attempt::Fail(e) => return Err(e),
+        }
+        if attempt + 1 < policy.max_attempts {
+            tokio::time::sleep(wait).await;
+        }
+    }
+    Err(Exhausted {
+        what: what.to_string(),
+        attempts: policy.max_attempts,
+        last,
+    }
+    .into())
+}
+
+/// Writes a body to the spool file chunk by chunk, refusing it past the cap.
+async fn stream_to(
+    what: &str,
+    mut resp: reqwest::Response,
+    spool: &Spool<'_>,
+) -> Result<(), Attempt> {
+    use tokio::io::AsyncWriteExt;
+    let spool_err = |e: std::io::Error| {
+        Attempt::Fail(StreamError::Spool {
+            what: what.to_string(),
+            path: spool.path.display().to_string(),
+            detail: e.to_string(),
+        })
+    };
+    if let Some(dir) = spool.path.parent() {
+        tokio::fs::create_dir_all(dir).await.map_err(spool_err)?;
+    }
+    let mut file = tokio::fs::File::create(spool.path)
+        .await
+        .map_err(spool_err)?;
+    let mut written: u64 = 0;
+    loop {
+        match resp.chunk().await {
+            Ok(Some(c)) => {
+                written += c.len() as u64;
+                if written > spool.cap_bytes {
+                    return Err(Attempt::Fail(StreamError::TooLarge {
+                        what: what.to_string(),
+                        cap_mib: spool.cap_bytes.div_ceil(1 << 20),
+                    }));
+                }
+                file.write_all(&c).await.map_err(spool_err)?;
+            }
+            Ok(None) => break,
+            Err(e) => return Err(Attempt::Retry(transport_message(&e))),
+        }
+    }
+    file.flush().await.map_err(spool_err)?;
+    Ok(())
+}
+
 fn retry_after(h: &HeaderMap) -> Option<f64> {
     h.get(reqwest::header::RETRY_AFTER)?
         .to_str()

@@ -136,9 +136,15 @@ enum SimCmd {
         /// How long a `slow` fault holds an answer, in milliseconds.
         #[arg(long, default_value_t = 5000)]
         slow_ms: u64,
-        /// Comma list: bom, blank-lines, fraction-digits, unknown-fields, unknown-event-type, all.
+        /// Comma list: bom, blank-lines, fraction-digits, unknown-fields, unknown-event-type,
+        /// report-offsets, report-local-time, all; and (not in all) timezone-filter, malformed,
+        /// unreadable-timestamps.
         #[arg(long, default_value = "")]
         quirks: String,
+        /// Follow every timestamps report with this many MiB of copies of its last row (an
+        /// oversized answer, to see the client's cap and memory at work).
+        #[arg(long, default_value_t = 0)]
+        pad_reports_mib: u64,
         /// Write the ground truth (agents, inboxes, events, work sessions) to this folder.
         #[arg(long)]
         dump: Option<PathBuf>,
@@ -288,6 +294,7 @@ async fn main() -> ExitCode {
                     reports_in_flight,
                     slow_ms,
                     quirks,
+                    pad_reports_mib,
                     dump,
                 } => {
                     let sim_now = match sim_now.as_deref().or(cli.now.as_deref()) {
@@ -318,6 +325,7 @@ async fn main() -> ExitCode {
                         reports_in_flight,
                         slow_ms,
                         quirks,
+                        pad_reports_mib,
                         dump,
                     })
                     .await

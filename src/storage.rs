@@ -25,7 +25,8 @@ fn err(path: &Path, e: impl std::fmt::Display) -> StorageError {
     }
 }
 
-const TMP_MARK: &str = ".tmp-";
+/// In the name of every temporary file (swept at the start of a run; never read as data).
+pub const TMP_MARK: &str = ".tmp-";
 
 #[derive(Clone, Debug)]
 pub struct Storage {
@@ -36,6 +37,11 @@ pub struct Storage {
 impl Storage {
     pub fn new(root: PathBuf, compression: Compression) -> Storage {
         Storage { root, compression }
+    }
+
+    /// Where answers are spooled while they are decoded (`<root>/_tmp/`).
+    pub fn temp_dir(&self) -> PathBuf {
+        self.root.join("_tmp")
     }
 
     pub fn partition_dir(&self, dataset: &str, day: NaiveDate) -> PathBuf {

@@ -9,6 +9,13 @@ use gladly_wfm::transform::labels::label;
 use gladly_wfm::transform::segments::{day_segments, state_of, StartState};
 use serde_json::{json, Value};
 
+/// A request for 2024-05-06 in New York, the day the fixtures were recorded.
+fn req(what: &str) -> decode::Request {
+    let tz: chrono_tz::Tz = "America/New_York".parse().unwrap();
+    let day = "2024-05-06".parse().unwrap();
+    decode::Request::new(what, time::day_start(tz, day), time::day_end(tz, day), tz)
+}
+
 fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(
         Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -20,11 +27,12 @@ fn fixture(name: &str) -> Vec<u8> {
 
 #[test]
 fn agent_report_with_bom_blank_lines_quotes_fraction_digits_unknown_column_and_bad_rows() {
-    let (evs, aside) = decode::agent_events_csv(
-        &fixture("gladly/agent_timestamps_quirks.csv"),
-        "AgentTimestampsReport 2024-05-06",
+    let d = decode::agent_events_csv(
+        &fixture("gladly/agent_timestamps_quirks.csv")[..],
+        &req("AgentTimestampsReport 2024-05-06"),
     )
     .unwrap();
+    let (evs, aside) = (d.rows, d.aside);
     let types: Vec<&str> = evs.iter().map(|e| e.event_type.as_str()).collect();
     assert_eq!(
         types,
@@ -62,8 +70,12 @@ fn agent_report_with_bom_blank_lines_quotes_fraction_digits_unknown_column_and_b
 
 #[test]
 fn events_api_lines_decode_and_the_idle_away_closes_at_logout() {
-    let (evs, aside) =
-        decode::agent_events_jsonl(&fixture("gladly/events_agent.jsonl"), "events 2024-05-06");
+    let d = decode::agent_events_jsonl(
+        &fixture("gladly/events_agent.jsonl")[..],
+        &req("events 2024-05-06"),
+    )
+    .unwrap();
+    let (evs, aside) = (d.rows, d.aside);
     assert_eq!(evs.len(), 8);
     let reasons: Vec<&str> = aside.iter().map(|a| a.reason.as_str()).collect();
     assert_eq!(aside.len(), 2, "{reasons:?}");
@@ -102,11 +114,12 @@ fn events_api_lines_decode_and_the_idle_away_closes_at_logout() {
 
 #[test]
 fn work_sessions_keep_ended_skip_open_and_set_aside_bad_rows() {
-    let (rows, open, aside) = decode::work_sessions_csv(
-        &fixture("gladly/work_sessions.csv"),
-        "work-session-events 2024-05-06",
+    let (d, open) = decode::work_sessions_csv(
+        &fixture("gladly/work_sessions.csv")[..],
+        &req("work-session-events 2024-05-06"),
     )
     .unwrap();
+    let (rows, aside) = (d.rows, d.aside);
     assert_eq!(rows.len(), 1);
     assert_eq!(
         open, 1,
@@ -118,5 +131,38 @@ fn work_sessions_keep_ended_skip_open_and_set_aside_bad_rows() {
     assert!(
         aside[0].reason.contains("within_sla") && aside[0].location.ends_with("row 3"),
         "{aside:?}"
+    );
+}
+
+#[test]
+fn report_timestamps_with_offsets_without_and_across_the_fall_back_hour() {
+    let tz: chrono_tz::Tz = "America/New_York".parse().unwrap();
+    let day = "2026-11-01".parse().unwrap();
+    let req = decode::Request::new(
+        "AgentTimestampsReport 2026-11-01",
+        time::day_start(tz, day),
+        time::day_end(tz, day),
+        tz,
+    );
+    let d = decode::agent_events_csv(&fixture("gladly/agent_timestamps_local_time.csv")[..], &req)
+        .unwrap();
+    assert!(d.aside.is_empty(), "{:?}", d.aside);
+    let got: Vec<(String, String)> = d
+        .rows
+        .iter()
+        .map(|e| (fmt_ts(e.recorded_at), fmt_ts(e.occurred_at)))
+        .collect();
+    let want = [
+        ("2026-11-01T04:30:00.000Z", "2026-11-01T04:29:59.500Z"),
+        // 01:10 and 01:50 local: the first pass through 01:00 (EDT) …
+        ("2026-11-01T05:10:00.000Z", "2026-11-01T05:10:00.000Z"),
+        ("2026-11-01T05:50:00.000Z", "2026-11-01T05:49:58.000Z"),
+        // … then 01:20 after 01:50: the row order says the second pass (EST).
+        ("2026-11-01T06:20:00.000Z", "2026-11-01T06:19:59.000Z"),
+        ("2026-11-01T07:30:00.000Z", "2026-11-01T07:29:59.000Z"),
+    ];
+    assert_eq!(
+        got,
+        want.map(|(a, b)| (a.to_string(), b.to_string())).to_vec()
     );
 }

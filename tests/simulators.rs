@@ -215,7 +215,16 @@ async fn report_quirks_bom_blank_lines_fraction_digits_unknown_fields_and_types(
         .collect();
     assert!(lens.len() >= 4, "{lens:?}");
     // The decoder survives all of it.
-    let (evs, aside) = gladly_wfm::gladly::decode::agent_events_csv(&bytes, "r").unwrap();
+    let tz: chrono_tz::Tz = TZ.parse().unwrap();
+    let day = "2026-11-02".parse().unwrap();
+    let req = gladly_wfm::gladly::decode::Request::new(
+        "r",
+        gladly_wfm::time::day_start(tz, day),
+        gladly_wfm::time::day_end(tz, day),
+        tz,
+    );
+    let d = gladly_wfm::gladly::decode::agent_events_csv(&bytes[..], &req).unwrap();
+    let (evs, aside) = (d.rows, d.aside);
     assert!(!evs.is_empty());
     assert!(
         aside

@@ -29,6 +29,7 @@ pub struct GladlyArgs {
     /// How long a `slow` fault holds an answer.
     pub slow_ms: u64,
     pub quirks: String,
+    pub pad_reports_mib: u64,
     pub dump: Option<PathBuf>,
 }
 
@@ -53,6 +54,7 @@ pub fn gladly_config(a: &GladlyArgs) -> Result<GladlySimConfig, String> {
     cfg.faults = FaultRates::parse(&a.faults).map_err(|e| format!("--faults: {e}"))?;
     cfg.slow_ms = a.slow_ms;
     cfg.speed = a.speed;
+    cfg.report_padding_bytes = a.pad_reports_mib << 20;
     Ok(cfg)
 }
 

@@ -1,15 +1,173 @@
-//! Decoding Gladly answers: Events API JSON Lines and Reports API CSV, into `AgentEvent`s.
-//! Unknown fields are ignored; unknown event types and malformed lines or rows are set aside
-//! (counted, with where and why), never a crash and never silently dropped.
+//! Decoding Gladly answers: Events API JSON Lines and Reports API CSV, read as they stream
+//! from disk, into the pipeline's records. Unknown fields are ignored; unknown event types and
+//! unreadable lines or rows (a malformed line, a missing column, invalid UTF-8, a value out of
+//! the plausible range) are set aside, counted, with where and why: never a crash, never
+//! silently dropped. An answer whose rows are mostly unreadable fails its day
+//! (`Decoded::check`, the rule in `plausible`).
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read};
 
+use chrono_tz::Tz;
 use serde::Deserialize;
 
+use super::csv_report::{read_rows, CellError, Row};
+use super::plausible;
+use super::timestamps::{self, Hint};
 use crate::model::{
-    derive_event_id, AgentEvent, SetAside, AGENT_EVENT_TYPES, SOURCE_EVENTS_API, SOURCE_REPORT,
+    derive_event_id, AgentEvent, ConversationEvent, SetAside, WorkSession, AGENT_EVENT_TYPES,
+    CONVERSATION_EVENT_TYPES, SOURCE_EVENTS_API, SOURCE_REPORT,
 };
-use crate::time::parse_ts;
+use crate::time::Ms;
+
+/// The request an answer belongs to: what to call it in messages, the window it asked for
+/// (plausible instants lie near it) and the timezone a timestamp without offset is in.
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub what: String,
+    pub start: Ms,
+    pub end: Ms,
+    pub tz: Tz,
+}
+
+impl Request {
+    pub fn new(what: impl Into<String>, start: Ms, end: Ms, tz: Tz) -> Request {
+        Request {
+            what: what.into(),
+            start,
+            end,
+            tz,
+        }
+    }
+
+    /// Reads a timestamp cell and checks it lies near the window.
+    fn instant(&self, column: &str, value: &str, hint: Hint) -> Result<Ms, RowError> {
+        let ms = timestamps::parse(value, self.tz, hint)
+            .ok_or_else(|| RowError::bad(column, value, "not a timestamp"))?;
+        plausible::instant(ms, self.start, self.end)
+            .map_err(|why| RowError::bad(column, value, why))
+    }
+}
+
+/// Why a row is set aside.
+#[derive(Debug)]
+struct RowError {
+    /// The column (or JSON field) that could not be read, with its value; `None` for a row
+    /// of an unknown event type, which is Gladly's additive change, not a broken answer.
+    unreadable: Option<(String, String)>,
+    reason: String,
+}
+
+impl RowError {
+    fn bad(column: &str, value: &str, why: impl std::fmt::Display) -> RowError {
+        RowError {
+            unreadable: Some((column.to_string(), value.to_string())),
+            reason: format!("bad {column} `{}`: {why}", sample(value)),
+        }
+    }
+
+    fn blank(column: &str) -> RowError {
+        RowError {
+            unreadable: Some((column.to_string(), String::new())),
+            reason: format!("blank {column}"),
+        }
+    }
+
+    fn unknown_type(t: &str) -> RowError {
+        RowError {
+            unreadable: None,
+            reason: format!("unknown event type {t}"),
+        }
+    }
+}
+
+impl From<CellError> for RowError {
+    fn from(e: CellError) -> RowError {
+        RowError {
+            unreadable: Some((e.column, e.value)),
+            reason: e.reason,
+        }
+    }
+}
+
+/// A value as messages show it: at most 60 characters.
+fn sample(v: &str) -> String {
+    if v.chars().count() > 60 {
+        format!("{}…", v.chars().take(60).collect::<String>())
+    } else {
+        v.to_string()
+    }
+}
+
+/// What decoding an answer gave: its records, what was set aside, and how much was unreadable.
+#[derive(Debug)]
+pub struct Decoded<T> {
+    pub what: String,
+    pub rows: Vec<T>,
+    pub aside: Vec<SetAside>,
+    /// Rows set aside because a value could not be read, by column: (count, first value).
+    unreadable: BTreeMap<String, (usize, String)>,
+    /// Every row or line read, whatever became of it.
+    pub total: usize,
+}
+
+impl<T> Decoded<T> {
+    fn new(what: &str) -> Decoded<T> {
+        Decoded {
+            what: what.to_string(),
+            rows: Vec::new(),
+            aside: Vec::new(),
+            unreadable: BTreeMap::new(),
+            total: 0,
+        }
+    }
+
+    fn push(&mut self, location: String, r: Result<T, RowError>) {
+        self.total += 1;
+        match r {
+            Ok(t) => self.rows.push(t),
+            Err(e) => {
+                if let Some((col, value)) = e.unreadable {
+                    let c = self.unreadable.entry(col).or_insert((0, value));
+                    c.0 += 1;
+                }
+                self.aside.push(SetAside {
+                    location,
+                    reason: e.reason,
+                });
+            }
+        }
+    }
+
+    /// Rows set aside because something in them could not be read.
+    pub fn unreadable(&self) -> usize {
+        self.unreadable.values().map(|c| c.0).sum()
+    }
+
+    /// No silent emptying: an answer whose rows are mostly unreadable is an error, naming the
+    /// column that failed most and a value from it.
+    pub fn check(&self) -> Result<(), String> {
+        let n = self.unreadable();
+        if !plausible::too_many_unreadable(n, self.total) {
+            return Ok(());
+        }
+        let (col, (count, value)) = self
+            .unreadable
+            .iter()
+            .max_by_key(|(_, (c, _))| *c)
+            .expect("unreadable rows have a column");
+        Err(format!(
+            "{}: {n} of {} rows could not be read (more than {} % and more than {}), so the answer is not trusted; column `{col}` failed in {count}, e.g. `{}`",
+            self.what,
+            self.total,
+            plausible::MAX_UNREADABLE_SHARE * 100.0,
+            plausible::MAX_UNREADABLE_ROWS,
+            sample(value),
+        ))
+    }
+}
+
+// ---------------------------------------------------------------- Events API (JSON Lines)
 
 #[derive(Deserialize)]
 struct RawLine {
@@ -48,21 +206,22 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
 }
 
 /// Decodes an Events API body (JSON Lines) of agent events.
-pub fn agent_events_jsonl(body: &[u8], what: &str) -> (Vec<AgentEvent>, Vec<SetAside>) {
-    json_lines(body, what, |raw: RawLine| {
+pub fn agent_events_jsonl(body: impl Read, req: &Request) -> Result<Decoded<AgentEvent>, String> {
+    json_lines(body, req, |raw: RawLine| {
         if !AGENT_EVENT_TYPES.contains(&raw.etype.as_str()) {
-            return Err(format!("unknown event type {}", raw.etype));
+            return Err(RowError::unknown_type(&raw.etype));
         }
-        let recorded =
-            parse_ts(&raw.timestamp).ok_or_else(|| format!("bad timestamp `{}`", raw.timestamp))?;
+        let recorded = req.instant("timestamp", &raw.timestamp, Hint::None)?;
         let c = raw.content;
-        let agent_id = c.agent_id.ok_or("no content.agentId")?;
+        let agent_id = c
+            .agent_id
+            .ok_or_else(|| RowError::blank("content.agentId"))?;
         let focus = raw.etype.starts_with("AGENT_AVAILABILITY/FOCUS_");
         // Focus events have no occurredAt: their recorded time stands in.
         let occurred = match &c.occurred_at {
-            Some(s) => parse_ts(s).ok_or_else(|| format!("bad occurredAt `{s}`"))?,
+            Some(s) => req.instant("content.occurredAt", s, Hint::Near(recorded))?,
             None if focus => recorded,
-            None => return Err(format!("{} without occurredAt", raw.etype)),
+            None => return Err(RowError::blank("content.occurredAt")),
         };
         let available_for = if focus {
             c.context.and_then(|x| x.available_for).map(sorted)
@@ -70,7 +229,7 @@ pub fn agent_events_jsonl(body: &[u8], what: &str) -> (Vec<AgentEvent>, Vec<SetA
             c.available_for.map(sorted)
         };
         if raw.etype == "AGENT_AVAILABILITY/UPDATED" && available_for.is_none() {
-            return Err("AGENT_AVAILABILITY/UPDATED without availableFor".into());
+            return Err(RowError::blank("content.availableFor"));
         }
         Ok(AgentEvent {
             event_id: derive_event_id(&agent_id, &raw.etype, occurred),
@@ -86,252 +245,38 @@ pub fn agent_events_jsonl(body: &[u8], what: &str) -> (Vec<AgentEvent>, Vec<SetA
     })
 }
 
-/// Decodes JSON Lines one line at a time: `f` makes a record of a parsed line or says why it is
-/// set aside. Blank lines are skipped; a malformed line is set aside with its line number.
+/// Decodes JSON Lines one line at a time as they stream: `f` makes a record of a parsed line or
+/// says why it is set aside. Blank lines are skipped; a malformed line (invalid UTF-8 included)
+/// is set aside with its line number. Only a read error of the body fails the whole answer.
 fn json_lines<R: serde::de::DeserializeOwned, T>(
-    body: &[u8],
-    what: &str,
-    mut f: impl FnMut(R) -> Result<T, String>,
-) -> (Vec<T>, Vec<SetAside>) {
-    let mut out = Vec::new();
-    let mut aside = Vec::new();
-    for (i, line) in body.split(|b| *b == b'\n').enumerate() {
-        let line = line.trim_ascii();
-        if line.is_empty() {
+    body: impl Read,
+    req: &Request,
+    mut f: impl FnMut(R) -> Result<T, RowError>,
+) -> Result<Decoded<T>, String> {
+    let mut out = Decoded::new(&req.what);
+    let mut body = BufReader::with_capacity(64 * 1024, body);
+    let mut line = Vec::new();
+    let mut number = 0;
+    loop {
+        line.clear();
+        let n = body
+            .read_until(b'\n', &mut line)
+            .map_err(|e| format!("{}: reading the body: {e}", req.what))?;
+        if n == 0 {
+            return Ok(out);
+        }
+        number += 1;
+        let l = line.trim_ascii();
+        if l.is_empty() {
             continue;
         }
-        let r = serde_json::from_slice::<R>(line)
-            .map_err(|e| format!("malformed JSON: {e}"))
+        let r = serde_json::from_slice::<R>(l)
+            .map_err(|e| RowError {
+                unreadable: Some(("(JSON line)".into(), String::from_utf8_lossy(l).into())),
+                reason: format!("malformed JSON: {e}"),
+            })
             .and_then(&mut f);
-        match r {
-            Ok(t) => out.push(t),
-            Err(reason) => aside.push(SetAside {
-                location: format!("{what}, line {}", i + 1),
-                reason,
-            }),
-        }
-    }
-    (out, aside)
-}
-
-/// Decodes a CSV table row by row: `f` makes a record of a row or says why it is set aside.
-fn csv_rows<T>(
-    t: &CsvTable,
-    what: &str,
-    mut f: impl FnMut(&csv::StringRecord) -> Result<T, String>,
-) -> (Vec<T>, Vec<SetAside>) {
-    let mut out = Vec::new();
-    let mut aside = Vec::new();
-    for (n, rec) in &t.rows {
-        match f(rec) {
-            Ok(r) => out.push(r),
-            Err(reason) => aside.push(SetAside {
-                location: format!("{what}, row {n}"),
-                reason,
-            }),
-        }
-    }
-    (out, aside)
-}
-
-/// A CSV report body as rows keyed by header name. Survives a BOM, blank lines before the header,
-/// quoted commas and newlines, and an empty body (no rows). Rows shorter than the header are
-/// returned with the missing cells absent so the caller can name the column.
-pub struct CsvTable {
-    pub header: Vec<String>,
-    pub rows: Vec<(usize, csv::StringRecord)>,
-    index: HashMap<String, usize>,
-}
-
-impl CsvTable {
-    pub fn parse(body: &[u8]) -> Result<CsvTable, String> {
-        let mut b = body;
-        if b.starts_with(&[0xEF, 0xBB, 0xBF]) {
-            b = &b[3..];
-        }
-        // Blank lines before the header.
-        while let Some(&c) = b.first() {
-            if c == b'\n' || c == b'\r' || c == b' ' || c == b'\t' {
-                b = &b[1..];
-            } else {
-                break;
-            }
-        }
-        let mut rdr = csv::ReaderBuilder::new()
-            .has_headers(true)
-            .flexible(true)
-            .from_reader(b);
-        let header: Vec<String> = if b.is_empty() {
-            Vec::new()
-        } else {
-            rdr.headers()
-                .map_err(|e| format!("unreadable CSV header: {e}"))?
-                .iter()
-                .map(|h| h.trim().to_string())
-                .collect()
-        };
-        let index = header
-            .iter()
-            .enumerate()
-            .map(|(i, h)| (h.clone(), i))
-            .collect();
-        let mut rows = Vec::new();
-        for (n, rec) in rdr.records().enumerate() {
-            let rec = rec.map_err(|e| format!("unreadable CSV at row {}: {e}", n + 1))?;
-            rows.push((n + 1, rec));
-        }
-        Ok(CsvTable {
-            header,
-            rows,
-            index,
-        })
-    }
-
-    /// Checks that the header has these columns (a report whose shape changed is an error).
-    pub fn require(&self, cols: &[&str]) -> Result<(), String> {
-        if self.header.is_empty() {
-            return Ok(());
-        }
-        let missing: Vec<&str> = cols
-            .iter()
-            .copied()
-            .filter(|c| !self.index.contains_key(*c))
-            .collect();
-        if missing.is_empty() {
-            Ok(())
-        } else {
-            Err(format!(
-                "report header lacks column(s) {}; header is {:?}",
-                missing.join(", "),
-                self.header
-            ))
-        }
-    }
-
-    /// The cell under `col`: `Err` if the row is too short to have it, `Ok(None)` if blank.
-    pub fn cell<'r>(
-        &self,
-        rec: &'r csv::StringRecord,
-        col: &str,
-    ) -> Result<Option<&'r str>, String> {
-        let i = *self
-            .index
-            .get(col)
-            .ok_or_else(|| format!("no column {col}"))?;
-        match rec.get(i) {
-            None => Err(format!("missing column {col}")),
-            Some(s) if s.trim().is_empty() => Ok(None),
-            Some(s) => Ok(Some(s.trim())),
-        }
-    }
-}
-
-/// `[MESSAGING, VOICE]` → channels; `[ ]` → none; blank → not given.
-fn channels(cell: Option<&str>) -> Option<Vec<String>> {
-    let s = cell?.trim();
-    let inner = s.trim_start_matches('[').trim_end_matches(']');
-    Some(sorted(
-        inner
-            .split(',')
-            .map(|c| c.trim().to_string())
-            .filter(|c| !c.is_empty())
-            .collect(),
-    ))
-}
-
-const AGENT_REPORT_COLUMNS: &[&str] = &[
-    "Timestamp",
-    "Occurred At",
-    "Agent ID",
-    "Type",
-    "Available For",
-    "Away Reason",
-    "Active Reason",
-];
-
-/// Decodes an `AgentTimestampsReport` CSV body.
-pub fn agent_events_csv(
-    body: &[u8],
-    what: &str,
-) -> Result<(Vec<AgentEvent>, Vec<SetAside>), String> {
-    let t = CsvTable::parse(body)?;
-    t.require(AGENT_REPORT_COLUMNS)?;
-    Ok(csv_rows(&t, what, |rec| agent_row(&t, rec)))
-}
-
-fn agent_row(t: &CsvTable, rec: &csv::StringRecord) -> Result<AgentEvent, String> {
-    let ts = t.cell(rec, "Timestamp")?.ok_or("blank Timestamp")?;
-    let recorded = parse_ts(ts).ok_or_else(|| format!("bad Timestamp `{ts}`"))?;
-    let etype = t.cell(rec, "Type")?.ok_or("blank Type")?.to_string();
-    if !AGENT_EVENT_TYPES.contains(&etype.as_str()) {
-        return Err(format!("unknown event type {etype}"));
-    }
-    let occurred = match t.cell(rec, "Occurred At")? {
-        Some(s) => parse_ts(s).ok_or_else(|| format!("bad Occurred At `{s}`"))?,
-        None => recorded,
-    };
-    let agent_id = t
-        .cell(rec, "Agent ID")?
-        .ok_or("blank Agent ID")?
-        .to_string();
-    let available_for = channels(t.cell(rec, "Available For")?);
-    if etype == "AGENT_AVAILABILITY/UPDATED" && available_for.is_none() {
-        return Err("AGENT_AVAILABILITY/UPDATED with blank Available For".into());
-    }
-    Ok(AgentEvent {
-        event_id: derive_event_id(&agent_id, &etype, occurred),
-        event_type: etype,
-        agent_id,
-        occurred_at: occurred,
-        recorded_at: recorded,
-        away_reason: t.cell(rec, "Away Reason")?.map(str::to_string),
-        active_reason: t.cell(rec, "Active Reason")?.map(str::to_string),
-        available_for,
-        source: SOURCE_REPORT.to_string(),
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn csv_survives_bom_blank_lines_quotes_and_empty_body() {
-        let body = "\u{feff}\r\n\nTimestamp,Occurred At,Agent,Agent ID,Type,Available For,Away Reason,Active Reason\n\
-            2024-05-06T15:00:02.1Z,2024-05-06T15:00:02.101Z,\"Ruiz, Ana\",A1,AGENT_STATUS/LOGGED_IN,,,Work\n\
-            2024-05-06T15:00:40Z,2024-05-06T15:00:40.517Z,\"Line\nBreak\",A1,AGENT_AVAILABILITY/UPDATED,\"[VOICE, MESSAGING]\",,\n\
-            2024-05-06T16:00:40Z,2024-05-06T16:00:40Z,X,A1,AGENT_AVAILABILITY/UPDATED,[ ],,\n\
-            2024-05-06T17:00:00Z,2024-05-06T17:00:00Z,X,A1,AGENT_STATUS/SOMETHING_NEW,,,\n\
-            2024-05-06T17:00:00Z,2024-05-06T17:00:00Z,X\n";
-        let (evs, aside) = agent_events_csv(body.as_bytes(), "r").unwrap();
-        assert_eq!(evs.len(), 3);
-        assert_eq!(evs[0].active_reason.as_deref(), Some("Work"));
-        assert_eq!(
-            evs[1].available_for,
-            Some(vec!["MESSAGING".into(), "VOICE".into()])
-        );
-        assert_eq!(evs[2].available_for, Some(vec![]));
-        assert_eq!(aside.len(), 2, "{aside:?}");
-        assert!(aside[1].reason.contains("missing column"), "{aside:?}");
-        assert!(agent_events_csv(b"", "r").unwrap().0.is_empty());
-    }
-
-    #[test]
-    fn jsonl_ids_match_report_ids_and_bad_lines_are_set_aside() {
-        let body = br#"{"id":"x","type":"AGENT_STATUS/LOGGED_IN","timestamp":"2024-05-06T15:00:02.118Z","extra":1,"content":{"agentId":"A1","occurredAt":"2024-05-06T15:00:02.101Z","activeReason":{"id":"r","name":"Work"}}}
-{not json
-
-{"id":"y","type":"AGENT_STATUS/SOMETHING_NEW","timestamp":"2024-05-06T15:00:02.118Z","content":{"agentId":"A1"}}
-{"id":"z","type":"AGENT_AVAILABILITY/FOCUS_ENTERED","timestamp":"2024-05-06T15:10:00.5Z","content":{"agentId":"A1","context":{"availableFor":["VOICE"]}}}
-"#;
-        let (evs, aside) = agent_events_jsonl(body, "events");
-        assert_eq!(evs.len(), 2);
-        assert_eq!(aside.len(), 2);
-        assert!(aside[0].location.ends_with("line 2"));
-        let csv = "Timestamp,Occurred At,Agent,Agent ID,Type,Available For,Away Reason,Active Reason\n2024-05-06T15:00:02.118Z,2024-05-06T15:00:02.101000Z,A,A1,AGENT_STATUS/LOGGED_IN,,,Work\n";
-        let (r, _) = agent_events_csv(csv.as_bytes(), "r").unwrap();
-        assert_eq!(r[0].event_id, evs[0].event_id);
-        assert_eq!(evs[1].occurred_at, evs[1].recorded_at);
+        out.push(format!("{}, line {number}", req.what), r);
     }
 }
 
@@ -368,18 +313,18 @@ struct RawConvLine {
 
 /// Decodes an Events API body (JSON Lines) of conversation events.
 pub fn conversation_events_jsonl(
-    body: &[u8],
-    what: &str,
-) -> (Vec<crate::model::ConversationEvent>, Vec<SetAside>) {
-    use crate::model::{ConversationEvent, CONVERSATION_EVENT_TYPES};
-    json_lines(body, what, |raw: RawConvLine| {
+    body: impl Read,
+    req: &Request,
+) -> Result<Decoded<ConversationEvent>, String> {
+    json_lines(body, req, |raw: RawConvLine| {
         if !CONVERSATION_EVENT_TYPES.contains(&raw.etype.as_str()) {
-            return Err(format!("unknown event type {}", raw.etype));
+            return Err(RowError::unknown_type(&raw.etype));
         }
-        let ts =
-            parse_ts(&raw.timestamp).ok_or_else(|| format!("bad timestamp `{}`", raw.timestamp))?;
+        let ts = req.instant("timestamp", &raw.timestamp, Hint::None)?;
         let c = raw.content;
-        let conversation_id = c.conversation_id.ok_or("no content.conversationId")?;
+        let conversation_id = c
+            .conversation_id
+            .ok_or_else(|| RowError::blank("content.conversationId"))?;
         let ctx = c.context.and_then(|x| x.assignee).unwrap_or_default();
         let new = c.assignee.unwrap_or_default();
         Ok(ConversationEvent {
@@ -397,6 +342,97 @@ pub fn conversation_events_jsonl(
     })
 }
 
+// ---------------------------------------------------------------- Reports API (CSV)
+
+/// Decodes a CSV report row by row: `f` makes a record of a row or says why it is set aside.
+fn csv_rows<T>(
+    body: impl Read,
+    req: &Request,
+    required: &[&str],
+    mut f: impl FnMut(&Row) -> Result<T, RowError>,
+) -> Result<Decoded<T>, String> {
+    let mut out = Decoded::new(&req.what);
+    read_rows(body, required, |r| match r {
+        Ok(row) => out.push(format!("{}, row {}", req.what, row.number), f(&row)),
+        Err((n, e)) => out.push(format!("{}, row {n}", req.what), Err(e.into())),
+    })
+    .map_err(|e| format!("{}: {e}", req.what))?;
+    Ok(out)
+}
+
+fn need<'r>(row: &'r Row, col: &str) -> Result<&'r str, RowError> {
+    row.cell(col)?.ok_or_else(|| RowError::blank(col))
+}
+
+/// `[MESSAGING, VOICE]` → channels; `[ ]` → none; blank → not given.
+fn channels(cell: Option<&str>) -> Option<Vec<String>> {
+    let s = cell?.trim();
+    let inner = s.trim_start_matches('[').trim_end_matches(']');
+    Some(sorted(
+        inner
+            .split(',')
+            .map(|c| c.trim().to_string())
+            .filter(|c| !c.is_empty())
+            .collect(),
+    ))
+}
+
+const AGENT_REPORT_COLUMNS: &[&str] = &[
+    "Timestamp",
+    "Occurred At",
+    "Agent ID",
+    "Type",
+    "Available For",
+    "Away Reason",
+    "Active Reason",
+];
+
+/// The newest `Timestamp` read so far: rows come in ascending order, which is what resolves a
+/// wall-clock time of the DST fall-back hour (see `timestamps`).
+#[derive(Default)]
+struct RowOrder(Option<Ms>);
+
+impl RowOrder {
+    fn recorded(&mut self, req: &Request, value: &str) -> Result<Ms, RowError> {
+        let hint = self.0.map(Hint::NotBefore).unwrap_or(Hint::None);
+        let ms = req.instant("Timestamp", value, hint)?;
+        self.0 = Some(self.0.map_or(ms, |p| p.max(ms)));
+        Ok(ms)
+    }
+}
+
+/// Decodes an `AgentTimestampsReport` CSV body.
+pub fn agent_events_csv(body: impl Read, req: &Request) -> Result<Decoded<AgentEvent>, String> {
+    let mut order = RowOrder::default();
+    csv_rows(body, req, AGENT_REPORT_COLUMNS, |row| {
+        let recorded = order.recorded(req, need(row, "Timestamp")?)?;
+        let etype = need(row, "Type")?.to_string();
+        if !AGENT_EVENT_TYPES.contains(&etype.as_str()) {
+            return Err(RowError::unknown_type(&etype));
+        }
+        let occurred = match row.cell("Occurred At")? {
+            Some(s) => req.instant("Occurred At", s, Hint::Near(recorded))?,
+            None => recorded,
+        };
+        let agent_id = need(row, "Agent ID")?.to_string();
+        let available_for = channels(row.cell("Available For")?);
+        if etype == "AGENT_AVAILABILITY/UPDATED" && available_for.is_none() {
+            return Err(RowError::blank("Available For"));
+        }
+        Ok(AgentEvent {
+            event_id: derive_event_id(&agent_id, &etype, occurred),
+            event_type: etype,
+            agent_id,
+            occurred_at: occurred,
+            recorded_at: recorded,
+            away_reason: row.cell("Away Reason")?.map(str::to_string),
+            active_reason: row.cell("Active Reason")?.map(str::to_string),
+            available_for,
+            source: SOURCE_REPORT.to_string(),
+        })
+    })
+}
+
 const CONVERSATION_REPORT_COLUMNS: &[&str] = &[
     "Timestamp",
     "Event Type",
@@ -410,27 +446,18 @@ const CONVERSATION_REPORT_COLUMNS: &[&str] = &[
 
 /// Decodes a `ConversationTimestampsReport` CSV body.
 pub fn conversation_events_csv(
-    body: &[u8],
-    what: &str,
-) -> Result<(Vec<crate::model::ConversationEvent>, Vec<SetAside>), String> {
-    use crate::model::{ConversationEvent, CONVERSATION_EVENT_TYPES};
-    let t = CsvTable::parse(body)?;
-    t.require(CONVERSATION_REPORT_COLUMNS)?;
-    Ok(csv_rows(&t, what, |rec| {
-        let ts = t.cell(rec, "Timestamp")?.ok_or("blank Timestamp")?;
-        let ts = parse_ts(ts).ok_or_else(|| format!("bad Timestamp `{ts}`"))?;
-        let etype = t
-            .cell(rec, "Event Type")?
-            .ok_or("blank Event Type")?
-            .to_string();
+    body: impl Read,
+    req: &Request,
+) -> Result<Decoded<ConversationEvent>, String> {
+    let mut order = RowOrder::default();
+    csv_rows(body, req, CONVERSATION_REPORT_COLUMNS, |row| {
+        let ts = order.recorded(req, need(row, "Timestamp")?)?;
+        let etype = need(row, "Event Type")?.to_string();
         if !CONVERSATION_EVENT_TYPES.contains(&etype.as_str()) {
-            return Err(format!("unknown event type {etype}"));
+            return Err(RowError::unknown_type(&etype));
         }
-        let conversation_id = t
-            .cell(rec, "Conversation ID")?
-            .ok_or("blank Conversation ID")?
-            .to_string();
-        let s = |c: &str| t.cell(rec, c).map(|v| v.map(str::to_string));
+        let conversation_id = need(row, "Conversation ID")?.to_string();
+        let s = |c: &str| row.cell(c).map(|v| v.map(str::to_string));
         Ok(ConversationEvent {
             event_id: derive_event_id(&conversation_id, &etype, ts),
             event_type: etype,
@@ -443,7 +470,7 @@ pub fn conversation_events_csv(
             new_agent_id: s("Newly Assigned Agent ID")?,
             source: SOURCE_REPORT.to_string(),
         })
-    }))
+    })
 }
 
 pub const WORK_SESSION_COLUMNS: &[&str] = &[
@@ -468,49 +495,47 @@ pub const WORK_SESSION_COLUMNS: &[&str] = &[
     "accepted_inbox_id",
 ];
 
-/// Decodes a `work-session-events` CSV body: (ended sessions, open ones skipped, set aside).
-/// Open sessions (no `id` yet) are not stored until they end.
+/// Decodes a `work-session-events` CSV body: (ended sessions, how many were still open).
+/// Open sessions (no `id` yet) are not stored until they end. The request's window is UTC,
+/// so a timestamp without offset is read as UTC.
 pub fn work_sessions_csv(
-    body: &[u8],
-    what: &str,
-) -> Result<(Vec<crate::model::WorkSession>, usize, Vec<SetAside>), String> {
-    use crate::model::WorkSession;
-    let t = CsvTable::parse(body)?;
-    t.require(WORK_SESSION_COLUMNS)?;
-    let (rows, aside) = csv_rows(&t, what, |rec| -> Result<Option<WorkSession>, String> {
-        let s = |c: &str| t.cell(rec, c).map(|v| v.map(str::to_string));
-        let ts = |c: &str| -> Result<Option<crate::time::Ms>, String> {
-            match t.cell(rec, c)? {
-                None => Ok(None),
-                Some(v) => parse_ts(v)
-                    .map(Some)
-                    .ok_or_else(|| format!("bad {c} `{v}`")),
-            }
+    body: impl Read,
+    req: &Request,
+) -> Result<(Decoded<WorkSession>, usize), String> {
+    let decoded = csv_rows(body, req, WORK_SESSION_COLUMNS, |row| {
+        let s = |c: &str| row.cell(c).map(|v| v.map(str::to_string));
+        let ts = |c: &str| -> Result<Option<Ms>, RowError> {
+            row.cell(c)?
+                .map(|v| req.instant(c, v, Hint::None))
+                .transpose()
         };
-        let num = |c: &str| -> Result<Option<f64>, String> {
-            match t.cell(rec, c)? {
-                None => Ok(None),
-                Some(v) => v
-                    .parse::<f64>()
-                    .map(Some)
-                    .map_err(|_| format!("bad {c} `{v}`")),
-            }
+        let secs = |c: &str| -> Result<Option<f64>, RowError> {
+            let Some(v) = row.cell(c)? else {
+                return Ok(None);
+            };
+            let n = v
+                .parse::<f64>()
+                .map_err(|_| RowError::bad(c, v, "not a number"))?;
+            plausible::seconds(n)
+                .map(Some)
+                .map_err(|why| RowError::bad(c, v, why))
         };
         let Some(id) = s("id")? else {
             // Still open: Gladly leaves `id` and the end columns blank until it ends.
             return Ok(None);
         };
-        let within_sla = match t.cell(rec, "within_sla")? {
+        let within_sla = match row.cell("within_sla")? {
             None => None,
             Some(v) if v.eq_ignore_ascii_case("true") => Some(true),
             Some(v) if v.eq_ignore_ascii_case("false") => Some(false),
-            Some(v) => return Err(format!("bad within_sla `{v}`")),
+            Some(v) => return Err(RowError::bad("within_sla", v, "not true or false")),
         };
         Ok(Some(WorkSession {
             id,
-            contact_session_id: s("contact_session_id")?.ok_or("blank contact_session_id")?,
+            contact_session_id: s("contact_session_id")?
+                .ok_or_else(|| RowError::blank("contact_session_id"))?,
             contact_session_created_at: ts("contact_session_created_at")?
-                .ok_or("blank contact_session_created_at")?,
+                .ok_or_else(|| RowError::blank("contact_session_created_at"))?,
             customer_id: s("customer_id")?,
             conversation_id: s("conversation_id")?,
             inbox_id: s("inbox_id")?,
@@ -523,12 +548,222 @@ pub fn work_sessions_csv(
             contact_session_ended_at: ts("contact_session_ended_at")?,
             status: s("status")?,
             within_sla,
-            work_session_handle_time_seconds: num("work_session_handle_time_sec")?,
-            work_session_after_contact_time_seconds: num("work_session_after_contact_time_sec")?,
-            work_session_unknown_time_seconds: num("work_session_unknown_time_sec")?,
+            work_session_handle_time_seconds: secs("work_session_handle_time_sec")?,
+            work_session_after_contact_time_seconds: secs("work_session_after_contact_time_sec")?,
+            work_session_unknown_time_seconds: secs("work_session_unknown_time_sec")?,
             accepted_inbox_id: s("accepted_inbox_id")?,
         }))
-    });
-    let open = rows.iter().filter(|r| r.is_none()).count();
-    Ok((rows.into_iter().flatten().collect(), open, aside))
+    })?;
+    let open = decoded.rows.iter().filter(|r| r.is_none()).count();
+    let ended = Decoded {
+        what: decoded.what,
+        rows: decoded.rows.into_iter().flatten().collect(),
+        aside: decoded.aside,
+        unreadable: decoded.unreadable,
+        total: decoded.total,
+    };
+    Ok((ended, open))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(what: &str) -> Request {
+        // 2024-05-06 in New York.
+        let start = crate::time::parse_ts("2024-05-06T04:00:00Z").unwrap();
+        Request::new(
+            what,
+            start,
+            start + crate::time::MS_PER_DAY,
+            "America/New_York".parse().unwrap(),
+        )
+    }
+
+    const HEADER: &str =
+        "Timestamp,Occurred At,Agent,Agent ID,Type,Available For,Away Reason,Active Reason\n";
+
+    #[test]
+    fn csv_survives_bom_blank_lines_quotes_and_empty_body() {
+        let body = format!("\u{feff}\r\n\n{HEADER}\
+            2024-05-06T15:00:02.1Z,2024-05-06T15:00:02.101Z,\"Ruiz, Ana\",A1,AGENT_STATUS/LOGGED_IN,,,Work\n\
+            2024-05-06T15:00:40Z,2024-05-06T15:00:40.517Z,\"Line\nBreak\",A1,AGENT_AVAILABILITY/UPDATED,\"[VOICE, MESSAGING]\",,\n\
+            2024-05-06T16:00:40Z,2024-05-06T16:00:40Z,X,A1,AGENT_AVAILABILITY/UPDATED,[ ],,\n\
+            2024-05-06T17:00:00Z,2024-05-06T17:00:00Z,X,A1,AGENT_STATUS/SOMETHING_NEW,,,\n\
+            2024-05-06T17:00:00Z,2024-05-06T17:00:00Z,X\n");
+        let d = agent_events_csv(body.as_bytes(), &req("r")).unwrap();
+        let evs = &d.rows;
+        assert_eq!(evs.len(), 3);
+        assert_eq!(evs[0].active_reason.as_deref(), Some("Work"));
+        assert_eq!(
+            evs[1].available_for,
+            Some(vec!["MESSAGING".into(), "VOICE".into()])
+        );
+        assert_eq!(evs[2].available_for, Some(vec![]));
+        assert_eq!(d.aside.len(), 2, "{:?}", d.aside);
+        assert!(
+            d.aside[1].reason.contains("missing column"),
+            "{:?}",
+            d.aside
+        );
+        assert_eq!(d.unreadable(), 1, "an unknown type is not unreadable");
+        assert!(agent_events_csv(&b""[..], &req("r"))
+            .unwrap()
+            .rows
+            .is_empty());
+    }
+
+    #[test]
+    fn jsonl_ids_match_report_ids_and_bad_lines_are_set_aside() {
+        let body = br#"{"id":"x","type":"AGENT_STATUS/LOGGED_IN","timestamp":"2024-05-06T15:00:02.118Z","extra":1,"content":{"agentId":"A1","occurredAt":"2024-05-06T15:00:02.101Z","activeReason":{"id":"r","name":"Work"}}}
+{not json
+
+{"id":"y","type":"AGENT_STATUS/SOMETHING_NEW","timestamp":"2024-05-06T15:00:02.118Z","content":{"agentId":"A1"}}
+{"id":"z","type":"AGENT_AVAILABILITY/FOCUS_ENTERED","timestamp":"2024-05-06T15:10:00.5Z","content":{"agentId":"A1","context":{"availableFor":["VOICE"]}}}
+"#;
+        let d = agent_events_jsonl(&body[..], &req("events")).unwrap();
+        assert_eq!(d.rows.len(), 2);
+        assert_eq!(d.aside.len(), 2);
+        assert!(d.aside[0].location.ends_with("line 2"));
+        let csv = format!("{HEADER}2024-05-06T15:00:02.118Z,2024-05-06T15:00:02.101000Z,A,A1,AGENT_STATUS/LOGGED_IN,,,Work\n");
+        let r = agent_events_csv(csv.as_bytes(), &req("r")).unwrap();
+        assert_eq!(r.rows[0].event_id, d.rows[0].event_id);
+        assert_eq!(d.rows[1].occurred_at, d.rows[1].recorded_at);
+    }
+
+    #[test]
+    fn an_invalid_utf8_byte_sets_only_its_row_or_line_aside() {
+        let mut csv = HEADER.as_bytes().to_vec();
+        csv.extend_from_slice(
+            b"2024-05-06T15:00:02Z,2024-05-06T15:00:02Z,Ana,A1,AGENT_STATUS/LOGGED_IN,,,Work\n",
+        );
+        // An unused column, then a used one.
+        csv.extend_from_slice(
+            b"2024-05-06T15:01:02Z,2024-05-06T15:01:02Z,An\xffa,A1,AGENT_STATUS/LOGGED_OUT,,,\n",
+        );
+        csv.extend_from_slice(
+            b"2024-05-06T15:02:02Z,2024-05-06T15:02:02Z,Ana,A\xc3,AGENT_STATUS/LOGGED_IN,,,Work\n",
+        );
+        csv.extend_from_slice(
+            b"2024-05-06T15:03:02Z,2024-05-06T15:03:02Z,Ana,A1,AGENT_STATUS/LOGGED_OUT,,,\n",
+        );
+        let d = agent_events_csv(&csv[..], &req("AgentTimestampsReport 2024-05-06")).unwrap();
+        assert_eq!(d.rows.len(), 2);
+        let aside: Vec<String> = d
+            .aside
+            .iter()
+            .map(|a| format!("{}: {}", a.location, a.reason))
+            .collect();
+        assert_eq!(
+            aside,
+            [
+                "AgentTimestampsReport 2024-05-06, row 2: invalid UTF-8 in column Agent",
+                "AgentTimestampsReport 2024-05-06, row 3: invalid UTF-8 in column Agent ID",
+            ]
+        );
+        assert_eq!(d.unreadable(), 2);
+        let mut jl = br#"{"type":"AGENT_STATUS/LOGGED_OUT","timestamp":"2024-05-06T15:00:02Z","content":{"agentId":"A1","occurredAt":"2024-05-06T15:00:02Z"}}"#.to_vec();
+        jl.push(b'\n');
+        jl.extend_from_slice(br#"{"type":"AGENT_STATUS/LOGGED_OUT","timestamp":"2024-05-06T15:00:03Z","content":{"agentId":"A"#);
+        jl.extend_from_slice(b"\xff\"}}\n");
+        let d = agent_events_jsonl(&jl[..], &req("events 2024-05-06")).unwrap();
+        assert_eq!(d.rows.len(), 1);
+        assert_eq!(d.aside[0].location, "events 2024-05-06, line 2");
+        assert!(
+            d.aside[0].reason.contains("malformed JSON"),
+            "{:?}",
+            d.aside
+        );
+    }
+
+    #[test]
+    fn out_of_range_instants_and_seconds_are_set_aside_with_the_reason() {
+        let mut csv = HEADER.to_string();
+        for (ts, occ) in [
+            ("2024-05-06T15:00:02Z", "2024-05-06T15:00:01Z"),
+            ("0001-01-01T00:00:00Z", "2024-05-06T15:00:01Z"),
+            ("2024-05-06T15:00:03Z", "1900-01-01T00:00:00Z"),
+            ("2024-05-06T15:00:04Z", "9999-12-31T23:59:59.999Z"),
+        ] {
+            csv.push_str(&format!("{ts},{occ},Ana,A1,AGENT_STATUS/LOGGED_OUT,,,\n"));
+        }
+        let d = agent_events_csv(csv.as_bytes(), &req("r")).unwrap();
+        assert_eq!(d.rows.len(), 1);
+        let reasons: Vec<&str> = d.aside.iter().map(|a| a.reason.as_str()).collect();
+        assert!(
+            reasons[0]
+                .starts_with("bad Timestamp `0001-01-01T00:00:00Z`: more than 3 days outside"),
+            "{reasons:?}"
+        );
+        assert!(
+            reasons[1].starts_with("bad Occurred At `1900-01-01"),
+            "{reasons:?}"
+        );
+        assert!(
+            reasons[2].starts_with("bad Occurred At `9999-12-31"),
+            "{reasons:?}"
+        );
+
+        let head = WORK_SESSION_COLUMNS.join(",");
+        let row = |created: &str, handle: &str| {
+            format!("W,C{handle},{created},CU,CV,I,CHAT,INBOUND,,,A,,2024-05-06T15:00:00Z,ANSWERED,true,{handle},1.5,0,\n")
+        };
+        let mut ws = format!("{head}\n");
+        ws.push_str(&row("2024-05-06T14:00:00Z", "60"));
+        for bad in ["1e400", "NaN", "-inf", "-3"] {
+            ws.push_str(&row("2024-05-06T14:00:00Z", bad));
+        }
+        ws.push_str(&row("0001-01-01T00:00:00Z", "1"));
+        ws.push_str(&row("9999-01-01T00:00:00Z", "2"));
+        let (d, open) = work_sessions_csv(ws.as_bytes(), &req("ws")).unwrap();
+        assert_eq!((d.rows.len(), open), (1, 0));
+        let reasons: Vec<&str> = d.aside.iter().map(|a| a.reason.as_str()).collect();
+        assert_eq!(reasons.len(), 6, "{reasons:?}");
+        assert!(
+            reasons[0].contains("work_session_handle_time_sec `1e400`: not a finite"),
+            "{reasons:?}"
+        );
+        assert!(reasons[1].contains("`NaN`: not a finite"), "{reasons:?}");
+        assert!(reasons[2].contains("`-inf`: not a finite"), "{reasons:?}");
+        assert!(reasons[3].contains("`-3`: a negative"), "{reasons:?}");
+        assert!(
+            reasons[4].contains("contact_session_created_at `0001-01-01T00:00:00Z`: more than"),
+            "{reasons:?}"
+        );
+        assert!(
+            reasons[5].contains("contact_session_created_at `9999"),
+            "{reasons:?}"
+        );
+    }
+
+    #[test]
+    fn a_mostly_unreadable_answer_names_the_column_and_a_value() {
+        let mut csv = HEADER.to_string();
+        for i in 0..20 {
+            // No offset, and not a time of day at all: unreadable whatever the timezone.
+            csv.push_str(&format!(
+                "05/06/2024 15:{i:02},2024-05-06T15:00:00Z,Ana,A1,AGENT_STATUS/LOGGED_OUT,,,\n"
+            ));
+        }
+        for i in 0..80 {
+            let (m, s) = (i / 2, (i % 2) * 30);
+            csv.push_str(&format!("2024-05-06T16:{m:02}:{s:02}Z,2024-05-06T16:00:00Z,Ana,A1,AGENT_STATUS/LOGGED_OUT,,,\n"));
+        }
+        let d = agent_events_csv(csv.as_bytes(), &req("AgentTimestampsReport 2024-05-06")).unwrap();
+        assert_eq!(d.unreadable(), 20);
+        let e = d.check().unwrap_err();
+        assert!(
+            e.contains("AgentTimestampsReport 2024-05-06: 20 of 100 rows"),
+            "{e}"
+        );
+        assert!(
+            e.contains("column `Timestamp`") && e.contains("`05/06/2024 15:00`"),
+            "{e}"
+        );
+        // A few bad rows in a big answer are set aside and the answer stands.
+        let few: String = csv.lines().skip(17).collect::<Vec<_>>().join("\n");
+        let d = agent_events_csv(format!("{HEADER}{few}").as_bytes(), &req("r")).unwrap();
+        assert_eq!(d.unreadable(), 4);
+        assert!(d.check().is_ok());
+    }
 }

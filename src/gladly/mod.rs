@@ -1,7 +1,11 @@
 //! The Gladly REST API client: Basic auth, Gladly's rate limits (per method, and the reports'
 //! per-minute and in-flight caps), retries, and decoding into the pipeline's records.
 
+pub mod csv_report;
 pub mod decode;
+pub mod plausible;
+pub mod spool;
+pub mod timestamps;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,20 +16,39 @@ use serde::Deserialize;
 use tokio::sync::Semaphore;
 
 use crate::config::GladlyConfig;
-use crate::http::{execute, Answer, RetryPolicy, SlidingLimiter, Stats};
+use crate::http::{
+    execute, execute_streamed, Answer, RetryPolicy, SlidingLimiter, Spool, Stats, StreamError,
+};
 use crate::model::{AgentDim, InboxDim};
 use crate::time::{self, Ms};
+use spool::SpooledBody;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GladlyError {
     #[error("Gladly refused the credentials ({detail}) on {what}: check gladly.user and gladly.token; a 403 means the user lacks the API User permission")]
     Auth { what: String, detail: String },
     #[error("Gladly answered {what} with {detail}")]
-    Api { what: String, detail: String },
+    Api {
+        what: String,
+        status: u16,
+        detail: String,
+    },
     #[error("{0}")]
     Unreachable(#[from] crate::http::Exhausted),
     #[error("Gladly's answer to {what} could not be read: {detail}")]
     Decode { what: String, detail: String },
+    /// Too large an answer, or one that could not be spooled to disk.
+    #[error("{0}")]
+    Body(String),
+}
+
+impl From<StreamError> for GladlyError {
+    fn from(e: StreamError) -> GladlyError {
+        match e {
+            StreamError::Exhausted(x) => GladlyError::Unreachable(x),
+            other => GladlyError::Body(other.to_string()),
+        }
+    }
 }
 
 pub struct GladlyClient {
@@ -39,6 +62,10 @@ pub struct GladlyClient {
     reports_in_flight: Semaphore,
     request_timeout: Duration,
     report_timeout: Duration,
+    /// The largest JSON Lines or CSV answer accepted (`gladly.max_answer_mib`).
+    pub max_answer_bytes: u64,
+    /// How long one day's extraction may take (`gladly.day_timeout_minutes`).
+    pub day_timeout: Duration,
     pub policy: RetryPolicy,
     /// Reports share a per-minute budget with every integration of the org: a 429 there can
     /// need most of a minute to clear, so their retries wait longer.
@@ -101,6 +128,8 @@ impl GladlyClient {
             reports_in_flight: Semaphore::new(cfg.reports_in_flight as usize),
             request_timeout: Duration::from_secs(cfg.request_timeout_seconds),
             report_timeout: Duration::from_secs(cfg.report_timeout_seconds),
+            max_answer_bytes: cfg.max_answer_mib.saturating_mul(1 << 20),
+            day_timeout: Duration::from_secs_f64(cfg.day_timeout_minutes * 60.0),
             policy: RetryPolicy::default(),
             report_policy: RetryPolicy {
                 max_attempts: 10,
@@ -121,10 +150,12 @@ impl GladlyClient {
             // Gladly answers 404 on every path of a wrong organisation host.
             404 => Err(GladlyError::Api {
                 what: what.into(),
+                status: a.status,
                 detail: format!("{} (is gladly.base_url the organisation's full origin, e.g. https://acme.gladly.com?)", a.detail()),
             }),
             _ => Err(GladlyError::Api {
                 what: what.into(),
+                status: a.status,
                 detail: a.detail(),
             }),
         }
@@ -154,16 +185,51 @@ impl GladlyClient {
         self.check(what, a)
     }
 
-    /// A Reports API call: counted against the per-minute limit, at most N in flight.
+    /// A GET whose answer (JSON Lines) is streamed to disk, capped.
+    async fn get_streamed(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        what: &str,
+        spool_dir: &std::path::Path,
+    ) -> Result<SpooledBody, GladlyError> {
+        let url = format!("{}{}", self.base, path);
+        let body = SpooledBody::new(spool_dir);
+        let a = execute_streamed(
+            what,
+            || {
+                self.http
+                    .get(&url)
+                    .query(query)
+                    .basic_auth(&self.user, Some(self.token.expose()))
+                    .timeout(self.request_timeout)
+            },
+            &[&self.get_limiter],
+            None,
+            &self.policy,
+            &self.stats,
+            &Spool {
+                path: body.path(),
+                cap_bytes: self.max_answer_bytes,
+            },
+        )
+        .await?;
+        self.check(what, a)?;
+        Ok(body)
+    }
+
+    /// A Reports API call (CSV answer, streamed to disk, capped): counted against the
+    /// per-minute limit, at most N in flight (a slot is held per attempt, not through backoff).
     async fn report_post(
         &self,
         path: &str,
         body: serde_json::Value,
         what: &str,
-    ) -> Result<Answer, GladlyError> {
-        let _permit = self.reports_in_flight.acquire().await.expect("semaphore");
+        spool_dir: &std::path::Path,
+    ) -> Result<SpooledBody, GladlyError> {
         let url = format!("{}{}", self.base, path);
-        let a = execute(
+        let out = SpooledBody::new(spool_dir);
+        let a = execute_streamed(
             what,
             || {
                 self.http
@@ -173,11 +239,17 @@ impl GladlyClient {
                     .timeout(self.report_timeout)
             },
             &[&self.reports_per_minute, &self.post_limiter],
+            Some(&self.reports_in_flight),
             &self.report_policy,
             &self.stats,
+            &Spool {
+                path: out.path(),
+                cap_bytes: self.max_answer_bytes,
+            },
         )
         .await?;
-        self.check(what, a)
+        self.check(what, a)?;
+        Ok(out)
     }
 
     fn json<T: serde::de::DeserializeOwned>(what: &str, a: &Answer) -> Result<T, GladlyError> {
@@ -236,13 +308,14 @@ impl GladlyClient {
         Ok(out)
     }
 
-    /// Events API: `[start, end)`, JSON Lines body.
+    /// Events API: `[start, end)`, JSON Lines body, spooled under `spool_dir`.
     pub async fn events(
         &self,
         start: Ms,
         end: Ms,
         entities: &[&str],
-    ) -> Result<bytes::Bytes, GladlyError> {
+        spool_dir: &std::path::Path,
+    ) -> Result<SpooledBody, GladlyError> {
         let mut q = vec![
             ("startAt", time::fmt_ts(start)),
             ("endAt", time::fmt_ts(end)),
@@ -255,32 +328,44 @@ impl GladlyClient {
             time::fmt_ts(start),
             time::fmt_ts(end)
         );
-        Ok(self.get("/api/v1/events", &q, &what).await?.body)
+        self.get_streamed("/api/v1/events", &q, &what, spool_dir)
+            .await
     }
 
-    /// One day of a timestamps report (CSV body), in `tz`.
+    /// One day of a timestamps report (CSV body, spooled under `spool_dir`), in `tz`.
     pub async fn report(
         &self,
         metric_set: &str,
         tz: Tz,
         day: NaiveDate,
-    ) -> Result<bytes::Bytes, GladlyError> {
+        spool_dir: &std::path::Path,
+    ) -> Result<SpooledBody, GladlyError> {
         let body = serde_json::json!({
             "metricSet": metric_set, "timezone": tz.name(),
             "startAt": day.to_string(), "endAt": day.to_string(), "filters": {},
         });
         let what = format!("{metric_set} {day}");
-        Ok(self.report_post("/api/v1/reports", body, &what).await?.body)
+        self.report_post("/api/v1/reports", body, &what, spool_dir)
+            .await
     }
 
-    /// Work sessions anchored in `[start, end)` (minute precision).
-    pub async fn work_sessions(&self, start: Ms, end: Ms) -> Result<bytes::Bytes, GladlyError> {
+    /// Work sessions anchored in `[start, end)` (minute precision; Gladly answers up to a
+    /// minute past `end`, which the raw zone's upsert absorbs), spooled under `spool_dir`.
+    pub async fn work_sessions(
+        &self,
+        start: Ms,
+        end: Ms,
+        spool_dir: &std::path::Path,
+    ) -> Result<SpooledBody, GladlyError> {
         let fmt = |m: Ms| time::to_utc(m).format("%Y-%m-%dT%H:%MZ").to_string();
         let body = serde_json::json!({"startAtTime": fmt(start), "endAtTime": fmt(end)});
         let what = format!("work-session-events {}..{}", fmt(start), fmt(end));
-        Ok(self
-            .report_post("/api/v1/reports/work-session-events", body, &what)
-            .await?
-            .body)
+        self.report_post(
+            "/api/v1/reports/work-session-events",
+            body,
+            &what,
+            spool_dir,
+        )
+        .await
     }
 }

@@ -37,6 +37,11 @@ pub struct GladlySimConfig {
     /// A live clock: the world's time runs this many times as fast as real time from
     /// `world.now` (0: it stands still at `world.now`, or follows the real clock without one).
     pub speed: f64,
+    /// Every timestamps report is followed by this many bytes of copies of its last row: an
+    /// oversized answer (0 = none).
+    pub report_padding_bytes: u64,
+    /// Injected faults hit the Reports API only (dimensions and events answer normally).
+    pub faults_only_reports: bool,
 }
 
 impl GladlySimConfig {
@@ -53,6 +58,8 @@ impl GladlySimConfig {
             faults: FaultRates::default(),
             slow_ms: 5_000,
             speed: 0.0,
+            report_padding_bytes: 0,
+            faults_only_reports: false,
         }
     }
 }
@@ -350,7 +357,11 @@ async fn answer(
     } else {
         None
     };
-    let fault = sim.faults.draw();
+    let fault = if sim.cfg.faults_only_reports && !is_report {
+        Fault::None
+    } else {
+        sim.faults.draw()
+    };
     match fault {
         Fault::ServerError => {
             return (
@@ -575,7 +586,7 @@ fn events(sim: &GladlySim, query: &str) -> Response {
     for (i, e) in evs.iter().enumerate() {
         out.push_str(&e.line);
         out.push('\n');
-        if malformed && i % 50 == 49 {
+        if malformed && i % 100 == 99 {
             out.push_str("{\"id\":\"broken\",\"type\":\"AGENT_STATUS/LOG\n");
         }
     }
@@ -655,13 +666,13 @@ fn report(sim: &GladlySim, body: &[u8]) -> Response {
                 end,
                 &[Entity::AgentStatus, Entity::AgentAvailability],
             );
-            agent_csv(sim, &evs)
+            agent_csv(sim, tz, &evs)
         }
         "ConversationTimestampsReport" => {
             let evs = sim
                 .world
                 .events_between(start, end, &[Entity::Conversation]);
-            conversation_csv(sim, &evs)
+            conversation_csv(sim, tz, &evs)
         }
         _ => {
             return errors(
@@ -672,10 +683,79 @@ fn report(sim: &GladlySim, body: &[u8]) -> Response {
             )
         }
     };
-    csv_response(rows, q, &req.metric_set)
+    let rows = if q.timezone_filter {
+        rows.map(|r| with_timezone_filter(&r, tz))
+    } else {
+        rows
+    };
+    csv_response(rows, q, &req.metric_set, sim.cfg.report_padding_bytes)
 }
 
-fn csv_response(rows: Option<Vec<u8>>, q: &super::generator::Quirks, name: &str) -> Response {
+/// Puts a `Timezone Filter` column (the report's timezone) in front of every row.
+fn with_timezone_filter(csv: &[u8], tz: chrono_tz::Tz) -> Vec<u8> {
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(csv);
+    let mut w = csv::Writer::from_writer(Vec::new());
+    for (i, rec) in rdr.records().flatten().enumerate() {
+        let first = if i == 0 { "Timezone Filter" } else { tz.name() };
+        let _ = w.write_record(std::iter::once(first).chain(rec.iter()));
+    }
+    w.into_inner().unwrap_or_default()
+}
+
+/// A report timestamp as the quirks render it: UTC (the plain form), the report timezone's
+/// local time with an offset, or without one; they alternate row by row when several are on.
+fn report_ts(w: &super::generator::World, tz: chrono_tz::Tz, ms: Ms, salt: u64) -> String {
+    let q = &w.cfg.quirks;
+    let local = time::to_utc(ms).with_timezone(&tz);
+    if q.unreadable_timestamps {
+        return local.format("%m/%d/%Y %H:%M:%S").to_string();
+    }
+    let pick = (ms as u64).wrapping_add(salt);
+    let digits = if q.fraction_digits {
+        (pick % 10) as usize
+    } else {
+        3
+    };
+    let frac = if digits == 0 {
+        String::new()
+    } else {
+        format!(
+            ".{}",
+            &format!("{:09}", ms.rem_euclid(1000) * 1_000_000)[..digits]
+        )
+    };
+    let mut forms: Vec<String> = Vec::new();
+    if q.report_offsets {
+        let fmt = if pick % 4 < 2 { "%:z" } else { "%z" };
+        forms.push(format!(
+            "{}{frac}{}",
+            local.format("%Y-%m-%dT%H:%M:%S"),
+            local.format(fmt)
+        ));
+    }
+    if q.report_local_time {
+        let fmt = if pick.is_multiple_of(3) {
+            "%Y-%m-%d %H:%M:%S"
+        } else {
+            "%Y-%m-%dT%H:%M:%S"
+        };
+        forms.push(format!("{}{frac}", local.format(fmt)));
+    }
+    if forms.is_empty() {
+        return w.ts(ms, salt);
+    }
+    let n = forms.len();
+    forms.swap_remove((pick / 7) as usize % n)
+}
+
+fn csv_response(
+    rows: Option<Vec<u8>>,
+    q: &super::generator::Quirks,
+    name: &str,
+    padding: u64,
+) -> Response {
     // An empty window is an empty body: no header at all.
     let mut out = Vec::new();
     if let Some(mut rows) = rows {
@@ -689,6 +769,16 @@ fn csv_response(rows: Option<Vec<u8>>, q: &super::generator::Quirks, name: &str)
             out.extend_from_slice(b"\r\n\n");
         }
         out.extend(rows);
+    }
+    let headers = [
+        (header::CONTENT_TYPE, "text/csv".to_string()),
+        (
+            header::CONTENT_DISPOSITION,
+            format!("attachment; filename={name}.csv"),
+        ),
+    ];
+    if padding > 0 && !out.is_empty() {
+        return (StatusCode::OK, headers, padded(out, padding)).into_response();
     }
     (
         StatusCode::OK,
@@ -705,6 +795,29 @@ fn csv_response(rows: Option<Vec<u8>>, q: &super::generator::Quirks, name: &str)
 }
 
 /// Adds a row with only its first cell after every 200th row (the bad-input quirk).
+/// The answer followed by `padding` bytes of copies of its last row, streamed as generated so
+/// the simulator itself stays small: a server sending a gigabyte.
+fn padded(out: Vec<u8>, padding: u64) -> Body {
+    let body = String::from_utf8_lossy(&out).to_string();
+    let last = body
+        .trim_end()
+        .rsplit('\n')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let mut chunk = String::new();
+    while chunk.len() < 64 * 1024 {
+        chunk.push_str(&last);
+        chunk.push('\n');
+    }
+    let chunk = Bytes::from(chunk);
+    let n = padding.div_ceil(chunk.len() as u64);
+    let head =
+        futures_util::stream::once(async move { Ok::<Bytes, std::io::Error>(Bytes::from(out)) });
+    let tail = futures_util::stream::iter((0..n).map(move |_| Ok(chunk.clone())));
+    Body::from_stream(futures_util::StreamExt::chain(head, tail))
+}
+
 fn short_rows(csv: &[u8]) -> Vec<u8> {
     let mut rdr = csv::ReaderBuilder::new()
         .has_headers(false)
@@ -729,7 +842,7 @@ fn channels_cell(ch: &Option<Vec<&'static str>>) -> String {
     }
 }
 
-fn agent_csv(sim: &GladlySim, evs: &[Event]) -> Option<Vec<u8>> {
+fn agent_csv(sim: &GladlySim, tz: chrono_tz::Tz, evs: &[Event]) -> Option<Vec<u8>> {
     let evs: Vec<&Event> = evs.iter().filter(|e| e.occurred_at.is_some()).collect();
     if evs.is_empty() {
         return None;
@@ -759,8 +872,8 @@ fn agent_csv(sim: &GladlySim, evs: &[Event]) -> Option<Vec<u8>> {
     for e in evs {
         let agent = e.agent_id.as_deref().unwrap_or("");
         let mut row = vec![
-            sim.world.ts(e.timestamp, 1),
-            sim.world.ts(e.occurred_at.unwrap_or(e.timestamp), 2),
+            report_ts(&sim.world, tz, e.timestamp, 1),
+            report_ts(&sim.world, tz, e.occurred_at.unwrap_or(e.timestamp), 2),
             names.get(agent).copied().unwrap_or("").to_string(),
             agent.to_string(),
             e.etype.clone(),
@@ -782,7 +895,7 @@ fn agent_csv(sim: &GladlySim, evs: &[Event]) -> Option<Vec<u8>> {
     w.into_inner().ok()
 }
 
-fn conversation_csv(sim: &GladlySim, evs: &[Event]) -> Option<Vec<u8>> {
+fn conversation_csv(sim: &GladlySim, tz: chrono_tz::Tz, evs: &[Event]) -> Option<Vec<u8>> {
     if evs.is_empty() {
         return None;
     }
@@ -828,7 +941,7 @@ fn conversation_csv(sim: &GladlySim, evs: &[Event]) -> Option<Vec<u8>> {
     for e in evs {
         let initiator = e.assignee_agent.clone().or(e.new_agent_id.clone());
         w.write_record([
-            sim.world.ts(e.timestamp, 1),
+            report_ts(&sim.world, tz, e.timestamp, 1),
             e.etype.clone(),
             e.conversation_id.clone().unwrap_or_default(),
             e.customer_id.clone().unwrap_or_default(),
@@ -888,10 +1001,12 @@ fn work_sessions(sim: &GladlySim, body: &[u8]) -> Response {
             "endAtTime must occur after startAtTime",
         );
     }
-    let rows = sim.world.work_sessions_between(from, to);
+    // Gladly documents `endAtTime` as inclusive and answers up to a minute past it, so
+    // consecutive windows overlap by a minute and a row can arrive in both.
+    let rows = sim.world.work_sessions_between(from, to + 60_000);
     let q = &sim.world.cfg.quirks;
     if rows.is_empty() {
-        return csv_response(None, q, "work-session-events");
+        return csv_response(None, q, "work-session-events", 0);
     }
     let mut w = csv::Writer::from_writer(Vec::new());
     let _ = w.write_record(crate::gladly::decode::WORK_SESSION_COLUMNS);
@@ -939,5 +1054,5 @@ fn work_sessions(sim: &GladlySim, body: &[u8]) -> Response {
             },
         ]);
     }
-    csv_response(w.into_inner().ok(), q, "work-session-events")
+    csv_response(w.into_inner().ok(), q, "work-session-events", 0)
 }
