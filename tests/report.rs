@@ -13,7 +13,7 @@ use regex::Regex;
 use serde_json::{Map, Value};
 use util::*;
 
-/// The status bars of one agent's row, in page order.
+/// The status bars of one agent's row, in page order; `start`/`end` in ms since the day's start.
 #[derive(Debug)]
 struct Bar {
     x: f64,
@@ -24,11 +24,13 @@ struct Bar {
     title: String,
 }
 
-fn attr(tag: &str, name: &str) -> String {
+fn opt_attr(tag: &str, name: &str) -> Option<String> {
     let re = Regex::new(&format!(r#"\s{name}="([^"]*)""#)).unwrap();
-    re.captures(tag)
-        .unwrap_or_else(|| panic!("no {name} in {tag}"))[1]
-        .to_string()
+    re.captures(tag).map(|c| c[1].to_string())
+}
+
+fn attr(tag: &str, name: &str) -> String {
+    opt_attr(tag, name).unwrap_or_else(|| panic!("no {name} in {tag}"))
 }
 
 fn unescape(s: &str) -> String {
@@ -42,7 +44,8 @@ fn unescape(s: &str) -> String {
 /// agent id → its status bars.
 fn timeline_bars(html: &str) -> BTreeMap<String, Vec<Bar>> {
     let row = Regex::new(r#"(?s)<g class="row" data-agent="([^"]+)"[^>]*>(.*?)</g>"#).unwrap();
-    let rect = Regex::new(r#"(<rect class="s [^"]*"[^>]*>)<title>([^<]*)</title></rect>"#).unwrap();
+    let rect =
+        Regex::new(r#"(<rect class="s[0-9n][^"]*"[^>]*>)<title>([^<]*)</title></rect>"#).unwrap();
     let mut out = BTreeMap::new();
     for r in row.captures_iter(html) {
         let bars = rect
@@ -50,9 +53,9 @@ fn timeline_bars(html: &str) -> BTreeMap<String, Vec<Bar>> {
             .map(|c| Bar {
                 x: attr(&c[1], "x").parse().unwrap(),
                 width: attr(&c[1], "width").parse().unwrap(),
-                start: attr(&c[1], "data-start").parse().unwrap(),
-                end: attr(&c[1], "data-end").parse().unwrap(),
-                n: attr(&c[1], "data-n").parse().unwrap(),
+                start: attr(&c[1], "data-s").parse().unwrap(),
+                end: attr(&c[1], "data-e").parse().unwrap(),
+                n: opt_attr(&c[1], "data-n").map_or(1, |n| n.parse().unwrap()),
                 title: unescape(&c[2]),
             })
             .collect();
@@ -141,13 +144,21 @@ async fn report_draws_every_status_segment_at_its_time_and_sums_hours_per_task()
             let held = &segs[i..i + b.n];
             i += b.n;
             let (first, last) = (held[0], held[b.n - 1]);
-            assert_eq!(b.start, first["start_at"].as_i64().unwrap(), "{agent}: {b:?}");
-            assert_eq!(b.end, last["end_at"].as_i64().unwrap(), "{agent}: {b:?}");
+            assert_eq!(
+                day_start + b.start,
+                first["start_at"].as_i64().unwrap(),
+                "{agent}: {b:?}"
+            );
+            assert_eq!(
+                day_start + b.end,
+                last["end_at"].as_i64().unwrap(),
+                "{agent}: {b:?}"
+            );
             for w in held.windows(2) {
                 assert_eq!(w[0]["end_at"], w[1]["start_at"], "{agent}: merged pieces touch");
             }
             assert!(
-                (b.x - (x0 + px(b.start - day_start))).abs() <= 1.0,
+                (b.x - (x0 + px(b.start))).abs() <= 1.0,
                 "{agent}: x of {b:?}"
             );
             assert!(

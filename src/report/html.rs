@@ -22,8 +22,8 @@ p.sub{color:#555;margin:0 0 10px}nav a{margin-right:14px}
 table{border-collapse:collapse;margin:6px 0 12px}th,td{border-bottom:1px solid #ddd;padding:3px 10px;text-align:left;vertical-align:top}td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
 .scroll{overflow-x:auto}svg text{font-size:11px;fill:#222}svg .tick{font-size:10px;fill:#555}svg .axis{font-size:11px;fill:#555;font-style:italic}svg .team{font-weight:bold;font-size:12px}
 .grid{stroke:#ddd;stroke-width:1;fill:none}.base{stroke:#888;stroke-width:1}
-.tn{fill:url(#hatch)}.lo{opacity:.35}.op{stroke:#000;stroke-dasharray:2 2}.av{fill:#333}.un{fill:#d8d8d8}
-rect.s:hover,rect.a:hover{stroke:#000;stroke-width:1}
+.tn,.sn{fill:url(#hatch)}.op{stroke:#000;stroke-dasharray:2 2}.av{fill:#444}.bg{fill:#f4f4f4}
+.row rect:hover{stroke:#000;stroke-width:1}
 .legend{display:flex;flex-wrap:wrap;gap:4px 16px;margin:6px 0 10px;font-size:13px}.legend svg{vertical-align:middle;margin-right:4px}
 .off{fill:#56B4E9}.han{fill:#0072B2}.sla{fill:#E69F00}.ht{fill:#CC79A7}
 .note{color:#555;font-size:12px}code{font-size:12px;background:#f3f3f3;padding:0 3px}
@@ -31,13 +31,8 @@ rect.s:hover,rect.a:hover{stroke:#000;stroke-width:1}
 @page{size:A4 landscape;margin:10mm}
 "#;
 
-fn swatch(class: &str, opacity: Option<&str>) -> String {
-    format!(
-        r#"<svg width="22" height="12"><rect class="{class}" width="22" height="12"{}/></svg>"#,
-        opacity
-            .map(|o| format!(r#" opacity="{o}""#))
-            .unwrap_or_default()
-    )
+fn swatch(class: &str) -> String {
+    format!(r#"<svg width="22" height="12"><rect class="{class}" width="22" height="12"/></svg>"#)
 }
 
 /// The whole page.
@@ -80,6 +75,13 @@ pub fn page(d: &DayData) -> String {
     o
 }
 
+fn hm(d: &DayData, t: Ms) -> String {
+    time::to_utc(t)
+        .with_timezone(&d.tz)
+        .format("%H:%M %Z")
+        .to_string()
+}
+
 fn header(o: &mut String, d: &DayData) {
     let sc = Scale {
         day_start: d.day_start,
@@ -96,18 +98,11 @@ fn header(o: &mut String, d: &DayData) {
             .unwrap_or_default(),
         d.day,
         esc(d.tz.name()),
-        clock(d.tz, d.day_start, true),
-        clock(d.tz, d.day_end, true),
+        hm(d, d.day_start),
+        hm(d, d.day_end),
         sc.hours(),
         esc(&d.pipeline),
     );
-    let status_h: f64 = d
-        .hours
-        .iter()
-        .filter(|h| h.axis == "status")
-        .map(|h| h.seconds)
-        .sum::<f64>()
-        / 3600.0;
     let logged_in_h: f64 = d
         .groups
         .iter()
@@ -118,6 +113,7 @@ fn header(o: &mut String, d: &DayData) {
         .sum::<f64>()
         / MS_PER_HOUR as f64;
     let offered: i64 = d.intervals.iter().map(|r| r.offered).sum();
+    let within: i64 = d.intervals.iter().map(|r| r.within_sla).sum();
     let unmatched: u64 = d.unmatched_labels.iter().map(|x| x.1).sum();
     let outcome = d
         .run
@@ -137,8 +133,16 @@ fn header(o: &mut String, d: &DayData) {
     fig(d.agents().to_string(), "agents with segments", false);
     fig(format!("{logged_in_h:.1} h"), "logged in (active or away)", false);
     fig(d.status_segments().to_string(), "status segments", false);
-    fig(format!("{status_h:.1} h"), "status time, all agents", false);
     fig(offered.to_string(), "contacts offered", false);
+    fig(
+        if offered > 0 {
+            format!("{:.1} %", within as f64 / offered as f64 * 100.0)
+        } else {
+            "–".into()
+        },
+        "within SLA",
+        false,
+    );
     fig(
         format!("{} ({unmatched} events)", d.unmatched_labels.len()),
         "labels no task rule matched",
@@ -157,15 +161,21 @@ fn header(o: &mut String, d: &DayData) {
 fn legend(o: &mut String, d: &DayData) {
     o.push_str(r#"<div class="legend">"#);
     for (i, t) in d.tasks.iter().enumerate() {
-        let _ = write!(o, "<span>{}{}</span>", swatch(&format!("t{i}"), None), esc(t));
+        let _ = write!(o, "<span>{}{}</span>", swatch(&format!("t{i}")), esc(t));
     }
+    // The colour logged-out time has this day (its task's), for the legend's sample.
+    let lo_task = d
+        .groups
+        .iter()
+        .flat_map(|g| &g.agents)
+        .flat_map(|a| &a.status)
+        .find(|p| p.state == "logged_out")
+        .and_then(|p| p.task.as_deref());
+    let lo = task_class(&d.tasks, lo_task);
     let _ = write!(
         o,
-        "<span>{}no task (no rule matched the label)</span><span>{}faded: logged out</span><span>{}thin band: available</span><span>{}thin band: unavailable</span>",
-        swatch("tn", None),
-        swatch(&task_class(&d.tasks, d.tasks.first().map(String::as_str)), Some(".35")),
-        swatch("av", None),
-        swatch("un", None),
+        r#"<span>{}no task (no rule matched the label)</span><span><svg width="22" height="12"><rect class="{lo}" y="4" width="22" height="3"/></svg>thin line: logged out (in its task's colour)</span><span><svg width="22" height="12"><rect class="bg" width="22" height="12"/><rect class="av" y="9" width="22" height="2"/></svg>band under a row: available for a channel (none: unavailable)</span>"#,
+        swatch("tn"),
     );
     o.push_str("</div>");
 }
@@ -343,10 +353,10 @@ fn intervals(o: &mut String, d: &DayData) {
     let _ = write!(
         o,
         r#"<div class="legend"><span>{}offered</span><span>{}handled</span><span>{}within SLA</span><span>{}handle time (minutes)</span></div>"#,
-        swatch("off", None),
-        swatch("han", None),
-        swatch("sla", None),
-        swatch("ht", None)
+        swatch("off"),
+        swatch("han"),
+        swatch("sla"),
+        swatch("ht")
     );
     o.push_str(r#"<table><thead><tr><th>workstream</th><th class="n">offered</th><th class="n">handled</th><th class="n">within SLA</th><th class="n">SLA %</th><th class="n">handle time</th><th class="n">average handle time</th></tr></thead><tbody>"#);
     for ((_, name), slots) in &by {

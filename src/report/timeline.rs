@@ -3,9 +3,10 @@
 //! as a thin band under them.
 //!
 //! Pieces narrower than a pixel are merged with their contiguous neighbours into one bar rather
-//! than dropped, so no time goes missing and 2,000 agents stay a few MB. Every bar carries
-//! `data-start`/`data-end` (epoch ms) and `data-n` (how many pieces it holds), so what was merged
-//! can be checked against the dataset.
+//! than dropped, so no time goes missing and 2,000 agents stay a few MB. Every status bar carries
+//! `data-s`/`data-e` (milliseconds since the day's start, which the `<svg>` gives as
+//! `data-day-start` in epoch ms) and, when it holds more than one piece, `data-n`, so what was
+//! merged can be checked against the dataset.
 
 use std::fmt::Write;
 
@@ -18,8 +19,8 @@ pub const PX_PER_HOUR: f64 = 48.0;
 /// Width of the name column left of the day.
 pub const NAME_W: f64 = 190.0;
 const ROW_H: f64 = 14.0;
-const GROUP_H: f64 = 26.0;
-const AXIS_H: f64 = 30.0;
+const GROUP_H: f64 = 32.0;
+const AXIS_H: f64 = 18.0;
 
 /// Okabe–Ito, without black: distinguishable with the common colour-vision deficiencies.
 pub const PALETTE: [&str; 7] = [
@@ -38,9 +39,9 @@ pub fn task_class(tasks: &[String], task: Option<&str>) -> String {
 pub fn task_css(tasks: &[String]) -> String {
     let mut css = String::new();
     for i in 0..tasks.len() {
-        let _ = write!(css, ".t{i}{{fill:{}}}", PALETTE[i % PALETTE.len()]);
+        let _ = write!(css, ".t{i},.s{i}{{fill:{}}}", PALETTE[i % PALETTE.len()]);
         if i >= PALETTE.len() {
-            let _ = write!(css, ".t{i}{{stroke:#000;stroke-dasharray:2 1}}");
+            let _ = write!(css, ".t{i},.s{i}{{stroke:#000;stroke-dasharray:2 1}}");
         }
     }
     css
@@ -176,37 +177,83 @@ fn title(d: &DayData, sc: &Scale, bar: &Bar) -> String {
     )
 }
 
-fn bars(out: &mut String, d: &DayData, sc: &Scale, pieces: &[Piece], axis: &str) {
-    let (y, h) = if axis == "s" { (1, 9) } else { (11, 2) };
+fn status_bars(out: &mut String, d: &DayData, sc: &Scale, pieces: &[Piece]) {
     for bar in merge(pieces, sc.ms_per_px()) {
         let p = bar.dominant();
-        let class = if axis == "s" {
-            let mut c = task_class(&d.tasks, p.task.as_deref());
-            if p.state == "logged_out" {
-                c.push_str(" lo");
-            }
-            c
-        } else if p.state == "available" {
-            "av".into()
+        let mut class = task_class(&d.tasks, p.task.as_deref()).replacen('t', "s", 1);
+        // Logged-out time is drawn as a thin line in its task's colour, so the working day
+        // stands out.
+        // The row is translated so a full bar needs no `y` (2,000 agents: every byte counts).
+        let (y, h) = if p.state == "logged_out" {
+            class.push_str(" lo");
+            (r#" y="3""#, 3)
         } else {
-            "un".into()
+            ("", 9)
         };
-        let open = if bar.pieces.iter().any(|p| p.open) {
-            " op"
+        if bar.pieces.iter().any(|p| p.open) {
+            class.push_str(" op");
+        }
+        let n = if bar.pieces.len() > 1 {
+            format!(r#" data-n="{}""#, bar.pieces.len())
         } else {
-            ""
+            String::new()
         };
         let _ = write!(
             out,
-            r#"<rect class="{axis} {class}{open}" x="{}" y="{y}" width="{}" height="{h}" data-start="{}" data-end="{}" data-n="{}"><title>{}</title></rect>"#,
-            num(sc.x(bar.start)),
-            num(sc.x(bar.end) - sc.x(bar.start)),
-            bar.start,
-            bar.end,
-            bar.pieces.len(),
+            r#"<rect class="{class}" x="{}"{y} width="{}" height="{h}" data-s="{}" data-e="{}"{n}><title>{}</title></rect>"#,
+            num1(sc.x(bar.start)),
+            num1(sc.x(bar.end) - sc.x(bar.start)),
+            bar.start - sc.day_start,
+            bar.end - sc.day_start,
             esc(&title(d, sc, &bar)),
         );
     }
+}
+
+/// The availability band: each stretch of contiguous available pieces is one thin rect (the
+/// row's background is unavailable), titled with its span and the channel sets it went through.
+/// It is context for the status bars, so it is drawn coarser to keep the page small.
+fn availability_band(out: &mut String, d: &DayData, sc: &Scale, pieces: &[Piece]) {
+    let mut i = 0;
+    while i < pieces.len() {
+        if pieces[i].state != "available" {
+            i += 1;
+            continue;
+        }
+        let mut j = i + 1;
+        while j < pieces.len()
+            && pieces[j].state == "available"
+            && pieces[j].start == pieces[j - 1].end
+        {
+            j += 1;
+        }
+        let run = &pieces[i..j];
+        let mut channels: Vec<&str> = Vec::new();
+        for p in run {
+            let c = p.label.strip_prefix("AvailableFor:").unwrap_or(&p.label);
+            if !channels.contains(&c) {
+                channels.push(c);
+            }
+        }
+        let (start, end) = (run[0].start, run[run.len() - 1].end);
+        let _ = write!(
+            out,
+            r#"<rect class="av" x="{}" y="10" width="{}" height="2"><title>available {}–{} · {} · {}</title></rect>"#,
+            num1(sc.x(start)),
+            num1(sc.x(end) - sc.x(start)),
+            clock(d.tz, start, sc.dst_day()),
+            clock(d.tz, end, sc.dst_day()),
+            duration(end - start),
+            esc(&channels.join("; ")),
+        );
+        i = j;
+    }
+}
+
+/// One decimal: a tenth of a pixel is plenty and keeps 2,000 agents small.
+fn num1(v: f64) -> String {
+    let s = format!("{v:.1}");
+    s.strip_suffix(".0").map(str::to_string).unwrap_or(s)
 }
 
 fn row(out: &mut String, d: &DayData, sc: &Scale, a: &AgentDay, y: f64) {
@@ -221,14 +268,20 @@ fn row(out: &mut String, d: &DayData, sc: &Scale, a: &AgentDay, y: f64) {
     };
     let _ = write!(
         out,
-        r#"<g class="row" data-agent="{}" transform="translate(0,{})"><text class="name" x="4" y="10">{}<title>{}</title></text>"#,
+        r#"<g class="row" data-agent="{}" transform="translate(0,{})"><text class="name" x="4" y="9">{}<title>{}</title></text>"#,
         esc(&a.agent_id),
-        num(y),
+        num(y + 1.0),
         esc(&name),
         esc(&who)
     );
-    bars(out, d, sc, &a.status, "s");
-    bars(out, d, sc, &a.availability, "a");
+    let _ = write!(
+        out,
+        r#"<rect class="bg" x="{}" width="{}" height="12"/>"#,
+        num(NAME_W),
+        num(sc.width())
+    );
+    status_bars(out, d, sc, &a.status);
+    availability_band(out, d, sc, &a.availability);
     out.push_str("</g>");
 }
 
@@ -270,19 +323,18 @@ pub fn svg(d: &DayData) -> String {
         esc(d.tz.name()),
         sc.hours()
     );
-    hour_labels(&mut out, d, &sc, 26.0);
     let mut y = AXIS_H;
     for g in &d.groups {
         let _ = write!(
             out,
-            r#"<g class="grp" transform="translate(0,{})"><text class="team" x="4" y="17">{} · {} agent{}</text>"#,
+            r#"<g class="grp" transform="translate(0,{})"><text class="team" x="4" y="14">{} · {} agent{}</text>"#,
             num(y),
             esc(&g.title),
             g.agents.len(),
             if g.agents.len() == 1 { "" } else { "s" }
         );
         // Each team repeats the hour labels, so a long page stays readable without scrolling up.
-        hour_labels(&mut out, d, &sc, 19.0);
+        hour_labels(&mut out, d, &sc, 28.0);
         out.push_str("</g>");
         y += GROUP_H;
         for a in &g.agents {
