@@ -115,7 +115,10 @@ async fn report_draws_every_status_segment_at_its_time_and_sums_hours_per_task()
     let rows = &segs[day];
     let mut status: BTreeMap<String, Vec<&Map<String, Value>>> = BTreeMap::new();
     for r in rows.iter().filter(|r| s(r, "axis") == "status") {
-        status.entry(s(r, "agent_id").to_string()).or_default().push(r);
+        status
+            .entry(s(r, "agent_id").to_string())
+            .or_default()
+            .push(r);
     }
     for v in status.values_mut() {
         v.sort_by_key(|r| r["start_at"].as_i64().unwrap());
@@ -155,7 +158,10 @@ async fn report_draws_every_status_segment_at_its_time_and_sums_hours_per_task()
                 "{agent}: {b:?}"
             );
             for w in held.windows(2) {
-                assert_eq!(w[0]["end_at"], w[1]["start_at"], "{agent}: merged pieces touch");
+                assert_eq!(
+                    w[0]["end_at"], w[1]["start_at"],
+                    "{agent}: merged pieces touch"
+                );
             }
             assert!(
                 (b.x - (x0 + px(b.start))).abs() <= 1.0,
@@ -175,12 +181,22 @@ async fn report_draws_every_status_segment_at_its_time_and_sums_hours_per_task()
                 );
             } else {
                 merged += 1;
-                assert!(px(b.end - b.start) <= 2.0, "only sub-pixel pieces merge: {b:?}");
-                assert!(b.title.starts_with(&format!("{} segments", b.n)), "{}", b.title);
+                assert!(
+                    px(b.end - b.start) <= 2.0,
+                    "only sub-pixel pieces merge: {b:?}"
+                );
+                assert!(
+                    b.title.starts_with(&format!("{} segments", b.n)),
+                    "{}",
+                    b.title
+                );
             }
         }
     }
-    assert!(single > merged, "most segments are drawn alone ({single} vs {merged})");
+    assert!(
+        single > merged,
+        "most segments are drawn alone ({single} vs {merged})"
+    );
 
     // Hours per task: the table's numbers are the dataset's sums.
     let mut want: BTreeMap<(String, String), f64> = BTreeMap::new();
@@ -227,14 +243,18 @@ async fn report_draws_every_status_segment_at_its_time_and_sums_hours_per_task()
     // Default date: the newest complete day with data (2026-11-02), beside the run manifests.
     let o = report(dir.path(), &[]).await;
     assert_eq!(o.code, 0, "{o}");
-    let path = dir
-        .path()
-        .join("output/_reports/t/2026-11-02.html");
+    let path = dir.path().join("output/_reports/t/2026-11-02.html");
     assert!(path.exists(), "{o}");
     assert!(o.stdout.contains("report for 2026-11-02"), "{o}");
     let html = std::fs::read_to_string(path).unwrap();
-    assert!(html.contains("Monday 2 November 2026"), "the page names its day");
-    assert!(html.contains(r#"id="run""#) && html.contains("(exit code 0)"), "the run section reads the manifest");
+    assert!(
+        html.contains("Monday 2 November 2026"),
+        "the page names its day"
+    );
+    assert!(
+        html.contains(r#"id="run""#) && html.contains("(exit code 0)"),
+        "the run section reads the manifest"
+    );
 
     // A date without data: exit 2, the date named, and what there is.
     let o = report(dir.path(), &["--date", "2026-10-20"]).await;
@@ -293,5 +313,9 @@ async fn headless_chromium_renders_the_report_when_installed() {
     );
     let bytes = std::fs::read(&png).unwrap();
     assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG");
-    assert!(bytes.len() > 10_000, "not a blank page: {} bytes", bytes.len());
+    assert!(
+        bytes.len() > 10_000,
+        "not a blank page: {} bytes",
+        bytes.len()
+    );
 }

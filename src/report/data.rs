@@ -217,14 +217,22 @@ fn inboxes(st: &Storage) -> Result<BTreeMap<String, InboxDim>, ReportError> {
         .collect())
 }
 
-/// Distinct labels of the day's events with their counts, and how many had no task.
-fn labels(
-    st: &Storage,
-    day: NaiveDate,
-) -> Result<(BTreeMap<String, u64>, BTreeMap<String, u64>, usize), ReportError> {
+/// The day's events by label: every label with its count, those no task rule matched, and the
+/// number of events.
+struct DayLabels {
+    all: BTreeMap<String, u64>,
+    unmatched: BTreeMap<String, u64>,
+    events: usize,
+}
+
+fn labels(st: &Storage, day: NaiveDate) -> Result<DayLabels, ReportError> {
     let (mut all, mut unmatched) = (BTreeMap::new(), BTreeMap::new());
     let Some(df) = partition(st, ds::AGENT_STATUS_EVENTS, day)? else {
-        return Ok((all, unmatched, 0));
+        return Ok(DayLabels {
+            all,
+            unmatched,
+            events: 0,
+        });
     };
     let path = st.partition_file(ds::AGENT_STATUS_EVENTS, day);
     let r = FrameReader(&df);
@@ -237,7 +245,11 @@ fn labels(
         }
         *all.entry(l).or_default() += 1;
     }
-    Ok((all, unmatched, r.height()))
+    Ok(DayLabels {
+        all,
+        unmatched,
+        events: r.height(),
+    })
 }
 
 fn rule_uses(rules: &[Rule], candidates: &[Vec<&str>]) -> Vec<RuleUse> {
@@ -346,7 +358,10 @@ pub fn gather(
     }
 
     let dims = agents(&st)?;
-    let idle_agents = dims.keys().filter(|id| !per_agent.contains_key(*id)).count();
+    let idle_agents = dims
+        .keys()
+        .filter(|id| !per_agent.contains_key(*id))
+        .count();
     // Group key: (0, team id) for teams, (1, "") for agents in no team, (2, "") for agents the
     // snapshot does not list.
     let mut groups: BTreeMap<(u8, String), Vec<AgentDay>> = BTreeMap::new();
@@ -376,7 +391,8 @@ pub fn gather(
         .into_iter()
         .map(|((kind, team), mut agents)| {
             agents.sort_by(|a, b| {
-                (a.display.to_lowercase(), &a.agent_id).cmp(&(b.display.to_lowercase(), &b.agent_id))
+                (a.display.to_lowercase(), &a.agent_id)
+                    .cmp(&(b.display.to_lowercase(), &b.agent_id))
             });
             let title = match kind {
                 0 => format!("team {team}"),
@@ -387,7 +403,11 @@ pub fn gather(
         })
         .collect();
 
-    let (all_labels, unmatched, events) = labels(&st, day)?;
+    let DayLabels {
+        all: all_labels,
+        unmatched,
+        events,
+    } = labels(&st, day)?;
     let label_cands: Vec<Vec<&str>> = all_labels.keys().map(|l| vec![l.as_str()]).collect();
     let task_rules = rule_uses(&p.tasks, &label_cands);
     let mut unmatched_labels: Vec<(String, u64)> = unmatched.into_iter().collect();

@@ -62,7 +62,10 @@ mod tests {
 
     #[test]
     fn escapes_and_formats() {
-        assert_eq!(esc(r#"<a href="x">&'"#), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+        assert_eq!(
+            esc(r#"<a href="x">&'"#),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
         assert_eq!(duration(400), "0.4s");
         assert_eq!(duration(45_000), "45s");
         assert_eq!(duration(750_000), "12m 30s");

@@ -131,7 +131,11 @@ fn header(o: &mut String, d: &DayData) {
         );
     };
     fig(d.agents().to_string(), "agents with segments", false);
-    fig(format!("{logged_in_h:.1} h"), "logged in (active or away)", false);
+    fig(
+        format!("{logged_in_h:.1} h"),
+        "logged in (active or away)",
+        false,
+    );
     fig(d.status_segments().to_string(), "status segments", false);
     fig(offered.to_string(), "contacts offered", false);
     fig(
@@ -153,7 +157,11 @@ fn header(o: &mut String, d: &DayData) {
         "inboxes no workstream rule matched",
         !d.unmatched_inboxes.is_empty(),
     );
-    fig(outcome.clone(), "the run that made this day", outcome != "ok");
+    fig(
+        outcome.clone(),
+        "the run that made this day",
+        outcome != "ok",
+    );
     o.push_str("</div>");
     o.push_str(r##"<nav><a href="#timeline">Timeline</a><a href="#hours">Hours per task</a><a href="#intervals">Intervals</a><a href="#rules">Rules</a><a href="#run">The run</a></nav></header>"##);
 }
@@ -278,7 +286,11 @@ fn hours(o: &mut String, d: &DayData) {
             esc(h.task.as_deref().unwrap_or("(no task)")),
             h.segments,
             h.seconds / 3600.0,
-            if total > 0.0 { h.seconds / total * 100.0 } else { 0.0 }
+            if total > 0.0 {
+                h.seconds / total * 100.0
+            } else {
+                0.0
+            }
         );
     }
     o.push_str("</tbody></table>");
@@ -330,8 +342,17 @@ fn intervals(o: &mut String, d: &DayData) {
             handle_time_seconds,
             ..
         } = r;
-        let key = (workstream.is_none(), workstream.clone().unwrap_or_else(|| "no workstream (unmatched inboxes)".into()));
-        let s = by.entry(key).or_default().entry(*interval_start).or_default();
+        let key = (
+            workstream.is_none(),
+            workstream
+                .clone()
+                .unwrap_or_else(|| "no workstream (unmatched inboxes)".into()),
+        );
+        let s = by
+            .entry(key)
+            .or_default()
+            .entry(*interval_start)
+            .or_default();
         s.offered += offered;
         s.handled += handled;
         s.within += within_sla;
@@ -373,9 +394,17 @@ fn intervals(o: &mut String, d: &DayData) {
             t.offered,
             t.handled,
             t.within,
-            if t.offered > 0 { format!("{:.1} %", t.within as f64 / t.offered as f64 * 100.0) } else { "–".into() },
+            if t.offered > 0 {
+                format!("{:.1} %", t.within as f64 / t.offered as f64 * 100.0)
+            } else {
+                "–".into()
+            },
             duration((t.handle_s * 1000.0) as Ms),
-            if t.handled > 0 { duration((t.handle_s / t.handled as f64 * 1000.0) as Ms) } else { "–".into() },
+            if t.handled > 0 {
+                duration((t.handle_s / t.handled as f64 * 1000.0) as Ms)
+            } else {
+                "–".into()
+            },
         );
     }
     o.push_str("</tbody></table>");
@@ -426,7 +455,11 @@ fn intervals(o: &mut String, d: &DayData) {
                 s,
                 r#"<g><title>{}–{} · offered {} · handled {} · within SLA {} · handle time {}</title>"#,
                 clock(d.tz, *start, sc.dst_day()),
-                clock(d.tz, start + d.interval_minutes as Ms * 60_000, sc.dst_day()),
+                clock(
+                    d.tz,
+                    start + d.interval_minutes as Ms * 60_000,
+                    sc.dst_day()
+                ),
                 v.offered,
                 v.handled,
                 v.within,
@@ -513,7 +546,11 @@ fn rules(o: &mut String, d: &DayData) {
     }
     for (what, seen, rules) in [
         ("Task rules", "labels seen this day", &d.task_rules),
-        ("Workstream rules", "inboxes of the newest snapshot", &d.workstream_rules),
+        (
+            "Workstream rules",
+            "inboxes of the newest snapshot",
+            &d.workstream_rules,
+        ),
     ] {
         let _ = write!(
             o,
@@ -530,7 +567,11 @@ fn rules(o: &mut String, d: &DayData) {
             let _ = write!(
                 o,
                 r#"<tr{}><td>{}</td><td class="n">{}</td><td><code>{}</code></td><td class="n">{}</td><td class="n">{}</td><td>{note}</td></tr>"#,
-                if r.matches == 0 { r#" class="unused""# } else { "" },
+                if r.matches == 0 {
+                    r#" class="unused""#
+                } else {
+                    ""
+                },
                 esc(&r.name),
                 r.line,
                 esc(&r.pattern),
@@ -583,7 +624,11 @@ fn run(o: &mut String, d: &DayData) {
         ("finished", v_str(&m["finished_at"])),
         (
             "outcome",
-            format!("{} (exit code {})", v_str(&m["outcome"]), v_str(&m["exit_code"])),
+            format!(
+                "{} (exit code {})",
+                v_str(&m["outcome"]),
+                v_str(&m["exit_code"])
+            ),
         ),
         (
             "window",

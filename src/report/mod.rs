@@ -25,7 +25,9 @@ use crate::transform::datasets as ds;
 pub enum ReportError {
     #[error("{file}: no timezone: set `timezone` in the pipeline file, or run the pipeline once so the Gladly organisation's is remembered")]
     NoTimezone { file: String },
-    #[error("no curated data for {day} under {dir} ({have}); pick a date that has data with --date")]
+    #[error(
+        "no curated data for {day} under {dir} ({have}); pick a date that has data with --date"
+    )]
     NoData {
         day: NaiveDate,
         dir: String,
@@ -94,7 +96,11 @@ pub fn pick_day(
 ) -> Result<NaiveDate, ReportError> {
     let st = Storage::new(p.output_root.clone(), p.compression);
     let days = st.partitions(ds::AGENT_STATUS_SEGMENTS);
-    let dir = st.root.join(ds::AGENT_STATUS_SEGMENTS).display().to_string();
+    let dir = st
+        .root
+        .join(ds::AGENT_STATUS_SEGMENTS)
+        .display()
+        .to_string();
     match date {
         Some(d) if days.contains(&d) => Ok(d),
         Some(day) => Err(ReportError::NoData {
@@ -166,12 +172,24 @@ mod tests {
     /// pieces (a fifth of them a few seconds long) and a third as many availability pieces.
     /// The simulator's agents average about 11 status and 6 availability segments a day.
     fn day(agents: usize, per_agent: usize) -> DayData {
+        day_on(
+            NaiveDate::from_ymd_opt(2026, 11, 2).unwrap(),
+            agents,
+            per_agent,
+        )
+    }
+
+    fn day_on(day: NaiveDate, agents: usize, per_agent: usize) -> DayData {
         let tz: Tz = "America/New_York".parse().unwrap();
-        let day = NaiveDate::from_ymd_opt(2026, 11, 2).unwrap();
         let (s, e) = (time::day_start(tz, day), time::day_end(tz, day));
-        let tasks: Vec<String> = ["Logged In", "Logged Out", "Agent Status – Went Away", "Active"]
-            .map(String::from)
-            .to_vec();
+        let tasks: Vec<String> = [
+            "Logged In",
+            "Logged Out",
+            "Agent Status – Went Away",
+            "Active",
+        ]
+        .map(String::from)
+        .to_vec();
         let piece = |state: &str, label: &str, task: Option<&str>, a: Ms, b: Ms| Piece {
             state: state.into(),
             label: label.into(),
@@ -187,18 +205,36 @@ mod tests {
                 let n = t * 15 + i;
                 let shift = s + (n as Ms % 12) * time::MS_PER_HOUR;
                 let step = 9 * time::MS_PER_HOUR / per_agent as Ms;
-                let mut status = vec![piece("logged_out", "LOGGED_OUT", Some("Logged Out"), s, shift)];
+                let mut status = vec![piece(
+                    "logged_out",
+                    "LOGGED_OUT",
+                    Some("Logged Out"),
+                    s,
+                    shift,
+                )];
                 let mut at = shift;
                 for k in 0..per_agent {
                     let len = if k % 5 == 0 { 20_000 } else { step };
-                    status.push(piece("away", "Lunch", Some("Agent Status – Went Away"), at, at + len));
+                    status.push(piece(
+                        "away",
+                        "Lunch",
+                        Some("Agent Status – Went Away"),
+                        at,
+                        at + len,
+                    ));
                     at += len;
                 }
                 status.push(piece("logged_out", "LOGGED_OUT", Some("Logged Out"), at, e));
                 let availability = (0..per_agent / 3)
                     .map(|k| {
                         let a = shift + k as Ms * 3 * step;
-                        piece("available", "AvailableFor:MESSAGING,VOICE", None, a, a + 3 * step)
+                        piece(
+                            "available",
+                            "AvailableFor:MESSAGING,VOICE",
+                            None,
+                            a,
+                            a + 3 * step,
+                        )
                     })
                     .collect();
                 ags.push(AgentDay {
@@ -265,5 +301,19 @@ mod tests {
             .map(|c| c.get(1).map_or(1, |n| n.as_str().parse::<usize>().unwrap()))
             .sum();
         assert_eq!(n, d.status_segments());
+    }
+
+    #[test]
+    fn a_fall_back_day_is_25_hours_wide_and_names_the_repeated_hour() {
+        let d = day_on(NaiveDate::from_ymd_opt(2026, 11, 1).unwrap(), 3, 6);
+        let page = html::page(&d);
+        let w = timeline::NAME_W + 25.0 * timeline::PX_PER_HOUR + 12.0;
+        assert!(
+            page.contains(&format!(r#"<svg class="timeline" viewBox="0 0 {w} "#)),
+            "25 hours wide"
+        );
+        // 01:00 happens twice: the second one carries the zone it is in.
+        assert!(page.contains(">01<") && page.contains(">01 EST<"));
+        assert!(page.contains("25 h day"));
     }
 }

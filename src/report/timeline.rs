@@ -22,9 +22,10 @@ const ROW_H: f64 = 14.0;
 const GROUP_H: f64 = 32.0;
 const AXIS_H: f64 = 18.0;
 
-/// Okabe–Ito, without black: distinguishable with the common colour-vision deficiencies.
+/// Okabe–Ito, without black: distinguishable with the common colour-vision deficiencies. Ordered
+/// so that neighbours in rule order (often drawn side by side) differ in hue and lightness.
 pub const PALETTE: [&str; 7] = [
-    "#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442",
+    "#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#F0E442",
 ];
 
 /// The CSS class of a task's colour: `t0`… in the day's task order, `tn` for no task.
@@ -162,7 +163,7 @@ fn title(d: &DayData, sc: &Scale, bar: &Bar) -> String {
             None => by.push((&p.label, p.task.as_deref(), p.ms())),
         }
     }
-    by.sort_by(|a, b| b.2.cmp(&a.2));
+    by.sort_by_key(|x| std::cmp::Reverse(x.2));
     let parts: Vec<String> = by
         .iter()
         .take(4)
@@ -292,10 +293,7 @@ pub fn svg(d: &DayData) -> String {
         day_end: d.day_end,
     };
     let width = NAME_W + sc.width() + 12.0;
-    let height = AXIS_H
-        + d.groups.len() as f64 * GROUP_H
-        + d.agents() as f64 * ROW_H
-        + 8.0;
+    let height = AXIS_H + d.groups.len() as f64 * GROUP_H + d.agents() as f64 * ROW_H + 8.0;
     let mut out = String::new();
     let _ = write!(
         out,
@@ -375,8 +373,10 @@ mod tests {
             p(510_000, 520_000, "f"),
         ];
         let bars = merge(&pieces, px);
-        let spans: Vec<(Ms, Ms, usize)> =
-            bars.iter().map(|b| (b.start, b.end, b.pieces.len())).collect();
+        let spans: Vec<(Ms, Ms, usize)> = bars
+            .iter()
+            .map(|b| (b.start, b.end, b.pieces.len()))
+            .collect();
         assert_eq!(
             spans,
             vec![
@@ -386,13 +386,20 @@ mod tests {
                 (500_000, 520_000, 2)
             ]
         );
-        assert_eq!(bars.iter().map(|b| b.pieces.len()).sum::<usize>(), pieces.len());
+        assert_eq!(
+            bars.iter().map(|b| b.pieces.len()).sum::<usize>(),
+            pieces.len()
+        );
         assert_eq!(bars[0].dominant().label, "c");
     }
 
     #[test]
     fn a_wide_piece_never_merges() {
-        let pieces = vec![p(0, 80_000, "a"), p(80_000, 81_000, "b"), p(81_000, 200_000, "c")];
+        let pieces = vec![
+            p(0, 80_000, "a"),
+            p(80_000, 81_000, "b"),
+            p(81_000, 200_000, "c"),
+        ];
         let bars = merge(&pieces, 75_000);
         assert_eq!(bars.len(), 3);
     }
