@@ -82,6 +82,7 @@ enum Cmd {
     /// coloured by task, hours per task, interval volumes, what no rule matched, and the run that
     /// made it. Reads the curated datasets only: no credentials, no network.
     Report {
+        /// The pipeline file (TOML); its output root holds the datasets to read.
         #[arg(long)]
         pipeline: PathBuf,
         /// The business date (YYYY-MM-DD, pipeline timezone); default: the newest complete day
