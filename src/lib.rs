@@ -17,6 +17,7 @@ pub mod manifest;
 pub mod model;
 pub mod pipeline;
 pub mod raw;
+pub mod report;
 pub mod sim;
 pub mod state;
 pub mod storage;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use gladly_wfm::commands::{check, demo, schedule, simulate, status};
+use gladly_wfm::commands::{check, demo, report, schedule, simulate, status};
 use gladly_wfm::config::Pipeline;
 use gladly_wfm::pipeline::{self, RunOptions, Stages};
 use gladly_wfm::{log, time};
@@ -88,6 +88,21 @@ enum Cmd {
         /// Do not call Gladly or the WFM.
         #[arg(long)]
         offline: bool,
+    },
+    /// Write one self-contained HTML page for a business date: each agent's day as a timeline
+    /// coloured by task, hours per task, interval volumes, what no rule matched, and the run that
+    /// made it. Reads the curated datasets only: no credentials, no network.
+    Report {
+        /// The pipeline file (TOML); its output root holds the datasets to read.
+        #[arg(long)]
+        pipeline: PathBuf,
+        /// The business date (YYYY-MM-DD, pipeline timezone); default: the newest complete day
+        /// that has curated data.
+        #[arg(long)]
+        date: Option<String>,
+        /// Where to write the page; default: <output root>/_reports/<pipeline>/<date>.html.
+        #[arg(long, value_name = "FILE.html")]
+        out: Option<PathBuf>,
     },
     /// Completed days, last runs, lock holder, next fire time.
     Status {
@@ -272,6 +287,21 @@ async fn main() -> ExitCode {
             Ok(p) => code(check::check(&p, offline).await),
             Err(c) => c,
         },
+        Cmd::Report {
+            pipeline: file,
+            date: d,
+            out,
+        } => {
+            let p = match load(&file) {
+                Ok(p) => p,
+                Err(c) => return c,
+            };
+            let date = match date("--date", &d) {
+                Ok(d) => d,
+                Err(c) => return c,
+            };
+            code(report::report(&p, &report::ReportArgs { date, out, now }))
+        }
         Cmd::Status { pipeline: file } => match load(&file) {
             Ok(p) => code(status::status(&p)),
             Err(c) => c,

@@ -120,6 +120,10 @@ pub async fn demo(a: DemoArgs) -> i32 {
         store.kind(Kind::Tasks).len()
     );
     println!();
+    match crate::report::write(&p, None, Some(&a.out.join("report.html")), now) {
+        Ok(w) => println!("Report for {}: {}", w.day, w.path.display()),
+        Err(e) => eprintln!("demo: no report: {e}"),
+    }
     println!("Parquet under {}/ (read it with DuckDB: SELECT * FROM '{}/agent_status_segments/*/*.parquet')", a.out.display(), a.out.display());
     println!("{}", outcome.summary);
     outcome.exit_code

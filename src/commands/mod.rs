@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod demo;
+pub mod report;
 pub mod schedule;
 pub mod simulate;
 pub mod status;

@@ -1,0 +1,37 @@
+//! `gladly-wfm report`: writes the HTML page for one business date and prints where it is.
+
+use std::path::PathBuf;
+
+use chrono::NaiveDate;
+
+use crate::config::Pipeline;
+use crate::report;
+use crate::time::Ms;
+
+pub struct ReportArgs {
+    pub date: Option<NaiveDate>,
+    pub out: Option<PathBuf>,
+    pub now: Ms,
+}
+
+/// Returns the exit code: 0 written, 2 no such day or no timezone, 1 unreadable data or an
+/// unwritable file.
+pub fn report(p: &Pipeline, a: &ReportArgs) -> i32 {
+    match report::write(p, a.date, a.out.as_deref(), a.now) {
+        Ok(w) => {
+            println!(
+                "report for {}: {} ({} agents, {} status segments, {} KB)",
+                w.day,
+                w.path.display(),
+                w.agents,
+                w.status_segments,
+                w.bytes.div_ceil(1024)
+            );
+            0
+        }
+        Err(e) => {
+            eprintln!("gladly-wfm report: {e}");
+            e.code()
+        }
+    }
+}

@@ -1,0 +1,516 @@
+//! What the report shows, gathered from the curated datasets of one business date (and the run
+//! manifest that produced it). Reads only what the transform wrote, so it works on any output
+//! root and needs no credentials.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use chrono::NaiveDate;
+use chrono_tz::Tz;
+use serde_json::Value;
+
+use super::ReportError;
+use crate::config::{Pipeline, Rule};
+use crate::frames::{DataFrame, FrameReader};
+use crate::storage::Storage;
+use crate::time::{self, Ms};
+use crate::transform::datasets::{self as ds, SegmentRow};
+use crate::transform::rules::{all_matches, first_match};
+use crate::transform::workstreams::{self as wk, IntervalRow};
+
+/// One segment piece as the timeline draws it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Piece {
+    pub state: String,
+    pub label: String,
+    pub task: Option<String>,
+    pub start: Ms,
+    /// For a piece still open (intraday), the report's clock clamped into the day.
+    pub end: Ms,
+    pub open: bool,
+}
+
+impl Piece {
+    pub fn ms(&self) -> Ms {
+        self.end - self.start
+    }
+}
+
+/// One agent's row: its status and availability pieces, each sorted by start.
+#[derive(Clone, Debug)]
+pub struct AgentDay {
+    pub agent_id: String,
+    /// The name from `agents`, else the e-mail, else the id.
+    pub display: String,
+    pub email: Option<String>,
+    pub status: Vec<Piece>,
+    pub availability: Vec<Piece>,
+}
+
+/// Agents grouped for the timeline; `title` names the group.
+#[derive(Clone, Debug)]
+pub struct TeamGroup {
+    pub title: String,
+    pub agents: Vec<AgentDay>,
+}
+
+/// Hours of one task on one axis.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TaskHours {
+    pub axis: String,
+    pub task: Option<String>,
+    pub segments: usize,
+    /// Sum of `duration_seconds` over the closed segments.
+    pub seconds: f64,
+}
+
+/// How a rule fared against what the day holds.
+#[derive(Clone, Debug)]
+pub struct RuleUse {
+    pub name: String,
+    pub pattern: String,
+    pub line: usize,
+    /// Distinct labels (or inboxes) it matches.
+    pub matches: usize,
+    /// Of those, how many it wins (first match in file order).
+    pub wins: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct UnmatchedInbox {
+    pub inbox_id: String,
+    pub name: Option<String>,
+    pub disabled: bool,
+    /// In the newest inboxes snapshot (else only seen in that day's conversations).
+    pub known: bool,
+    pub conversations: u64,
+}
+
+/// The run that produced the day, from its manifest.
+#[derive(Clone, Debug)]
+pub struct RunInfo {
+    pub path: PathBuf,
+    pub manifest: Value,
+}
+
+pub struct DayData {
+    pub pipeline: String,
+    pub description: Option<String>,
+    pub tz: Tz,
+    pub day: NaiveDate,
+    pub day_start: Ms,
+    pub day_end: Ms,
+    /// The instant the report was made (open pieces are drawn up to it).
+    pub generated_at: Ms,
+    /// Task names in colour order: the pipeline's rules first, then any other name seen.
+    pub tasks: Vec<String>,
+    pub groups: Vec<TeamGroup>,
+    /// Agents listed in the snapshot with no segment that day.
+    pub idle_agents: usize,
+    pub hours: Vec<TaskHours>,
+    pub interval_minutes: u32,
+    pub intervals: Vec<IntervalRow>,
+    pub unmatched_labels: Vec<(String, u64)>,
+    pub events: usize,
+    pub task_rules: Vec<RuleUse>,
+    pub unmatched_inboxes: Vec<UnmatchedInbox>,
+    pub workstream_rules: Vec<RuleUse>,
+    pub run: Option<RunInfo>,
+}
+
+impl DayData {
+    pub fn status_segments(&self) -> usize {
+        self.groups
+            .iter()
+            .flat_map(|g| &g.agents)
+            .map(|a| a.status.len())
+            .sum()
+    }
+    pub fn agents(&self) -> usize {
+        self.groups.iter().map(|g| g.agents.len()).sum()
+    }
+}
+
+fn read_err(path: &Path, e: impl std::fmt::Display) -> ReportError {
+    ReportError::Read {
+        path: path.display().to_string(),
+        detail: e.to_string(),
+    }
+}
+
+fn partition(
+    st: &Storage,
+    dataset: &str,
+    day: NaiveDate,
+) -> Result<Option<DataFrame>, ReportError> {
+    st.read_partition(dataset, day)
+        .map_err(|e| read_err(&st.partition_file(dataset, day), e))
+}
+
+/// The newest snapshot partition of a dimension dataset.
+fn newest(st: &Storage, dataset: &str) -> Result<Option<DataFrame>, ReportError> {
+    match st.partitions(dataset).last() {
+        Some(d) => partition(st, dataset, *d),
+        None => Ok(None),
+    }
+}
+
+struct AgentDim {
+    name: Option<String>,
+    email: Option<String>,
+    team: Option<String>,
+}
+
+fn agents(st: &Storage) -> Result<BTreeMap<String, AgentDim>, ReportError> {
+    let Some(df) = newest(st, ds::AGENTS)? else {
+        return Ok(BTreeMap::new());
+    };
+    let path = st.root.join(ds::AGENTS);
+    let r = FrameReader(&df);
+    let ids = r.str("agent_id").map_err(|e| read_err(&path, e))?;
+    let names = r.str("name").map_err(|e| read_err(&path, e))?;
+    let emails = r.str("email_normalized").map_err(|e| read_err(&path, e))?;
+    let teams = r.list_str("team_ids").map_err(|e| read_err(&path, e))?;
+    Ok((0..r.height())
+        .filter_map(|i| {
+            let mut t = teams[i].clone().unwrap_or_default();
+            t.sort();
+            Some((
+                ids[i].clone()?,
+                AgentDim {
+                    name: names[i].clone(),
+                    email: emails[i].clone(),
+                    team: t.into_iter().next(),
+                },
+            ))
+        })
+        .collect())
+}
+
+struct InboxDim {
+    name: Option<String>,
+    disabled: bool,
+    workstream: Option<String>,
+}
+
+fn inboxes(st: &Storage) -> Result<BTreeMap<String, InboxDim>, ReportError> {
+    let Some(df) = newest(st, ds::INBOXES)? else {
+        return Ok(BTreeMap::new());
+    };
+    let path = st.root.join(ds::INBOXES);
+    let r = FrameReader(&df);
+    let ids = r.str("inbox_id").map_err(|e| read_err(&path, e))?;
+    let names = r.str("name").map_err(|e| read_err(&path, e))?;
+    let dis = r.bool("disabled").map_err(|e| read_err(&path, e))?;
+    let ws = r.str("workstream").map_err(|e| read_err(&path, e))?;
+    Ok((0..r.height())
+        .filter_map(|i| {
+            Some((
+                ids[i].clone()?,
+                InboxDim {
+                    name: names[i].clone(),
+                    disabled: dis[i].unwrap_or(false),
+                    workstream: ws[i].clone(),
+                },
+            ))
+        })
+        .collect())
+}
+
+/// The day's events by label: every label with its count, those no task rule matched, and the
+/// number of events.
+struct DayLabels {
+    all: BTreeMap<String, u64>,
+    unmatched: BTreeMap<String, u64>,
+    events: usize,
+}
+
+fn labels(st: &Storage, day: NaiveDate) -> Result<DayLabels, ReportError> {
+    let (mut all, mut unmatched) = (BTreeMap::new(), BTreeMap::new());
+    let Some(df) = partition(st, ds::AGENT_STATUS_EVENTS, day)? else {
+        return Ok(DayLabels {
+            all,
+            unmatched,
+            events: 0,
+        });
+    };
+    let path = st.partition_file(ds::AGENT_STATUS_EVENTS, day);
+    let r = FrameReader(&df);
+    let l = r.str("label").map_err(|e| read_err(&path, e))?;
+    let t = r.str("task").map_err(|e| read_err(&path, e))?;
+    for (l, t) in l.into_iter().zip(t) {
+        let l = l.unwrap_or_default();
+        if t.is_none() {
+            *unmatched.entry(l.clone()).or_default() += 1;
+        }
+        *all.entry(l).or_default() += 1;
+    }
+    Ok(DayLabels {
+        all,
+        unmatched,
+        events: r.height(),
+    })
+}
+
+fn rule_uses(rules: &[Rule], candidates: &[Vec<&str>]) -> Vec<RuleUse> {
+    let mut uses: Vec<RuleUse> = rules
+        .iter()
+        .map(|r| RuleUse {
+            name: r.name.clone(),
+            pattern: r.pattern.clone(),
+            line: r.line,
+            matches: 0,
+            wins: 0,
+        })
+        .collect();
+    for c in candidates {
+        for i in all_matches(rules, c) {
+            uses[i].matches += 1;
+        }
+        if let Some(i) = first_match(rules, c) {
+            uses[i].wins += 1;
+        }
+    }
+    uses
+}
+
+/// The newest manifest under `<root>/_runs/<pipeline>/` whose run completed `day`.
+pub fn run_for_day(runs_dir: &Path, day: NaiveDate) -> Option<RunInfo> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(runs_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    // Run ids start with the UTC start time, so names sort by start.
+    files.sort();
+    let d = day.to_string();
+    files.into_iter().rev().find_map(|path| {
+        let manifest: Value = serde_json::from_slice(&std::fs::read(&path).ok()?).ok()?;
+        let covered = manifest["days_completed"]
+            .as_array()?
+            .iter()
+            .any(|x| x.as_str() == Some(&d));
+        covered.then_some(RunInfo { path, manifest })
+    })
+}
+
+/// Reads everything the report shows for `day`. `Ok(None)`: the day has no segments partition.
+pub fn gather(
+    p: &Pipeline,
+    tz: Tz,
+    day: NaiveDate,
+    now: Ms,
+) -> Result<Option<DayData>, ReportError> {
+    let st = Storage::new(p.output_root.clone(), p.compression);
+    let Some(seg_df) = partition(&st, ds::AGENT_STATUS_SEGMENTS, day)? else {
+        return Ok(None);
+    };
+    let seg_path = st.partition_file(ds::AGENT_STATUS_SEGMENTS, day);
+    let segs = ds::segments_from(&seg_df).map_err(|e| read_err(&seg_path, e))?;
+    let (day_start, day_end) = (time::day_start(tz, day), time::day_end(tz, day));
+    let open_end = now.clamp(day_start, day_end);
+
+    let mut tasks: Vec<String> = Vec::new();
+    for r in &p.tasks {
+        if !tasks.contains(&r.name) {
+            tasks.push(r.name.clone());
+        }
+    }
+    let mut hours: BTreeMap<(String, Option<String>), (usize, f64)> = BTreeMap::new();
+    let mut per_agent: BTreeMap<String, (Vec<Piece>, Vec<Piece>)> = BTreeMap::new();
+    for s in segs {
+        let SegmentRow {
+            agent_id,
+            axis,
+            state,
+            label,
+            task,
+            start_at,
+            end_at,
+            ..
+        } = s;
+        if let Some(t) = &task {
+            if !tasks.contains(t) {
+                tasks.push(t.clone());
+            }
+        }
+        let h = hours.entry((axis.clone(), task.clone())).or_default();
+        h.0 += 1;
+        if let Some(e) = end_at {
+            // The same arithmetic as the dataset's `duration_seconds`.
+            h.1 += (e - start_at) as f64 / 1000.0;
+        }
+        let piece = Piece {
+            state,
+            label,
+            task,
+            start: start_at,
+            end: end_at.unwrap_or(open_end.max(start_at)),
+            open: end_at.is_none(),
+        };
+        let row = per_agent.entry(agent_id).or_default();
+        match axis.as_str() {
+            "status" => row.0.push(piece),
+            _ => row.1.push(piece),
+        }
+    }
+
+    let dims = agents(&st)?;
+    let idle_agents = dims
+        .keys()
+        .filter(|id| !per_agent.contains_key(*id))
+        .count();
+    // Group key: (0, team id) for teams, (1, "") for agents in no team, (2, "") for agents the
+    // snapshot does not list.
+    let mut groups: BTreeMap<(u8, String), Vec<AgentDay>> = BTreeMap::new();
+    for (id, (mut status, mut availability)) in per_agent {
+        status.sort_by_key(|p| p.start);
+        availability.sort_by_key(|p| p.start);
+        let dim = dims.get(&id);
+        let key = match dim {
+            Some(AgentDim { team: Some(t), .. }) => (0, t.clone()),
+            Some(_) => (1, String::new()),
+            None => (2, String::new()),
+        };
+        let email = dim.and_then(|d| d.email.clone());
+        let display = dim
+            .and_then(|d| d.name.clone())
+            .or_else(|| email.clone())
+            .unwrap_or_else(|| id.clone());
+        groups.entry(key).or_default().push(AgentDay {
+            agent_id: id,
+            display,
+            email,
+            status,
+            availability,
+        });
+    }
+    let groups = groups
+        .into_iter()
+        .map(|((kind, team), mut agents)| {
+            agents.sort_by(|a, b| {
+                (a.display.to_lowercase(), &a.agent_id)
+                    .cmp(&(b.display.to_lowercase(), &b.agent_id))
+            });
+            let title = match kind {
+                0 => format!("team {team}"),
+                1 => "no team".to_string(),
+                _ => "not listed by /agents".to_string(),
+            };
+            TeamGroup { title, agents }
+        })
+        .collect();
+
+    let DayLabels {
+        all: all_labels,
+        unmatched,
+        events,
+    } = labels(&st, day)?;
+    let label_cands: Vec<Vec<&str>> = all_labels.keys().map(|l| vec![l.as_str()]).collect();
+    let task_rules = rule_uses(&p.tasks, &label_cands);
+    let mut unmatched_labels: Vec<(String, u64)> = unmatched.into_iter().collect();
+    unmatched_labels.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+
+    let inbox_dims = inboxes(&st)?;
+    let inbox_cands: Vec<Vec<&str>> = inbox_dims
+        .iter()
+        .map(|(id, d)| {
+            let mut c = vec![id.as_str()];
+            if let Some(n) = &d.name {
+                c.push(n);
+            }
+            c
+        })
+        .collect();
+    let workstream_rules = rule_uses(&p.workstreams, &inbox_cands);
+    let mut unmatched_inboxes: BTreeMap<String, UnmatchedInbox> = inbox_dims
+        .iter()
+        .filter(|(_, d)| d.workstream.is_none())
+        .map(|(id, d)| {
+            (
+                id.clone(),
+                UnmatchedInbox {
+                    inbox_id: id.clone(),
+                    name: d.name.clone(),
+                    disabled: d.disabled,
+                    known: true,
+                    conversations: 0,
+                },
+            )
+        })
+        .collect();
+    if let Some(df) = partition(&st, wk::CONVERSATIONS, day)? {
+        let path = st.partition_file(wk::CONVERSATIONS, day);
+        for c in wk::conversations_from(&df).map_err(|e| read_err(&path, e))? {
+            let (Some(id), None) = (c.inbox_id, c.workstream) else {
+                continue;
+            };
+            unmatched_inboxes
+                .entry(id.clone())
+                .or_insert_with(|| UnmatchedInbox {
+                    inbox_id: id,
+                    name: c.inbox_name,
+                    disabled: false,
+                    known: false,
+                    conversations: 0,
+                })
+                .conversations += 1;
+        }
+    }
+    let mut unmatched_inboxes: Vec<UnmatchedInbox> = unmatched_inboxes.into_values().collect();
+    unmatched_inboxes.sort_by(|a, b| {
+        b.conversations
+            .cmp(&a.conversations)
+            .then(a.inbox_id.cmp(&b.inbox_id))
+    });
+
+    let intervals = match partition(&st, wk::WORKSTREAM_INTERVALS, day)? {
+        Some(df) => wk::intervals_from(&df)
+            .map_err(|e| read_err(&st.partition_file(wk::WORKSTREAM_INTERVALS, day), e))?,
+        None => Vec::new(),
+    };
+    let interval_minutes = intervals
+        .first()
+        .map(|r| r.interval_minutes as u32)
+        .unwrap_or(p.interval_minutes);
+
+    let mut hours: Vec<TaskHours> = hours
+        .into_iter()
+        .map(|((axis, task), (segments, seconds))| TaskHours {
+            axis,
+            task,
+            segments,
+            seconds,
+        })
+        .collect();
+    // Status axis first, then by hours, longest first.
+    hours.sort_by(|a, b| {
+        (a.axis != "status", b.seconds)
+            .partial_cmp(&(b.axis != "status", a.seconds))
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+
+    Ok(Some(DayData {
+        pipeline: p.name.clone(),
+        description: p.description.clone(),
+        tz,
+        day,
+        day_start,
+        day_end,
+        generated_at: now,
+        tasks,
+        groups,
+        idle_agents,
+        hours,
+        interval_minutes,
+        intervals,
+        unmatched_labels,
+        events,
+        task_rules,
+        unmatched_inboxes,
+        workstream_rules,
+        run: run_for_day(&p.runs_dir(), day),
+    }))
+}
