@@ -55,10 +55,7 @@ pub struct WfmClient {
 impl WfmClient {
     pub fn new(cfg: &WfmConfig, stats: Arc<Stats>) -> WfmClient {
         WfmClient {
-            http: reqwest::Client::builder()
-                .connect_timeout(Duration::from_secs(10))
-                .build()
-                .expect("HTTP client"),
+            http: crate::http::client_builder().build().expect("HTTP client"),
             // The receiver's default limit: 100 requests per 30 s per client.
             limiter: SlidingLimiter::new(cfg.requests_per_30s, Duration::from_secs(30)),
             cfg: cfg.clone(),
