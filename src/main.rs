@@ -25,7 +25,7 @@ struct Cli {
     /// Log lines (on stderr) as plain `text`, or `json`: one object per line for machines.
     #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"], help_heading = "Global options")]
     log_format: String,
-    /// More log lines: -v adds each request's details (debug).
+    /// More log lines: -v adds debug lines (such as work sessions still open).
     #[arg(short, long, global = true, action = clap::ArgAction::Count, help_heading = "Global options")]
     verbose: u8,
     /// Fewer log lines: -q warnings and errors only, -qq errors only.
