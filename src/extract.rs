@@ -6,7 +6,7 @@
 //! An `Extractor` owns what it needs, so a run can extract the next day on its own task while
 //! the previous one is transformed: the rate limits, not the CPU, set the pace of extraction.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::NaiveDate;
@@ -15,6 +15,7 @@ use chrono_tz::Tz;
 use crate::gladly::{decode, GladlyClient, GladlyError};
 use crate::model::{SetAside, WorkSession, SOURCE_EVENTS_API, SOURCE_REPORT};
 use crate::raw::{self, RawEvents};
+use crate::state::PendingWorkFile;
 use crate::storage::{Storage, StorageError};
 use crate::time::{self, Ms, MS_PER_HOUR};
 
@@ -44,8 +45,6 @@ pub struct Extracted {
     pub set_aside: Vec<SetAside>,
     /// (dataset, date, rows now in the raw partition)
     pub rows: Vec<(&'static str, NaiveDate, usize)>,
-    /// Dates whose raw work sessions changed.
-    pub touched: BTreeSet<NaiveDate>,
 }
 
 pub struct Extractor {
@@ -53,6 +52,8 @@ pub struct Extractor {
     pub st: Storage,
     pub tz: Tz,
     pub now: Ms,
+    /// Where a day whose raw work sessions change is recorded, before they change.
+    pub pending: Arc<PendingWorkFile>,
 }
 
 fn frame_err(what: String) -> impl FnOnce(polars::prelude::PolarsError) -> ExtractError {
@@ -271,8 +272,8 @@ impl Extractor {
                 let mut df = raw::work_sessions_builder(&merged)
                     .finish()
                     .map_err(frame_err(format!("raw work sessions {d}")))?;
+                self.pending.touch(d)?;
                 self.st.write_partition(raw::WORK_SESSIONS, d, &mut df)?;
-                x.touched.insert(d);
             }
             x.rows.push((raw::WORK_SESSIONS, d, merged.len()));
         }

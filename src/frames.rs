@@ -153,10 +153,36 @@ pub fn write_parquet(
     };
     ParquetWriter::new(file)
         .with_compression(c)
+        .with_key_value_metadata(Some(plain_arrow_schema(df)))
         // min, max and null counts per column chunk (what readers prune with); distinct counts
         // would hash every value for little use.
         .with_statistics(StatisticsOptions::default())
         .finish(df)
+}
+
+/// The Arrow schema embedded in every file (`ARROW:schema`), with plain types: polars would
+/// embed its in-memory view types (`string_view`, `large_list<string_view>`), which pandas'
+/// default backend and pyarrow before 14 cannot read (DESIGN §7). Readers cast the stored
+/// byte arrays to the hinted type; the data pages are the same either way.
+fn plain_arrow_schema(df: &DataFrame) -> KeyValueMetadata {
+    fn plain(dt: &ArrowDataType) -> ArrowDataType {
+        match dt {
+            ArrowDataType::Utf8View | ArrowDataType::LargeUtf8 => ArrowDataType::Utf8,
+            ArrowDataType::BinaryView | ArrowDataType::LargeBinary => ArrowDataType::Binary,
+            ArrowDataType::List(f) | ArrowDataType::LargeList(f) => {
+                ArrowDataType::List(Box::new(f.with_dtype(plain(&f.dtype))))
+            }
+            other => other.clone(),
+        }
+    }
+    let schema: ArrowSchema = df
+        .schema()
+        .to_arrow(CompatLevel::newest())
+        .iter_values()
+        .map(|f| (f.name.clone(), f.with_dtype(plain(&f.dtype))))
+        .collect();
+    let kv = polars_parquet::write::schema_to_metadata_key(&schema);
+    KeyValueMetadata::from_static(vec![(kv.key, kv.value.unwrap_or_default())])
 }
 
 pub fn read_parquet(path: &Path) -> PolarsResult<DataFrame> {

@@ -9,6 +9,7 @@ pub mod extract;
 pub mod frames;
 pub mod gladly;
 pub mod http;
+pub mod interrupt;
 pub mod load;
 pub mod log;
 pub mod manifest;
@@ -24,26 +25,36 @@ pub mod time;
 pub mod transform;
 pub mod wfm;
 
-/// A named point where tests can make the process die (`GLADLY_WFM_CRASH_AT=name:N` kills the
-/// process with SIGKILL the N-th time the point is reached), to prove that a run killed there
-/// resumes cleanly. Points: `raw-written`, `partition-temp-written`, `curated-written`, `push-batch`.
+/// A named point where tests can make the process die or be signalled:
+/// `GLADLY_WFM_CRASH_AT=name:N` kills the process with SIGKILL the N-th time the point is
+/// reached (to prove that a run killed there resumes cleanly); `GLADLY_WFM_SIGTERM_AT=name:N`
+/// sends it SIGTERM there instead, as an operator or an orchestrator would, and carries on (to
+/// prove that a run stops at its next safe point). Points: `raw-written`,
+/// `partition-temp-written`, `curated-written`, `push-batch`.
 pub fn fault_point(name: &str) {
     use std::sync::atomic::{AtomicUsize, Ordering};
-    static HITS: AtomicUsize = AtomicUsize::new(0);
-    let Ok(spec) = std::env::var("GLADLY_WFM_CRASH_AT") else {
-        return;
+    static KILL_HITS: AtomicUsize = AtomicUsize::new(0);
+    static TERM_HITS: AtomicUsize = AtomicUsize::new(0);
+    let hit = |var: &str, hits: &AtomicUsize| -> Option<usize> {
+        let spec = std::env::var(var).ok()?;
+        let (point, n) = spec.split_once(':')?;
+        if point != name {
+            return None;
+        }
+        let hit = hits.fetch_add(1, Ordering::SeqCst) + 1;
+        (n.parse::<usize>().ok() == Some(hit)).then_some(hit)
     };
-    let Some((point, n)) = spec.split_once(':') else {
-        return;
-    };
-    if point == name {
-        let hit = HITS.fetch_add(1, Ordering::SeqCst) + 1;
-        if n.parse::<usize>().ok() == Some(hit) {
-            eprintln!("GLADLY_WFM_CRASH_AT: dying at {name} #{hit}");
-            // SIGKILL, as an operator's `kill -9` or the OOM killer would: no unwinding, no cleanup.
-            unsafe {
-                libc::kill(libc::getpid(), libc::SIGKILL);
-            }
+    if let Some(hit) = hit("GLADLY_WFM_CRASH_AT", &KILL_HITS) {
+        eprintln!("GLADLY_WFM_CRASH_AT: dying at {name} #{hit}");
+        // SIGKILL, as an operator's `kill -9` or the OOM killer would: no unwinding, no cleanup.
+        unsafe {
+            libc::kill(libc::getpid(), libc::SIGKILL);
+        }
+    }
+    if let Some(hit) = hit("GLADLY_WFM_SIGTERM_AT", &TERM_HITS) {
+        eprintln!("GLADLY_WFM_SIGTERM_AT: SIGTERM at {name} #{hit}");
+        unsafe {
+            libc::kill(libc::getpid(), libc::SIGTERM);
         }
     }
 }

@@ -44,10 +44,36 @@ pub fn add_secrets(secrets: &[String]) {
     }
 }
 
+/// Registers a credential and every form it travels in: the secret itself, the `Basic` value
+/// built from it (`base64(user:secret)`, padded or not, standard or URL-safe alphabet), and the
+/// URL-encoded form of each; a server that echoes a header or a form body must not put any of
+/// them in a log line, a manifest or an error message.
+pub fn add_credential(user: &str, secret: &str) {
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    use base64::Engine;
+    if secret.is_empty() {
+        return;
+    }
+    let pair = format!("{user}:{secret}");
+    let mut forms = vec![secret.to_string()];
+    for engine in [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD] {
+        forms.push(engine.encode(&pair));
+    }
+    let encoded: Vec<String> = forms
+        .iter()
+        .map(|f| form_urlencoded::byte_serialize(f.as_bytes()).collect())
+        .collect();
+    forms.extend(encoded);
+    add_secrets(&forms);
+}
+
 pub fn redact(s: &str) -> String {
     let l = logger().lock().unwrap();
     let mut out = s.to_string();
-    for sec in &l.secrets {
+    // Longest first, so a form that contains another is removed whole.
+    let mut secrets: Vec<&String> = l.secrets.iter().collect();
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    for sec in secrets {
         out = out.replace(sec.as_str(), "***");
     }
     out
@@ -114,5 +140,26 @@ pub fn progress(done: usize, total: usize, step: &str) {
 fn clear_progress() {
     if PROGRESS_SHOWN.swap(false, std::sync::atomic::Ordering::Relaxed) {
         let _ = write!(std::io::stderr(), "\r\x1b[2K");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_form_of_a_credential_is_redacted() {
+        add_credential("api@example.com", "tok+/=en-XYZ");
+        let basic = {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD.encode("api@example.com:tok+/=en-XYZ")
+        };
+        let url: String = form_urlencoded::byte_serialize(b"tok+/=en-XYZ").collect();
+        let line = format!("echo: Authorization: Basic {basic}; token={url}; raw tok+/=en-XYZ");
+        let out = redact(&line);
+        assert!(!out.contains(&basic), "{out}");
+        assert!(!out.contains(&url), "{out}");
+        assert!(!out.contains("tok+/=en-XYZ"), "{out}");
+        assert!(out.contains("Basic ***"), "{out}");
     }
 }

@@ -146,7 +146,7 @@ pub fn summary(t: &Tally, f: &RunFacts, manifest_path: Option<&Path>) -> String 
     };
     let w = |g: fn(&PushTotals) -> u64| t.wfm.values().map(g).sum::<u64>();
     log::redact(&format!(
-        "gladly-wfm {}: {} — {} day(s){}; events {}, segments {}; unmatched labels {}; set aside {}; wfm inserted {} updated {} duplicate {} rejected {}; {:.1}s{}{}",
+        "gladly-wfm {}: {} — {} day(s){}; events {}, segments {}; unmatched labels {}; set aside {}; wfm inserted {} updated {} duplicate {} rejected {}{}; {:.1}s{}{}",
         f.pipeline.name,
         f.outcome,
         t.days_done.len(),
@@ -162,6 +162,10 @@ pub fn summary(t: &Tally, f: &RunFacts, manifest_path: Option<&Path>) -> String 
         w(|x| x.updated),
         w(|x| x.duplicate),
         w(|x| x.rejected),
+        match w(|x| x.unmatched_workstream) {
+            0 => String::new(),
+            n => format!(" (unmatched volume: {n} interval records with no workstream)"),
+        },
         f.elapsed_s,
         manifest_path.map(|m| format!("; manifest {}", m.display())).unwrap_or_default(),
         f.error.as_ref().map(|e| format!("; error: {e}")).unwrap_or_default(),

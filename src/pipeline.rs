@@ -13,12 +13,13 @@ use crate::config::Pipeline;
 use crate::extract::{ExtractError, Extracted, Extractor};
 use crate::gladly::{GladlyClient, GladlyError};
 use crate::http::Stats;
-use crate::load::push::{self, PushPlan};
+use crate::interrupt::Interrupt;
+use crate::load::push::{self, PushError, PushPlan};
 use crate::log;
 use crate::manifest::{self, RunFacts, Tally};
 use crate::model::{AgentDim, InboxDim};
 use crate::raw;
-use crate::state::{LockError, PipelineState, RunLock};
+use crate::state::{LockError, PendingWorkFile, PipelineState, RunLock};
 use crate::storage::{write_atomic, Storage, StorageError};
 use crate::time::{self, Ms};
 use crate::transform::datasets::{self as ds, Emails};
@@ -78,6 +79,8 @@ pub struct RunOptions {
 #[derive(Debug)]
 pub struct RunOutcome {
     pub exit_code: i32,
+    /// Stopped by SIGTERM/SIGINT at a safe point.
+    pub interrupted: bool,
     pub summary: String,
     pub manifest_path: Option<std::path::PathBuf>,
     pub manifest: Value,
@@ -93,6 +96,8 @@ enum RunError {
     Auth(String),
     #[error("{0}")]
     Failed(String),
+    #[error("interrupted by a signal; what finished is kept, the next run resumes")]
+    Interrupted,
 }
 
 impl RunError {
@@ -101,7 +106,7 @@ impl RunError {
             RunError::Usage(_) => 2,
             RunError::Locked(_) => 3,
             RunError::Auth(_) => 4,
-            RunError::Failed(_) => 1,
+            RunError::Failed(_) | RunError::Interrupted => 1,
         }
     }
 }
@@ -149,6 +154,8 @@ struct Run<'a> {
     opts: &'a RunOptions,
     st: Storage,
     state: PipelineState,
+    pending: Arc<PendingWorkFile>,
+    interrupt: Arc<Interrupt>,
     gladly: Arc<GladlyClient>,
     wfm: Option<WfmClient>,
     tally: Tally,
@@ -204,6 +211,12 @@ pub async fn run(p: &Pipeline, opts: &RunOptions) -> RunOutcome {
         Ok(s) => s,
         Err(e) => return early(1, e.to_string()),
     };
+    let pending = match PendingWorkFile::open(&p.state_dir()) {
+        Ok(w) => Arc::new(w),
+        Err(e) => return early(1, e.to_string()),
+    };
+    let interrupt = Interrupt::new();
+    let _signals = interrupt.listen();
     let gstats = Arc::new(Stats::default());
     let wstats = Arc::new(Stats::default());
     let mut r = Run {
@@ -211,6 +224,8 @@ pub async fn run(p: &Pipeline, opts: &RunOptions) -> RunOutcome {
         opts,
         st: Storage::new(p.output_root.clone(), p.compression),
         state,
+        pending,
+        interrupt,
         gladly: Arc::new(GladlyClient::new(&p.gladly, gstats.clone())),
         wfm: p
             .wfm
@@ -228,6 +243,7 @@ pub async fn run(p: &Pipeline, opts: &RunOptions) -> RunOutcome {
             Some(e) => (4, "wfm_auth_failed", Some(e.clone())),
             None => (0, "ok", None),
         },
+        Err(RunError::Interrupted) => (1, "interrupted", Some(RunError::Interrupted.to_string())),
         Err(e) => (e.code(), "failed", Some(e.to_string())),
     };
     let facts = RunFacts {
@@ -256,6 +272,7 @@ pub async fn run(p: &Pipeline, opts: &RunOptions) -> RunOutcome {
     let summary = manifest::summary(&r.tally, &facts, manifest_path.as_deref());
     RunOutcome {
         exit_code: code,
+        interrupted: outcome == "interrupted",
         summary,
         manifest_path,
         manifest,
@@ -265,6 +282,7 @@ pub async fn run(p: &Pipeline, opts: &RunOptions) -> RunOutcome {
 fn early(code: i32, msg: String) -> RunOutcome {
     RunOutcome {
         exit_code: code,
+        interrupted: false,
         summary: log::redact(&format!("gladly-wfm: {msg}")),
         manifest_path: None,
         manifest: Value::Null,
@@ -376,9 +394,6 @@ impl Run<'_> {
         let inboxes = self.newest_inboxes()?;
         let mut carry: Option<(NaiveDate, StartState)> = None;
         let mut conv_carry: Option<(NaiveDate, ConvStates)> = None;
-        // Days whose raw work sessions changed and whose curated work datasets are not yet redone.
-        let mut dirty: BTreeSet<NaiveDate> = BTreeSet::new();
-        let mut work_days: BTreeSet<NaiveDate> = BTreeSet::new();
         let days = self.window.clone();
         // Extraction runs ahead on its own task (a day or two: the raw zone is on disk, so memory
         // stays flat) while this task transforms: the rate limits, not the CPU, pace extraction.
@@ -389,10 +404,14 @@ impl Run<'_> {
                 st: self.st.clone(),
                 tz: self.tz,
                 now: self.opts.now,
+                pending: self.pending.clone(),
             });
             AbortOnDrop(tokio::spawn(x.run(days.clone(), 2, tx)))
         });
         for (i, &day) in days.iter().enumerate() {
+            if self.interrupt.requested() {
+                return Err(RunError::Interrupted);
+            }
             log::info(format!("day {day} ({}/{})", i + 1, days.len()));
             log::progress(
                 i,
@@ -401,10 +420,11 @@ impl Run<'_> {
             );
             if ahead.is_some() {
                 let t = Instant::now();
-                let x = rx
-                    .recv()
-                    .await
-                    .ok_or_else(|| RunError::Failed("the extract task stopped".into()))??;
+                let x = tokio::select! {
+                    x = rx.recv() => x,
+                    _ = self.interrupt.wait() => return Err(RunError::Interrupted),
+                };
+                let x = x.ok_or_else(|| RunError::Failed("the extract task stopped".into()))??;
                 self.tally.time("extract_wait", t);
                 self.tally.aside(x.set_aside);
                 self.tally
@@ -413,7 +433,6 @@ impl Run<'_> {
                 for (d, day, n) in x.rows {
                     self.tally.rows(d, day, n);
                 }
-                dirty.extend(x.touched);
                 self.state.mark("extract", day);
                 self.state.save(&self.p.state_dir())?;
             }
@@ -424,13 +443,13 @@ impl Run<'_> {
                     &format!("{day}: transform · {}", self.progress_counts()),
                 );
                 let t = Instant::now();
+                let generation = self.pending.generation(day);
                 let tf = self.transformer();
                 let out = tokio::task::block_in_place(|| {
                     tf.transform_all(day, &emails, &inboxes, &mut carry, &mut conv_carry)
                 })?;
                 self.tally.merge(out);
-                dirty.remove(&day);
-                work_days.insert(day);
+                self.pending.transformed(day, generation, self.pushes())?;
                 self.tally.time("transform", t);
                 self.state.mark("transform", day);
                 self.state.save(&self.p.state_dir())?;
@@ -441,26 +460,53 @@ impl Run<'_> {
         }
         drop(ahead);
         if self.opts.stages.transform {
-            // Sessions that ended after their day was done: count them where they belong.
-            for day in std::mem::take(&mut dirty) {
-                log::info(format!("work sessions of {day} changed: redoing its work_sessions and workstream_intervals"));
-                let out = self.transformer().transform_work(day, &inboxes)?;
-                self.tally.merge(out);
-                work_days.insert(day);
-            }
+            self.redo_changed_work_days(&inboxes)?;
         }
         if self.opts.stages.load && self.wfm.is_some() {
             let t = Instant::now();
-            self.load(&agents, &days, &work_days).await?;
+            self.load(&agents, &days).await?;
             self.tally.time("load", t);
         }
-        if self.opts.from.is_none() && self.wfm_auth_error.is_none() {
+        let all_stages = self.opts.stages.extract
+            && self.opts.stages.transform
+            && (self.opts.stages.load || !self.pushes());
+        if self.opts.from.is_none() && self.wfm_auth_error.is_none() && all_stages {
             let last = last_complete_day(tz, self.opts.now, self.p.report_lag_minutes);
             if self.state.nightly_cursor.is_none_or(|c| c < last) && !self.opts.dry_run {
                 self.state.nightly_cursor = Some(last);
             }
         }
         self.state.save(&self.p.state_dir())?;
+        Ok(())
+    }
+
+    /// Whether this pipeline pushes to a WFM (a dry run still owes it what it did not push).
+    fn pushes(&self) -> bool {
+        self.p.wfm.as_ref().is_some_and(|w| w.enabled)
+    }
+
+    /// Sessions that ended after their day was done: their day's curated work datasets are
+    /// rebuilt, if a run has processed that day; a day no run has processed yet keeps them in
+    /// the raw zone until it is (DESIGN §9: curated partitions only for processed days).
+    fn redo_changed_work_days(&mut self, inboxes: &[InboxDim]) -> Result<(), RunError> {
+        let processed = self
+            .state
+            .completed
+            .get("transform")
+            .cloned()
+            .unwrap_or_default();
+        for (day, generation) in self.pending.snapshot().transform {
+            if !processed.contains(&day) && !self.window.contains(&day) {
+                self.pending.forget(day)?;
+                continue;
+            }
+            log::info(format!(
+                "work sessions of {day} changed: redoing its work_sessions and workstream_intervals"
+            ));
+            let out = self.transformer().transform_work(day, inboxes)?;
+            self.tally.merge(out);
+            self.pending.transformed(day, generation, self.pushes())?;
+        }
         Ok(())
     }
 
@@ -578,43 +624,63 @@ impl Run<'_> {
 
     /// Pushes users once, then each day's segments, conversations and interval totals, after
     /// all Parquet is safely written.
-    async fn load(
-        &mut self,
-        agents: &[AgentDim],
-        days: &[NaiveDate],
-        work_days: &BTreeSet<NaiveDate>,
-    ) -> Result<(), RunError> {
+    /// Pushes users once, then each day's segments and conversations, and the interval totals
+    /// of those days and of every day whose work sessions changed since they were last pushed
+    /// (the durable pending list, so a failed run's days are not lost). Plans come from the
+    /// curated zone and state alone, so `--stages load` pushes what a full run would.
+    async fn load(&mut self, agents: &[AgentDim], days: &[NaiveDate]) -> Result<(), RunError> {
         let Some(client) = self.wfm.as_ref() else {
             return Ok(());
         };
         let batch = self.p.wfm.as_ref().map(|w| w.batch_size).unwrap_or(100);
         let state_dir = self.p.state_dir();
+        let user_records = push::user_records(agents, &self.state.users_pushed);
+        let inactive = user_records
+            .iter()
+            .filter(|u| u["isActive"] == false)
+            .count();
+        if inactive > 0 {
+            log::info(format!(
+                "users: {inactive} gone from /agents since an earlier run, pushed as inactive"
+            ));
+        }
         let users = PushPlan::new(
             "users".into(),
             push::USERS_PATH,
             true,
             None,
-            push::user_records(agents),
+            user_records.clone(),
             batch,
         );
-        let r = push::push_plan(
+        let mut rejected = 0;
+        match push::push_plan(
             client,
             &users,
             &mut self.state,
             &state_dir,
             &mut self.tally.wfm,
             "users",
+            &self.interrupt,
         )
-        .await;
-        if let Err(e) = r {
-            return self.wfm_failed(e);
+        .await
+        {
+            Ok(n) => {
+                rejected += n;
+                if n == 0 {
+                    push::remember_users(&user_records, &mut self.state.users_pushed);
+                    self.state.save(&state_dir)?;
+                }
+            }
+            Err(e) => return self.wfm_failed(e),
         }
+        let pending_load = self.pending.snapshot().load;
         let all: BTreeSet<NaiveDate> = days
             .iter()
             .copied()
-            .chain(work_days.iter().copied())
+            .chain(pending_load.iter().copied())
             .collect();
         for day in all {
+            let mut day_rejected = 0;
             let window = (time::day_start(self.tz, day), time::day_end(self.tz, day));
             let mut plans = Vec::new();
             if days.contains(&day) {
@@ -643,15 +709,15 @@ impl Run<'_> {
                     ),
                 ));
             }
-            if work_days.contains(&day) {
+            if days.contains(&day) || pending_load.contains(&day) {
                 let rows =
                     self.read_curated(wsd::WORKSTREAM_INTERVALS, day, wsd::intervals_from)?;
-                let (recs, skipped) = push::interval_records(&rows);
+                let (recs, unmatched) = push::interval_records(&rows);
                 self.tally
                     .wfm
                     .entry("intervals".into())
                     .or_default()
-                    .skipped_no_workstream += skipped;
+                    .unmatched_workstream += unmatched;
                 plans.push((
                     "intervals",
                     PushPlan::new(
@@ -665,24 +731,45 @@ impl Run<'_> {
                 ));
             }
             for (kind, plan) in plans {
-                if let Err(e) = push::push_plan(
+                match push::push_plan(
                     client,
                     &plan,
                     &mut self.state,
                     &state_dir,
                     &mut self.tally.wfm,
                     kind,
+                    &self.interrupt,
                 )
                 .await
                 {
-                    return self.wfm_failed(e);
+                    Ok(n) => day_rejected += n,
+                    Err(e) => return self.wfm_failed(e),
                 }
             }
+            rejected += day_rejected;
+            if day_rejected > 0 {
+                continue;
+            }
+            self.pending.loaded(day)?;
             if days.contains(&day) {
                 self.state.mark("load", day);
                 self.state.save(&state_dir)?;
                 self.tally.days_done.push(day.to_string());
             }
+        }
+        if rejected > 0 {
+            let first = self
+                .tally
+                .wfm
+                .values()
+                .flat_map(|t| t.errors.first())
+                .next()
+                .map(|e| format!("; first: {} {} ({})", e["record"], e["message"], e["code"]))
+                .unwrap_or_default();
+            return Err(RunError::Failed(format!(
+                "the WFM rejected {rejected} record(s){first}; all are listed in the manifest \
+                 (wfm.*.errors); their days are not marked done and the next run sends them again"
+            )));
         }
         Ok(())
     }
@@ -701,14 +788,15 @@ impl Run<'_> {
         from(&df).map_err(polars_err(format!("{dataset} {day}")))
     }
 
-    fn wfm_failed(&mut self, e: WfmError) -> Result<(), RunError> {
+    fn wfm_failed(&mut self, e: PushError) -> Result<(), RunError> {
         match e {
-            WfmError::Auth { .. } => {
+            PushError::Wfm(e @ WfmError::Auth { .. }) => {
                 // The Parquet is already written; the run ends with code 4.
                 log::error(e.to_string());
                 self.wfm_auth_error = Some(e.to_string());
                 Ok(())
             }
+            PushError::Wfm(WfmError::Interrupted) => Err(RunError::Interrupted),
             other => Err(RunError::Failed(other.to_string())),
         }
     }

@@ -23,6 +23,16 @@ pub struct PipelineState {
     pub push: BTreeMap<String, PushCheckpoint>,
     /// The Gladly organisation's timezone, remembered for runs that do not extract.
     pub org_timezone: Option<String>,
+    /// Every WFM user this pipeline has pushed, by normalised e-mail: one that is gone from
+    /// `/agents` now is pushed with `isActive: false` (DESIGN §8).
+    #[serde(default)]
+    pub users_pushed: BTreeMap<String, PushedUser>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct PushedUser {
+    pub agent_id: String,
+    pub name: Option<String>,
 }
 
 /// How far a day's push of one kind got: the batches acknowledged of a plan with this digest.
@@ -65,6 +75,112 @@ impl PipelineState {
             .entry(stage.to_string())
             .or_default()
             .insert(day);
+    }
+}
+
+/// Days whose raw work sessions changed and whose curated work datasets (`transform`) or
+/// interval push (`load`) are not redone yet. Work sessions land on the day they were created,
+/// which can lie outside the run's window, so this list cannot live in memory: it is written
+/// before the raw partition it speaks of changes, and a day leaves it only once rebuilt (and
+/// then pushed), so no failure or kill in between loses a day. Kept in its own file because the
+/// extract task adds to it while the run's task clears it.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct PendingWork {
+    /// day → how many times its raw work sessions changed (a generation: a rebuild clears the
+    /// day only if no change came while it read the raw zone).
+    pub transform: BTreeMap<NaiveDate, u64>,
+    pub load: BTreeSet<NaiveDate>,
+}
+
+pub struct PendingWorkFile {
+    path: PathBuf,
+    inner: std::sync::Mutex<PendingWork>,
+}
+
+impl PendingWorkFile {
+    pub fn open(dir: &Path) -> Result<PendingWorkFile, StorageError> {
+        let path = dir.join("pending_work.json");
+        let inner = match std::fs::read(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => PendingWork::default(),
+            Err(e) => {
+                return Err(StorageError {
+                    path: path.display().to_string(),
+                    detail: e.to_string(),
+                })
+            }
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| StorageError {
+                path: path.display().to_string(),
+                detail: format!("corrupt state file: {e}"),
+            })?,
+        };
+        Ok(PendingWorkFile {
+            path,
+            inner: std::sync::Mutex::new(inner),
+        })
+    }
+
+    pub fn snapshot(&self) -> PendingWork {
+        self.inner.lock().unwrap().clone()
+    }
+
+    fn update(&self, f: impl FnOnce(&mut PendingWork) -> bool) -> Result<(), StorageError> {
+        let mut w = self.inner.lock().unwrap();
+        if f(&mut w) {
+            write_atomic(
+                &self.path,
+                &serde_json::to_vec_pretty(&*w).unwrap_or_default(),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Called before a day's raw work sessions are rewritten.
+    pub fn touch(&self, day: NaiveDate) -> Result<(), StorageError> {
+        self.update(|w| {
+            *w.transform.entry(day).or_default() += 1;
+            true
+        })
+    }
+
+    /// The generation to hand back to `transformed` once the day is rebuilt.
+    pub fn generation(&self, day: NaiveDate) -> u64 {
+        self.inner
+            .lock()
+            .unwrap()
+            .transform
+            .get(&day)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// The day's curated work datasets were rebuilt from the raw zone as it was at `generation`;
+    /// with `then_load` its intervals must now be pushed.
+    pub fn transformed(
+        &self,
+        day: NaiveDate,
+        generation: u64,
+        then_load: bool,
+    ) -> Result<(), StorageError> {
+        self.update(|w| {
+            let mut changed = false;
+            if w.transform.get(&day).is_some_and(|g| *g <= generation) {
+                w.transform.remove(&day);
+                changed = true;
+            }
+            if then_load {
+                changed |= w.load.insert(day);
+            }
+            changed
+        })
+    }
+
+    /// A day that no run has processed yet: its rows wait in the raw zone for it (DESIGN §9).
+    pub fn forget(&self, day: NaiveDate) -> Result<(), StorageError> {
+        self.update(|w| w.transform.remove(&day).is_some())
+    }
+
+    pub fn loaded(&self, day: NaiveDate) -> Result<(), StorageError> {
+        self.update(|w| w.load.remove(&day))
     }
 }
 
@@ -171,6 +287,27 @@ mod tests {
         drop(a);
         assert!(RunLock::holder(dir.path()).is_none());
         RunLock::acquire(dir.path(), "p", "r3").unwrap();
+    }
+
+    #[test]
+    fn pending_work_survives_a_restart_and_keeps_a_change_made_during_a_rebuild() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = NaiveDate::from_ymd_opt(2026, 11, 1).unwrap();
+        let p = PendingWorkFile::open(dir.path()).unwrap();
+        p.touch(d).unwrap();
+        let g = p.generation(d);
+        // The extract task changes the day again while it is being rebuilt.
+        p.touch(d).unwrap();
+        p.transformed(d, g, true).unwrap();
+        let again = PendingWorkFile::open(dir.path()).unwrap().snapshot();
+        assert_eq!(again.transform.get(&d), Some(&2));
+        assert!(again.load.contains(&d));
+        p.transformed(d, p.generation(d), true).unwrap();
+        p.loaded(d).unwrap();
+        assert_eq!(
+            PendingWorkFile::open(dir.path()).unwrap().snapshot(),
+            PendingWork::default()
+        );
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub enum WfmError {
     Unreachable(#[from] crate::http::Exhausted),
     #[error("the WFM's answer to {what} could not be read: {detail}")]
     Decode { what: String, detail: String },
+    #[error("interrupted before the next batch")]
+    Interrupted,
 }
 
 /// The receiver's per-request answer.
@@ -50,10 +52,17 @@ pub struct WfmClient {
     token: Mutex<Option<(String, Instant)>>,
     pub policy: RetryPolicy,
     pub stats: Arc<Stats>,
+    session: String,
 }
 
 impl WfmClient {
+    /// Unique to this client (process and start time): scopes `Idempotency-Key`s to one run.
+    pub fn session(&self) -> &str {
+        &self.session
+    }
+
     pub fn new(cfg: &WfmConfig, stats: Arc<Stats>) -> WfmClient {
+        crate::log::add_credential(&cfg.client_id, cfg.client_secret.expose());
         WfmClient {
             http: crate::http::client_builder().build().expect("HTTP client"),
             // The receiver's default limit: 100 requests per 30 s per client.
@@ -62,6 +71,14 @@ impl WfmClient {
             token: Mutex::new(None),
             policy: RetryPolicy::default(),
             stats,
+            session: format!(
+                "{}-{}",
+                std::process::id(),
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos())
+                    .unwrap_or_default()
+            ),
         }
     }
 
@@ -120,6 +137,8 @@ impl WfmClient {
             what: "the token request".into(),
             detail: "no data.accessToken".into(),
         })?;
+        // The bearer token is a secret too: an echoing server must not get it printed.
+        crate::log::add_secrets(&[tok.to_string()]);
         let ttl = v["data"]["expiresIn"].as_u64().unwrap_or(3600);
         // Renew a little before expiry (10%, at most a minute), so no request carries a dying token.
         let margin = (ttl / 10).min(60);

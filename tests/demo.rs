@@ -1,6 +1,6 @@
 //! `gladly-wfm demo`, as a newcomer meets it: a refused demo says so first and prints nothing
 //! that looks like a result; a finished one counts what is on disk and explains what was not
-//! pushed or not matched.
+//! matched and what the WFM's answers mean.
 
 mod util;
 
@@ -22,7 +22,7 @@ async fn a_demo_refused_by_the_lock_fails_first_and_prints_no_result() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_demo_summary_counts_rows_on_disk_and_explains_what_was_not_pushed() {
+async fn the_demo_summary_counts_rows_on_disk_and_explains_what_was_not_matched() {
     let dir = tempfile::tempdir().unwrap();
     let o = bin(dir.path(), &["demo", "--days", "3", "--agents", "6"], &[]).await;
     assert_eq!(o.code, 0, "{o}");
@@ -72,13 +72,13 @@ async fn the_demo_summary_counts_rows_on_disk_and_explains_what_was_not_pushed()
         o.stdout.contains("inboxes no workstream rule matches"),
         "{o}"
     );
-    let skipped = m["wfm"]["intervals"]["skipped_no_workstream"]
+    let unmatched = m["wfm"]["intervals"]["unmatched_workstream"]
         .as_u64()
         .unwrap();
-    assert!(skipped > 0, "the demo has an unmatched inbox");
+    assert!(unmatched > 0, "the demo has an unmatched inbox");
     assert!(
         o.stdout.contains(&format!(
-            "not sent: {skipped} interval rows of inboxes no workstream rule matches"
+            "{unmatched} interval records are of inboxes no workstream rule matches: sent with workstream = null"
         )),
         "{o}"
     );

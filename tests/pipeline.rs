@@ -171,6 +171,37 @@ async fn old_days_from_reports_today_from_events_api_and_datasets_read_back() {
         "{lt}"
     );
     assert!(r.metadata().row_group(0).column(0).statistics().is_some());
+    // Plain Arrow types in the embedded schema of every file (DESIGN §7): no view types, which
+    // pandas' default backend and older pyarrow cannot read; text is `string`, lists
+    // `list<string>`, times `timestamp[ms, UTC]`.
+    let mut seen = std::collections::BTreeSet::new();
+    for f in files(&root).into_iter().filter(|f| {
+        f.extension().is_some_and(|e| e == "parquet") && !f.starts_with(root.join("raw"))
+    }) {
+        for field in arrow_schema(&f).schema().fields() {
+            let t = format!("{:?}", field.data_type());
+            assert!(
+                !t.contains("View") && !t.contains("Large"),
+                "{}: {} is {t}",
+                f.display(),
+                field.name()
+            );
+            seen.insert(t);
+        }
+    }
+    for want in [
+        "Utf8",
+        "Timestamp(Millisecond, Some(\"UTC\"))",
+        "Float64",
+        "Boolean",
+    ] {
+        assert!(seen.contains(want), "{want} not among {seen:?}");
+    }
+    assert!(
+        seen.iter()
+            .any(|t| t.starts_with("List(") && t.contains("Utf8")),
+        "{seen:?}"
+    );
     for rows in ev.values() {
         let ids: Vec<&str> = rows
             .iter()
@@ -391,16 +422,31 @@ async fn per_task_seconds_equal_ground_truth() {
     .await;
     assert_eq!(o.code, 0, "{o}");
     let seg = dataset(&out(dir.path()), "agent_status_segments");
-    let mut got: BTreeMap<(String, String, String), f64> = BTreeMap::new();
+    let mut got: BTreeMap<(String, String, String), i64> = BTreeMap::new();
+    let mut starts = BTreeSet::new();
     for (day, rows) in &seg {
         for r in rows {
             let task = r["task"].as_str().unwrap_or("(none)").to_string();
+            let secs = r["duration_seconds"].as_f64().unwrap();
+            // DESIGN §5: no piece of zero duration, so no two pieces of one agent and axis
+            // share a start.
+            assert!(secs > 0.0, "zero-length piece on {day}: {r:?}");
+            assert!(
+                starts.insert((
+                    r["agent_id"].as_str().unwrap().to_string(),
+                    r["axis"].as_str().unwrap().to_string(),
+                    r["start_at"].as_i64().unwrap()
+                )),
+                "two pieces share a start: {r:?}"
+            );
             *got.entry((day.clone(), r["agent_id"].as_str().unwrap().into(), task))
-                .or_default() += r["duration_seconds"].as_f64().unwrap();
+                .or_default() += (secs * 1000.0).round() as i64;
         }
     }
-    // Expected: each event's state lasts until the agent's next event on the same axis; cut into
-    // the range's days. Only events recorded inside the range count (no state before it).
+    // Expected, from the ground truth by the documented rules alone (DESIGN §6–7): an event
+    // belongs to the day of its recorded `timestamp` and starts at its `occurredAt` clamped into
+    // that day; its state lasts until the agent's next event on the same axis; cut into the
+    // range's days. Only events recorded inside the range count (no state before it).
     let rules: Vec<(String, Regex)> = [
         ("Logged In", "LOGGED_IN"),
         ("Logged Out", "LOGGED_OUT"),
@@ -417,39 +463,46 @@ async fn per_task_seconds_equal_ground_truth() {
         .iter()
         .map(|d| d.parse().unwrap())
         .collect();
-    let (lo, hi) = (
-        gladly_wfm::time::day_start(tz, days[0]),
-        gladly_wfm::time::day_end(tz, days[3]),
-    );
-    let mut by: BTreeMap<(String, bool), Vec<Truth>> = BTreeMap::new();
+    let bounds = |d: chrono::NaiveDate| {
+        (
+            gladly_wfm::time::day_start(tz, d),
+            gladly_wfm::time::day_end(tz, d),
+        )
+    };
+    let (lo, hi) = (bounds(days[0]).0, bounds(days[3]).1);
+    let mut by: BTreeMap<(String, bool), Vec<(i64, Truth)>> = BTreeMap::new();
+    let mut across_midnight = 0;
     for t in truth_events(&truth_dir) {
         if t.recorded >= lo && t.recorded < hi {
+            let (s, e) = bounds(gladly_wfm::time::day_of(tz, t.recorded));
+            across_midnight += usize::from(t.occurred < s);
             by.entry((t.agent.clone(), t.etype.starts_with("AGENT_STATUS/")))
                 .or_default()
-                .push(t);
+                .push((t.occurred.clamp(s, e), t));
         }
     }
-    let mut want: BTreeMap<(String, String, String), f64> = BTreeMap::new();
+    assert!(
+        across_midnight >= 3,
+        "the world has events that occur before a midnight and are recorded after it"
+    );
+    let mut want: BTreeMap<(String, String, String), i64> = BTreeMap::new();
     for ((agent, _), mut evs) in by {
-        evs.sort_by_key(|e| (e.occurred, e.recorded));
+        evs.sort_by_key(|(start, e)| (*start, e.occurred, e.recorded));
         for i in 0..evs.len() {
-            let start = evs[i].occurred.max(lo);
-            let end = evs.get(i + 1).map(|n| n.occurred).unwrap_or(hi).min(hi);
+            let start = evs[i].0;
+            let end = evs.get(i + 1).map(|n| n.0).unwrap_or(hi);
             let task = rules
                 .iter()
-                .find(|(_, r)| r.is_match(&evs[i].label))
+                .find(|(_, r)| r.is_match(&evs[i].1.label))
                 .map(|(n, _)| n.clone())
                 .unwrap_or("(none)".into());
             for d in &days {
-                let (s, e) = (
-                    gladly_wfm::time::day_start(tz, *d),
-                    gladly_wfm::time::day_end(tz, *d),
-                );
+                let (s, e) = bounds(*d);
                 let overlap = end.min(e) - start.max(s);
                 if overlap > 0 {
                     *want
                         .entry((d.to_string(), agent.clone(), task.clone()))
-                        .or_default() += overlap as f64 / 1000.0;
+                        .or_default() += overlap;
                 }
             }
         }
@@ -458,15 +511,10 @@ async fn per_task_seconds_equal_ground_truth() {
     assert!(keys.len() > 100);
     for k in keys {
         let (g, w) = (
-            got.get(&k).copied().unwrap_or(0.0),
-            want.get(&k).copied().unwrap_or(0.0),
+            got.get(&k).copied().unwrap_or(0),
+            want.get(&k).copied().unwrap_or(0),
         );
-        // Events recorded just after midnight that happened just before it (under a second)
-        // belong to the day they were recorded: the only allowed difference.
-        assert!(
-            (g - w).abs() <= 1.0,
-            "{k:?}: pipeline {g} s, ground truth {w} s"
-        );
+        assert_eq!(g, w, "{k:?}: pipeline {g} ms, ground truth {w} ms");
     }
 }
 

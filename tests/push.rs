@@ -7,7 +7,7 @@ mod util;
 use std::collections::BTreeSet;
 
 use gladly_wfm::sim::faults::FaultRates;
-use gladly_wfm::sim::wfm::{Kind, WfmSimConfig};
+use gladly_wfm::sim::wfm::{Kind, Misbehave, WfmSimConfig};
 use serde_json::Value;
 use util::*;
 
@@ -117,6 +117,7 @@ async fn receiver_holds_exactly_the_expected_records_and_a_rerun_changes_nothing
             sorted(after.kind(Kind::Users))
         )
     );
+    assert_no_shared_starts(&after);
     assert_no_secrets(&root, &[&o.stdout, &o.stderr]);
 }
 
@@ -253,4 +254,144 @@ async fn an_open_segment_is_closed_in_place_by_a_later_run() {
         assert!(!t["endTime"].is_null(), "{id} closed");
     }
     assert!(tasks.iter().all(|t| !t["endTime"].is_null()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_gone_from_agents_is_pushed_inactive_and_active_again_when_it_returns() {
+    let s = start_default(NOW).await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(dir.path(), &s, "", "");
+    let day = ["--from", "2026-11-03", "--to", "2026-11-03"];
+    assert_eq!(run(dir.path(), &p, NOW, &day).await.code, 0);
+    let user = |email: &str| {
+        s.wfm
+            .store()
+            .kind(Kind::Users)
+            .into_iter()
+            .filter(|u| u["email"] == email)
+            .collect::<Vec<Value>>()
+    };
+    let first = s.wfm.store().kind(Kind::Users)[0].clone();
+    let email = first["email"].as_str().unwrap().to_string();
+    let id = first["integrationIdentifier"].as_str().unwrap().to_string();
+    assert_eq!(user(&email)[0]["isActive"], true);
+
+    // Deactivated in Gladly: gone from /agents. The next run pushes it once, inactive.
+    s.gladly.set_agent_listed(&id, false);
+    assert_eq!(run(dir.path(), &p, NOW, &day).await.code, 0);
+    let u = user(&email);
+    assert_eq!(u.len(), 1, "one record per user");
+    assert_eq!(u[0]["isActive"], false, "{u:?}");
+    assert_eq!(u[0]["integrationIdentifier"], id.as_str());
+    let others_active = s
+        .wfm
+        .store()
+        .kind(Kind::Users)
+        .iter()
+        .filter(|u| u["email"] != email.as_str())
+        .all(|u| u["isActive"] == true);
+    assert!(others_active);
+
+    // Back in Gladly: active again.
+    s.gladly.set_agent_listed(&id, true);
+    assert_eq!(run(dir.path(), &p, NOW, &day).await.code, 0);
+    assert_eq!(user(&email)[0]["isActive"], true);
+}
+
+fn task_pushes(s: &Sims) -> usize {
+    s.wfm
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/api/workactivity/taskdata")
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_that_does_not_account_for_every_record_is_not_trusted() {
+    let s = start_default(NOW).await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(dir.path(), &s, "", "");
+    let day = ["--from", "2026-11-03", "--to", "2026-11-03"];
+    // 200 {"data":{}} for every task batch: not a confirmation.
+    s.wfm.set_misbehave(Misbehave::EmptyAnswer);
+    let o = run(dir.path(), &p, NOW, &day).await;
+    assert_eq!(o.code, 1, "{o}");
+    assert!(
+        o.stdout.contains("does not account for the records sent")
+            && o.stdout.contains("received 0"),
+        "{o}"
+    );
+    let root = dir.path().join("output");
+    let state: Value =
+        serde_json::from_slice(&std::fs::read(root.join("_state/t/state.json")).unwrap()).unwrap();
+    assert!(
+        state["push"].get("tasks/2026-11-03").is_none(),
+        "no checkpoint for an unconfirmed batch: {}",
+        state["push"]
+    );
+    assert!(
+        state["completed"].get("load").is_none(),
+        "day not marked done"
+    );
+    // A receiver that answers properly gets the whole day.
+    s.wfm.set_misbehave(Misbehave::None);
+    let o = run(dir.path(), &p, NOW, &day).await;
+    assert_eq!(o.code, 0, "{o}");
+    let got: BTreeSet<String> = s
+        .wfm
+        .store()
+        .kind(Kind::Tasks)
+        .iter()
+        .map(|t| t["eventId"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(got, expected_tasks(&root));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejected_records_fail_the_run_are_named_and_are_sent_again() {
+    let s = start_default(NOW).await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(dir.path(), &s, "", "");
+    let day = ["--from", "2026-11-03", "--to", "2026-11-03"];
+    s.wfm.set_misbehave(Misbehave::RejectTasks);
+    let o = run(dir.path(), &p, NOW, &day).await;
+    assert_eq!(o.code, 1, "{o}");
+    assert!(o.stdout.contains("the WFM rejected"), "{o}");
+    let root = dir.path().join("output");
+    let want = expected_tasks(&root);
+    let m = latest_manifest(&root);
+    assert_eq!(m["outcome"], "failed");
+    assert_eq!(
+        m["wfm"]["tasks"]["rejected"].as_u64(),
+        Some(want.len() as u64)
+    );
+    let named: BTreeSet<String> = m["wfm"]["tasks"]["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            assert_eq!(e["code"], "rejected", "{e}");
+            e["record"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert!(
+        !named.is_empty() && named.is_subset(&want),
+        "rejections name the records: {named:?}"
+    );
+    // Still rejected: sent again, and the run fails again.
+    let before = task_pushes(&s);
+    assert_eq!(run(dir.path(), &p, NOW, &day).await.code, 1);
+    assert!(task_pushes(&s) > before, "rejected batches are sent again");
+    // Once the receiver takes them, the day is done.
+    s.wfm.set_misbehave(Misbehave::None);
+    let o = run(dir.path(), &p, NOW, &day).await;
+    assert_eq!(o.code, 0, "{o}");
+    let got: BTreeSet<String> = s
+        .wfm
+        .store()
+        .kind(Kind::Tasks)
+        .iter()
+        .map(|t| t["eventId"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(got, want);
 }

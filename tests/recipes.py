@@ -78,7 +78,7 @@ def main():
             df = pd.read_parquet(f"output/{d}")
             n = duckdb.sql(
                 f"SELECT count(*) FROM read_parquet('output/{d}/*/*.parquet', hive_partitioning = true)"
-            ).fetchone()[0]
+            ).fetchall()[0][0]
             result[d] = {"pandas": len(df), "duckdb": n, "pandas_columns": list(df.columns)}
     json.dump(result, sys.stdout)
 

@@ -4,74 +4,13 @@
 
 mod util;
 
-use std::path::Path;
-
 use gladly_wfm::sim::faults::FaultRates;
 use gladly_wfm::sim::generator::Quirks;
-use gladly_wfm::sim::wfm::{Kind, Store, WfmSimConfig};
-use serde_json::Value;
+use gladly_wfm::sim::wfm::WfmSimConfig;
 use util::*;
 
 /// Old days by report, today by the Events API, push on.
 const RANGE: [&str; 4] = ["--from", "2026-11-01", "--to", "2026-11-04"];
-const DATASETS: [&str; 7] = [
-    "raw/agent_events",
-    "agent_status_events",
-    "agent_status_segments",
-    "conversations",
-    "work_sessions",
-    "workstream_intervals",
-    "inboxes",
-];
-
-fn assert_same_store(a: &Store, b: &Store) {
-    for k in [
-        Kind::Users,
-        Kind::Tasks,
-        Kind::Conversations,
-        Kind::Intervals,
-    ] {
-        let (x, y) = (sorted(a.kind(k)), sorted(b.kind(k)));
-        assert!(!x.is_empty(), "{k:?} stored");
-        assert_eq!(x.len(), y.len(), "{k:?}: record count");
-        assert!(x == y, "{k:?}: records differ");
-    }
-}
-
-fn assert_same_datasets(a: &Path, b: &Path) {
-    for d in DATASETS {
-        let (x, y) = (dataset(a, d), dataset(b, d));
-        assert!(!x.is_empty(), "{d} written");
-        if d == "inboxes" {
-            // Snapshot times differ between runs by design; the rest must not.
-            let strip = |m: std::collections::BTreeMap<
-                String,
-                Vec<serde_json::Map<String, Value>>,
-            >|
-             -> Vec<_> {
-                m.into_values()
-                    .flatten()
-                    .map(|mut r| {
-                        r.remove("snapshot_at");
-                        r
-                    })
-                    .collect()
-            };
-            assert_eq!(strip(x), strip(y), "{d}");
-        } else {
-            assert!(x == y, "{d}: rows differ");
-        }
-    }
-}
-
-fn assert_no_temp_files(root: &Path) {
-    let left: Vec<_> = files(root)
-        .into_iter()
-        .filter(|f| f.to_string_lossy().contains(".tmp-"))
-        .collect();
-    assert!(left.is_empty(), "temporary files left: {left:?}");
-}
-
 async fn clean_run() -> (Sims, tempfile::TempDir) {
     let s = start_default(NOW).await;
     let dir = tempfile::tempdir().unwrap();

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use gladly_wfm::sim::wfm::Kind;
 use regex::Regex;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use util::*;
 
 type Key = (Option<String>, String, i64);
@@ -265,11 +265,8 @@ async fn a_session_ending_after_its_window_is_counted_once_after_the_next_run() 
         .filter(|r| ms(r["intervalStart"].as_str().unwrap()) < ms("2026-11-03T05:00:00Z"))
         .map(|r| r["offered"].as_i64().unwrap())
         .sum();
-    let pushed: i64 = got
-        .iter()
-        .filter(|(k, _)| k.0.is_some())
-        .map(|(_, t)| t.0)
-        .sum();
+    // Every interval is pushed, an unmatched inbox's with a null workstream (DESIGN §8).
+    let pushed: i64 = got.values().map(|t| t.0).sum();
     assert_eq!(
         stored,
         pushed,
@@ -360,18 +357,41 @@ async fn conversations_per_day_and_the_receiver_after_a_run_and_a_rerun() {
         .collect();
     assert_eq!(got.len(), want.len());
     assert_eq!(got.into_iter().collect::<BTreeSet<_>>(), want);
-    let ints: usize = dataset(&root, "workstream_intervals")
-        .values()
+    // Every interval row is pushed, those of unmatched inboxes with a null workstream
+    // (DESIGN §8), and the summary counts them as unmatched volume.
+    let rows: Vec<Map<String, Value>> = dataset(&root, "workstream_intervals")
+        .into_values()
         .flatten()
-        .filter(|r| !r["workstream"].is_null())
-        .count();
-    assert_eq!(store.kind(Kind::Intervals).len(), ints);
-    let unpushed: u64 = latest_manifest(&root)["wfm"]["intervals"]["skipped_no_workstream"]
-        .as_u64()
-        .unwrap();
-    assert!(
-        unpushed > 0,
-        "intervals of unmatched inboxes are counted, not silently dropped"
+        .collect();
+    let stored = store.kind(Kind::Intervals);
+    assert_eq!(stored.len(), rows.len());
+    let unmatched_rows = rows.iter().filter(|r| r["workstream"].is_null()).count();
+    assert!(unmatched_rows > 0, "the world has an inbox no rule matches");
+    let unmatched_stored: Vec<&Value> = stored
+        .iter()
+        .filter(|r| r["workstream"].is_null())
+        .collect();
+    assert_eq!(unmatched_stored.len(), unmatched_rows);
+    let offered = |it: &mut dyn Iterator<Item = i64>| it.sum::<i64>();
+    assert_eq!(
+        offered(
+            &mut unmatched_stored
+                .iter()
+                .map(|r| r["offered"].as_i64().unwrap())
+        ),
+        offered(
+            &mut rows
+                .iter()
+                .filter(|r| r["workstream"].is_null())
+                .map(|r| r["offered"].as_i64().unwrap())
+        )
+    );
+    let m = latest_manifest(&root);
+    assert_eq!(
+        m["wfm"]["intervals"]["unmatched_workstream"].as_u64(),
+        Some(unmatched_rows as u64),
+        "{}",
+        m["wfm"]["intervals"]
     );
     // A re-run of the same range leaves the receiver as it was.
     let before = (

@@ -197,13 +197,14 @@ fn print_unmatched(m: &Value) {
     }
 }
 
-/// The WFM's answers per kind, with what was not sent and why `sent` and `inserted` differ.
+/// The WFM's answers per kind, what went without a workstream, and why `sent` and `inserted`
+/// may differ.
 fn print_wfm(m: &Value, root: &Path) {
     println!();
     println!("WFM answers (records sent by this run, and what the receiver did with them):");
     println!(
-        "  {:<14} {:>7} {:>9} {:>8} {:>10} {:>9} {:>9}",
-        "kind", "sent", "inserted", "updated", "duplicate", "rejected", "not sent"
+        "  {:<14} {:>7} {:>9} {:>8} {:>10} {:>9}",
+        "kind", "sent", "inserted", "updated", "duplicate", "rejected"
     );
     let Some(kinds) = m["wfm"].as_object() else {
         println!("  nothing pushed");
@@ -211,18 +212,17 @@ fn print_wfm(m: &Value, root: &Path) {
     };
     let n = |v: &Value| v.as_u64().unwrap_or(0);
     let mut unknown: std::collections::BTreeSet<&str> = Default::default();
-    let mut not_sent = 0;
+    let mut no_workstream = 0;
     for (kind, t) in kinds {
         println!(
-            "  {kind:<14} {:>7} {:>9} {:>8} {:>10} {:>9} {:>9}",
+            "  {kind:<14} {:>7} {:>9} {:>8} {:>10} {:>9}",
             n(&t["records"]),
             n(&t["inserted"]),
             n(&t["updated"]),
             n(&t["duplicate"]),
             n(&t["rejected"]),
-            n(&t["skipped_no_workstream"]),
         );
-        not_sent += n(&t["skipped_no_workstream"]);
+        no_workstream += n(&t["unmatched_workstream"]);
         for u in t["unknown_users"].as_array().into_iter().flatten() {
             unknown.extend(u.as_str());
         }
@@ -231,9 +231,12 @@ fn print_wfm(m: &Value, root: &Path) {
     println!(
         "  held unchanged is a duplicate, with other content an update (re-runs replace a day)."
     );
-    if not_sent > 0 {
+    if no_workstream > 0 {
         println!(
-            "  not sent: {not_sent} interval rows of inboxes no workstream rule matches; they stay in {}/workstream_intervals with workstream = null",
+            "  {no_workstream} interval records are of inboxes no workstream rule matches: sent with workstream = null"
+        );
+        println!(
+            "  (the WFM lists them as unmatched volume; in {}/workstream_intervals too).",
             root.display()
         );
     }

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::model::{normalize_email, AgentDim};
-use crate::state::{PipelineState, PushCheckpoint};
+use crate::state::{PipelineState, PushCheckpoint, PushedUser};
 use crate::time::{self, Ms};
 use crate::transform::datasets::SegmentRow;
 use crate::transform::workstreams::{ConversationRow, IntervalRow};
@@ -32,13 +32,14 @@ pub struct PushTotals {
     pub duplicate: u64,
     pub rejected: u64,
     pub unknown_users: std::collections::BTreeSet<String>,
+    /// The receiver's reasons for rejected records, each with the plan, batch and record key.
     pub errors: Vec<Value>,
-    /// Interval rows with no workstream (an unmatched inbox): kept in Parquet, not pushed.
-    pub skipped_no_workstream: u64,
+    /// Interval records pushed with a null workstream (inboxes no rule matches).
+    pub unmatched_workstream: u64,
 }
 
 impl PushTotals {
-    fn add(&mut self, a: &PushAnswer) {
+    fn add(&mut self, a: &PushAnswer, plan: &str, batch: usize, records: &[Value]) {
         self.batches_sent += 1;
         self.records += a.received;
         self.inserted += a.inserted;
@@ -47,25 +48,84 @@ impl PushTotals {
         self.rejected += a.rejected;
         self.unknown_users.extend(a.unknown_users.iter().cloned());
         for e in &a.errors {
-            if self.errors.len() < 50 {
-                self.errors.push(e.clone());
+            if self.errors.len() < 200 {
+                let record = e["index"]
+                    .as_u64()
+                    .and_then(|i| records.get(i as usize))
+                    .map(record_key);
+                self.errors.push(json!({
+                    "plan": plan, "batch": batch + 1, "record": record,
+                    "code": e["code"], "message": e["message"],
+                }));
             }
         }
     }
 }
 
-pub fn user_records(agents: &[AgentDim]) -> Vec<Value> {
-    let mut recs: Vec<Value> = agents
-        .iter()
-        .filter_map(|a| {
-            let email = normalize_email(a.email.as_deref()?);
-            (!email.is_empty()).then(|| {
-                json!({"email": email, "integrationIdentifier": a.agent_id, "name": a.name, "isActive": true})
-            })
-        })
-        .collect();
-    recs.sort_by(|a, b| a["email"].as_str().cmp(&b["email"].as_str()));
-    recs
+/// What names a record to a person: its key at the receiver.
+fn record_key(r: &Value) -> String {
+    for k in ["eventId", "externalId", "email"] {
+        if let Some(v) = r[k].as_str() {
+            return v.to_string();
+        }
+    }
+    format!(
+        "{}|{}|{}",
+        r["workstream"].as_str().unwrap_or("(no workstream)"),
+        r["channel"].as_str().unwrap_or(""),
+        r["intervalStart"].as_str().unwrap_or("")
+    )
+}
+
+/// Why a push stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    #[error(transparent)]
+    Wfm(#[from] WfmError),
+    /// The receiver answered 2xx, but its counts do not account for every record sent: nothing
+    /// of the batch is trusted (no checkpoint), and the run fails.
+    #[error("the WFM's answer to {what} does not account for the records sent: {detail}")]
+    Unconfirmed { what: String, detail: String },
+    #[error("cannot save the push checkpoint: {0}")]
+    Checkpoint(#[from] crate::storage::StorageError),
+}
+
+/// Every agent of the newest snapshot as an active user, and every user pushed before that is
+/// gone from it as inactive (a deactivated agent must stop being scheduled; it turns active
+/// again if it comes back).
+pub fn user_records(agents: &[AgentDim], pushed: &BTreeMap<String, PushedUser>) -> Vec<Value> {
+    let mut by_email: BTreeMap<String, Value> = BTreeMap::new();
+    for a in agents {
+        let email = normalize_email(a.email.as_deref().unwrap_or(""));
+        if !email.is_empty() {
+            let r = json!({"email": email, "integrationIdentifier": a.agent_id, "name": a.name, "isActive": true});
+            by_email.insert(email, r);
+        }
+    }
+    for (email, u) in pushed {
+        by_email.entry(email.clone()).or_insert_with(|| {
+            json!({"email": email, "integrationIdentifier": u.agent_id, "name": u.name, "isActive": false})
+        });
+    }
+    by_email.into_values().collect()
+}
+
+/// The users a push of `records` has made known to the WFM, for the next run's comparison.
+pub fn remember_users(records: &[Value], pushed: &mut BTreeMap<String, PushedUser>) {
+    for r in records {
+        if let Some(email) = r["email"].as_str() {
+            pushed.insert(
+                email.to_string(),
+                PushedUser {
+                    agent_id: r["integrationIdentifier"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string(),
+                    name: r["name"].as_str().map(str::to_string),
+                },
+            );
+        }
+    }
 }
 
 fn category(state: &str) -> &str {
@@ -124,26 +184,24 @@ pub fn conversation_records(
         .collect()
 }
 
-/// Interval totals as records; rows without a workstream or channel cannot be keyed and are
-/// counted instead (they stay in the Parquet).
+/// Interval totals as records. Rows of inboxes no workstream rule matches go with a null
+/// `workstream` (DESIGN §8: the WFM lists them as unmatched volume; nothing is dropped); the
+/// second value counts them for the summary.
 pub fn interval_records(rows: &[IntervalRow]) -> (Vec<Value>, u64) {
-    let mut skipped = 0;
+    let unmatched = rows.iter().filter(|r| r.workstream.is_none()).count() as u64;
     let recs = rows
         .iter()
-        .filter_map(|r| {
-            let (Some(w), Some(c)) = (&r.workstream, &r.channel) else {
-                skipped += 1;
-                return None;
-            };
-            Some(json!({
-                "workstream": w, "channel": c, "intervalStart": time::fmt_ts(r.interval_start),
+        .map(|r| {
+            json!({
+                "workstream": r.workstream, "channel": r.channel,
+                "intervalStart": time::fmt_ts(r.interval_start),
                 "intervalMinutes": r.interval_minutes, "offered": r.offered, "handled": r.handled,
                 "withinSla": r.within_sla, "handleTimeSeconds": r.handle_time_seconds,
                 "afterContactTimeSeconds": r.after_contact_time_seconds,
-            }))
+            })
         })
         .collect();
-    (recs, skipped)
+    (recs, unmatched)
 }
 
 fn digest(parts: &[&[u8]]) -> String {
@@ -216,7 +274,13 @@ impl PushPlan {
 }
 
 /// Sends a plan, resuming after the batches a checkpoint says were acknowledged for the same
-/// plan; saves the checkpoint after every acknowledged batch.
+/// plan; saves the checkpoint after every batch the receiver confirmed whole. A batch counts as
+/// confirmed only when the answer accounts for every record sent (`received` = sent, and
+/// `inserted + updated + duplicate + rejected` = `received`); one with rejected records is
+/// reported and the plan's checkpoint stays before it, so the next run sends it again (with
+/// the same content the receiver answers the same: the rejection stands until the data or the
+/// receiver changes, and every run that meets it fails and names it). Returns the number of
+/// records rejected.
 pub async fn push_plan(
     client: &WfmClient,
     plan: &PushPlan,
@@ -224,7 +288,8 @@ pub async fn push_plan(
     state_dir: &Path,
     totals: &mut BTreeMap<String, PushTotals>,
     kind: &str,
-) -> Result<(), WfmError> {
+    interrupt: &crate::interrupt::Interrupt,
+) -> Result<u64, PushError> {
     let integration = client.integration_id().to_string();
     let pd = plan.plan_digest(&client.receiver(), &integration);
     let start = match state.push.get(&plan.key) {
@@ -233,30 +298,62 @@ pub async fn push_plan(
     };
     let t = totals.entry(kind.to_string()).or_default();
     t.batches_skipped_resumed += start as u64;
+    let mut rejected = 0;
     for i in start..plan.batches.len() {
+        if interrupt.requested() {
+            return Err(PushError::Wfm(WfmError::Interrupted));
+        }
         let env = plan.envelope(&integration, i);
         let body = env.to_string();
+        // The key makes the receiver replay its first answer to a retry of this very request
+        // (a timeout after the receiver stored the batch); it names this client's session too,
+        // because a later run that sends the same content after different content (a user
+        // active, inactive, active again) must be applied, not answered from the replay cache.
         let key = digest(&[
+            client.session().as_bytes(),
             integration.as_bytes(),
             plan.key.as_bytes(),
             i.to_string().as_bytes(),
             body.as_bytes(),
         ]);
         let answer = client.send(plan.put, plan.path, &env, &key).await?;
-        t.add(&answer);
-        state.push.insert(
-            plan.key.clone(),
-            PushCheckpoint {
-                plan_digest: pd.clone(),
-                batches_total: plan.batches.len(),
-                batches_acknowledged: i + 1,
-            },
-        );
-        state.save(state_dir).map_err(|e| WfmError::Decode {
-            what: "the push checkpoint".into(),
-            detail: e.to_string(),
-        })?;
+        let sent = plan.batches[i].len() as u64;
+        let accounted = answer.inserted + answer.updated + answer.duplicate + answer.rejected;
+        if answer.received != sent || accounted != answer.received {
+            return Err(PushError::Unconfirmed {
+                what: format!("{} batch {} of {}", plan.key, i + 1, plan.batches.len()),
+                detail: format!(
+                    "sent {sent}, received {}, inserted {}, updated {}, duplicate {}, rejected {}",
+                    answer.received,
+                    answer.inserted,
+                    answer.updated,
+                    answer.duplicate,
+                    answer.rejected
+                ),
+            });
+        }
+        t.add(&answer, &plan.key, i, &plan.batches[i]);
+        if answer.rejected > 0 {
+            crate::log::warn(format!(
+                "the WFM rejected {} of {sent} records of {} batch {}",
+                answer.rejected,
+                plan.key,
+                i + 1
+            ));
+        }
+        rejected += answer.rejected;
+        if rejected == 0 {
+            state.push.insert(
+                plan.key.clone(),
+                PushCheckpoint {
+                    plan_digest: pd.clone(),
+                    batches_total: plan.batches.len(),
+                    batches_acknowledged: i + 1,
+                },
+            );
+            state.save(state_dir)?;
+        }
         crate::fault_point("push-batch");
     }
-    Ok(())
+    Ok(rejected)
 }

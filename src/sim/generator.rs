@@ -467,6 +467,14 @@ impl World {
         let at = t0 + ev.r.range(2_000, 30_000);
         ev.availability(at, Some(channels.clone()));
 
+        // A night shift's availability change that occurs just before local midnight and is
+        // recorded just after it: it belongs to the next day (the day of its `timestamp`) and
+        // starts there at 00:00, replacing at once the state carried into that day.
+        let midnight = time::day_end(tz, day);
+        if t0 + 60_000 < midnight && end > midnight + 60 * 60_000 {
+            ev.availability_recorded(midnight - 400, midnight + 300, Some(channels.clone()));
+        }
+
         // The day's plan: (minutes after login, what happens).
         let mut t = t0 + 30 * 60_000;
         let breaks = [(2 * 60, 0usize, 15), (4 * 60, 1, 30), (6 * 60, 0, 15)];
@@ -890,6 +898,10 @@ impl EventBuilder<'_> {
 
     fn availability(&mut self, at: Ms, channels: Option<Vec<&'static str>>) {
         let ts = self.recorded(at);
+        self.availability_recorded(at, ts, channels);
+    }
+
+    fn availability_recorded(&mut self, at: Ms, ts: Ms, channels: Option<Vec<&'static str>>) {
         let mut e = self.base(
             "AGENT_AVAILABILITY/UPDATED",
             Entity::AgentAvailability,

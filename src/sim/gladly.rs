@@ -74,6 +74,8 @@ pub struct GladlySim {
     reports_in_flight: AtomicUsize,
     faults: FaultInjector,
     log: Mutex<Vec<LoggedRequest>>,
+    /// Agents taken off `/agents` at run time (deactivated in Gladly), by id.
+    removed: Mutex<std::collections::HashSet<String>>,
 }
 
 impl GladlySim {
@@ -85,8 +87,23 @@ impl GladlySim {
             faults: FaultInjector::new(cfg.faults.clone(), cfg.world.seed),
             per_method: Mutex::new(Default::default()),
             log: Mutex::new(Vec::new()),
+            removed: Mutex::new(Default::default()),
             cfg,
         })
+    }
+
+    /// Takes an agent off `/agents` (as deactivating a user in Gladly does), or puts it back.
+    pub fn set_agent_listed(&self, agent_id: &str, listed: bool) {
+        let mut r = self.removed.lock().unwrap();
+        if listed {
+            r.remove(agent_id);
+        } else {
+            r.insert(agent_id.to_string());
+        }
+    }
+
+    fn listed(&self, a: &super::generator::Agent) -> bool {
+        a.listed && !self.removed.lock().unwrap().contains(&a.id)
     }
 
     pub fn requests(&self) -> Vec<LoggedRequest> {
@@ -416,9 +433,9 @@ fn route(sim: &GladlySim, method: &Method, path: &str, query: &str, body: &[u8])
     let extra = w.cfg.quirks.unknown_fields;
     match (method.as_str(), segs.as_slice()) {
         ("GET", ["api", "v1", "agents"]) => json_ok(Value::Array(
-            w.agents.iter().filter(|a| a.listed).map(|a| agent_json(a, extra)).collect(),
+            w.agents.iter().filter(|a| sim.listed(a)).map(|a| agent_json(a, extra)).collect(),
         )),
-        ("GET", ["api", "v1", "agents", id]) => match w.agents.iter().find(|a| a.listed && a.id == *id) {
+        ("GET", ["api", "v1", "agents", id]) => match w.agents.iter().find(|a| sim.listed(a) && a.id == *id) {
             Some(a) => json_ok(agent_json(a, extra)),
             None => not_found(),
         },

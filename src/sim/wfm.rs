@@ -78,8 +78,23 @@ impl Store {
     }
 }
 
+/// A receiver that misbehaves on purpose, switchable while it runs: the client must not trust
+/// an answer that does not account for every record, nor take rejections for success.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Misbehave {
+    #[default]
+    None,
+    /// Task pushes are answered `200 {"data":{}}` and store nothing.
+    EmptyAnswer,
+    /// Every task record is rejected (`code: "rejected"`).
+    RejectTasks,
+    /// Task pushes are refused whole with 413, as a receiver with a smaller limit would.
+    TooLarge,
+}
+
 pub struct WfmSim {
     cfg: WfmSimConfig,
+    misbehave: Mutex<Misbehave>,
     store: Mutex<Store>,
     tokens: Mutex<HashMap<String, Instant>>,
     token_counter: AtomicU64,
@@ -112,6 +127,7 @@ impl WfmSim {
         Arc::new(WfmSim {
             faults: FaultInjector::new(cfg.faults.clone(), cfg.seed),
             cfg,
+            misbehave: Mutex::new(Misbehave::None),
             store: Mutex::new(store),
             tokens: Mutex::new(HashMap::new()),
             token_counter: AtomicU64::new(0),
@@ -135,6 +151,10 @@ impl WfmSim {
 
     pub fn requests(&self) -> Vec<LoggedRequest> {
         self.log.lock().unwrap().clone()
+    }
+
+    pub fn set_misbehave(&self, m: Misbehave) {
+        *self.misbehave.lock().unwrap() = m;
     }
 
     fn persist(&self, store: &Store) {
@@ -379,6 +399,17 @@ fn push(sim: &WfmSim, kind: Kind, body: &Bytes) -> (StatusCode, String) {
             }
         },
     };
+    let misbehave = *sim.misbehave.lock().unwrap();
+    if kind == Kind::Tasks && misbehave == Misbehave::EmptyAnswer {
+        return (StatusCode::OK, json!({"data": {}}).to_string());
+    }
+    if kind == Kind::Tasks && misbehave == Misbehave::TooLarge {
+        return (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            json!({"error": {"code": "batch_too_large", "message": "request too large"}})
+                .to_string(),
+        );
+    }
     let mut store = sim.store.lock().unwrap();
     let known_users: std::collections::HashSet<String> = store
         .records
@@ -401,6 +432,11 @@ fn push(sim: &WfmSim, kind: Kind, body: &Bytes) -> (StatusCode, String) {
         ..Default::default()
     };
     for (index, rec) in data.iter().enumerate() {
+        if kind == Kind::Tasks && misbehave == Misbehave::RejectTasks {
+            out.rejected += 1;
+            out.errors.push(json!({"index": index, "code": "rejected", "message": "rejected by the simulator (misbehave mode)"}));
+            continue;
+        }
         match validate(kind, rec) {
             Err((code, msg)) => {
                 out.rejected += 1;
@@ -494,7 +530,11 @@ fn validate(kind: Kind, rec: &Value) -> Result<String, (&'static str, String)> {
             Ok(key)
         }
         Kind::Intervals => {
-            let ws = need("workstream")?;
+            // A null workstream is an unmatched inbox's volume, kept and listed as such.
+            let ws = match &rec["workstream"] {
+                Value::Null => String::new(),
+                _ => need("workstream")?,
+            };
             let ch = need("channel")?;
             let start = ts("intervalStart")?
                 .ok_or(("missing_field", "intervalStart is required".to_string()))?;

@@ -100,6 +100,13 @@ pub fn day_segments<'a>(
                 None if complete => Some(day_end),
                 None => None,
             };
+            // A piece of zero duration is never emitted (DESIGN §5): the state carried into a
+            // day that an event clamped to its midnight replaces at once, or the earlier of two
+            // events at one instant (the later one is the state). So no two pieces of an agent
+            // and axis share a start.
+            if end == Some(start) {
+                continue;
+            }
             out.push(Segment {
                 agent_id: agent,
                 axis,
@@ -192,6 +199,33 @@ mod tests {
         // Today (incomplete): the last segment stays open.
         let segs = day_segments(0, 1000, false, &evs, &none);
         assert_eq!(segs[2].end_at, None);
+    }
+
+    #[test]
+    fn no_piece_of_zero_duration() {
+        // Yesterday's state, replaced at today's 00:00 by an event that occurred just before
+        // midnight but was recorded after it (clamped to 00:00); then two events at one instant.
+        let mut st = StartState::default();
+        advance_state(&mut st, &[ev("0", "AGENT_STATUS/LOGGED_IN", -5_000, None)]);
+        let today = vec![
+            ev("1", "AGENT_STATUS/WENT_AWAY", -300, Some("Lunch")),
+            ev("2", "AGENT_STATUS/RETURNED_FROM_AWAY", 400, None),
+            ev("3", "AGENT_STATUS/LOGGED_OUT", 400, None),
+            ev("4", "AGENT_STATUS/LOGGED_IN", 1000, None),
+        ];
+        let segs = day_segments(0, 1000, true, &today, &st);
+        let got: Vec<(&str, Ms, Option<Ms>)> = segs
+            .iter()
+            .map(|s| (s.opened_by.event_id.as_str(), s.start_at, s.end_at))
+            .collect();
+        // "4" opens at the day's very end: nothing of it falls in this day.
+        assert_eq!(got, vec![("1", 0, Some(400)), ("3", 400, Some(1000))]);
+        // Today, still going: the open piece at the end stays, even if it opened just now.
+        let segs = day_segments(0, 1000, false, &today, &st);
+        assert_eq!(
+            segs.last().map(|s| (s.start_at, s.end_at)),
+            Some((1000, None))
+        );
     }
 
     #[test]

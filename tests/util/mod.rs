@@ -296,6 +296,12 @@ pub fn latest_manifest(root: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(last).unwrap()).unwrap()
 }
 
+/// The Arrow schema a reader derives from a file (its embedded `ARROW:schema`, if any).
+pub fn arrow_schema(path: &Path) -> parquet::arrow::arrow_reader::ArrowReaderMetadata {
+    let f = std::fs::File::open(path).unwrap();
+    parquet::arrow::arrow_reader::ArrowReaderMetadata::load(&f, Default::default()).unwrap()
+}
+
 /// Column names of a partition, in file order.
 pub fn columns(root: &Path, dataset: &str, day: &str) -> Vec<String> {
     let f = std::fs::File::open(
@@ -312,4 +318,77 @@ pub fn columns(root: &Path, dataset: &str, day: &str) -> Vec<String> {
         .iter()
         .map(|f| f.name().to_string())
         .collect()
+}
+
+pub const DATASETS: [&str; 7] = [
+    "raw/agent_events",
+    "agent_status_events",
+    "agent_status_segments",
+    "conversations",
+    "work_sessions",
+    "workstream_intervals",
+    "inboxes",
+];
+
+pub fn assert_same_store(a: &gladly_wfm::sim::wfm::Store, b: &gladly_wfm::sim::wfm::Store) {
+    use gladly_wfm::sim::wfm::Kind;
+    for k in [
+        Kind::Users,
+        Kind::Tasks,
+        Kind::Conversations,
+        Kind::Intervals,
+    ] {
+        let (x, y) = (sorted(a.kind(k)), sorted(b.kind(k)));
+        assert!(!x.is_empty(), "{k:?} stored");
+        assert_eq!(x.len(), y.len(), "{k:?}: record count");
+        assert!(x == y, "{k:?}: records differ");
+    }
+    assert_no_shared_starts(b);
+}
+
+/// DESIGN §5: no two task records of one user and axis share a start.
+pub fn assert_no_shared_starts(store: &gladly_wfm::sim::wfm::Store) {
+    let mut seen = std::collections::BTreeSet::new();
+    for t in store.kind(gladly_wfm::sim::wfm::Kind::Tasks) {
+        let k = (
+            t["userIdentifier"].to_string(),
+            t["axis"].to_string(),
+            t["startTime"].to_string(),
+        );
+        assert!(seen.insert(k), "two task records share a start: {t}");
+    }
+}
+
+pub fn assert_same_datasets(a: &Path, b: &Path) {
+    for d in DATASETS {
+        let (x, y) = (dataset(a, d), dataset(b, d));
+        assert!(!x.is_empty(), "{d} written");
+        if d == "inboxes" {
+            // Snapshot times differ between runs by design; the rest must not.
+            let strip = |m: std::collections::BTreeMap<
+                String,
+                Vec<serde_json::Map<String, Value>>,
+            >|
+             -> Vec<_> {
+                m.into_values()
+                    .flatten()
+                    .map(|mut r| {
+                        r.remove("snapshot_at");
+                        r
+                    })
+                    .collect()
+            };
+            assert_eq!(strip(x), strip(y), "{d}");
+        } else {
+            assert!(x == y, "{d}: rows differ");
+        }
+    }
+}
+
+pub fn assert_no_temp_files(root: &Path) {
+    let left: Vec<_> = files(root)
+        .into_iter()
+        .filter(|f| f.to_string_lossy().contains(".tmp-"))
+        .collect();
+    assert!(left.is_empty(), "temporary files left: {left:?}");
 }

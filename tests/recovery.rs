@@ -1,0 +1,302 @@
+//! Nothing lost after a failure: work sessions land on the day they were created, which can lie
+//! outside a run's window; the days they change are recorded durably before the raw zone
+//! changes and cleared only once rebuilt and pushed. A run that fails in any of five ways
+//! (WFM down, WFM 413, SIGTERM during extract, SIGTERM during load, disk full), then runs again,
+//! leaves the datasets and the receiver exactly as an uninterrupted pair of nights does.
+//! Also: curated partitions only for the days a run processes, and `--stages load` alone.
+
+mod util;
+
+use std::path::Path;
+
+use gladly_wfm::sim::wfm::{Kind, Misbehave};
+use util::*;
+
+/// The first night (2026-11-02 at 00:30 the next morning): some of 11-02's sessions are still
+/// open. The second night processes 11-03 and sees them end: 11-02, outside its window, must
+/// be rebuilt and its intervals pushed.
+const FIRST_NIGHT: &str = "2026-11-03T05:30:00Z";
+const SECOND_NIGHT: &str = "2026-11-04T05:30:00Z";
+const DAY1: [&str; 4] = ["--from", "2026-11-02", "--to", "2026-11-02"];
+const DAY2: [&str; 4] = ["--from", "2026-11-03", "--to", "2026-11-03"];
+
+struct Nights {
+    // Keeps the first night's simulators alive for the whole test.
+    _first: Sims,
+    second: Sims,
+    dir: tempfile::TempDir,
+    pipeline: std::path::PathBuf,
+}
+
+impl Nights {
+    /// Runs the first night against `first`'s Gladly, pushing to `second`'s WFM (one receiver
+    /// for both nights), and points the pipeline at `second`'s Gladly for the second night.
+    async fn after_first_night() -> Nights {
+        let first = start_default(FIRST_NIGHT).await;
+        let second = start_default(SECOND_NIGHT).await;
+        let dir = tempfile::tempdir().unwrap();
+        let sims = Sims {
+            gladly: first.gladly.clone(),
+            gladly_url: first.gladly_url.clone(),
+            wfm: second.wfm.clone(),
+            wfm_url: second.wfm_url.clone(),
+        };
+        let p = pipeline(dir.path(), &sims, "", "batch_size = 40");
+        let o = run(dir.path(), &p, FIRST_NIGHT, &DAY1).await;
+        assert_eq!(o.code, 0, "{o}");
+        let text = std::fs::read_to_string(&p)
+            .unwrap()
+            .replace(&first.gladly_url, &second.gladly_url);
+        std::fs::write(&p, text).unwrap();
+        Nights {
+            _first: first,
+            second,
+            dir,
+            pipeline: p,
+        }
+    }
+
+    fn root(&self) -> std::path::PathBuf {
+        self.dir.path().join("output")
+    }
+
+    async fn second_night(&self, env: &[(&str, &str)]) -> Out {
+        run_env(self.dir.path(), &self.pipeline, SECOND_NIGHT, &DAY2, env).await
+    }
+
+    fn set_wfm_url(&self, url: &str) {
+        let text = std::fs::read_to_string(&self.pipeline).unwrap();
+        let mut out = String::new();
+        let mut in_wfm = false;
+        for line in text.lines() {
+            in_wfm = if line.starts_with('[') {
+                line == "[wfm]"
+            } else {
+                in_wfm
+            };
+            if in_wfm && line.starts_with("base_url") {
+                out.push_str(&format!("base_url = \"{url}\"\n"));
+            } else {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        std::fs::write(&self.pipeline, out).unwrap();
+    }
+}
+
+fn offered(root: &Path, day: &str) -> i64 {
+    dataset(root, "workstream_intervals")
+        .get(day)
+        .map(|rows| rows.iter().map(|r| r["offered"].as_i64().unwrap()).sum())
+        .unwrap_or(0)
+}
+
+fn stored_offered_before(n: &Nights, end: &str) -> i64 {
+    n.second
+        .wfm
+        .store()
+        .kind(Kind::Intervals)
+        .iter()
+        .filter(|r| ms(r["intervalStart"].as_str().unwrap()) < ms(end))
+        .map(|r| r["offered"].as_i64().unwrap())
+        .sum()
+}
+
+fn mount_tmpfs(at: &Path, size: &str) -> Result<(), String> {
+    let opts = format!("size={size}");
+    let o = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &opts, "tmpfs"])
+        .arg(at)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if o.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&o.stderr).to_string())
+    }
+}
+
+fn remount(at: &Path, size: &str) {
+    let opts = format!("remount,size={size}");
+    let o = std::process::Command::new("mount")
+        .args(["-o", &opts])
+        .arg(at)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+struct Unmount(std::path::PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_second_night_then_a_clean_rerun_equals_two_clean_nights() {
+    // Two clean nights, for reference.
+    let clean = Nights::after_first_night().await;
+    let before = offered(&clean.root(), "2026-11-02");
+    let o = clean.second_night(&[]).await;
+    assert_eq!(o.code, 0, "{o}");
+    assert!(
+        offered(&clean.root(), "2026-11-02") > before,
+        "the second night adds 11-02's late sessions"
+    );
+    assert_eq!(
+        stored_offered_before(&clean, "2026-11-03T05:00:00Z"),
+        offered(&clean.root(), "2026-11-02"),
+        "and pushes them"
+    );
+
+    type Setup = fn(&Nights) -> Vec<(&'static str, &'static str)>;
+    let ways: [(&str, Setup); 4] = [
+        ("WFM down", |n| {
+            n.set_wfm_url("http://127.0.0.1:9");
+            vec![]
+        }),
+        ("WFM 413", |n| {
+            n.second.wfm.set_misbehave(Misbehave::TooLarge);
+            vec![]
+        }),
+        ("SIGTERM during extract", |_| {
+            vec![("GLADLY_WFM_SIGTERM_AT", "raw-written:1")]
+        }),
+        ("SIGTERM during load", |_| {
+            vec![("GLADLY_WFM_SIGTERM_AT", "push-batch:2")]
+        }),
+    ];
+    for (what, setup) in ways {
+        let n = Nights::after_first_night().await;
+        let env = setup(&n);
+        let o = n.second_night(&env).await;
+        assert_eq!(o.code, 1, "{what}: {o}");
+        let m = latest_manifest(&n.root());
+        if what.starts_with("SIGTERM") {
+            assert_eq!(m["outcome"], "interrupted", "{what}: {m}");
+        } else {
+            assert_eq!(m["outcome"], "failed", "{what}: {m}");
+        }
+        // Mend the cause, run the same command again.
+        n.set_wfm_url(&n.second.wfm_url);
+        n.second.wfm.set_misbehave(Misbehave::None);
+        let o = n.second_night(&[]).await;
+        assert_eq!(o.code, 0, "{what}: {o}");
+        assert_same_datasets(&clean.root(), &n.root());
+        assert_same_store(&clean.second.wfm.store(), &n.second.wfm.store());
+        assert_no_temp_files(&n.root());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disk_that_fills_up_then_has_room_again_loses_nothing() {
+    let clean = Nights::after_first_night().await;
+    assert_eq!(clean.second_night(&[]).await.code, 0);
+
+    // The same two nights on a small tmpfs that fills up during the second one.
+    let n = Nights::after_first_night().await;
+    let root = n.root();
+    let keep = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&root)
+        .arg(keep.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::remove_dir_all(&root).unwrap();
+    std::fs::create_dir(&root).unwrap();
+    if let Err(e) = mount_tmpfs(&root, "64m") {
+        panic!("this test fills a small tmpfs: run it as root, as CI does ({e})");
+    }
+    let _unmount = Unmount(root.clone());
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "cp -a {}/output/. {}",
+            keep.path().display(),
+            root.display()
+        ))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let used: u64 = files(&root)
+        .iter()
+        .map(|f| std::fs::metadata(f).map(|m| m.len()).unwrap_or(0))
+        .sum();
+    // Room for a little more than what is there: the second night runs out of it.
+    remount(&root, &format!("{}k", used / 1024 + 96));
+    let o = n.second_night(&[]).await;
+    assert_eq!(o.code, 1, "{o}");
+    assert!(
+        o.stdout.contains("No space left on device"),
+        "names the cause: {o}"
+    );
+    remount(&root, "256m");
+    let o = n.second_night(&[]).await;
+    assert_eq!(o.code, 0, "{o}");
+    assert_same_datasets(&clean.root(), &root);
+    assert_same_store(&clean.second.wfm.store(), &n.second.wfm.store());
+    assert_no_temp_files(&root);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curated_partitions_only_for_the_days_a_run_processes() {
+    let s = start_default(NOW).await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(dir.path(), &s, "", "");
+    // 11-03's run also fetches sessions created on 11-02 (they ended on 11-03): they wait in
+    // the raw zone, and no curated partition of 11-02 appears.
+    let o = run(dir.path(), &p, NOW, &DAY2).await;
+    assert_eq!(o.code, 0, "{o}");
+    let root = dir.path().join("output");
+    assert!(
+        root.join("raw/work_sessions/date=2026-11-02").exists(),
+        "the raw zone keeps 11-02's sessions"
+    );
+    for d in ["work_sessions", "workstream_intervals", "conversations"] {
+        assert!(
+            !root.join(format!("{d}/date=2026-11-02")).exists(),
+            "{d} has no partition of a day no run processed"
+        );
+    }
+    assert!(!o.stderr.contains("redoing"), "{o}");
+    // When 11-02 is processed, its partition holds every session, those landed earlier too.
+    assert_eq!(run(dir.path(), &p, NOW, &DAY1).await.code, 0);
+    let once = dataset(&root, "work_sessions")["2026-11-02"].len();
+    let other = tempfile::tempdir().unwrap();
+    let p2 = pipeline(other.path(), &s, "", "");
+    assert_eq!(run(other.path(), &p2, NOW, &DAY1).await.code, 0);
+    assert_eq!(
+        once,
+        dataset(&other.path().join("output"), "work_sessions")["2026-11-02"].len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_alone_after_extract_and_transform_equals_a_full_run() {
+    let range = ["--from", "2026-11-02", "--to", "2026-11-03"];
+    let full = start_default(NOW).await;
+    let df = tempfile::tempdir().unwrap();
+    let pf = pipeline(df.path(), &full, "", "");
+    assert_eq!(run(df.path(), &pf, NOW, &range).await.code, 0);
+
+    let s = start_default(NOW).await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(dir.path(), &s, "", "");
+    let mut first = range.to_vec();
+    first.extend(["--stages", "extract,transform"]);
+    assert_eq!(run(dir.path(), &p, NOW, &first).await.code, 0);
+    assert!(s.wfm.store().kind(Kind::Tasks).is_empty());
+    let mut load = range.to_vec();
+    load.extend(["--stages", "load"]);
+    let o = run(dir.path(), &p, NOW, &load).await;
+    assert_eq!(o.code, 0, "{o}");
+    assert_same_store(&full.wfm.store(), &s.wfm.store());
+}
