@@ -129,6 +129,44 @@ struct RawPipeline {
     output: Option<RawOutput>,
     wfm: Option<RawWfm>,
     schedule: Option<RawSchedule>,
+    follow: Option<RawFollow>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFollow {
+    #[serde(default = "d_30u64")]
+    poll_seconds: Spanned<u64>,
+    #[serde(default = "d_10u64")]
+    work_sessions_minutes: u64,
+    #[serde(default = "d_60")]
+    dimensions_minutes: u64,
+}
+
+fn d_30u64() -> Spanned<u64> {
+    Spanned::new(0..0, 30)
+}
+
+fn d_10u64() -> u64 {
+    10
+}
+
+/// `[follow]`: only `gladly-wfm follow` reads it (DESIGN §12).
+#[derive(Clone, Debug, PartialEq)]
+pub struct FollowConfig {
+    pub poll_seconds: u64,
+    pub work_sessions_minutes: u64,
+    pub dimensions_minutes: u64,
+}
+
+impl Default for FollowConfig {
+    fn default() -> Self {
+        FollowConfig {
+            poll_seconds: 30,
+            work_sessions_minutes: 10,
+            dimensions_minutes: 60,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -275,6 +313,7 @@ pub struct Pipeline {
     /// Six-field cron expression (seconds first), if `[schedule]` is present.
     pub schedule: Option<cron::Schedule>,
     pub schedule_expr: Option<String>,
+    pub follow: FollowConfig,
     /// `${VAR}`s of [gladly] and [wfm] that were unset: see `require`.
     unresolved: Vec<(Section, ConfigError)>,
 }
@@ -737,6 +776,23 @@ impl Pipeline {
                 }
             }
         };
+        let follow = match &raw.follow {
+            None => FollowConfig::default(),
+            Some(f) => {
+                let poll = *f.poll_seconds.get_ref();
+                if !(15..=300).contains(&poll) {
+                    return cx.err(
+                        f.poll_seconds.span(),
+                        format!("follow.poll_seconds: {poll} is outside 15..300"),
+                    );
+                }
+                FollowConfig {
+                    poll_seconds: poll,
+                    work_sessions_minutes: f.work_sessions_minutes.max(1),
+                    dimensions_minutes: f.dimensions_minutes.max(1),
+                }
+            }
+        };
         Ok(Pipeline {
             file: path.to_path_buf(),
             name,
@@ -756,6 +812,7 @@ impl Pipeline {
             interval_minutes,
             schedule,
             schedule_expr,
+            follow,
             unresolved: cx.unresolved.take(),
         })
     }

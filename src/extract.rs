@@ -199,7 +199,7 @@ impl Extractor {
         }
     }
 
-    async fn fetch_work_sessions(
+    pub async fn fetch_work_sessions(
         &self,
         day: NaiveDate,
     ) -> Result<(Vec<WorkSession>, Vec<SetAside>), ExtractError> {
@@ -250,7 +250,7 @@ impl Extractor {
     }
 
     /// Upserts ended sessions into the raw partition of the date they were created.
-    fn land_work_sessions(
+    pub fn land_work_sessions(
         &self,
         fetched: (Vec<WorkSession>, Vec<SetAside>),
         x: &mut Extracted,

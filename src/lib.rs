@@ -6,6 +6,7 @@
 pub mod commands;
 pub mod config;
 pub mod extract;
+pub mod follow;
 pub mod frames;
 pub mod gladly;
 pub mod http;

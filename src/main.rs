@@ -34,6 +34,10 @@ struct Cli {
     /// The clock, as an RFC 3339 instant (for re-plays and tests); default: now.
     #[arg(long, global = true, hide = true)]
     now: Option<String>,
+    /// With --now: how many times faster than real time the clock of `follow` (and of
+    /// `simulate gladly`) runs from that instant (tests and demos).
+    #[arg(long, global = true, hide = true)]
+    speed: Option<f64>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -70,6 +74,13 @@ enum Cmd {
         /// Extract and write Parquet, but push nothing to the WFM and move no cursor.
         #[arg(long)]
         dry_run: bool,
+    },
+    /// Keep the WFM within a minute of Gladly: poll the Events API every [follow] poll_seconds,
+    /// push what changed, reconcile each day once it is complete; until SIGINT/SIGTERM.
+    Follow {
+        /// The pipeline file (TOML).
+        #[arg(long)]
+        pipeline: PathBuf,
     },
     /// Run the pipeline on its [schedule] cron until SIGINT/SIGTERM.
     Schedule {
@@ -263,6 +274,16 @@ async fn main() -> ExitCode {
             println!("{}", outcome.summary);
             code(outcome.exit_code)
         }
+        Cmd::Follow { pipeline: file } => match load(&file) {
+            Ok(p) => {
+                let clock = match cli.now {
+                    Some(_) => time::Clock::starting_at(now, cli.speed.unwrap_or(1.0)),
+                    None => time::Clock::real(),
+                };
+                code(gladly_wfm::follow::follow(&p, clock).await)
+            }
+            Err(c) => c,
+        },
         Cmd::Schedule { pipeline: file } => match load(&file) {
             Ok(p) => code(schedule::schedule(&p).await),
             Err(c) => c,
@@ -310,6 +331,8 @@ async fn main() -> ExitCode {
                         },
                     };
                     simulate::run_gladly(simulate::GladlyArgs {
+                        // `--speed` only means something from a given `--now`.
+                        speed: cli.speed.filter(|_| sim_now.is_some()).unwrap_or(0.0),
                         addr,
                         seed,
                         agents,

@@ -132,3 +132,44 @@ mod tests {
         assert_eq!(day_of(tz, day_end(tz, fall) - 1), fall);
     }
 }
+
+/// The clock a long-running command reads: the real time, or (for re-plays, tests and the
+/// demo) a start instant that advances `speed` times faster than real time, so a simulated hour
+/// can pass in seconds while client and simulator agree on what time it is.
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    base: Option<Ms>,
+    speed: f64,
+    started: std::time::Instant,
+}
+
+impl Clock {
+    pub fn real() -> Clock {
+        Clock {
+            base: None,
+            speed: 1.0,
+            started: std::time::Instant::now(),
+        }
+    }
+
+    /// Starts at `base` and runs `speed` times as fast as real time (0: stands still).
+    pub fn starting_at(base: Ms, speed: f64) -> Clock {
+        Clock {
+            base: Some(base),
+            speed: speed.max(0.0),
+            started: std::time::Instant::now(),
+        }
+    }
+
+    pub fn now(&self) -> Ms {
+        match self.base {
+            None => now_ms(),
+            Some(b) => b + (self.started.elapsed().as_secs_f64() * self.speed * 1000.0) as Ms,
+        }
+    }
+
+    /// How long to wait in real time for `ms` of this clock's time to pass.
+    pub fn real_duration(&self, ms: Ms) -> std::time::Duration {
+        std::time::Duration::from_secs_f64((ms.max(0) as f64 / 1000.0) / self.speed.max(1e-9))
+    }
+}

@@ -11,6 +11,9 @@ use crate::time::{self, Ms};
 #[derive(Clone, Debug)]
 pub struct GladlyArgs {
     pub addr: String,
+    /// A live clock: the world's time runs this many times as fast as real time (0: fixed at
+    /// `now`, or the real clock without one).
+    pub speed: f64,
     pub seed: u64,
     pub agents: usize,
     pub inboxes: usize,
@@ -49,6 +52,7 @@ pub fn gladly_config(a: &GladlyArgs) -> Result<GladlySimConfig, String> {
     cfg.reports_in_flight = a.reports_in_flight.max(1);
     cfg.faults = FaultRates::parse(&a.faults).map_err(|e| format!("--faults: {e}"))?;
     cfg.slow_ms = a.slow_ms;
+    cfg.speed = a.speed;
     Ok(cfg)
 }
 

@@ -101,6 +101,7 @@ pub fn status(p: &Pipeline) -> i32 {
                 .unwrap_or_default(),
         );
     }
+    follower(p);
     match (&p.schedule, &p.schedule_expr) {
         (Some(s), Some(expr)) => {
             let tz = p.schedule_timezone();
@@ -114,4 +115,46 @@ pub fn status(p: &Pipeline) -> i32 {
         _ => println!("schedule: none ([schedule] is not set)"),
     }
     0
+}
+
+/// The follower's health, when `follow` has run: its cursor, lag and last poll.
+fn follower(p: &Pipeline) {
+    let fs = match crate::follow::FollowState::load(&p.state_dir()) {
+        Ok(fs) if fs.last_poll_at.is_some() => fs,
+        Ok(_) => {
+            println!("follow: not run");
+            return;
+        }
+        Err(e) => {
+            println!("follow: {e}");
+            return;
+        }
+    };
+    let ts = |t: Option<i64>| t.map(crate::time::fmt_ts).unwrap_or_else(|| "never".into());
+    let secs = |t: Option<i64>| {
+        t.map(|l| format!("{:.1} s", l as f64 / 1000.0))
+            .unwrap_or_else(|| "unknown".into())
+    };
+    println!(
+        "follow: last poll {}; read up to {}; lag {} (now − newest event landed)",
+        ts(fs.last_poll_at),
+        ts(fs.polled_to),
+        secs(fs.lag_ms)
+    );
+    let recent = crate::follow::Latency::of(fs.recent_latencies_ms.iter().copied().collect());
+    if let Some(l) = recent.as_ref().or(fs.latency.as_ref()) {
+        println!(
+            "follow: event → WFM acknowledgement p50 {}, p95 {}, max {} (the last {} status changes)",
+            secs(Some(l.p50_ms)),
+            secs(Some(l.p95_ms)),
+            secs(Some(l.max_ms)),
+            l.samples
+        );
+    }
+    println!(
+        "follow: reconciled through {}",
+        fs.reconciled_through
+            .map(|d| d.to_string())
+            .unwrap_or_else(|| "none yet".into())
+    );
 }

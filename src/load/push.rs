@@ -204,7 +204,45 @@ pub fn interval_records(rows: &[IntervalRow]) -> (Vec<Value>, u64) {
     (recs, unmatched)
 }
 
-fn digest(parts: &[&[u8]]) -> String {
+/// Checks that an answer accounts for every record sent (DESIGN §8 "nothing trusted that the
+/// WFM did not confirm").
+pub fn confirm(answer: &PushAnswer, sent: usize, what: &str) -> Result<(), PushError> {
+    let sent = sent as u64;
+    let accounted = answer.inserted + answer.updated + answer.duplicate + answer.rejected;
+    if answer.received != sent || accounted != answer.received {
+        return Err(PushError::Unconfirmed {
+            what: what.to_string(),
+            detail: format!(
+                "sent {sent}, received {}, inserted {}, updated {}, duplicate {}, rejected {}",
+                answer.received, answer.inserted, answer.updated, answer.duplicate, answer.rejected
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Upserts records by key, without a replace window (what `follow` sends between reconciles).
+pub async fn upsert(
+    client: &WfmClient,
+    put: bool,
+    path: &'static str,
+    records: &[Value],
+    what: &str,
+) -> Result<PushAnswer, PushError> {
+    let env =
+        json!({"integrationId": client.integration_id(), "source": "gladly", "data": records});
+    let body = env.to_string();
+    let key = digest(&[
+        client.session().as_bytes(),
+        path.as_bytes(),
+        body.as_bytes(),
+    ]);
+    let answer = client.send(put, path, &env, &key).await?;
+    confirm(&answer, records.len(), what)?;
+    Ok(answer)
+}
+
+pub fn digest(parts: &[&[u8]]) -> String {
     let mut h = Sha256::new();
     for p in parts {
         h.update(p);
@@ -317,21 +355,12 @@ pub async fn push_plan(
             body.as_bytes(),
         ]);
         let answer = client.send(plan.put, plan.path, &env, &key).await?;
-        let sent = plan.batches[i].len() as u64;
-        let accounted = answer.inserted + answer.updated + answer.duplicate + answer.rejected;
-        if answer.received != sent || accounted != answer.received {
-            return Err(PushError::Unconfirmed {
-                what: format!("{} batch {} of {}", plan.key, i + 1, plan.batches.len()),
-                detail: format!(
-                    "sent {sent}, received {}, inserted {}, updated {}, duplicate {}, rejected {}",
-                    answer.received,
-                    answer.inserted,
-                    answer.updated,
-                    answer.duplicate,
-                    answer.rejected
-                ),
-            });
-        }
+        let sent = plan.batches[i].len();
+        confirm(
+            &answer,
+            sent,
+            &format!("{} batch {} of {}", plan.key, i + 1, plan.batches.len()),
+        )?;
         t.add(&answer, &plan.key, i, &plan.batches[i]);
         if answer.rejected > 0 {
             crate::log::warn(format!(

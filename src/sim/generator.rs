@@ -190,6 +190,7 @@ pub struct World {
     away_reasons: Vec<Reason>,
     active_reasons: Vec<Reason>,
     cache: Mutex<BTreeMap<NaiveDate, Arc<DayData>>>,
+    clock: Option<time::Clock>,
 }
 
 const FIRST: &[&str] = &[
@@ -321,11 +322,25 @@ impl World {
             away_reasons,
             active_reasons,
             cache: Mutex::new(BTreeMap::new()),
+            clock: None,
         }
     }
 
     pub fn now(&self) -> Ms {
-        self.cfg.now.unwrap_or_else(time::now_ms)
+        match &self.clock {
+            Some(c) => c.now(),
+            None => self.cfg.now.unwrap_or_else(time::now_ms),
+        }
+    }
+
+    /// A live clock: from `cfg.now` the world's time runs `speed` times as fast as real time,
+    /// and events become visible as it passes (for `follow`; 1.0 is real speed).
+    pub fn with_speed(mut self, speed: f64) -> World {
+        if speed > 0.0 {
+            let base = self.cfg.now.unwrap_or_else(time::now_ms);
+            self.clock = Some(time::Clock::starting_at(base, speed));
+        }
+        self
     }
 
     pub fn tz(&self) -> Tz {

@@ -34,6 +34,9 @@ pub struct GladlySimConfig {
     pub faults: FaultRates,
     /// How long a `slow` fault holds the answer.
     pub slow_ms: u64,
+    /// A live clock: the world's time runs this many times as fast as real time from
+    /// `world.now` (0: it stands still at `world.now`, or follows the real clock without one).
+    pub speed: f64,
 }
 
 impl GladlySimConfig {
@@ -49,6 +52,7 @@ impl GladlySimConfig {
             report_lag_minutes: 60,
             faults: FaultRates::default(),
             slow_ms: 5_000,
+            speed: 0.0,
         }
     }
 }
@@ -81,7 +85,7 @@ pub struct GladlySim {
 impl GladlySim {
     pub fn new(cfg: GladlySimConfig) -> Arc<GladlySim> {
         Arc::new(GladlySim {
-            world: World::new(cfg.world.clone()),
+            world: World::new(cfg.world.clone()).with_speed(cfg.speed),
             reports_window: SlidingWindow::new(cfg.reports_per_minute, Duration::from_secs(60)),
             reports_in_flight: AtomicUsize::new(0),
             faults: FaultInjector::new(cfg.faults.clone(), cfg.world.seed),

@@ -37,7 +37,8 @@ pub struct Transformer<'a> {
 }
 
 impl Transformer<'_> {
-    fn start_state(&self, day: NaiveDate) -> Result<StartState, TransformError> {
+    /// The state of every agent and axis at the start of `day`, from the look-back days.
+    pub fn start_state(&self, day: NaiveDate) -> Result<StartState, TransformError> {
         let mut st = StartState::default();
         for k in (1..=self.p.lookback_days as i64).rev() {
             if let Some(evs) = raw::read_agent_events(self.st, day - Duration::days(k))? {

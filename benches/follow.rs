@@ -1,0 +1,212 @@
+//! The follow benchmark: `cargo bench --bench follow` (environment: BENCH_FOLLOW_AGENTS=2000,
+//! BENCH_FOLLOW_MINUTES=60 simulated minutes, BENCH_FOLLOW_SPEED=4 — the simulated clock runs
+//! that many times as fast as real time; BENCH_FOLLOW_POLL=30 poll seconds). It starts the
+//! Gladly and WFM simulators as their own processes on a live clock from 09:00 on a weekday,
+//! runs the release binary's `follow` against them for the simulated span, and prints:
+//! - latency from a status change (a piece's start, or its end) to the WFM's acknowledgement
+//!   of the record it changes: p50 / p95 / max, against the floor of poll interval +
+//!   visibility lag (simulated seconds);
+//! - wall and CPU time per poll;
+//! - Gladly requests per simulated minute used by follow.
+//!
+//! Figures, not assertions: nothing here fails because it is slow.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_gladly-wfm");
+const T0: &str = "2026-11-04T14:00:00Z";
+
+fn env_or(name: &str, default: f64) -> f64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn listening(child: &mut std::process::Child) -> String {
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    line.trim().trim_start_matches("listening on ").to_string()
+}
+
+fn main() {
+    let agents = env_or("BENCH_FOLLOW_AGENTS", 2000.0) as u64;
+    let minutes = env_or("BENCH_FOLLOW_MINUTES", 60.0);
+    let speed = env_or("BENCH_FOLLOW_SPEED", 4.0);
+    let poll = env_or("BENCH_FOLLOW_POLL", 30.0) as u64;
+    let dir = tempfile::tempdir().unwrap();
+    println!(
+        "follow: {agents} agents, {minutes} simulated minutes at {speed}× real time, poll {poll} s"
+    );
+    let mut gladly = Command::new(BIN)
+        .args([
+            "simulate",
+            "gladly",
+            "--addr",
+            "127.0.0.1:0",
+            "--seed",
+            "42",
+        ])
+        .args(["--agents", &agents.to_string(), "--days", "3", "--now", T0])
+        .args(["--speed", &speed.to_string(), "--rps", "100"])
+        .args(["--reports-per-minute", "60"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let gurl = listening(&mut gladly);
+    let mut wfm = Command::new(BIN)
+        .args(["simulate", "wfm", "--addr", "127.0.0.1:0"])
+        .args(["--requests-per-30s", "100000"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let wurl = listening(&mut wfm);
+    let p = dir.path().join("follow.toml");
+    std::fs::write(
+        &p,
+        format!(
+            r#"name = "bench"
+timezone = "America/New_York"
+[gladly]
+base_url = "{gurl}"
+user = "sim@example.com"
+token = "sim-token"
+requests_per_second = 10
+reports_per_minute = 10
+reports_in_flight = 2
+[[tasks]]
+name = "Logged In"
+pattern = "LOGGED_IN"
+[[tasks]]
+name = "Away"
+pattern = "Break|Lunch|Meeting|Other|WENT_AWAY"
+[[tasks]]
+name = "Availability"
+pattern = "AvailableFor:.*|Unavailable"
+[[workstreams]]
+name = "Support"
+pattern = ".*"
+[output]
+root = "{root}"
+[follow]
+poll_seconds = {poll}
+[wfm]
+base_url = "{wurl}"
+client_id = "sim-client"
+client_secret = "sim-secret"
+integration_id = "bench"
+requests_per_30s = 100000
+"#,
+            root = dir.path().join("out").display(),
+        ),
+    )
+    .unwrap();
+    let before = gladly_requests(&gurl);
+    let t = std::time::Instant::now();
+    // Reaped below with wait4, for its resource usage.
+    #[allow(clippy::zombie_processes)]
+    let mut follow = Command::new(BIN)
+        .args(["follow", "--pipeline"])
+        .arg(&p)
+        .args(["--now", T0, "--speed", &speed.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = follow.id() as libc::pid_t;
+    let stderr = follow.stderr.take().unwrap();
+    let real_limit = std::time::Duration::from_secs_f64(minutes * 60.0 / speed);
+    let reader = std::thread::spawn(move || {
+        let mut polls = Vec::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(ms) = line
+                .split("; took ")
+                .nth(1)
+                .and_then(|r| r.trim_end_matches(" ms").parse::<u64>().ok())
+            {
+                polls.push(ms);
+            }
+        }
+        polls
+    });
+    std::thread::sleep(real_limit);
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let mut status = 0;
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+    let wall = t.elapsed();
+    let polls = reader.join().unwrap();
+    let requests = gladly_requests(&gurl) - before;
+    let _ = gladly.kill();
+    let _ = wfm.kill();
+    let cpu = ru.ru_utime.tv_sec as f64
+        + ru.ru_utime.tv_usec as f64 / 1e6
+        + ru.ru_stime.tv_sec as f64
+        + ru.ru_stime.tv_usec as f64 / 1e6;
+    let state: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join("out/_state/bench/follow.json")).unwrap(),
+    )
+    .unwrap();
+    let mut lat: Vec<i64> = state["recent_latencies_ms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_i64())
+        .collect();
+    lat.sort_unstable();
+    let q = |x: f64| {
+        lat.get(((lat.len().max(1) - 1) as f64 * x).round() as usize)
+            .copied()
+            .unwrap_or(0) as f64
+            / 1000.0
+    };
+    println!(
+        "  event → WFM ack: p50 {:.1} s, p95 {:.1} s, max {:.1} s over {} status changes (floor: poll {poll} s + visibility lag 15 s = {} s; target p95 ≤ poll + 20 s = {} s)",
+        q(0.5),
+        q(0.95),
+        q(1.0),
+        lat.len(),
+        poll + 15,
+        poll + 20,
+    );
+    let mut sorted = polls.clone();
+    sorted.sort_unstable();
+    println!(
+        "  per poll: {} polls, wall median {} ms (max {} ms), CPU {:.3} s per poll on average (target ≤ 0.5 s); run wall {:.1} s",
+        polls.len(),
+        sorted.get(sorted.len() / 2).copied().unwrap_or(0),
+        sorted.last().copied().unwrap_or(0),
+        cpu / polls.len().max(1) as f64,
+        wall.as_secs_f64(),
+    );
+    println!(
+        "  Gladly requests: {requests} in {minutes} simulated minutes = {:.1} per minute",
+        requests as f64 / minutes
+    );
+}
+
+/// Requests the Gladly simulator has served so far (its `/_sim/requests` list).
+fn gladly_requests(url: &str) -> usize {
+    use std::io::{Read, Write};
+    let addr = url.trim_start_matches("http://");
+    let Ok(mut c) = std::net::TcpStream::connect(addr) else {
+        return 0;
+    };
+    let _ = write!(c, "GET /_sim/requests HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+    let mut buf = Vec::new();
+    let _ = c.read_to_end(&mut buf);
+    let body = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| &buf[i + 4..])
+        .unwrap_or_default();
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.as_array().map(|a| a.len()))
+        .unwrap_or(0)
+}

@@ -1,0 +1,796 @@
+//! `gladly-wfm follow`: agent states in the WFM within a minute (DESIGN §12).
+//!
+//! Every `poll_seconds` one Events API request (every entity) from the persisted cursor, less a
+//! small overlap, up to now less Gladly's visibility lag; the new events land in the raw zone
+//! (deduplicated by `event_id`), the days they touch (today, and yesterday until its open pieces
+//! are closed at midnight) are transformed again, and only what changed since the last push is
+//! upserted: newly opened pieces (`endTime` null), pieces that closed, conversation records,
+//! and — every `work_sessions_minutes` — interval totals; users every `dimensions_minutes`.
+//! Once a day is complete the follower runs that day's nightly reconcile itself (a plain
+//! `run` of that day: the report, `replaceWindow`), so the datasets and the WFM then hold
+//! exactly what a nightly run gives. Cursor and push state are checkpointed after every poll;
+//! the pipeline's lock is held only while a poll works, so a manual `run` of other days goes on
+//! beside it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::{Duration, NaiveDate};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::config::Pipeline;
+use crate::extract::Extractor;
+use crate::gladly::{decode, GladlyClient, GladlyError};
+use crate::http::Stats;
+use crate::interrupt::Interrupt;
+use crate::load::push::{self, PushError};
+use crate::log;
+use crate::model::{AgentDim, InboxDim};
+use crate::pipeline::{self, RunOptions, Stages};
+use crate::raw::{self, RawEvents};
+use crate::state::{LockError, PendingWorkFile, RunLock};
+use crate::storage::{write_atomic, Storage, StorageError};
+use crate::time::{self, Clock, Ms, MS_PER_HOUR};
+use crate::transform::datasets::{self as ds, Emails};
+use crate::transform::segments::StartState;
+use crate::transform::stage::{TransformError, Transformer};
+use crate::transform::workstreams as wsd;
+use crate::wfm::{WfmClient, WfmError};
+
+/// Gladly makes an event visible to the Events API some seconds after its `timestamp`.
+pub const VISIBILITY_LAG_MS: Ms = 15_000;
+/// Each poll asks again for the last minute before the cursor: late-visible events are caught,
+/// and the overlap is deduplicated by `event_id`.
+pub const OVERLAP_MS: Ms = 60_000;
+/// The Events API refuses windows that start more than 24 hours ago; keep clear of the edge.
+const OLDEST_MS: Ms = 23 * MS_PER_HOUR + 50 * 60_000;
+
+/// What the follower remembers between polls, beside the pipeline's state.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct FollowState {
+    /// The end of the last window read from the Events API.
+    pub polled_to: Option<Ms>,
+    /// The newest recorded `timestamp` landed.
+    pub newest_event: Option<Ms>,
+    pub last_poll_at: Option<Ms>,
+    /// now − newest event landed, at the last poll.
+    pub lag_ms: Option<Ms>,
+    pub last_work_sessions_at: Option<Ms>,
+    pub last_dimensions_at: Option<Ms>,
+    /// The first day followed: reconciles run from there.
+    pub first_day: Option<NaiveDate>,
+    /// The last day whose nightly reconcile ran.
+    pub reconciled_through: Option<NaiveDate>,
+    /// The day the last poll transformed as today (its open pieces close at midnight).
+    pub today: Option<NaiveDate>,
+    /// `kind/day/key` → digest of the record as last acknowledged by the WFM.
+    pub pushed: BTreeMap<String, String>,
+    /// Event → WFM acknowledgement at the last poll that pushed a status change.
+    pub latency: Option<Latency>,
+    /// The same, for each of the most recent status changes (at most `RECENT` of them).
+    #[serde(default)]
+    pub recent_latencies_ms: std::collections::VecDeque<Ms>,
+}
+
+/// How many recent latencies the follow state keeps (for `status` and the benchmark).
+const RECENT: usize = 5_000;
+
+/// How long the status changes a poll pushed took from the event (a piece's start, or its end
+/// when it closed) to the WFM's acknowledgement, on the follower's clock.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Latency {
+    pub samples: usize,
+    pub p50_ms: Ms,
+    pub p95_ms: Ms,
+    pub max_ms: Ms,
+}
+
+impl Latency {
+    pub fn of(mut v: Vec<Ms>) -> Option<Latency> {
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_unstable();
+        let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+        Some(Latency {
+            samples: v.len(),
+            p50_ms: at(0.5),
+            p95_ms: at(0.95),
+            max_ms: *v.last().unwrap(),
+        })
+    }
+}
+
+impl FollowState {
+    pub fn path(state_dir: &Path) -> PathBuf {
+        state_dir.join("follow.json")
+    }
+
+    pub fn load(state_dir: &Path) -> Result<FollowState, StorageError> {
+        let p = Self::path(state_dir);
+        match std::fs::read(&p) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(FollowState::default()),
+            Err(e) => Err(StorageError {
+                path: p.display().to_string(),
+                detail: e.to_string(),
+            }),
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| StorageError {
+                path: p.display().to_string(),
+                detail: format!("corrupt follow state: {e}"),
+            }),
+        }
+    }
+
+    fn save(&self, state_dir: &Path) -> Result<(), StorageError> {
+        write_atomic(
+            &Self::path(state_dir),
+            &serde_json::to_vec_pretty(self).unwrap_or_default(),
+        )
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum FollowError {
+    #[error(transparent)]
+    Gladly(#[from] GladlyError),
+    #[error(transparent)]
+    Push(#[from] PushError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("{0}")]
+    Transform(#[from] TransformError),
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl FollowError {
+    fn is_auth(&self) -> bool {
+        matches!(
+            self,
+            FollowError::Gladly(GladlyError::Auth { .. })
+                | FollowError::Push(PushError::Wfm(WfmError::Auth { .. }))
+        )
+    }
+}
+
+/// What one poll did, for its log line.
+#[derive(Default)]
+struct PollReport {
+    window: (Ms, Ms),
+    new_events: usize,
+    pushed: usize,
+    set_aside: usize,
+}
+
+struct Follower<'a> {
+    p: &'a Pipeline,
+    clock: Clock,
+    tz: Tz,
+    st: Storage,
+    state_dir: PathBuf,
+    gladly: Arc<GladlyClient>,
+    wfm: Option<WfmClient>,
+    fs: FollowState,
+    agents: Vec<AgentDim>,
+    emails: Emails,
+    inboxes: Vec<InboxDim>,
+    /// The state at the start of a day, kept between polls so a poll reads only that day.
+    start_states: BTreeMap<NaiveDate, StartState>,
+    /// This poll's window start, and event → acknowledgement of the status changes it pushed.
+    since: Ms,
+    latencies: Vec<Ms>,
+}
+
+/// Runs until SIGTERM/SIGINT (exit 0 after the poll in progress), or a refused credential (4).
+pub async fn follow(p: &Pipeline, clock: Clock) -> i32 {
+    log::add_secrets(&p.secrets());
+    // Follow polls Gladly and pushes to the WFM, into a root that must be this pipeline's.
+    if let Err(e) = p.require_for_run(true, true) {
+        log::error(e.to_string());
+        return 2;
+    }
+    if let Err(e) = crate::ownership::claim(&p.output_root, &p.name) {
+        log::error(e.to_string());
+        return e.exit_code();
+    }
+    let gladly = Arc::new(GladlyClient::new(&p.gladly, Arc::new(Stats::default())));
+    let tz = match resolve_timezone(p, &gladly).await {
+        Ok(tz) => tz,
+        Err(e) => {
+            log::error(e.to_string());
+            return if e.is_auth() { 4 } else { 1 };
+        }
+    };
+    let state_dir = p.state_dir();
+    let fs = match FollowState::load(&state_dir) {
+        Ok(fs) => fs,
+        Err(e) => {
+            log::error(e.to_string());
+            return 1;
+        }
+    };
+    let mut f = Follower {
+        p,
+        clock,
+        tz,
+        st: Storage::new(p.output_root.clone(), p.compression),
+        state_dir,
+        gladly,
+        wfm: p
+            .wfm
+            .as_ref()
+            .filter(|w| w.enabled)
+            .map(|w| WfmClient::new(w, Arc::new(Stats::default()))),
+        fs,
+        agents: Vec::new(),
+        emails: Emails::default(),
+        inboxes: Vec::new(),
+        start_states: BTreeMap::new(),
+        since: 0,
+        latencies: Vec::new(),
+    };
+    let interrupt = Interrupt::new();
+    let _signals = interrupt.listen();
+    log::info(format!(
+        "follow {}: polling every {} s in {}{}",
+        p.name,
+        p.follow.poll_seconds,
+        tz.name(),
+        f.fs.polled_to
+            .map(|t| format!(", resuming from {}", time::fmt_ts(t)))
+            .unwrap_or_default()
+    ));
+    let period = f.clock.real_duration(p.follow.poll_seconds as Ms * 1000);
+    let mut ticks = tokio::time::interval(period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = interrupt.wait() => break,
+        }
+        match f.tick().await {
+            Ok(()) => {}
+            Err(e) if e.is_auth() => {
+                log::error(e.to_string());
+                return 4;
+            }
+            Err(e) => log::error(format!("follow: {e}; trying again at the next poll")),
+        }
+        if interrupt.requested() {
+            break;
+        }
+        f.reconcile().await;
+    }
+    log::info("follow: stopped; the cursor is saved, the next start resumes from it");
+    0
+}
+
+async fn resolve_timezone(p: &Pipeline, gladly: &GladlyClient) -> Result<Tz, FollowError> {
+    let org = gladly.organization().await?;
+    if let Some(tz) = p.timezone {
+        return Ok(tz);
+    }
+    org.timezone
+        .as_deref()
+        .and_then(time::parse_tz)
+        .ok_or_else(|| FollowError::Failed("no timezone: set `timezone` in the pipeline".into()))
+}
+
+impl Follower<'_> {
+    /// One poll under the pipeline's lock; a poll that finds the lock taken waits for the next.
+    async fn tick(&mut self) -> Result<(), FollowError> {
+        let run_id = format!("follow-{}", std::process::id());
+        let _lock = match RunLock::acquire(&self.state_dir, &self.p.name, &run_id) {
+            Ok(l) => l,
+            Err(e @ LockError::Held { .. }) => {
+                log::info(format!("follow: {e}; polling at the next tick"));
+                return Ok(());
+            }
+            Err(e) => return Err(FollowError::Failed(e.to_string())),
+        };
+        let t = std::time::Instant::now();
+        self.latencies.clear();
+        let r = self.poll().await?;
+        let samples = std::mem::take(&mut self.latencies);
+        for l in &samples {
+            if self.fs.recent_latencies_ms.len() == RECENT {
+                self.fs.recent_latencies_ms.pop_front();
+            }
+            self.fs.recent_latencies_ms.push_back(*l);
+        }
+        let latency = Latency::of(samples);
+        log::info(format!(
+            "follow: polled {}..{}: {} new event(s), {} record(s) pushed{}{}; lag {}; took {} ms",
+            time::fmt_ts(r.window.0),
+            time::fmt_ts(r.window.1),
+            r.new_events,
+            r.pushed,
+            if r.set_aside > 0 {
+                format!(", {} set aside", r.set_aside)
+            } else {
+                String::new()
+            },
+            latency
+                .as_ref()
+                .map(|l| format!(
+                    "; event→WFM p50 {:.1} s, p95 {:.1} s, max {:.1} s",
+                    l.p50_ms as f64 / 1000.0,
+                    l.p95_ms as f64 / 1000.0,
+                    l.max_ms as f64 / 1000.0
+                ))
+                .unwrap_or_default(),
+            self.fs
+                .lag_ms
+                .map(|l| format!("{:.1} s", l as f64 / 1000.0))
+                .unwrap_or_else(|| "unknown".into()),
+            t.elapsed().as_millis(),
+        ));
+        if latency.is_some() {
+            self.fs.latency = latency;
+            self.fs.save(&self.state_dir)?;
+        }
+        Ok(())
+    }
+
+    async fn poll(&mut self) -> Result<PollReport, FollowError> {
+        let now = self.clock.now();
+        let tz = self.tz;
+        let today = time::day_of(tz, now);
+        let first_day = *self.fs.first_day.get_or_insert(today);
+        let end = now - VISIBILITY_LAG_MS;
+        let oldest = now - OLDEST_MS;
+        let start = match self.fs.polled_to {
+            Some(t) => (t - OVERLAP_MS).max(oldest),
+            None => time::day_start(tz, first_day).max(oldest),
+        };
+        let mut report = PollReport {
+            window: (start, end),
+            ..Default::default()
+        };
+        // Latency counts only changes newer than what the last poll had read: the first poll
+        // of a run catches up and measures nothing.
+        self.since = self.fs.polled_to.unwrap_or(Ms::MAX);
+        if self.agents.is_empty()
+            || self.due(
+                self.fs.last_dimensions_at,
+                self.p.follow.dimensions_minutes,
+                now,
+            )
+        {
+            self.dimensions(today, now).await?;
+            report.pushed += self.push_users().await?;
+        }
+        let mut days: BTreeSet<NaiveDate> = BTreeSet::new();
+        if end > start {
+            let body = self
+                .gladly
+                .events(
+                    start,
+                    end,
+                    &["AGENT_STATUS", "AGENT_AVAILABILITY", "CONVERSATION"],
+                )
+                .await?;
+            let (agent_lines, conversation_lines) = split_by_entity(&body);
+            let what = format!("events {}..{}", time::fmt_ts(start), time::fmt_ts(end));
+            let (agent_events, a1) = decode::agent_events_jsonl(&agent_lines, &what);
+            let (conversation_events, a2) =
+                decode::conversation_events_jsonl(&conversation_lines, &what);
+            report.set_aside = a1.len() + a2.len();
+            for a in a1.iter().chain(&a2) {
+                log::warn(format!("set aside: {}: {}", a.location, a.reason));
+            }
+            let newest = agent_events
+                .iter()
+                .map(|e| e.recorded_at)
+                .chain(conversation_events.iter().map(|e| e.recorded_at))
+                .max();
+            report.new_events += self.land(agent_events, &mut days)?;
+            report.new_events += self.land(conversation_events, &mut days)?;
+            if let Some(n) = newest {
+                self.fs.newest_event = Some(self.fs.newest_event.map_or(n, |o| o.max(n)));
+            }
+        }
+        // Yesterday's open pieces close at midnight: transform it once more after the day ends.
+        if let Some(prev) = self.fs.today.filter(|d| *d < today) {
+            days.insert(prev);
+        }
+        days.insert(today);
+        // A reconciled day belongs to the nightly run now: upserts must not undo it.
+        let reconciled = self.fs.reconciled_through;
+        days.retain(|d| *d >= first_day && reconciled.is_none_or(|r| *d > r));
+        if days.iter().any(|d| *d < today) {
+            // An earlier day changed: today's start state must be read again.
+            self.start_states.retain(|d, _| *d < *days.first().unwrap());
+        }
+        for &day in &days {
+            self.transform(day)?;
+        }
+        for &day in &days {
+            report.pushed += self.push_day(day).await?;
+        }
+        if self.due(
+            self.fs.last_work_sessions_at,
+            self.p.follow.work_sessions_minutes,
+            now,
+        ) {
+            report.pushed += self.work_sessions(today, now).await?;
+        }
+        self.fs.today = Some(today);
+        self.fs.polled_to = Some(end.max(start));
+        self.fs.last_poll_at = Some(now);
+        self.fs.lag_ms = self.fs.newest_event.map(|n| now - n);
+        self.fs.save(&self.state_dir)?;
+        Ok(report)
+    }
+
+    fn due(&self, last: Option<Ms>, minutes: u64, now: Ms) -> bool {
+        last.is_none_or(|t| now - t >= minutes as Ms * 60_000)
+    }
+
+    /// Merges events into the raw partitions of the days they were recorded on; returns how
+    /// many were new.
+    fn land<E: RawEvents>(
+        &self,
+        events: Vec<E>,
+        days: &mut BTreeSet<NaiveDate>,
+    ) -> Result<usize, FollowError> {
+        let mut by_day: BTreeMap<NaiveDate, Vec<E>> = BTreeMap::new();
+        for e in events {
+            by_day
+                .entry(time::day_of(self.tz, e.recorded_at()))
+                .or_default()
+                .push(e);
+        }
+        let mut new = 0;
+        for (day, fresh) in by_day {
+            let old = E::read(&self.st, day)?.unwrap_or_default();
+            let known: BTreeSet<String> = old.iter().map(|e| e.event_id().to_string()).collect();
+            let added = fresh
+                .iter()
+                .filter(|e| !known.contains(e.event_id()))
+                .count();
+            if added == 0 {
+                continue;
+            }
+            new += added;
+            let merged = raw::merge_by_id(old, fresh);
+            let mut df = E::frame(&merged)
+                .map_err(|e| FollowError::Failed(format!("{} {day}: {e}", E::DATASET)))?;
+            self.st.write_partition(E::DATASET, day, &mut df)?;
+            days.insert(day);
+        }
+        Ok(new)
+    }
+
+    fn transformer(&self, now: Ms) -> Transformer<'_> {
+        Transformer {
+            p: self.p,
+            st: &self.st,
+            tz: self.tz,
+            now,
+        }
+    }
+
+    /// A day's agent and conversation datasets from the raw zone (open pieces keep a null end
+    /// until the day is over).
+    fn transform(&mut self, day: NaiveDate) -> Result<(), FollowError> {
+        let now = self.clock.now();
+        if raw::read_agent_events(&self.st, day)?.is_none() {
+            // Nothing landed for the day yet: an empty day still carries the start state.
+            let mut df = raw::agent_events_frame(&[])
+                .map_err(|e| FollowError::Failed(format!("agent events {day}: {e}")))?;
+            self.st.write_partition(raw::AGENT_EVENTS, day, &mut df)?;
+        }
+        if raw::read_conversation_events(&self.st, day)?.is_none() {
+            let mut df = raw::conversation_events_frame(&[])
+                .map_err(|e| FollowError::Failed(format!("conversation events {day}: {e}")))?;
+            self.st
+                .write_partition(raw::CONVERSATION_EVENTS, day, &mut df)?;
+        }
+        let start = match self.start_states.get(&day) {
+            Some(s) => s.clone(),
+            None => {
+                let s = self.transformer(now).start_state(day)?;
+                self.start_states.insert(day, s.clone());
+                s
+            }
+        };
+        let tf = self.transformer(now);
+        let mut carry = Some((day - Duration::days(1), start));
+        tokio::task::block_in_place(|| tf.transform_agents(day, &self.emails, &mut carry))?;
+        tf.transform_conversations(day, &self.inboxes, &mut None)?;
+        Ok(())
+    }
+
+    /// Upserts what changed since the last acknowledged push, in order of start (a piece that
+    /// closed goes before the one that opened after it).
+    async fn upsert_changed(
+        &mut self,
+        kind: &str,
+        path: &'static str,
+        put: bool,
+        day: Option<NaiveDate>,
+        records: Vec<(String, Value)>,
+    ) -> Result<usize, FollowError> {
+        let Some(client) = self.wfm.as_ref() else {
+            return Ok(0);
+        };
+        let scope = day.map(|d| d.to_string()).unwrap_or_default();
+        let changed: Vec<(String, String, Value)> = records
+            .into_iter()
+            .filter_map(|(key, rec)| {
+                let k = format!("{kind}/{scope}/{key}");
+                let d = push::digest(&[rec.to_string().as_bytes()]);
+                (self.fs.pushed.get(&k) != Some(&d)).then_some((k, d, rec))
+            })
+            .collect();
+        let batch = self
+            .p
+            .wfm
+            .as_ref()
+            .map(|w| w.batch_size)
+            .unwrap_or(100)
+            .max(1);
+        let mut sent = 0;
+        for chunk in changed.chunks(batch) {
+            let recs: Vec<Value> = chunk.iter().map(|(_, _, r)| r.clone()).collect();
+            let what = format!("follow {kind} {scope}");
+            let answer = push::upsert(client, put, path, &recs, &what).await?;
+            if kind == "tasks" {
+                // A status change is the piece's start, or its end once it closed; only the
+                // changes that happened in this poll's window count (not a catch-up).
+                let ack = self.clock.now();
+                for r in &recs {
+                    let at = r["endTime"]
+                        .as_str()
+                        .or(r["startTime"].as_str())
+                        .and_then(time::parse_ts);
+                    if let Some(at) = at.filter(|a| *a >= self.since) {
+                        self.latencies.push(ack - at);
+                    }
+                }
+            }
+            if answer.rejected > 0 {
+                log::warn(format!(
+                    "follow: the WFM rejected {} of {} {kind} record(s): {}",
+                    answer.rejected,
+                    recs.len(),
+                    serde_json::to_string(&answer.errors).unwrap_or_default()
+                ));
+            }
+            let rejected: BTreeSet<usize> = answer
+                .errors
+                .iter()
+                .filter_map(|e| e["index"].as_u64().map(|i| i as usize))
+                .collect();
+            for (i, (k, d, _)) in chunk.iter().enumerate() {
+                if !rejected.contains(&i) {
+                    self.fs.pushed.insert(k.clone(), d.clone());
+                }
+            }
+            sent += recs.len();
+            self.fs.save(&self.state_dir)?;
+            crate::fault_point("push-batch");
+        }
+        Ok(sent)
+    }
+
+    async fn push_day(&mut self, day: NaiveDate) -> Result<usize, FollowError> {
+        if self.wfm.is_none() {
+            return Ok(0);
+        }
+        let segs = read_curated(&self.st, ds::AGENT_STATUS_SEGMENTS, day, ds::segments_from)?;
+        let mut recs: Vec<(String, Value)> = push::segment_records(day, &segs)
+            .into_iter()
+            .map(|r| (r["eventId"].as_str().unwrap_or("").to_string(), r))
+            .collect();
+        recs.sort_by(|a, b| a.1["startTime"].as_str().cmp(&b.1["startTime"].as_str()));
+        let mut n = self
+            .upsert_changed("tasks", push::TASKS_PATH, false, Some(day), recs)
+            .await?;
+        let convs = read_curated(&self.st, wsd::CONVERSATIONS, day, wsd::conversations_from)?;
+        let day_start = time::day_start(self.tz, day);
+        let recs = push::conversation_records(day, day_start, &convs)
+            .into_iter()
+            .map(|r| (r["externalId"].as_str().unwrap_or("").to_string(), r))
+            .collect();
+        n += self
+            .upsert_changed(
+                "conversations",
+                push::CONVERSATIONS_PATH,
+                false,
+                Some(day),
+                recs,
+            )
+            .await?;
+        Ok(n)
+    }
+
+    /// Agents and inboxes into today's raw snapshot.
+    async fn dimensions(&mut self, today: NaiveDate, now: Ms) -> Result<(), FollowError> {
+        let agents = self.gladly.agents().await?;
+        let inboxes = self.gladly.inboxes().await?;
+        let mut a = raw::agents_frame(&agents, now)
+            .map_err(|e| FollowError::Failed(format!("agents snapshot: {e}")))?;
+        self.st.write_partition(raw::AGENTS, today, &mut a)?;
+        let mut i = raw::inboxes_frame(&inboxes, now)
+            .map_err(|e| FollowError::Failed(format!("inboxes snapshot: {e}")))?;
+        self.st.write_partition(raw::INBOXES, today, &mut i)?;
+        self.emails = ds::emails(&agents);
+        self.agents = agents;
+        self.inboxes = inboxes;
+        self.fs.last_dimensions_at = Some(now);
+        Ok(())
+    }
+
+    async fn push_users(&mut self) -> Result<usize, FollowError> {
+        let state = crate::state::PipelineState::load(&self.state_dir)?;
+        let recs = push::user_records(&self.agents, &state.users_pushed)
+            .into_iter()
+            .map(|r| (r["email"].as_str().unwrap_or("").to_string(), r))
+            .collect();
+        self.upsert_changed("users", push::USERS_PATH, true, None, recs)
+            .await
+    }
+
+    /// Today's work sessions so far: landed, today's work datasets rebuilt, interval totals
+    /// upserted (counts against the reports budget, hence its own cadence).
+    async fn work_sessions(&mut self, today: NaiveDate, now: Ms) -> Result<usize, FollowError> {
+        let pending = Arc::new(PendingWorkFile::open(&self.state_dir)?);
+        let x = Extractor {
+            gladly: self.gladly.clone(),
+            st: self.st.clone(),
+            tz: self.tz,
+            now,
+            pending: pending.clone(),
+        };
+        let fetched = x
+            .fetch_work_sessions(today)
+            .await
+            .map_err(|e| FollowError::Failed(e.to_string()))?;
+        let mut landed = Default::default();
+        x.land_work_sessions(fetched, &mut landed)
+            .map_err(|e| FollowError::Failed(e.to_string()))?;
+        let generation = pending.generation(today);
+        self.transformer(now).transform_work(today, &self.inboxes)?;
+        pending.transformed(today, generation, false)?;
+        self.fs.last_work_sessions_at = Some(now);
+        let rows = read_curated(
+            &self.st,
+            wsd::WORKSTREAM_INTERVALS,
+            today,
+            wsd::intervals_from,
+        )?;
+        let (recs, _) = push::interval_records(&rows);
+        let recs = recs
+            .into_iter()
+            .map(|r| {
+                let key = format!(
+                    "{}|{}|{}",
+                    r["workstream"].as_str().unwrap_or(""),
+                    r["channel"].as_str().unwrap_or(""),
+                    r["intervalStart"].as_str().unwrap_or("")
+                );
+                (key, r)
+            })
+            .collect();
+        self.upsert_changed("intervals", push::INTERVALS_PATH, false, Some(today), recs)
+            .await
+    }
+
+    /// Runs the nightly reconcile of every complete day since the first followed one, outside
+    /// the follower's lock (the run takes it); a day whose run fails is tried again later.
+    async fn reconcile(&mut self) {
+        let Some(first) = self.fs.first_day else {
+            return;
+        };
+        let now = self.clock.now();
+        let last = pipeline::last_complete_day(self.tz, now, self.p.report_lag_minutes);
+        let mut day = self
+            .fs
+            .reconciled_through
+            .map(|d| d + Duration::days(1))
+            .unwrap_or(first);
+        while day <= last {
+            log::info(format!(
+                "follow: {day} is complete; running its nightly reconcile"
+            ));
+            let opts = RunOptions {
+                from: Some(day),
+                to: Some(day),
+                stages: Stages::ALL,
+                dry_run: false,
+                now: self.clock.now(),
+                trigger: "follow".into(),
+            };
+            let outcome = pipeline::run(self.p, &opts).await;
+            println!("{}", outcome.summary);
+            if outcome.exit_code != 0 {
+                log::warn(format!(
+                    "follow: the reconcile of {day} ended with exit code {}; trying again later",
+                    outcome.exit_code
+                ));
+                return;
+            }
+            let prefix: Vec<String> = ["tasks", "conversations", "intervals"]
+                .iter()
+                .map(|k| format!("{k}/{day}/"))
+                .collect();
+            self.fs
+                .pushed
+                .retain(|k, _| !prefix.iter().any(|p| k.starts_with(p.as_str())));
+            self.fs.reconciled_through = Some(day);
+            // The reconcile may have added events to the day: the next day's start state
+            // must be read again.
+            self.start_states.clear();
+            if let Err(e) = self.fs.save(&self.state_dir) {
+                log::error(format!("follow: {e}"));
+                return;
+            }
+            day += Duration::days(1);
+        }
+    }
+}
+
+fn read_curated<T>(
+    st: &Storage,
+    dataset: &str,
+    day: NaiveDate,
+    from: fn(&crate::frames::DataFrame) -> polars::prelude::PolarsResult<Vec<T>>,
+) -> Result<Vec<T>, FollowError> {
+    match st.read_partition(dataset, day)? {
+        None => Ok(Vec::new()),
+        Some(df) => from(&df).map_err(|e| FollowError::Failed(format!("{dataset} {day}: {e}"))),
+    }
+}
+
+/// Splits an Events API body (every entity) into agent lines and conversation lines
+/// (`CONVERSATION/…`, `CONVERSATION_ASSIGNEE/…`), so each
+/// decoder sees only its own kind; a line whose type cannot be read goes to the agent decoder,
+/// which sets it aside with its reason.
+fn split_by_entity(body: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    #[derive(Deserialize)]
+    struct TypeOnly<'a> {
+        #[serde(rename = "type", borrow)]
+        etype: std::borrow::Cow<'a, str>,
+    }
+    let (mut agents, mut conversations) = (Vec::new(), Vec::new());
+    for line in body.split(|b| *b == b'\n') {
+        let trimmed = line.trim_ascii();
+        if trimmed.is_empty() {
+            continue;
+        }
+        let conversation = serde_json::from_slice::<TypeOnly>(trimmed)
+            .is_ok_and(|t| t.etype.starts_with("CONVERSATION"));
+        let out = if conversation {
+            &mut conversations
+        } else {
+            &mut agents
+        };
+        out.extend_from_slice(trimmed);
+        out.push(b'\n');
+    }
+    (agents, conversations)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_split_by_entity() {
+        let body = b"{\"type\":\"AGENT_STATUS/LOGGED_IN\",\"x\":1}\n\n{\"type\":\"CONVERSATION/CREATED\"}\nnot json\n{\"type\":\"CONVERSATION_ASSIGNEE/UPDATED\"}\n";
+        let (a, c) = split_by_entity(body);
+        assert_eq!(
+            String::from_utf8(a).unwrap(),
+            "{\"type\":\"AGENT_STATUS/LOGGED_IN\",\"x\":1}\nnot json\n"
+        );
+        assert_eq!(
+            String::from_utf8(c).unwrap(),
+            "{\"type\":\"CONVERSATION/CREATED\"}\n{\"type\":\"CONVERSATION_ASSIGNEE/UPDATED\"}\n"
+        );
+    }
+}

@@ -1,0 +1,378 @@
+//! `follow` against the Gladly simulator on a fast live clock (a simulated hour in seconds) and
+//! the WFM simulator: every event lands once, the receiver holds what a batch run over the same
+//! span gives (one open piece per agent and axis, equal to its current state), a follower
+//! killed anywhere resumes with nothing lost or sent twice, and once a day is complete its
+//! reconcile leaves that day exactly as a plain `run` of it.
+
+mod util;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use gladly_wfm::sim::wfm::{Kind, WfmSimConfig};
+use serde_json::Value;
+use tokio::io::AsyncBufReadExt;
+use util::*;
+
+const FOLLOW: &str =
+    "[follow]\npoll_seconds = 15\nwork_sessions_minutes = 10\ndimensions_minutes = 60";
+
+struct Followed {
+    code: i32,
+    log: Vec<String>,
+}
+
+/// Runs `follow` on a clock that starts at `now` and runs `speed` times as fast as real time,
+/// until a poll has read up to `until` (then SIGTERM), or until it dies.
+async fn follow_until(
+    dir: &Path,
+    p: &Path,
+    now: &str,
+    speed: f64,
+    until: i64,
+    env: &[(&str, &str)],
+) -> Followed {
+    let pf = p.display().to_string();
+    let sp = speed.to_string();
+    let args = [
+        "follow",
+        "--pipeline",
+        pf.as_str(),
+        "--now",
+        now,
+        "--speed",
+        sp.as_str(),
+    ];
+    let mut child = command(dir, &args, env)
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap() as i32;
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut log = Vec::new();
+    let mut signalled = false;
+    let read = async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if !signalled {
+                if let Some(end) = polled_to(&line) {
+                    if end >= until {
+                        unsafe { libc::kill(pid, libc::SIGTERM) };
+                        signalled = true;
+                    }
+                }
+            }
+            log.push(line);
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(180), read)
+        .await
+        .expect("follow answered within three minutes");
+    let status = child.wait().await.unwrap();
+    Followed {
+        code: status.code().unwrap_or(-1),
+        log,
+    }
+}
+
+/// The end of the window a `follow: polled A..B` log line names.
+fn polled_to(line: &str) -> Option<i64> {
+    let window = line.split("follow: polled ").nth(1)?.split(": ").next()?;
+    gladly_wfm::time::parse_ts(window.split("..").nth(1)?)
+}
+
+#[test]
+fn a_poll_line_names_its_window() {
+    let l = "2026-12-02T06:38:38.898Z INFO  follow: polled 2026-11-04T14:26:19.579Z..2026-11-04T14:27:35.502Z: 0 new event(s)";
+    assert_eq!(polled_to(l), Some(ms("2026-11-04T14:27:35.502Z")));
+}
+
+fn follow_state(root: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(root.join("_state/t/follow.json")).unwrap()).unwrap()
+}
+
+fn sim_now(s: &Sims) -> String {
+    gladly_wfm::time::fmt_ts(s.gladly.world.now())
+}
+
+/// Agent events of the ground truth recorded in `[from, to)`, by what identifies them.
+fn truth_agent_events(s: &Sims, from: i64, to: i64) -> BTreeSet<(String, String, i64)> {
+    let d = tempfile::tempdir().unwrap();
+    s.gladly.dump(d.path()).unwrap();
+    std::fs::read_to_string(d.path().join("events.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| {
+            let t = v["type"].as_str().unwrap();
+            let ts = ms(v["timestamp"].as_str().unwrap());
+            t.starts_with("AGENT_") && ts >= from && ts < to
+        })
+        .map(|v| {
+            let c = &v["content"];
+            let at = c["occurredAt"]
+                .as_str()
+                .or(v["timestamp"].as_str())
+                .unwrap();
+            (
+                c["agentId"].as_str().unwrap().to_string(),
+                v["type"].as_str().unwrap().to_string(),
+                ms(at),
+            )
+        })
+        .collect()
+}
+
+fn raw_agent_events(root: &Path, day: &str) -> Vec<(String, String, i64)> {
+    dataset(root, "raw/agent_events")
+        .remove(day)
+        .unwrap_or_default()
+        .iter()
+        .map(|r| {
+            (
+                r["agent_id"].as_str().unwrap().to_string(),
+                r["event_type"].as_str().unwrap().to_string(),
+                r["occurred_at"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// A batch run of `day` on a fresh root against a simulator frozen at `now`, for comparison.
+async fn batch(day: &str, now: &str, extra: &str) -> (Sims, tempfile::TempDir) {
+    let s = start(world(7, 20, now), |_| {}, WfmSimConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(dir.path(), &s, "", extra);
+    let o = run(dir.path(), &p, now, &["--from", day, "--to", day]).await;
+    assert_eq!(o.code, 0, "{o}");
+    (s, dir)
+}
+
+/// The receiver holds what a batch run over the same span holds, and one open piece per
+/// agent and axis.
+fn assert_receiver_equals_batch(follower: &Sims, batch: &Sims) {
+    let (f, b) = (follower.wfm.store(), batch.wfm.store());
+    for k in [Kind::Tasks, Kind::Conversations] {
+        let (x, y) = (sorted(f.kind(k)), sorted(b.kind(k)));
+        assert!(!y.is_empty(), "{k:?} stored by the batch run");
+        assert_eq!(x.len(), y.len(), "{k:?}: record count");
+        assert!(x == y, "{k:?}: records differ");
+    }
+    let mut open: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for t in f.kind(Kind::Tasks) {
+        if t["endTime"].is_null() {
+            *open
+                .entry((t["userIdentifier"].to_string(), t["axis"].to_string()))
+                .or_default() += 1;
+        }
+    }
+    assert!(!open.is_empty());
+    assert!(
+        open.values().all(|n| *n == 1),
+        "one open piece each: {open:?}"
+    );
+    assert_no_shared_starts(&f);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follow_lands_every_event_once_and_the_receiver_equals_a_batch_run() {
+    // 09:00 in New York on a Wednesday; a simulated half hour at 120× passes in 15 s.
+    let t0 = "2026-11-04T14:00:00Z";
+    let s = start(
+        world(7, 20, t0),
+        |c| c.speed = 120.0,
+        WfmSimConfig::default(),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(dir.path(), &s, "", FOLLOW);
+    let f = follow_until(dir.path(), &p, t0, 120.0, ms(t0) + 30 * 60_000, &[]).await;
+    assert_eq!(f.code, 0, "{}", f.log.join("\n"));
+    assert!(
+        f.log
+            .iter()
+            .filter(|l| l.contains("follow: polled"))
+            .count()
+            >= 5
+    );
+    assert!(
+        f.log.iter().any(|l| l.contains("; lag ")),
+        "log lines carry the lag"
+    );
+    let root = dir.path().join("output");
+    let st = follow_state(&root);
+    let end = st["polled_to"].as_i64().unwrap();
+    assert!(st["lag_ms"].as_i64().is_some());
+
+    // Every event visible by the last window's end is in the raw zone, exactly once.
+    let day_start = ms("2026-11-04T05:00:00Z");
+    let landed = raw_agent_events(&root, "2026-11-04");
+    let unique: BTreeSet<_> = landed.iter().cloned().collect();
+    assert_eq!(unique.len(), landed.len(), "no event twice");
+    assert_eq!(unique, truth_agent_events(&s, day_start, end));
+
+    // The receiver equals a batch run of today up to the same instant.
+    let (b, _bdir) = batch("2026-11-04", &gladly_wfm::time::fmt_ts(end), "").await;
+    assert_receiver_equals_batch(&s, &b);
+    assert_no_secrets(&root, &[&f.log.join("\n")]);
+    // `status` shows the follower's health, without credentials.
+    let pf = p.display().to_string();
+    let o = bin(dir.path(), &["status", "--pipeline", pf.as_str()], &[]).await;
+    assert_eq!(o.code, 0, "{o}");
+    assert!(
+        o.stdout.contains("follow: last poll") && o.stdout.contains("lag"),
+        "{o}"
+    );
+    assert!(o.stdout.contains("event → WFM acknowledgement p50"), "{o}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_killed_anywhere_resumes_with_nothing_lost_or_sent_twice() {
+    let t0 = "2026-11-04T14:00:00Z";
+    for point in [
+        "push-batch:3",
+        "partition-temp-written:7",
+        "curated-written:4",
+    ] {
+        let s = start(
+            world(7, 20, t0),
+            |c| c.speed = 120.0,
+            WfmSimConfig::default(),
+        )
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        let p = pipeline(dir.path(), &s, "", &format!("batch_size = 20\n{FOLLOW}"));
+        let never = ms(t0) + 24 * 3_600_000;
+        let f = follow_until(
+            dir.path(),
+            &p,
+            t0,
+            120.0,
+            never,
+            &[("GLADLY_WFM_CRASH_AT", point)],
+        )
+        .await;
+        assert_eq!(f.code, -1, "{point}: killed: {}", f.log.join("\n"));
+        // Restarted on the simulator's clock as it is now.
+        let now = sim_now(&s);
+        let f = follow_until(dir.path(), &p, &now, 120.0, ms(&now) + 10 * 60_000, &[]).await;
+        assert_eq!(f.code, 0, "{point}: {}", f.log.join("\n"));
+        let root = dir.path().join("output");
+        let end = follow_state(&root)["polled_to"].as_i64().unwrap();
+        let landed = raw_agent_events(&root, "2026-11-04");
+        let unique: BTreeSet<_> = landed.iter().cloned().collect();
+        assert_eq!(unique.len(), landed.len(), "{point}: no event twice");
+        assert_eq!(
+            unique,
+            truth_agent_events(&s, ms("2026-11-04T05:00:00Z"), end),
+            "{point}: every event landed"
+        );
+        let (b, _bdir) = batch(
+            "2026-11-04",
+            &gladly_wfm::time::fmt_ts(end),
+            "batch_size = 20",
+        )
+        .await;
+        assert_receiver_equals_batch(&s, &b);
+        // No record was sent twice with the same content: each push carries only changes.
+        let mut sent: BTreeMap<String, usize> = BTreeMap::new();
+        for r in s.wfm.requests() {
+            if r.path == "/api/workactivity/taskdata" && r.status == 200 {
+                let env: Value = serde_json::from_str(&r.body).unwrap();
+                for rec in env["data"].as_array().unwrap() {
+                    *sent.entry(rec.to_string()).or_default() += 1;
+                }
+            }
+        }
+        let twice: Vec<_> = sent.iter().filter(|(_, n)| **n > 1).collect();
+        assert!(twice.is_empty(), "{point}: sent twice: {twice:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn once_a_day_is_complete_its_reconcile_equals_a_plain_run_of_it() {
+    // 22:00 in New York on 11-03; at 1200× the day ends and its report lag (60 min) passes in
+    // about ten seconds.
+    let t0 = "2026-11-04T03:00:00Z";
+    let s = start(
+        world(7, 20, t0),
+        |c| c.speed = 1200.0,
+        WfmSimConfig::default(),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(dir.path(), &s, "", FOLLOW);
+    let text = std::fs::read_to_string(&p)
+        .unwrap()
+        .replace("report_lag_minutes = 120", "report_lag_minutes = 60");
+    std::fs::write(&p, text).unwrap();
+    let f = follow_until(dir.path(), &p, t0, 1200.0, ms("2026-11-04T06:20:00Z"), &[]).await;
+    assert_eq!(f.code, 0, "{}", f.log.join("\n"));
+    let root = dir.path().join("output");
+    assert_eq!(
+        follow_state(&root)["reconciled_through"],
+        "2026-11-03",
+        "{}",
+        f.log.join("\n")
+    );
+    // The reconcile was a plain run of the day: the same run, on a fresh root, at its clock.
+    let reconcile = files(&root.join("_runs"))
+        .into_iter()
+        .map(|f| serde_json::from_slice::<Value>(&std::fs::read(f).unwrap()).unwrap())
+        .find(|m| m["trigger"] == "follow" && m["outcome"] == "ok")
+        .expect("a reconcile manifest");
+    let clock = reconcile["clock"].as_str().unwrap().to_string();
+    let (b, bdir) = batch("2026-11-03", &clock, "").await;
+    let broot = bdir.path().join("output");
+    for d in [
+        "agent_status_segments",
+        "conversations",
+        "work_sessions",
+        "workstream_intervals",
+    ] {
+        let (x, y) = (
+            dataset(&root, d).remove("2026-11-03"),
+            dataset(&broot, d).remove("2026-11-03"),
+        );
+        assert!(y.as_ref().is_some_and(|r| !r.is_empty()), "{d}");
+        assert!(x == y, "{d} of 11-03 differs from a plain run's");
+    }
+    // Events too, but for focus events, which only the Events API carries (DESIGN §6).
+    let no_focus = |root: &Path| {
+        dataset(root, "agent_status_events")
+            .remove("2026-11-03")
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| !r["event_type"].as_str().unwrap().contains("FOCUS"))
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        no_focus(&root) == no_focus(&broot),
+        "agent_status_events of 11-03"
+    );
+    // The receiver's records of 11-03 equal the plain run's.
+    let (lo, hi) = (ms("2026-11-03T05:00:00Z"), ms("2026-11-04T05:00:00Z"));
+    let of_day = |s: &Sims, k: Kind, field: &str| {
+        sorted(
+            s.wfm
+                .store()
+                .kind(k)
+                .into_iter()
+                .filter(|r| {
+                    let t = ms(r[field].as_str().unwrap());
+                    t >= lo && t < hi
+                })
+                .collect(),
+        )
+    };
+    for (k, field) in [
+        (Kind::Tasks, "startTime"),
+        (Kind::Conversations, "dayStart"),
+        (Kind::Intervals, "intervalStart"),
+    ] {
+        let (x, y) = (of_day(&s, k, field), of_day(&b, k, field));
+        assert!(!y.is_empty(), "{k:?}");
+        assert_eq!(x.len(), y.len(), "{k:?} of 11-03: record count");
+        assert!(x == y, "{k:?} of 11-03 differ");
+    }
+}
