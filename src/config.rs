@@ -5,18 +5,49 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use crate::pattern::Matcher;
 use chrono_tz::Tz;
-use regex::Regex;
 use serde::Deserialize;
 use toml::Spanned;
 
-#[derive(Debug, thiserror::Error)]
-#[error("{file}:{line}: {message}")]
+/// A problem with a pipeline file. `line` 0 means the problem is not on a line (the file cannot
+/// be read, is too large); the message then names the file itself.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("{}", self.render())]
 pub struct ConfigError {
     pub file: String,
     pub line: usize,
     pub message: String,
 }
+
+impl ConfigError {
+    fn render(&self) -> String {
+        if self.line == 0 {
+            self.message.clone()
+        } else {
+            format!("{}:{}: {}", self.file, self.line, self.message)
+        }
+    }
+}
+
+/// A section of the pipeline file whose `${VAR}`s only some commands need: `status`, `report`
+/// and `check --offline` never call Gladly or the WFM, so their credentials may be unset
+/// (DESIGN §3). An unset variable there is kept as an error for the command that needs it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Section {
+    Gladly,
+    Wfm,
+}
+
+/// Pipeline files are a few kilobytes; these bounds keep a runaway (generated) file from
+/// taking minutes or gigabytes before it is refused, with room for one rule per inbox of
+/// the largest organisations.
+pub const MAX_FILE_BYTES: u64 = 8 * 1024 * 1024;
+pub const MAX_RULES: usize = 50_000;
+/// The longest folder name common filesystems allow (`name` names folders).
+pub const MAX_NAME_BYTES: usize = 255;
+/// How much of a pattern or a regex error a message quotes.
+const QUOTE_CHARS: usize = 80;
 
 /// A credential: never printed, not even by `{:?}`.
 #[derive(Clone, PartialEq, Eq)]
@@ -211,14 +242,31 @@ struct RawSchedule {
     cron: Spanned<String>,
 }
 
-/// A task or workstream rule: a name and its pattern, anchored to match whole labels.
+/// A task or workstream rule: a name and its pattern, matching whole labels (DESIGN §5).
 #[derive(Clone, Debug)]
 pub struct Rule {
     pub name: String,
     pub pattern: String,
-    pub regex: Regex,
+    pub matcher: Matcher,
     /// Line in the pipeline file, for messages.
     pub line: usize,
+}
+
+impl Rule {
+    /// A rule from its pattern; the error says why the pattern is not one.
+    pub fn new(name: &str, pattern: &str, line: usize) -> Result<Rule, String> {
+        Ok(Rule {
+            name: name.to_string(),
+            pattern: pattern.to_string(),
+            matcher: Matcher::new(pattern)?,
+            line,
+        })
+    }
+
+    /// Whether the pattern matches the whole of `text`.
+    pub fn is_match(&self, text: &str) -> bool {
+        self.matcher.is_match(text)
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -278,17 +326,145 @@ pub struct Pipeline {
     pub schedule: Option<cron::Schedule>,
     pub schedule_expr: Option<String>,
     pub follow: FollowConfig,
+    /// `${VAR}`s of [gladly] and [wfm] that were unset: see `require`.
+    unresolved: Vec<(Section, ConfigError)>,
+}
+
+fn too_large(file: &str, len: usize) -> String {
+    format!(
+        "{file} is {len} bytes, more than the {MAX_FILE_BYTES} a pipeline file may have (is it the right file?)"
+    )
+}
+
+/// TOML errors quote the offending text; a value of megabytes is cut.
+fn quote_long(s: &str) -> String {
+    if s.len() <= 400 {
+        s.to_string()
+    } else {
+        let head: String = s.chars().take(400).collect();
+        format!("{head}… ({} bytes)", s.len())
+    }
 }
 
 struct Ctx<'a> {
     file: String,
     src: &'a str,
     env: &'a dyn Fn(&str) -> Option<String>,
+    /// Byte offset of each line's start: line numbers by binary search, so a file with tens of
+    /// thousands of rules loads in linear time (counting newlines per rule was quadratic).
+    line_starts: Vec<usize>,
+    /// Unset variables of sections that not every command needs.
+    unresolved: std::cell::RefCell<Vec<(Section, ConfigError)>>,
+}
+
+/// `${VAR}` expansion failed: a variable is unset (lazy in some sections), or the text is bad.
+enum ExpandError {
+    Unset(ConfigError),
+    Bad(ConfigError),
+}
+
+impl From<ExpandError> for ConfigError {
+    fn from(e: ExpandError) -> ConfigError {
+        match e {
+            ExpandError::Unset(e) | ExpandError::Bad(e) => e,
+        }
+    }
+}
+
+/// At most `QUOTE_CHARS` characters of `s`, marked when cut.
+fn quote(s: &str) -> String {
+    if s.chars().count() <= QUOTE_CHARS {
+        s.to_string()
+    } else {
+        let head: String = s.chars().take(QUOTE_CHARS).collect();
+        format!("{head}… ({} bytes)", s.len())
+    }
+}
+
+/// Output paths are printed in logs and summaries one per line, and a newline or another
+/// control character in one is almost always a pasting accident: refused, as is an empty one.
+pub fn check_root(root: &str) -> Result<(), String> {
+    if root.trim().is_empty() {
+        return Err(
+            "must not be empty (a directory, relative to the working directory, or a URL)".into(),
+        );
+    }
+    if root.chars().any(char::is_control) {
+        return Err(format!(
+            "{root:?} contains a newline or another control character"
+        ));
+    }
+    Ok(())
 }
 
 impl Ctx<'_> {
+    fn new<'a>(file: String, src: &'a str, env: &'a dyn Fn(&str) -> Option<String>) -> Ctx<'a> {
+        let line_starts = std::iter::once(0)
+            .chain(src.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        Ctx {
+            file,
+            src,
+            env,
+            line_starts,
+            unresolved: Default::default(),
+        }
+    }
+
     fn line(&self, offset: usize) -> usize {
-        self.src[..offset.min(self.src.len())].matches('\n').count() + 1
+        self.line_starts
+            .partition_point(|&s| s <= offset.min(self.src.len()))
+    }
+
+    /// The key a TOML error's span points into, as `table.key` or `tasks[3].key`, or the table
+    /// itself when the span is its header (a missing field). `None` when the span's line
+    /// shows no key (the message then says enough).
+    fn key_at(&self, offset: usize) -> Option<String> {
+        let line_no = self.line(offset);
+        let start = self.line_starts[line_no - 1];
+        let end = self.src[start..]
+            .find('\n')
+            .map_or(self.src.len(), |i| start + i);
+        let text = &self.src[start..end];
+        let header = |t: &str| -> Option<(String, bool)> {
+            let t = t.trim();
+            if let Some(inner) = t.strip_prefix("[[") {
+                Some((inner.split("]]").next()?.trim().to_string(), true))
+            } else {
+                let inner = t.strip_prefix('[')?;
+                Some((inner.split(']').next()?.trim().to_string(), false))
+            }
+        };
+        // The table the line is in: the nearest header above (or on) it, numbered for arrays.
+        let mut table: Option<String> = None;
+        for l in (0..line_no).rev() {
+            let s = self.line_starts[l];
+            let e = self.src[s..].find('\n').map_or(self.src.len(), |i| s + i);
+            if let Some((name, array)) = header(&self.src[s..e]) {
+                table = Some(if array {
+                    let n = self.src[..e]
+                        .lines()
+                        .filter(|x| header(x) == Some((name.clone(), true)))
+                        .count();
+                    format!("{name}[{n}]")
+                } else {
+                    name
+                });
+                break;
+            }
+        }
+        let eq = text.find('=').map(|i| start + i);
+        match eq {
+            Some(eq) if eq < offset => {
+                let key = text[..eq - start].trim().to_string();
+                Some(match table {
+                    Some(t) => format!("{t}.{key}"),
+                    None => key,
+                })
+            }
+            _ if header(text).is_some() => table,
+            _ => None,
+        }
     }
 
     fn err<T>(
@@ -296,15 +472,41 @@ impl Ctx<'_> {
         span: std::ops::Range<usize>,
         message: impl Into<String>,
     ) -> Result<T, ConfigError> {
-        Err(ConfigError {
+        Err(self.error(span, message))
+    }
+
+    fn error(&self, span: std::ops::Range<usize>, message: impl Into<String>) -> ConfigError {
+        ConfigError {
             file: self.file.clone(),
             line: self.line(span.start),
             message: message.into(),
-        })
+        }
     }
 
     /// Expands `${VAR}` from the environment; a missing variable is an error naming it.
     fn expand(&self, key: &str, v: &Spanned<String>) -> Result<String, ConfigError> {
+        Ok(self.expand_raw(key, v)?)
+    }
+
+    /// Expands a value of `section`: an unset variable is recorded for the commands that need
+    /// the section and gives `None`; bad text is an error at once.
+    fn expand_in(
+        &self,
+        section: Section,
+        key: &str,
+        v: &Spanned<String>,
+    ) -> Result<Option<String>, ConfigError> {
+        match self.expand_raw(key, v) {
+            Ok(s) => Ok(Some(s)),
+            Err(ExpandError::Unset(e)) => {
+                self.unresolved.borrow_mut().push((section, e));
+                Ok(None)
+            }
+            Err(ExpandError::Bad(e)) => Err(e),
+        }
+    }
+
+    fn expand_raw(&self, key: &str, v: &Spanned<String>) -> Result<String, ExpandError> {
         let s = v.get_ref();
         let mut out = String::new();
         let mut rest = s.as_str();
@@ -312,16 +514,18 @@ impl Ctx<'_> {
             out.push_str(&rest[..i]);
             let after = &rest[i + 2..];
             let Some(j) = after.find('}') else {
-                return self.err(v.span(), format!("{key}: unterminated `${{` in value"));
+                return Err(ExpandError::Bad(
+                    self.error(v.span(), format!("{key}: unterminated `${{` in value")),
+                ));
             };
             let var = &after[..j];
             match (self.env)(var) {
                 Some(val) => out.push_str(&val),
                 None => {
-                    return self.err(
+                    return Err(ExpandError::Unset(self.error(
                         v.span(),
                         format!("{key}: environment variable {var} is not set"),
-                    )
+                    )))
                 }
             }
             rest = &after[j + 1..];
@@ -330,8 +534,12 @@ impl Ctx<'_> {
         Ok(out)
     }
 
-    fn url(&self, key: &str, v: &Spanned<String>) -> Result<String, ConfigError> {
-        let url = self.expand(key, v)?.trim_end_matches('/').to_string();
+    /// A base URL of `section` (lazy like its credentials: `""` when its variable is unset).
+    fn url(&self, section: Section, key: &str, v: &Spanned<String>) -> Result<String, ConfigError> {
+        let Some(url) = self.expand_in(section, key, v)? else {
+            return Ok(String::new());
+        };
+        let url = url.trim_end_matches('/').to_string();
         let Ok(parsed) = reqwest::Url::parse(&url) else {
             return self.err(v.span(), format!("{key}: `{url}` is not a URL"));
         };
@@ -360,24 +568,20 @@ impl Ctx<'_> {
         raw.iter()
             .enumerate()
             .map(|(i, r)| {
-                let name = r.name.get_ref().clone();
-                let pattern = r.pattern.get_ref().clone();
-                match Regex::new(&format!("^(?:{pattern})$")) {
-                    Ok(regex) => Ok(Rule {
-                        name,
-                        pattern,
-                        regex,
-                        line: self.line(r.pattern.span().start),
-                    }),
-                    Err(e) => self.err(
+                let (name, pattern) = (r.name.get_ref(), r.pattern.get_ref());
+                let line = self.line(r.pattern.span().start);
+                Rule::new(name, pattern, line).map_err(|detail| {
+                    self.error(
                         r.pattern.span(),
                         format!(
-                            "{kind}[{}] \"{name}\": invalid pattern `{pattern}`: {}",
+                            "{kind}[{}] \"{}\": invalid pattern `{}`: {}",
                             i + 1,
-                            e.to_string().lines().last().unwrap_or("")
+                            quote(name),
+                            quote(pattern),
+                            quote(&detail)
                         ),
-                    ),
-                }
+                    )
+                })
             })
             .collect()
     }
@@ -385,11 +589,25 @@ impl Ctx<'_> {
 
 impl Pipeline {
     pub fn load(path: &Path) -> Result<Pipeline, ConfigError> {
-        let src = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            file: path.display().to_string(),
+        let file = path.display().to_string();
+        let fail = |message: String| ConfigError {
+            file: file.clone(),
             line: 0,
-            message: format!("cannot read the pipeline file: {e}"),
-        })?;
+            message,
+        };
+        if path.to_string_lossy().chars().any(char::is_control) {
+            return Err(fail(format!(
+                "the pipeline file name {file:?} contains a newline or another control character"
+            )));
+        }
+        let len = std::fs::metadata(path)
+            .map_err(|e| fail(format!("cannot read {file}: {e}")))?
+            .len();
+        if len > MAX_FILE_BYTES {
+            return Err(fail(too_large(&file, len as usize)));
+        }
+        let src =
+            std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read {file}: {e}")))?;
         Pipeline::parse(path, &src, &|v| std::env::var(v).ok())
     }
 
@@ -398,23 +616,65 @@ impl Pipeline {
         src: &str,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Pipeline, ConfigError> {
-        let cx = Ctx {
-            file: path.display().to_string(),
-            src,
-            env,
-        };
+        let cx = Ctx::new(path.display().to_string(), src, env);
+        if src.len() as u64 > MAX_FILE_BYTES {
+            return Err(ConfigError {
+                file: cx.file.clone(),
+                line: 0,
+                message: too_large(&cx.file, src.len()),
+            });
+        }
         let raw: RawPipeline = match toml::from_str(src) {
             Ok(r) => r,
             Err(e) => {
-                let line = e.span().map(|s| cx.line(s.start)).unwrap_or(0);
-                return Err(ConfigError {
-                    file: cx.file.clone(),
-                    line,
-                    message: e.message().trim().to_string(),
+                let message = quote_long(e.message().trim());
+                return Err(match e.span() {
+                    Some(s) => ConfigError {
+                        file: cx.file.clone(),
+                        line: cx.line(s.start),
+                        // `invalid type: string "ten", expected u32` names no key: add it.
+                        message: match cx.key_at(s.start) {
+                            Some(key) if !message.contains(&format!("`{key}`")) => {
+                                format!("{key}: {message}")
+                            }
+                            _ => message,
+                        },
+                    },
+                    None => ConfigError {
+                        file: cx.file.clone(),
+                        line: 0,
+                        message: format!("{}: {message}", cx.file),
+                    },
                 });
             }
         };
+        for (kind, n, at) in [
+            ("tasks", raw.tasks.len(), raw.tasks.get(MAX_RULES)),
+            (
+                "workstreams",
+                raw.workstreams.len(),
+                raw.workstreams.get(MAX_RULES),
+            ),
+        ] {
+            if let Some(r) = at {
+                return cx.err(
+                    r.name.span(),
+                    format!(
+                        "{kind}: {n} rules are more than the {MAX_RULES} a pipeline file may have"
+                    ),
+                );
+            }
+        }
         let name = raw.name.get_ref().clone();
+        if name.len() > MAX_NAME_BYTES {
+            return cx.err(
+                raw.name.span(),
+                format!(
+                    "name: {} characters are more than the {MAX_NAME_BYTES} a folder name may have (it names the state and manifest folders)",
+                    name.len()
+                ),
+            );
+        }
         if name.is_empty()
             || !name
                 .chars()
@@ -433,10 +693,13 @@ impl Pipeline {
             },
         };
         let g = &raw.gladly;
+        let lazy = |section, key, v| -> Result<String, ConfigError> {
+            Ok(cx.expand_in(section, key, v)?.unwrap_or_default())
+        };
         let gladly = GladlyConfig {
-            base_url: cx.url("gladly.base_url", &g.base_url)?,
-            user: cx.expand("gladly.user", &g.user)?,
-            token: Secret(cx.expand("gladly.token", &g.token)?),
+            base_url: cx.url(Section::Gladly, "gladly.base_url", &g.base_url)?,
+            user: lazy(Section::Gladly, "gladly.user", &g.user)?,
+            token: Secret(lazy(Section::Gladly, "gladly.token", &g.token)?),
             requests_per_second: g.requests_per_second.max(1),
             reports_per_minute: g.reports_per_minute.max(1),
             reports_in_flight: g.reports_in_flight.max(1),
@@ -475,7 +738,11 @@ impl Pipeline {
                         )
                     }
                 };
-                (PathBuf::from(cx.expand("output.root", &o.root)?), c)
+                let root = cx.expand("output.root", &o.root)?;
+                if let Err(e) = check_root(&root) {
+                    return cx.err(o.root.span(), format!("output.root: {e}"));
+                }
+                (PathBuf::from(root), c)
             }
         };
         let mut interval_minutes = 15;
@@ -503,10 +770,14 @@ impl Pipeline {
                 interval_minutes = w.interval_minutes;
                 Some(WfmConfig {
                     enabled: w.enabled,
-                    base_url: cx.url("wfm.base_url", &w.base_url)?,
-                    client_id: cx.expand("wfm.client_id", &w.client_id)?,
-                    client_secret: Secret(cx.expand("wfm.client_secret", &w.client_secret)?),
-                    integration_id: cx.expand("wfm.integration_id", &w.integration_id)?,
+                    base_url: cx.url(Section::Wfm, "wfm.base_url", &w.base_url)?,
+                    client_id: lazy(Section::Wfm, "wfm.client_id", &w.client_id)?,
+                    client_secret: Secret(lazy(
+                        Section::Wfm,
+                        "wfm.client_secret",
+                        &w.client_secret,
+                    )?),
+                    integration_id: lazy(Section::Wfm, "wfm.integration_id", &w.integration_id)?,
                     batch_size: w.batch_size,
                     request_timeout_seconds: w.request_timeout_seconds.max(1),
                     requests_per_30s: w.requests_per_30s.max(1),
@@ -568,7 +839,28 @@ impl Pipeline {
             schedule,
             schedule_expr,
             follow,
+            unresolved: cx.unresolved.take(),
         })
+    }
+
+    /// Fails, naming the variable, file and line, when a `${VAR}` of `section` was unset: for
+    /// the commands that talk to Gladly (`Section::Gladly`) or push to the WFM (`Section::Wfm`).
+    pub fn require(&self, section: Section) -> Result<(), ConfigError> {
+        match self.unresolved.iter().find(|(s, _)| *s == section) {
+            Some((_, e)) => Err(e.clone()),
+            None => Ok(()),
+        }
+    }
+
+    /// `require` for what a run with these stages calls: Gladly to extract, the WFM to push.
+    pub fn require_for_run(&self, extract: bool, push: bool) -> Result<(), ConfigError> {
+        if extract {
+            self.require(Section::Gladly)?;
+        }
+        if push && self.wfm.as_ref().is_some_and(|w| w.enabled) {
+            self.require(Section::Wfm)?;
+        }
+        Ok(())
     }
 
     /// The pipeline's secrets, so logs and manifests can be checked against them.
@@ -635,8 +927,8 @@ pattern = "LOGGED_IN"
         let p = parse(BASE).unwrap();
         assert_eq!(p.gladly.token.expose(), "secret-value");
         assert!(!format!("{p:?}").contains("secret-value"));
-        assert!(p.tasks[0].regex.is_match("LOGGED_IN"));
-        assert!(!p.tasks[0].regex.is_match("LOGGED_IN_X"));
+        assert!(p.tasks[0].is_match("LOGGED_IN"));
+        assert!(!p.tasks[0].is_match("LOGGED_IN_X"));
         assert_eq!(p.tasks[0].line, 12);
     }
 
@@ -649,8 +941,13 @@ pattern = "LOGGED_IN"
 
     #[test]
     fn missing_variable_and_bad_regex_and_plain_http() {
-        let e = parse(&BASE.replace("${TOKEN}", "${NOPE}")).unwrap_err();
+        // An unset credential is an error only for the commands that call Gladly.
+        let p = parse(&BASE.replace("${TOKEN}", "${NOPE}")).unwrap();
+        let e = p.require(Section::Gladly).unwrap_err();
         assert!(e.to_string().contains("NOPE") && e.line == 8, "{e}");
+        assert!(p.require(Section::Wfm).is_ok());
+        let e = parse(&BASE.replace("${TOKEN}", "${NOPE")).unwrap_err();
+        assert!(e.to_string().contains("unterminated"), "{e}");
         let e = parse(&BASE.replace("\"LOGGED_IN\"", "\"LOGGED_(IN\"")).unwrap_err();
         assert!(
             e.to_string().contains("tasks[1] \"In\"") && e.line == 12,

@@ -187,6 +187,15 @@ struct Follower<'a> {
 /// Runs until SIGTERM/SIGINT (exit 0 after the poll in progress), or a refused credential (4).
 pub async fn follow(p: &Pipeline, clock: Clock) -> i32 {
     log::add_secrets(&p.secrets());
+    // Follow polls Gladly and pushes to the WFM, into a root that must be this pipeline's.
+    if let Err(e) = p.require_for_run(true, true) {
+        log::error(e.to_string());
+        return 2;
+    }
+    if let Err(e) = crate::ownership::claim(&p.output_root, &p.name) {
+        log::error(e.to_string());
+        return e.exit_code();
+    }
     let gladly = Arc::new(GladlyClient::new(&p.gladly, Arc::new(Stats::default())));
     let tz = match resolve_timezone(p, &gladly).await {
         Ok(tz) => tz,

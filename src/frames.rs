@@ -189,3 +189,9 @@ pub fn read_parquet(path: &Path) -> PolarsResult<DataFrame> {
     let f = std::fs::File::open(path)?;
     ParquetReader::new(f).finish()
 }
+
+/// Rows in a Parquet file, from its footer (no data is read).
+pub fn parquet_rows(path: &Path) -> PolarsResult<usize> {
+    let f = std::fs::File::open(path)?;
+    ParquetReader::new(f).num_rows()
+}

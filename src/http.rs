@@ -3,8 +3,9 @@
 //! - `SlidingLimiter`: at most N requests in any window (per HTTP method for Gladly; reports get
 //!   a 60-second one), waiting rather than being refused.
 //! - `execute`: sends, and retries 429 / 5xx / timeouts / cut-off bodies with exponential backoff
-//!   and full jitter (or the server's `Retry-After` when it sends one). Any other answer goes
-//!   back to the caller, who knows what a 401 or a 404 means for its API.
+//!   and full jitter (or the server's `Retry-After` when it sends one), logging each retry. A
+//!   host name that does not resolve and a redirect fail at once. Any other answer goes back to
+//!   the caller, who knows what a 401 or a 404 means for its API.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -168,23 +169,59 @@ impl Answer {
     }
 }
 
+/// Why `execute` got no final answer.
 #[derive(Debug, thiserror::Error)]
-#[error("{what}: gave up after {attempts} attempts; last: {last}")]
-pub struct Exhausted {
-    pub what: String,
-    pub attempts: u32,
-    pub last: String,
+pub enum HttpError {
+    /// Every attempt failed with something worth retrying.
+    #[error("{what}: gave up after {attempts} attempts; last: {last}")]
+    Exhausted {
+        what: String,
+        attempts: u32,
+        last: String,
+    },
+    /// The host name does not resolve: a typo in a base URL, not a passing fault, so no retry.
+    #[error("{what}: the host name `{host}` does not resolve ({detail}): check the base_url in the pipeline file")]
+    Unresolvable {
+        what: String,
+        host: String,
+        detail: String,
+    },
+    /// A 3xx: never followed (credentials must not travel to another origin, and Gladly and the
+    /// WFM do not redirect their APIs), so the base URL is probably not the API's own origin.
+    #[error("{what}: HTTP {status} redirect to {target}: the base_url is not the API's origin (use {target} if that is the right host)")]
+    Redirected {
+        what: String,
+        status: u16,
+        target: String,
+    },
+}
+
+/// The name the clients and their callers knew this error by.
+pub type Exhausted = HttpError;
+
+/// A client builder for both APIs: redirects are answers to report, not to follow.
+pub fn client_builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none())
+}
+
+/// How long a wait is, for log lines.
+fn secs(d: Duration) -> String {
+    format!("{:.1} s", d.as_secs_f64())
 }
 
 /// Sends the request `build` makes (again on each attempt) until it gets a final answer.
 /// `limiters` are acquired before every attempt, so retries respect the rate limits too.
+/// Every retry is logged (what failed, attempt n of m, the wait), so a slow or failing server
+/// is visible at once rather than after minutes of silence.
 pub async fn execute(
     what: &str,
     build: impl Fn() -> reqwest::RequestBuilder,
     limiters: &[&SlidingLimiter],
     policy: &RetryPolicy,
     stats: &Stats,
-) -> Result<Answer, Exhausted> {
+) -> Result<Answer, HttpError> {
     let mut last = String::new();
     for attempt in 0..policy.max_attempts {
         if attempt > 0 {
@@ -195,13 +232,28 @@ pub async fn execute(
         }
         stats.requests.fetch_add(1, Ordering::Relaxed);
         let mut wait = policy.backoff(attempt);
+        let mut throttled = false;
         match build().send().await {
             Err(e) => {
                 stats.transport_errors.fetch_add(1, Ordering::Relaxed);
+                if let Some(detail) = dns_failure(&e) {
+                    return Err(HttpError::Unresolvable {
+                        what: what.to_string(),
+                        host: e.url().and_then(|u| u.host_str()).unwrap_or("").to_string(),
+                        detail,
+                    });
+                }
                 last = transport_message(&e);
             }
             Ok(resp) => {
                 let status = resp.status().as_u16();
+                if (300..400).contains(&status) {
+                    return Err(HttpError::Redirected {
+                        what: what.to_string(),
+                        status,
+                        target: redirect_target(&resp),
+                    });
+                }
                 let headers = resp.headers().clone();
                 match resp.bytes().await {
                     Err(e) => {
@@ -217,6 +269,7 @@ pub async fn execute(
                         };
                         if status == 429 {
                             stats.throttled.fetch_add(1, Ordering::Relaxed);
+                            throttled = true;
                             if let Some(secs) = retry_after(&answer.headers) {
                                 wait = Duration::from_secs_f64(secs) + Duration::from_millis(50);
                             }
@@ -232,10 +285,11 @@ pub async fn execute(
             }
         }
         if attempt + 1 < policy.max_attempts {
+            log_retry(what, &last, attempt, policy, wait, throttled);
             tokio::time::sleep(wait).await;
         }
     }
-    Err(Exhausted {
+    Err(HttpError::Exhausted {
         what: what.to_string(),
         attempts: policy.max_attempts,
         last,
@@ -300,10 +354,27 @@ pub async fn execute_streamed(
             l.acquire().await;
         }
         stats.requests.fetch_add(1, Ordering::Relaxed);
+        let mut throttled = false;
         let outcome = match build().send().await {
             Err(e) => {
                 stats.transport_errors.fetch_add(1, Ordering::Relaxed);
+                if let Some(detail) = dns_failure(&e) {
+                    return Err(HttpError::Unresolvable {
+                        what: what.to_string(),
+                        host: e.url().and_then(|u| u.host_str()).unwrap_or("").to_string(),
+                        detail,
+                    }
+                    .into());
+                }
                 Attempt::Retry(transport_message(&e))
+            }
+            Ok(resp) if resp.status().is_redirection() => {
+                return Err(HttpError::Redirected {
+                    what: what.to_string(),
+                    status: resp.status().as_u16(),
+                    target: redirect_target(&resp),
+                }
+                .into());
             }
             Ok(resp) if resp.status().is_success() => {
                 let status = resp.status().as_u16();
@@ -345,6 +416,7 @@ pub async fn execute_streamed(
                 };
                 if status == 429 {
                     stats.throttled.fetch_add(1, Ordering::Relaxed);
+                    throttled = true;
                     if let Some(secs) = retry_after(&answer.headers) {
                         wait = Duration::from_secs_f64(secs) + Duration::from_millis(50);
                     }
@@ -366,10 +438,11 @@ pub async fn execute_streamed(
             Attempt::Fail(e) => return Err(e),
         }
         if attempt + 1 < policy.max_attempts {
+            log_retry(what, &last, attempt, policy, wait, throttled);
             tokio::time::sleep(wait).await;
         }
     }
-    Err(Exhausted {
+    Err(HttpError::Exhausted {
         what: what.to_string(),
         attempts: policy.max_attempts,
         last,
@@ -416,6 +489,61 @@ async fn stream_to(
     }
     file.flush().await.map_err(spool_err)?;
     Ok(())
+}
+
+/// Every retry is a log line: what failed, attempt n of m, the wait.
+fn log_retry(
+    what: &str,
+    last: &str,
+    attempt: u32,
+    policy: &RetryPolicy,
+    wait: Duration,
+    throttled: bool,
+) {
+    let line = format!(
+        "{what}: {last}; retry {} of {} in {}",
+        attempt + 1,
+        policy.max_attempts - 1,
+        secs(wait)
+    );
+    // Throttling is the rate limits doing their job; anything else is a fault.
+    if throttled {
+        crate::log::info(line);
+    } else {
+        crate::log::warn(line);
+    }
+}
+
+/// A name-resolution failure, from the error's chain (reqwest reports it as a connect error).
+fn dns_failure(e: &reqwest::Error) -> Option<String> {
+    let mut source: Option<&dyn std::error::Error> = Some(e);
+    let mut dns = false;
+    let mut detail = String::new();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if text.contains("dns error") || text.contains("failed to lookup address") {
+            dns = true;
+        }
+        detail = text;
+        source = s.source();
+    }
+    dns.then_some(detail)
+}
+
+/// The origin a redirect points at (scheme, host, port: never the path or query, which may
+/// carry tokens).
+fn redirect_target(resp: &reqwest::Response) -> String {
+    let Some(loc) = resp
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return "an unnamed location (no Location header)".into();
+    };
+    match resp.url().join(loc) {
+        Ok(u) => u.origin().ascii_serialization(),
+        Err(_) => "an unreadable Location".into(),
+    }
 }
 
 fn retry_after(h: &HeaderMap) -> Option<f64> {

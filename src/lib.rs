@@ -15,6 +15,8 @@ pub mod load;
 pub mod log;
 pub mod manifest;
 pub mod model;
+pub mod ownership;
+pub mod pattern;
 pub mod pipeline;
 pub mod raw;
 pub mod report;

@@ -18,17 +18,18 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[command(
     name = "gladly-wfm",
     version,
-    about = "Gladly workforce data → a WFM tool and Hive-partitioned Parquet"
+    about = "Gladly workforce data → a WFM tool and Hive-partitioned Parquet",
+    after_help = "Exit codes: 0 done, 1 the run failed (what finished is kept; the next run resumes), 2 usage or configuration error (nothing was fetched), 3 another run of the pipeline holds the lock, 4 Gladly or the WFM refused the credentials.\nStart with `gladly-wfm demo`; `gladly-wfm help COMMAND` describes a command's options."
 )]
 struct Cli {
-    /// Log lines as `text` or `json` (stderr).
-    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
+    /// Log lines (on stderr) as plain `text`, or `json`: one object per line for machines.
+    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"], help_heading = "Global options")]
     log_format: String,
-    /// More log lines.
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    /// More log lines: -v adds debug lines (such as work sessions still open).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, help_heading = "Global options")]
     verbose: u8,
-    /// Fewer log lines (warnings and errors only; -qq errors only).
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    /// Fewer log lines: -q warnings and errors only, -qq errors only.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, help_heading = "Global options")]
     quiet: u8,
     /// The clock, as an RFC 3339 instant (for re-plays and tests); default: now.
     #[arg(long, global = true, hide = true)]
@@ -45,15 +46,19 @@ struct Cli {
 enum Cmd {
     /// Run the whole pipeline on the bundled simulators: no credentials, a few seconds.
     Demo {
+        /// Complete days of simulated history to process (today so far comes on top).
         #[arg(long, default_value_t = 7)]
         days: u32,
+        /// Agents in the simulated organisation.
         #[arg(long, default_value_t = 50)]
         agents: usize,
+        /// Output root for the demo's Parquet, state and manifests (owned by pipeline `demo`).
         #[arg(long, default_value = "output")]
         out: PathBuf,
     },
     /// Run a pipeline once: complete days since the last run, or --from/--to (inclusive).
     Run {
+        /// The pipeline file (TOML; pipelines/nightly.toml is a commented template).
         #[arg(long)]
         pipeline: PathBuf,
         /// First business date (YYYY-MM-DD, pipeline timezone).
@@ -62,7 +67,8 @@ enum Cmd {
         /// Last business date, inclusive.
         #[arg(long)]
         to: Option<String>,
-        /// Comma list of stages: extract,transform,load.
+        /// Comma list of stages: extract (Gladly → raw zone), transform (raw zone → datasets),
+        /// load (datasets → WFM).
         #[arg(long, default_value = "extract,transform,load")]
         stages: String,
         /// Extract and write Parquet, but push nothing to the WFM and move no cursor.
@@ -78,16 +84,21 @@ enum Cmd {
     },
     /// Run the pipeline on its [schedule] cron until SIGINT/SIGTERM.
     Schedule {
+        /// The pipeline file; its [schedule] cron says when to run.
         #[arg(long)]
         pipeline: PathBuf,
     },
     /// Validate a pipeline file, try the credentials, report unmatched labels and inboxes.
     Check {
+        /// The pipeline file to validate.
         #[arg(long)]
         pipeline: PathBuf,
-        /// Do not call Gladly or the WFM.
+        /// Do not call Gladly or the WFM (no credentials needed).
         #[arg(long)]
         offline: bool,
+        /// Exit 1 when a label or inbox seen matches no rule, or a rule matches nothing seen.
+        #[arg(long)]
+        strict: bool,
     },
     /// Write one self-contained HTML page for a business date: each agent's day as a timeline
     /// coloured by task, hours per task, interval volumes, what no rule matched, and the run that
@@ -106,6 +117,7 @@ enum Cmd {
     },
     /// Completed days, last runs, lock holder, next fire time.
     Status {
+        /// The pipeline file (no credentials needed).
         #[arg(long)]
         pipeline: PathBuf,
     },
@@ -120,32 +132,43 @@ enum Cmd {
 enum SimCmd {
     /// The Gladly REST API.
     Gladly {
+        /// Address to listen on; port 0 picks a free one (printed as the first line).
         #[arg(long, default_value = "127.0.0.1:0")]
         addr: String,
+        /// Seed of the simulated organisation: the same seed gives the same data.
         #[arg(long, default_value_t = 42)]
         seed: u64,
+        /// Agents in the organisation.
         #[arg(long, default_value_t = 50)]
         agents: usize,
+        /// Inboxes in the organisation.
         #[arg(long, default_value_t = 5)]
         inboxes: usize,
+        /// Days of history before the simulated clock.
         #[arg(long, default_value_t = 10)]
         days: u32,
         /// The simulated clock (RFC 3339); default: the real clock.
         #[arg(long = "sim-now", alias = "clock")]
         sim_now: Option<String>,
-        /// Comma list of kind:rate, kinds 500, 429, slow, cut.
+        /// Injected faults, a comma list of kind:rate (kinds 500, 429, slow, cut), e.g. 500:0.05,cut:0.01.
         #[arg(long, default_value = "")]
         faults: String,
+        /// The API user it accepts.
         #[arg(long, default_value = "sim@example.com")]
         user: String,
+        /// The API token it accepts.
         #[arg(long, default_value = "sim-token")]
         token: String,
+        /// The organisation's timezone (IANA name).
         #[arg(long, default_value = "America/New_York")]
         timezone: String,
+        /// Requests per second it allows per HTTP method (then 429).
         #[arg(long, default_value_t = 10)]
         rps: usize,
+        /// Report requests it allows in any 60 seconds.
         #[arg(long, default_value_t = 10)]
         reports_per_minute: usize,
+        /// Report requests it allows at once.
         #[arg(long, default_value_t = 2)]
         reports_in_flight: usize,
         /// How long a `slow` fault holds an answer, in milliseconds.
@@ -166,19 +189,25 @@ enum SimCmd {
     },
     /// The WFM push API.
     Wfm {
+        /// Address to listen on; port 0 picks a free one (printed as the first line).
         #[arg(long, default_value = "127.0.0.1:0")]
         addr: String,
+        /// Injected faults, a comma list of kind:rate (kinds 500, 429, slow, cut).
         #[arg(long, default_value = "")]
         faults: String,
         /// Keep the store in this file across restarts.
         #[arg(long)]
         dump: Option<PathBuf>,
+        /// The client id it accepts.
         #[arg(long, default_value = "sim-client")]
         client_id: String,
+        /// The client secret it accepts.
         #[arg(long, default_value = "sim-secret")]
         client_secret: String,
+        /// Lifetime of the access tokens it issues, in seconds.
         #[arg(long, default_value_t = 3600)]
         token_ttl: u64,
+        /// Requests it allows per client in any 30 seconds (then 429 with Retry-After).
         #[arg(long, default_value_t = 100)]
         requests_per_30s: usize,
         /// How long a `slow` fault holds an answer, in milliseconds.
@@ -283,8 +312,9 @@ async fn main() -> ExitCode {
         Cmd::Check {
             pipeline: file,
             offline,
+            strict,
         } => match load(&file) {
-            Ok(p) => code(check::check(&p, offline).await),
+            Ok(p) => code(check::check(&p, offline, strict).await),
             Err(c) => c,
         },
         Cmd::Report {

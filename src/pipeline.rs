@@ -186,6 +186,14 @@ pub async fn run(p: &Pipeline, opts: &RunOptions) -> RunOutcome {
     if opts.from.is_some() != opts.to.is_some() {
         return early(2, "--from and --to go together".into());
     }
+    // Credentials only for the systems this run talks to; the root only if it is ours (§3, §9).
+    let push = opts.stages.load && !opts.dry_run;
+    if let Err(e) = p.require_for_run(opts.stages.extract, push) {
+        return early(2, e.to_string());
+    }
+    if let Err(e) = crate::ownership::claim(&p.output_root, &p.name) {
+        return early(e.exit_code(), e.to_string());
+    }
     let _lock = match RunLock::acquire(&p.state_dir(), &p.name, &run_id) {
         Ok(l) => l,
         Err(e) => {

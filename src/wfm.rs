@@ -64,10 +64,7 @@ impl WfmClient {
     pub fn new(cfg: &WfmConfig, stats: Arc<Stats>) -> WfmClient {
         crate::log::add_credential(&cfg.client_id, cfg.client_secret.expose());
         WfmClient {
-            http: reqwest::Client::builder()
-                .connect_timeout(Duration::from_secs(10))
-                .build()
-                .expect("HTTP client"),
+            http: crate::http::client_builder().build().expect("HTTP client"),
             // The receiver's default limit: 100 requests per 30 s per client.
             limiter: SlidingLimiter::new(cfg.requests_per_30s, Duration::from_secs(30)),
             cfg: cfg.clone(),

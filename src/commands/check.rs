@@ -1,11 +1,12 @@
 //! `gladly-wfm check`: validate the pipeline file, try the credentials (one cheap call each),
 //! and report from the raw zone which labels and inboxes no rule matches, which two rules
-//! match, and which rules match nothing seen.
+//! match, and which rules match nothing seen. With `--strict`, an unmatched label or inbox or a
+//! rule that matches nothing is a failure (exit 1), for CI of pipeline files.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::config::{Pipeline, Rule};
+use crate::config::{Pipeline, Rule, Section};
 use crate::gladly::{GladlyClient, GladlyError};
 use crate::http::Stats;
 use crate::raw;
@@ -17,9 +18,24 @@ use crate::wfm::{WfmClient, WfmError};
 /// How many of the newest raw days `check` reads labels from.
 const CHECK_DAYS: usize = 14;
 
-/// Returns the exit code (0 fine, 4 credentials refused, 1 unreachable).
-pub async fn check(p: &Pipeline, offline: bool) -> i32 {
+/// Returns the exit code (0 fine, 4 credentials refused, 1 unreachable or, with `strict`, a
+/// label, inbox or rule unmatched, 2 a variable the online check needs is unset or the output
+/// root belongs to another pipeline).
+pub async fn check(p: &Pipeline, offline: bool, strict: bool) -> i32 {
     crate::log::add_secrets(&p.secrets());
+    if let Err(e) = crate::ownership::verify(&p.output_root, &p.name) {
+        // Another pipeline's raw zone says nothing about this pipeline's rules.
+        eprintln!("gladly-wfm: {e}");
+        return 2;
+    }
+    if !offline {
+        for section in [Section::Gladly, Section::Wfm] {
+            if let Err(e) = p.require(section) {
+                eprintln!("gladly-wfm: {e} (check --offline needs no credentials)");
+                return 2;
+            }
+        }
+    }
     println!(
         "{}: pipeline file is valid ({} task rules, {} workstream rules)",
         p.file.display(),
@@ -66,8 +82,11 @@ pub async fn check(p: &Pipeline, offline: bool) -> i32 {
         }
     }
     let st = Storage::new(p.output_root.clone(), p.compression);
-    report_labels(p, &st);
-    report_inboxes(p, &st);
+    let problems = report_labels(p, &st) + report_inboxes(p, &st);
+    if strict && problems > 0 {
+        println!("strict: {problems} problem(s) above: every label and inbox seen must match a rule, and every rule something seen");
+        code = code.max(1);
+    }
     code
 }
 
@@ -78,13 +97,16 @@ fn rule_names(rules: &[Rule], idx: &[usize]) -> String {
         .join(", ")
 }
 
-fn report_labels(p: &Pipeline, st: &Storage) {
+/// Prints the label report; returns the number of unmatched labels and unused task rules
+/// (with no raw data, one: nothing can be checked).
+fn report_labels(p: &Pipeline, st: &Storage) -> usize {
     let days = st.partitions(raw::AGENT_EVENTS);
     let newest: Vec<_> = days.iter().rev().take(CHECK_DAYS).collect();
     if newest.is_empty() {
         println!("labels: no raw data yet (run the extract stage first)");
-        return;
+        return 1;
     }
+    let mut problems = 0;
     let mut labels: BTreeMap<String, u64> = BTreeMap::new();
     for d in &newest {
         if let Ok(Some(evs)) = raw::read_agent_events(st, **d) {
@@ -105,7 +127,10 @@ fn report_labels(p: &Pipeline, st: &Storage) {
             used[*i] = true;
         }
         match m.len() {
-            0 => println!("  unmatched label `{l}` ({n} events): no task rule matches"),
+            0 => {
+                problems += 1;
+                println!("  unmatched label `{l}` ({n} events): no task rule matches")
+            }
             1 => {}
             _ => println!(
                 "  label `{l}` ({n} events) matches {}; the first wins",
@@ -115,22 +140,28 @@ fn report_labels(p: &Pipeline, st: &Storage) {
     }
     for (i, u) in used.iter().enumerate() {
         if !u {
+            problems += 1;
             println!(
                 "  task rule \"{}\" (line {}) matches no label seen",
                 p.tasks[i].name, p.tasks[i].line
             );
         }
     }
+    problems
 }
 
-fn report_inboxes(p: &Pipeline, st: &Storage) {
+/// Prints the inbox report; returns the number of unmatched inboxes and unused workstream
+/// rules (with no snapshot, one).
+fn report_inboxes(p: &Pipeline, st: &Storage) -> usize {
     let Ok(Some((_, df))) = raw::newest(st, raw::INBOXES) else {
         println!("inboxes: no snapshot yet (run the extract stage first)");
-        return;
+        return 1;
     };
     let Ok((inboxes, _)) = raw::inboxes_from(&df) else {
-        return;
+        println!("inboxes: the newest snapshot cannot be read");
+        return 1;
     };
+    let mut problems = 0;
     println!("inboxes in the newest snapshot: {}", inboxes.len());
     let mut used = vec![false; p.workstreams.len()];
     for i in &inboxes {
@@ -149,7 +180,10 @@ fn report_inboxes(p: &Pipeline, st: &Storage) {
             if i.disabled { ", disabled" } else { "" }
         );
         match m.len() {
-            0 => println!("  unmatched inbox {name}: no workstream rule matches"),
+            0 => {
+                problems += 1;
+                println!("  unmatched inbox {name}: no workstream rule matches")
+            }
             1 => {}
             _ => println!(
                 "  inbox {name} matches {}; the first wins",
@@ -159,10 +193,12 @@ fn report_inboxes(p: &Pipeline, st: &Storage) {
     }
     for (i, u) in used.iter().enumerate() {
         if !u {
+            problems += 1;
             println!(
                 "  workstream rule \"{}\" (line {}) matches no inbox",
                 p.workstreams[i].name, p.workstreams[i].line
             );
         }
     }
+    problems
 }

@@ -4,15 +4,28 @@
 use std::path::{Path, PathBuf};
 
 use chrono::Duration;
+use serde_json::Value;
 
-use crate::config::Pipeline;
+use crate::config::{check_root, Pipeline};
 use crate::pipeline::{self, last_complete_day, RunOptions, Stages};
 use crate::sim::generator::{Quirks, WorldConfig};
 use crate::sim::gladly::{GladlySim, GladlySimConfig};
 use crate::sim::wfm::{Kind, WfmSim, WfmSimConfig};
+use crate::state::RunLock;
 use crate::time;
 
 const DEMO_TOML: &str = include_str!("../../pipelines/demo.toml");
+
+/// The curated datasets, in the order the summary lists them.
+const DATASETS: [&str; 7] = [
+    crate::transform::datasets::AGENTS,
+    crate::transform::datasets::INBOXES,
+    crate::transform::datasets::AGENT_STATUS_EVENTS,
+    crate::transform::datasets::AGENT_STATUS_SEGMENTS,
+    crate::transform::workstreams::CONVERSATIONS,
+    crate::transform::workstreams::WORK_SESSIONS,
+    crate::transform::workstreams::WORKSTREAM_INTERVALS,
+];
 
 pub struct DemoArgs {
     pub days: u32,
@@ -20,7 +33,37 @@ pub struct DemoArgs {
     pub out: PathBuf,
 }
 
+fn demo_pipeline(out: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Pipeline, String> {
+    let file = Path::new("pipelines/demo.toml");
+    let src = std::fs::read_to_string(file).unwrap_or_else(|_| DEMO_TOML.to_string());
+    let mut p = Pipeline::parse(file, &src, env).map_err(|e| e.to_string())?;
+    check_root(&out.to_string_lossy()).map_err(|e| format!("--out: {e}"))?;
+    p.output_root = out.to_path_buf();
+    Ok(p)
+}
+
 pub async fn demo(a: DemoArgs) -> i32 {
+    // Refusals first, before anything starts or prints: a demo already running on this
+    // output, or an output root that belongs to another pipeline.
+    let p = match demo_pipeline(&a.out, &|_| None) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("gladly-wfm: {e}");
+            return 2;
+        }
+    };
+    if let Some(holder) = RunLock::holder(&p.state_dir()) {
+        eprintln!(
+            "gladly-wfm: another demo is running on {} ({}); wait for it, or use --out for another folder",
+            a.out.display(),
+            holder.trim()
+        );
+        return 3;
+    }
+    if let Err(e) = crate::ownership::verify(&a.out, &p.name) {
+        eprintln!("gladly-wfm: {e}; or use --out for another folder");
+        return e.exit_code();
+    }
     let now = time::now_ms();
     let tz = chrono_tz::America::New_York;
     let world = WorldConfig {
@@ -49,7 +92,6 @@ pub async fn demo(a: DemoArgs) -> i32 {
             return 1;
         }
     };
-    println!("Gladly simulator on http://{g}, WFM simulator on http://{w}");
     let vars = [
         ("GLADLY_BASE_URL", format!("http://{g}")),
         ("GLADLY_API_USER", "sim@example.com".to_string()),
@@ -59,16 +101,13 @@ pub async fn demo(a: DemoArgs) -> i32 {
         ("WFM_CLIENT_SECRET", "sim-secret".to_string()),
     ];
     let env = |k: &str| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone());
-    let file = Path::new("pipelines/demo.toml");
-    let src = std::fs::read_to_string(file).unwrap_or_else(|_| DEMO_TOML.to_string());
-    let mut p = match Pipeline::parse(file, &src, &env) {
+    let p = match demo_pipeline(&a.out, &env) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("{e}");
+            eprintln!("gladly-wfm: {e}");
             return 2;
         }
     };
-    p.output_root = a.out.clone();
     let last = last_complete_day(tz, now, p.report_lag_minutes);
     let today = time::day_of(tz, now);
     let opts = RunOptions {
@@ -80,42 +119,18 @@ pub async fn demo(a: DemoArgs) -> i32 {
         trigger: "demo".into(),
     };
     let outcome = pipeline::run(&p, &opts).await;
-    let m = &outcome.manifest;
-    println!();
-    println!("{:<28} {:>10}", "dataset", "rows");
-    if let Some(rows) = m["rows"].as_object() {
-        for (dataset, days) in rows {
-            let n: u64 = days
-                .as_object()
-                .map(|d| d.values().filter_map(|v| v.as_u64()).sum())
-                .unwrap_or(0);
-            println!("{dataset:<28} {n:>10}");
-        }
+    if outcome.exit_code != 0 {
+        // No table: a failed run's partial counts would read like a result.
+        println!("{}", outcome.summary);
+        return outcome.exit_code;
     }
-    println!();
-    println!("unmatched labels (no task rule):");
-    match m["unmatched_labels"].as_object() {
-        Some(u) if !u.is_empty() => {
-            for (l, n) in u {
-                println!("  {l:<26} {n:>10}");
-            }
-        }
-        _ => println!("  none"),
-    }
-    println!();
-    println!("WFM answers:");
-    if let Some(k) = m["wfm"].as_object() {
-        for (kind, t) in k {
-            println!(
-                "  {kind:<10} batches {:>4}  inserted {:>6}  updated {:>5}  duplicate {:>5}  rejected {:>4}  unknown users {}",
-                t["batches_sent"], t["inserted"], t["updated"], t["duplicate"], t["rejected"],
-                t["unknown_users"].as_array().map(|a| a.len()).unwrap_or(0)
-            );
-        }
-    }
+    println!("Gladly simulator on http://{g}, WFM simulator on http://{w}");
+    print_datasets(&a.out);
+    print_unmatched(&outcome.manifest);
+    print_wfm(&outcome.manifest, &a.out);
     let store = wfm.store();
     println!(
-        "  receiver now holds {} users and {} task records",
+        "  the receiver now holds {} users and {} task records",
         store.kind(Kind::Users).len(),
         store.kind(Kind::Tasks).len()
     );
@@ -124,7 +139,115 @@ pub async fn demo(a: DemoArgs) -> i32 {
         Ok(w) => println!("Report for {}: {}", w.day, w.path.display()),
         Err(e) => eprintln!("demo: no report: {e}"),
     }
-    println!("Parquet under {}/ (read it with DuckDB: SELECT * FROM '{}/agent_status_segments/*/*.parquet')", a.out.display(), a.out.display());
+    println!(
+        "Parquet under {}/ — see the README's recipes, e.g. with DuckDB:",
+        a.out.display()
+    );
+    println!(
+        "  SELECT task, sum(duration_seconds) / 3600 AS hours FROM '{}/agent_status_segments/*/*.parquet' WHERE axis = 'status' GROUP BY ALL ORDER BY hours DESC;",
+        a.out.display()
+    );
     println!("{}", outcome.summary);
-    outcome.exit_code
+    0
+}
+
+/// Rows of every partition on disk (this run's and earlier runs'), from the Parquet footers.
+fn print_datasets(root: &Path) {
+    println!();
+    println!("{:<24} {:>12} {:>6}", "dataset", "rows on disk", "days");
+    for d in DATASETS {
+        let mut rows = 0;
+        let mut days = 0;
+        let mut parts: Vec<PathBuf> = std::fs::read_dir(root.join(d))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path().join("part-0.parquet"))
+            .filter(|f| f.exists())
+            .collect();
+        parts.sort();
+        for f in parts {
+            match crate::frames::parquet_rows(&f) {
+                Ok(n) => {
+                    rows += n;
+                    days += 1;
+                }
+                Err(e) => println!("  {}: unreadable: {e}", f.display()),
+            }
+        }
+        println!("{d:<24} {rows:>12} {days:>6}");
+    }
+}
+
+fn print_unmatched(m: &Value) {
+    println!();
+    println!("labels no task rule matches (kept with task = null):");
+    match m["unmatched_labels"].as_object() {
+        Some(u) if !u.is_empty() => {
+            for (l, n) in u {
+                println!("  {l:<26} {n:>8} events");
+            }
+        }
+        _ => println!("  none"),
+    }
+    println!("inboxes no workstream rule matches (kept with workstream = null):");
+    match m["unmatched_inboxes"].as_object() {
+        Some(u) if !u.is_empty() => {
+            for l in u.keys() {
+                println!("  {l}");
+            }
+        }
+        _ => println!("  none"),
+    }
+}
+
+/// The WFM's answers per kind, what went without a workstream, and why `sent` and `inserted`
+/// may differ.
+fn print_wfm(m: &Value, root: &Path) {
+    println!();
+    println!("WFM answers (records sent by this run, and what the receiver did with them):");
+    println!(
+        "  {:<14} {:>7} {:>9} {:>8} {:>10} {:>9}",
+        "kind", "sent", "inserted", "updated", "duplicate", "rejected"
+    );
+    let Some(kinds) = m["wfm"].as_object() else {
+        println!("  nothing pushed");
+        return;
+    };
+    let n = |v: &Value| v.as_u64().unwrap_or(0);
+    let mut unknown: std::collections::BTreeSet<&str> = Default::default();
+    let mut no_workstream = 0;
+    for (kind, t) in kinds {
+        println!(
+            "  {kind:<14} {:>7} {:>9} {:>8} {:>10} {:>9}",
+            n(&t["records"]),
+            n(&t["inserted"]),
+            n(&t["updated"]),
+            n(&t["duplicate"]),
+            n(&t["rejected"]),
+        );
+        no_workstream += n(&t["unmatched_workstream"]);
+        for u in t["unknown_users"].as_array().into_iter().flatten() {
+            unknown.extend(u.as_str());
+        }
+    }
+    println!("  sent = inserted + updated + duplicate + rejected: a record the receiver already");
+    println!(
+        "  held unchanged is a duplicate, with other content an update (re-runs replace a day)."
+    );
+    if no_workstream > 0 {
+        println!(
+            "  {no_workstream} interval records are of inboxes no workstream rule matches: sent with workstream = null"
+        );
+        println!(
+            "  (the WFM lists them as unmatched volume; in {}/workstream_intervals too).",
+            root.display()
+        );
+    }
+    println!(
+        "  unknown users: {} — agents on the status segments sent whom the WFM has no user for (named by",
+        unknown.len()
+    );
+    println!("  e-mail, or by Gladly id for agents missing from Gladly's /agents, whose e-mail is null);");
+    println!("  the receiver stores their records unassigned.");
 }

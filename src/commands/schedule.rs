@@ -16,6 +16,11 @@ pub async fn schedule(p: &Pipeline) -> i32 {
         );
         return 2;
     };
+    // Every fire extracts and pushes: unset credentials fail now, not at the first fire.
+    if let Err(e) = p.require_for_run(true, true) {
+        eprintln!("gladly-wfm: {e}");
+        return 2;
+    }
     let tz = p.schedule_timezone();
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");

@@ -109,8 +109,7 @@ struct RawTeam {
 impl GladlyClient {
     pub fn new(cfg: &GladlyConfig, stats: Arc<Stats>) -> GladlyClient {
         crate::log::add_credential(&cfg.user, cfg.token.expose());
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
+        let http = crate::http::client_builder()
             .user_agent(concat!("gladly-wfm/", env!("CARGO_PKG_VERSION")))
             .build()
             .expect("HTTP client");

@@ -9,7 +9,7 @@ use crate::config::Rule;
 pub fn first_match(rules: &[Rule], candidates: &[&str]) -> Option<usize> {
     rules
         .iter()
-        .position(|r| candidates.iter().any(|c| r.regex.is_match(c)))
+        .position(|r| candidates.iter().any(|c| r.is_match(c)))
 }
 
 /// Every rule that matches (for `check`'s "matched by two rules" report).
@@ -17,7 +17,7 @@ pub fn all_matches(rules: &[Rule], candidates: &[&str]) -> Vec<usize> {
     rules
         .iter()
         .enumerate()
-        .filter(|(_, r)| candidates.iter().any(|c| r.regex.is_match(c)))
+        .filter(|(_, r)| candidates.iter().any(|c| r.is_match(c)))
         .map(|(i, _)| i)
         .collect()
 }
@@ -58,15 +58,9 @@ impl<'a> LabelMatcher<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use regex::Regex;
 
     fn rule(name: &str, p: &str) -> Rule {
-        Rule {
-            name: name.into(),
-            pattern: p.into(),
-            regex: Regex::new(&format!("^(?:{p})$")).unwrap(),
-            line: 1,
-        }
+        Rule::new(name, p, 1).unwrap()
     }
 
     #[test]

@@ -355,12 +355,7 @@ mod tests {
             name: Some("Support".into()),
             disabled: false,
         };
-        let rule = Rule {
-            name: "S".into(),
-            pattern: "Support".into(),
-            regex: regex::Regex::new("^(?:Support)$").unwrap(),
-            line: 1,
-        };
+        let rule = Rule::new("S", "Support", 1).unwrap();
         let mut m = InboxMap::new(&[inbox], &[rule]);
         let q = 15 * 60_000;
         let rows = intervals(

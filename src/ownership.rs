@@ -1,0 +1,134 @@
+//! One pipeline per output root (DESIGN §9). The first run writes `<root>/_pipeline` with the
+//! pipeline's name; a pipeline of another name pointed at that root is refused before any
+//! request, since its raw zone, datasets and WFM pushes would mix with the owner's (two
+//! pipelines' `agent_status_events/date=D` would overwrite each other).
+
+use std::path::{Path, PathBuf};
+
+pub const OWNER_FILE: &str = "_pipeline";
+
+#[derive(Debug, thiserror::Error)]
+pub enum OwnershipError {
+    #[error("output root {root} belongs to pipeline `{owner}` ({how}), not to `{pipeline}`: give `{pipeline}` its own output.root, or remove {root} if `{owner}`'s data is no longer wanted")]
+    Other {
+        root: String,
+        owner: String,
+        pipeline: String,
+        how: String,
+    },
+    #[error("cannot claim the output root: {path}: {detail}")]
+    Io { path: String, detail: String },
+}
+
+impl OwnershipError {
+    /// Another owner is a configuration error (2); a root that cannot be written fails the run (1).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            OwnershipError::Other { .. } => 2,
+            OwnershipError::Io { .. } => 1,
+        }
+    }
+}
+
+fn owner_file(root: &Path) -> PathBuf {
+    root.join(OWNER_FILE)
+}
+
+/// Who owns `root`, and how that is known: its `_pipeline` file, or, for a root written before
+/// that file existed, the one pipeline with state there.
+fn owner(root: &Path, pipeline: &str) -> Option<(String, String)> {
+    let file = owner_file(root);
+    if let Ok(text) = std::fs::read_to_string(&file) {
+        let name = text.trim().to_string();
+        if !name.is_empty() {
+            return Some((name, file.display().to_string()));
+        }
+    }
+    let state = root.join("_state");
+    let mut others: Vec<String> = std::fs::read_dir(&state)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .collect();
+    if others.iter().any(|n| n == pipeline) {
+        return None;
+    }
+    others.sort();
+    let first = others.into_iter().next()?;
+    Some((
+        first.clone(),
+        format!("its state is in {}/{first}", state.display()),
+    ))
+}
+
+/// Refuses a root owned by another pipeline, without writing anything (for `check`).
+pub fn verify(root: &Path, pipeline: &str) -> Result<(), OwnershipError> {
+    match owner(root, pipeline) {
+        Some((owner, how)) if owner != pipeline => Err(OwnershipError::Other {
+            root: root.display().to_string(),
+            owner,
+            pipeline: pipeline.to_string(),
+            how,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// `verify`, then records `pipeline` as the owner if the root has none yet. The file is
+/// created whole or not at all (hard link of a finished temporary file), so of two pipelines
+/// claiming one new root at once exactly one wins.
+pub fn claim(root: &Path, pipeline: &str) -> Result<(), OwnershipError> {
+    verify(root, pipeline)?;
+    let file = owner_file(root);
+    if file.exists() {
+        return Ok(());
+    }
+    let io = |p: &Path, e: std::io::Error| OwnershipError::Io {
+        path: p.display().to_string(),
+        detail: e.to_string(),
+    };
+    std::fs::create_dir_all(root).map_err(|e| io(root, e))?;
+    let tmp = root.join(format!(".{OWNER_FILE}.tmp-{}", std::process::id()));
+    std::fs::write(&tmp, format!("{pipeline}\n")).map_err(|e| io(&tmp, e))?;
+    let linked = std::fs::hard_link(&tmp, &file);
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => Ok(()),
+        // Someone claimed it between our look and our link: their claim stands.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => verify(root, pipeline),
+        Err(e) => Err(io(&file, e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_claim_wins_and_another_name_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("out");
+        claim(&root, "demo").unwrap();
+        claim(&root, "demo").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(root.join(OWNER_FILE)).unwrap(),
+            "demo\n"
+        );
+        let e = claim(&root, "nightly").unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        let m = e.to_string();
+        assert!(m.contains("`demo`") && m.contains("`nightly`"), "{m}");
+        assert!(m.contains(&root.display().to_string()), "{m}");
+    }
+
+    #[test]
+    fn a_root_from_before_the_owner_file_belongs_to_the_pipeline_with_state_there() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("_state/demo")).unwrap();
+        assert!(verify(dir.path(), "nightly").is_err());
+        claim(dir.path(), "demo").unwrap();
+        assert!(dir.path().join(OWNER_FILE).exists());
+    }
+}

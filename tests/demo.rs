@@ -1,0 +1,95 @@
+//! `gladly-wfm demo`, as a newcomer meets it: a refused demo says so first and prints nothing
+//! that looks like a result; a finished one counts what is on disk and explains what was not
+//! matched and what the WFM's answers mean.
+
+mod util;
+
+use util::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_demo_refused_by_the_lock_fails_first_and_prints_no_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("output/_state/demo");
+    let _held = gladly_wfm::state::RunLock::acquire(&state, "demo", "another-demo").unwrap();
+    let o = bin(dir.path(), &["demo", "--days", "1", "--agents", "3"], &[]).await;
+    assert_eq!(o.code, 3, "{o}");
+    assert!(
+        o.stderr.contains("another demo is running on output") && o.stderr.contains("another-demo"),
+        "{o}"
+    );
+    assert!(o.stdout.is_empty(), "no table, no 'Parquet under': {o}");
+    assert!(!dir.path().join("output/agents").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_summary_counts_rows_on_disk_and_explains_what_was_not_matched() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = bin(dir.path(), &["demo", "--days", "3", "--agents", "6"], &[]).await;
+    assert_eq!(o.code, 0, "{o}");
+    // A second, shorter demo: the table counts every partition on disk, not this run's rows.
+    let o = bin(dir.path(), &["demo", "--days", "1", "--agents", "6"], &[]).await;
+    assert_eq!(o.code, 0, "{o}");
+    let root = dir.path().join("output");
+    for d in [
+        "agent_status_events",
+        "agent_status_segments",
+        "conversations",
+        "work_sessions",
+        "workstream_intervals",
+    ] {
+        let parts = dataset(&root, d);
+        let rows: usize = parts.values().map(|r| r.len()).sum();
+        let line = o
+            .stdout
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(d))
+            .unwrap_or_else(|| panic!("{d} in the table: {o}"));
+        let cells: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(
+            cells[1..],
+            [rows.to_string(), parts.len().to_string()],
+            "{line}"
+        );
+    }
+    let m = latest_manifest(&root);
+    let this_run: u64 = m["rows"]["agent_status_segments"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    let on_disk: usize = dataset(&root, "agent_status_segments")
+        .values()
+        .map(|r| r.len())
+        .sum();
+    assert!(
+        (this_run as usize) < on_disk,
+        "the second run wrote fewer rows than the disk holds"
+    );
+    // What was not matched and not pushed, and what the WFM's columns mean.
+    assert!(o.stdout.contains("labels no task rule matches"), "{o}");
+    assert!(
+        o.stdout.contains("inboxes no workstream rule matches"),
+        "{o}"
+    );
+    let unmatched = m["wfm"]["intervals"]["unmatched_workstream"]
+        .as_u64()
+        .unwrap();
+    assert!(unmatched > 0, "the demo has an unmatched inbox");
+    assert!(
+        o.stdout.contains(&format!(
+            "{unmatched} interval records are of inboxes no workstream rule matches: sent with workstream = null"
+        )),
+        "{o}"
+    );
+    assert!(
+        o.stdout
+            .contains("sent = inserted + updated + duplicate + rejected"),
+        "{o}"
+    );
+    assert!(
+        o.stdout
+            .contains("agents on the status segments sent whom the WFM has no user for"),
+        "{o}"
+    );
+}
