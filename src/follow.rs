@@ -387,8 +387,8 @@ impl Follower<'_> {
             let (agent_lines, conversation_lines) = split_by_entity(&bytes);
             let what = format!("events {}..{}", time::fmt_ts(start), time::fmt_ts(end));
             let req = decode::Request::new(what, start, end, tz);
-            let agents = decode::agent_events_jsonl(&agent_lines[..], &req)
-                .map_err(FollowError::Failed)?;
+            let agents =
+                decode::agent_events_jsonl(&agent_lines[..], &req).map_err(FollowError::Failed)?;
             let conversations = decode::conversation_events_jsonl(&conversation_lines[..], &req)
                 .map_err(FollowError::Failed)?;
             // A window whose lines mostly fail to parse is an error, not an empty window.

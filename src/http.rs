@@ -605,4 +605,98 @@ mod tests {
             assert!(p.backoff(a) <= p.cap);
         }
     }
+
+    /// Full jitter: attempt `a` waits a uniform time in [0, min(cap, base·2^a)]: the bound
+    /// doubles until the cap, draws fill the range (not always the bound, not always zero).
+    #[test]
+    fn backoff_is_exponential_with_full_jitter_up_to_the_cap() {
+        let p = RetryPolicy {
+            max_attempts: 8,
+            base: Duration::from_millis(100),
+            cap: Duration::from_secs(5),
+        };
+        for a in 0..10u32 {
+            let bound = (p.base * 2u32.pow(a)).min(p.cap);
+            let draws: Vec<Duration> = (0..2_000).map(|_| p.backoff(a)).collect();
+            assert!(
+                draws.iter().all(|d| *d <= bound),
+                "attempt {a}: over {bound:?}"
+            );
+            let max = draws.iter().max().unwrap();
+            let mean = draws.iter().sum::<Duration>() / draws.len() as u32;
+            assert!(
+                *max >= bound.mul_f64(0.95),
+                "attempt {a}: reaches its bound"
+            );
+            assert!(
+                mean >= bound.mul_f64(0.4) && mean <= bound.mul_f64(0.6),
+                "attempt {a}: uniform in [0, {bound:?}], mean {mean:?}"
+            );
+        }
+    }
+
+    /// A one-shot loopback server: answers each connection with the next canned response.
+    async fn canned(answers: Vec<&'static str>) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/x", l.local_addr().unwrap());
+        tokio::spawn(async move {
+            for a in answers {
+                let (mut c, _) = l.accept().await.unwrap();
+                let mut buf = [0u8; 4096];
+                let _ = c.read(&mut buf).await;
+                let _ = c.write_all(a.as_bytes()).await;
+                let _ = c.shutdown().await;
+            }
+        });
+        url
+    }
+
+    /// On a paused clock: a 429's `Retry-After` is waited out exactly (plus a small margin),
+    /// not the much shorter backoff; 5xx answers back off within the policy's bounds.
+    #[tokio::test(start_paused = true)]
+    async fn retry_after_is_honoured_and_5xx_backs_off_on_a_paused_clock() {
+        let url = canned(vec![
+            "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 7\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+        ])
+        .await;
+        let http = reqwest::Client::builder().build().unwrap();
+        let policy = RetryPolicy {
+            max_attempts: 3,
+            base: Duration::from_millis(10),
+            cap: Duration::from_millis(20),
+        };
+        let stats = Stats::default();
+        let t = Instant::now();
+        let a = execute("GET /x", || http.get(&url), &[], &policy, &stats)
+            .await
+            .unwrap();
+        assert_eq!(a.status, 200);
+        let waited = t.elapsed();
+        assert!(
+            waited >= Duration::from_secs(7) && waited < Duration::from_millis(7_200),
+            "Retry-After: 7 waited {waited:?}"
+        );
+        assert_eq!(stats.throttled.load(Ordering::Relaxed), 1);
+
+        let url = canned(vec![
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        ])
+        .await;
+        let t = Instant::now();
+        let e = execute("GET /x", || http.get(&url), &[], &policy, &stats)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("gave up after 3 attempts"), "{e}");
+        // Two waits, each within [0, min(cap, base·2^attempt)].
+        assert!(
+            t.elapsed() <= Duration::from_millis(20 + 20),
+            "{:?}",
+            t.elapsed()
+        );
+        assert_eq!(stats.retries.load(Ordering::Relaxed), 3);
+    }
 }

@@ -55,6 +55,10 @@ enum Cmd {
         /// Output root for the demo's Parquet, state and manifests (owned by pipeline `demo`).
         #[arg(long, default_value = "output")]
         out: PathBuf,
+        /// After the batch part, run `follow` against the simulators on a live clock and print
+        /// the WFM's open agent states as they change, until Ctrl-C.
+        #[arg(long)]
+        follow: bool,
     },
     /// Run a pipeline once: complete days since the last run, or --from/--to (inclusive).
     Run {
@@ -257,9 +261,20 @@ async fn main() -> ExitCode {
         },
     };
     match cli.cmd {
-        Cmd::Demo { days, agents, out } => {
-            code(demo::demo(demo::DemoArgs { days, agents, out }).await)
-        }
+        Cmd::Demo {
+            days,
+            agents,
+            out,
+            follow,
+        } => code(
+            demo::demo(demo::DemoArgs {
+                days,
+                agents,
+                out,
+                follow,
+            })
+            .await,
+        ),
         Cmd::Run {
             pipeline: file,
             from,

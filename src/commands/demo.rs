@@ -31,6 +31,8 @@ pub struct DemoArgs {
     pub days: u32,
     pub agents: usize,
     pub out: PathBuf,
+    /// Then `follow` on a live clock until Ctrl-C.
+    pub follow: bool,
 }
 
 fn demo_pipeline(out: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Pipeline, String> {
@@ -77,6 +79,10 @@ pub async fn demo(a: DemoArgs) -> i32 {
     };
     let mut gcfg = GladlySimConfig::new(world);
     gcfg.reports_per_minute = 600;
+    if a.follow {
+        // The simulated organisation lives on in real time: events appear as they happen.
+        gcfg.speed = 1.0;
+    }
     let gladly = GladlySim::new(gcfg);
     let wfm = WfmSim::new(WfmSimConfig {
         requests_per_30s: 1000,
@@ -148,7 +154,69 @@ pub async fn demo(a: DemoArgs) -> i32 {
         a.out.display()
     );
     println!("{}", outcome.summary);
+    if a.follow {
+        return follow_live(&p, &wfm).await;
+    }
     0
+}
+
+/// `demo --follow`: the follower on the real clock against the live simulator, and a line for
+/// every agent state the WFM sees change, until Ctrl-C.
+async fn follow_live(p: &Pipeline, wfm: &std::sync::Arc<WfmSim>) -> i32 {
+    println!();
+    println!(
+        "Following: every {} s the Events API is read and the WFM updated (Ctrl-C to stop).",
+        p.follow.poll_seconds
+    );
+    let watch = {
+        let wfm = wfm.clone();
+        tokio::spawn(async move {
+            let mut seen: std::collections::BTreeMap<(String, String), String> = Default::default();
+            let mut first = true;
+            loop {
+                let mut now: std::collections::BTreeMap<(String, String), String> =
+                    Default::default();
+                for t in wfm.store().kind(Kind::Tasks) {
+                    if !t["endTime"].is_null() {
+                        continue;
+                    }
+                    let who = t["userEmail"]
+                        .as_str()
+                        .or(t["userIdentifier"].as_str())
+                        .unwrap_or("?")
+                        .to_string();
+                    let axis = t["axis"].as_str().unwrap_or("").to_string();
+                    let state = format!(
+                        "{} ({}, since {})",
+                        t["status"].as_str().unwrap_or(""),
+                        t["task"].as_str().unwrap_or("no task"),
+                        t["startTime"].as_str().unwrap_or("")
+                    );
+                    now.insert((who, axis), state);
+                }
+                if !first {
+                    for (k, v) in &now {
+                        if seen.get(k) != Some(v) {
+                            println!(
+                                "  {} {:<28} {:<12} → {v}",
+                                time::fmt_ts(time::now_ms()),
+                                k.0,
+                                k.1
+                            );
+                        }
+                    }
+                } else {
+                    println!("  the WFM holds {} open agent states", now.len());
+                }
+                first = false;
+                seen = now;
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            }
+        })
+    };
+    let code = crate::follow::follow(p, time::Clock::real()).await;
+    watch.abort();
+    code
 }
 
 /// Rows of every partition on disk (this run's and earlier runs'), from the Parquet footers.
