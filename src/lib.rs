@@ -15,6 +15,7 @@ pub mod load;
 pub mod log;
 pub mod manifest;
 pub mod model;
+pub mod options;
 pub mod ownership;
 pub mod pattern;
 pub mod pipeline;

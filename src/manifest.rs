@@ -13,29 +13,10 @@ use crate::config::Pipeline;
 use crate::load::push::PushTotals;
 use crate::log;
 use crate::model::SetAside;
-use crate::pipeline::RunOptions;
+use crate::options::RunOptions;
 use crate::time::{self, Ms};
 use crate::transform::datasets::{self as ds, Unmatched};
-
-/// What transforming a day produced, merged into the run's tally by the run's task.
-#[derive(Default)]
-pub struct DayOut {
-    pub rows: Vec<(&'static str, NaiveDate, usize)>,
-    pub unmatched_labels: Unmatched,
-    pub unknown_inboxes: BTreeMap<String, u64>,
-}
-
-impl DayOut {
-    pub fn merge(&mut self, other: DayOut) {
-        self.rows.extend(other.rows);
-        for (k, n) in other.unmatched_labels {
-            *self.unmatched_labels.entry(k).or_default() += n;
-        }
-        for (k, n) in other.unknown_inboxes {
-            *self.unknown_inboxes.entry(k).or_default() += n;
-        }
-    }
-}
+use crate::transform::stage::DayOut;
 
 /// Counts for the manifest, gathered as the run goes.
 #[derive(Default)]

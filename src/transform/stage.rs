@@ -2,6 +2,8 @@
 //! of the raw zone and the pipeline file; the run carries each stream's state from one day to
 //! the next (and rebuilds it from the look-back days when it starts).
 
+use std::collections::BTreeMap;
+
 use chrono::{Duration, NaiveDate};
 use chrono_tz::Tz;
 
@@ -10,7 +12,6 @@ use super::rules::LabelMatcher;
 use super::segments::{advance_state, day_segments, StartState};
 use super::workstreams::{self as wsd, ConvStates, InboxMap};
 use crate::config::Pipeline;
-use crate::manifest::DayOut;
 use crate::model::InboxDim;
 use crate::raw;
 use crate::storage::{Storage, StorageError};
@@ -26,6 +27,26 @@ pub enum TransformError {
 
 fn frame_err(what: String) -> impl FnOnce(polars::prelude::PolarsError) -> TransformError {
     move |e| TransformError::Failed(format!("{what}: {e}"))
+}
+
+/// What transforming a day produced, merged into the run's tally by the run's task.
+#[derive(Default)]
+pub struct DayOut {
+    pub rows: Vec<(&'static str, NaiveDate, usize)>,
+    pub unmatched_labels: Unmatched,
+    pub unknown_inboxes: BTreeMap<String, u64>,
+}
+
+impl DayOut {
+    pub fn merge(&mut self, other: DayOut) {
+        self.rows.extend(other.rows);
+        for (k, n) in other.unmatched_labels {
+            *self.unmatched_labels.entry(k).or_default() += n;
+        }
+        for (k, n) in other.unknown_inboxes {
+            *self.unknown_inboxes.entry(k).or_default() += n;
+        }
+    }
 }
 
 pub struct Transformer<'a> {
