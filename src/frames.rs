@@ -137,10 +137,11 @@ impl FrameReader<'_> {
     }
 }
 
-/// Encodes a frame as Parquet with statistics into `file`.
-pub fn write_parquet(
+/// Encodes a frame as Parquet with statistics into `file` (a file on disk, or a buffer that
+/// becomes one object).
+pub fn write_parquet<W: std::io::Write>(
     df: &mut DataFrame,
-    file: &mut std::fs::File,
+    file: W,
     compression: Compression,
 ) -> PolarsResult<u64> {
     let c = match compression {
@@ -188,4 +189,9 @@ fn plain_arrow_schema(df: &DataFrame) -> KeyValueMetadata {
 pub fn read_parquet(path: &Path) -> PolarsResult<DataFrame> {
     let f = std::fs::File::open(path)?;
     ParquetReader::new(f).finish()
+}
+
+/// Decodes a Parquet file fetched whole (an object).
+pub fn read_parquet_bytes(bytes: bytes::Bytes) -> PolarsResult<DataFrame> {
+    ParquetReader::new(std::io::Cursor::new(bytes)).finish()
 }

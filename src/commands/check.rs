@@ -65,7 +65,14 @@ pub async fn check(p: &Pipeline, offline: bool) -> i32 {
             }
         }
     }
-    let st = Storage::new(p.output_root.clone(), p.compression);
+    let root = match p.root() {
+        Ok(r) => r,
+        Err(e) => {
+            println!("output: {e}");
+            return 2;
+        }
+    };
+    let st = Storage::new(root, p.compression);
     report_labels(p, &st);
     report_inboxes(p, &st);
     code
@@ -79,7 +86,13 @@ fn rule_names(rules: &[Rule], idx: &[usize]) -> String {
 }
 
 fn report_labels(p: &Pipeline, st: &Storage) {
-    let days = st.partitions(raw::AGENT_EVENTS);
+    let days = match st.partitions(raw::AGENT_EVENTS) {
+        Ok(d) => d,
+        Err(e) => {
+            println!("labels: cannot list the raw zone: {e}");
+            return;
+        }
+    };
     let newest: Vec<_> = days.iter().rev().take(CHECK_DAYS).collect();
     if newest.is_empty() {
         println!("labels: no raw data yet (run the extract stage first)");

@@ -68,7 +68,7 @@ pub async fn demo(a: DemoArgs) -> i32 {
             return 2;
         }
     };
-    p.output_root = a.out.clone();
+    p.output_root = crate::storage::RootSpec::Local(a.out.clone());
     let last = last_complete_day(tz, now, p.report_lag_minutes);
     let today = time::day_of(tz, now);
     let opts = RunOptions {

@@ -4,7 +4,6 @@
 //! so an interrupted push resumes at the first unacknowledged one.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -117,7 +116,10 @@ pub fn remember_users(records: &[Value], pushed: &mut BTreeMap<String, PushedUse
             pushed.insert(
                 email.to_string(),
                 PushedUser {
-                    agent_id: r["integrationIdentifier"].as_str().unwrap_or("").to_string(),
+                    agent_id: r["integrationIdentifier"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string(),
                     name: r["name"].as_str().map(str::to_string),
                 },
             );
@@ -282,7 +284,7 @@ pub async fn push_plan(
     client: &WfmClient,
     plan: &PushPlan,
     state: &mut PipelineState,
-    state_dir: &Path,
+    state_dir: &crate::storage::Dir,
     totals: &mut BTreeMap<String, PushTotals>,
     kind: &str,
     interrupt: &crate::interrupt::Interrupt,
