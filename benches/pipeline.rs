@@ -175,6 +175,7 @@ fn main() {
     if std::env::var("BENCH_S3_ONLY").is_ok_and(|v| v == "1") {
         object_store_backfill(&dir, &url, factor, days);
         let _ = sim.kill();
+        let _ = sim.wait();
         return;
     }
 
@@ -401,9 +402,9 @@ fn main() {
     }
 }
 
-/// 6. The same backfill to a local disk and to an `s3://` root on moto's S3 server (loopback,
-/// in memory: its wall time is a comparison on this machine, not an S3 figure; the request count
-/// is what a real bucket would bill).
+/// Figure 6: the same backfill to a local disk and to an `s3://` root on moto's S3 server
+/// (loopback, in memory: its wall time is a comparison on this machine, not an S3 figure; the
+/// request count is what a real bucket would bill).
 fn object_store_backfill(dir: &Path, url: &str, factor: u64, days: u64) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
