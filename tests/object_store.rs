@@ -335,3 +335,27 @@ async fn a_killed_holders_lock_is_taken_over_after_its_lease() {
         "the takeover is logged, naming the dead holder: {after}"
     );
 }
+
+#[tokio::test]
+async fn a_plain_http_endpoint_that_is_not_loopback_is_refused_with_exit_2() {
+    let sims = start_default(NOW).await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = s3_pipeline(dir.path(), &sims, "");
+    let env = [
+        ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
+        ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
+        ("AWS_ENDPOINT_URL", "http://192.0.2.10:9000"),
+        ("AWS_ALLOW_HTTP", "true"),
+    ];
+    let o = run_env(dir.path(), &p, NOW, &RANGE, &env).await;
+    assert_eq!(o.code, 2, "{o}");
+    assert!(
+        o.stdout.contains("plain http") && o.stdout.contains("loopback"),
+        "{o}"
+    );
+    assert!(
+        sims.gladly.requests().is_empty(),
+        "nothing was fetched: {o}"
+    );
+    assert!(!o.stdout.contains(SECRET_KEY) && !o.stderr.contains(SECRET_KEY));
+}
