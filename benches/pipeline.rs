@@ -4,7 +4,10 @@
 //! 1. extraction efficiency: backfill wall time ÷ the reports rate-limit floor;
 //! 2. transform + write throughput (agent events/s), against a DuckDB SQL script doing the same;
 //! 3. peak RSS of the transform for a 1-day and an N-day range;
-//! 4. the simulator's serving rate; and the demo's wall time.
+//! 4. the simulator's serving rate; and the demo's wall time;
+//! 6. a backfill to an `s3://` root on a loopback S3 server (moto) against the same backfill to
+//!    a local disk: wall time and requests to the object store (`BENCH_S3_ONLY=1` runs only this,
+//!    `BENCH_S3=0` skips it).
 //!
 //! Figures, not assertions: nothing here fails because it is slow.
 
@@ -169,6 +172,13 @@ fn main() {
         .trim_start_matches("listening on ")
         .to_string();
 
+    if std::env::var("BENCH_S3_ONLY").is_ok_and(|v| v == "1") {
+        object_store_backfill(&dir, &url, factor, days);
+        let _ = sim.kill();
+        let _ = sim.wait();
+        return;
+    }
+
     // 4. The simulator's serving rate: the last 20 hours of every entity as JSON Lines.
     let rt = tokio::runtime::Runtime::new().unwrap();
     let client = reqwest::Client::new();
@@ -329,7 +339,7 @@ fn main() {
         std::os::unix::fs::symlink(dir.join("output/raw").join(d), raw_root.join(d)).unwrap();
     }
     let st = gladly_wfm::storage::Storage::new(
-        agents_only.join("output"),
+        gladly_wfm::storage::Root::local(agents_only.join("output")),
         gladly_wfm::config::Compression::Zstd,
     );
     for day in gladly_wfm::time::days_between(from, to) {
@@ -386,6 +396,124 @@ fn main() {
     println!(
         "5. demo (50 agents, 7 days + today, push on): {:.1} s",
         wall.as_secs_f64()
+    );
+    if std::env::var("BENCH_S3").map_or(true, |v| v != "0") {
+        object_store_backfill(&dir, &url, factor, days);
+    }
+}
+
+/// Figure 6: the same backfill to a local disk and to an `s3://` root on moto's S3 server
+/// (loopback, in memory: its wall time is a comparison on this machine, not an S3 figure; the
+/// request count is what a real bucket would bill).
+fn object_store_backfill(dir: &Path, url: &str, factor: u64, days: u64) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let Ok(mut moto) = Command::new("python3")
+        .args([
+            "-m",
+            "moto.server",
+            "-H",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+    else {
+        println!("6. object store: skipped (python3 -m pip install 'moto[server]>=5,<6')");
+        return;
+    };
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let client = reqwest::Client::new();
+    let create_bucket = || {
+        rt.block_on(client.put(format!("{endpoint}/bench")).send())
+            .is_ok_and(|r| r.status().is_success())
+    };
+    let t0 = Instant::now();
+    while !create_bucket() {
+        if t0.elapsed() > Duration::from_secs(120) || moto.try_wait().ok().flatten().is_some() {
+            println!("6. object store: skipped (moto did not start)");
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let to: chrono::NaiveDate = "2026-11-03".parse().unwrap();
+    let from = to - chrono::Duration::days(days as i64 - 1);
+    let mut figures = Vec::new();
+    for target in ["local", "s3"] {
+        let d = dir.join(format!("backfill-{target}"));
+        let _ = std::fs::remove_dir_all(&d);
+        let p = pipeline_file(&d, url, factor);
+        if target == "s3" {
+            let text = std::fs::read_to_string(&p).unwrap().replace(
+                &format!("root = \"{}\"", d.join("output").display()),
+                "root = \"s3://bench/orgs/bench\"",
+            );
+            std::fs::write(&p, text).unwrap();
+        }
+        let mut c = Command::new(BIN);
+        c.args(["run", "--pipeline"])
+            .arg(&p)
+            .args([
+                "--now",
+                NOW,
+                "--from",
+                &from.to_string(),
+                "--to",
+                &to.to_string(),
+            ])
+            .args(["--log-format", "json"])
+            .env("GLADLY_API_TOKEN", "bench-token")
+            .env("AWS_ACCESS_KEY_ID", "bench")
+            .env("AWS_SECRET_ACCESS_KEY", "bench-secret")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ENDPOINT_URL", &endpoint)
+            .env("AWS_ALLOW_HTTP", "true")
+            .current_dir(&d);
+        let (wall, rss, out) = measure(&mut c);
+        let _ = out;
+        let requests = if target == "s3" {
+            // Read the manifest back through the pipeline's own storage layer.
+            for (k, v) in [
+                ("AWS_ACCESS_KEY_ID", "bench"),
+                ("AWS_SECRET_ACCESS_KEY", "bench-secret"),
+                ("AWS_REGION", "us-east-1"),
+                ("AWS_ENDPOINT_URL", endpoint.as_str()),
+                ("AWS_ALLOW_HTTP", "true"),
+            ] {
+                std::env::set_var(k, v);
+            }
+            let root = gladly_wfm::storage::Root::open(&gladly_wfm::storage::RootSpec::S3 {
+                bucket: "bench".into(),
+                prefix: "orgs/bench".into(),
+            })
+            .unwrap();
+            let runs = root.dir("_runs/bench");
+            let name = runs.list().unwrap().pop().unwrap();
+            let m: serde_json::Value =
+                serde_json::from_slice(&runs.read(&name).unwrap().unwrap()).unwrap();
+            m["requests"]["object_store"].as_u64()
+        } else {
+            None
+        };
+        figures.push((target, wall, rss, requests));
+    }
+    let _ = moto.kill();
+    let _ = moto.wait();
+    let (l, s) = (&figures[0], &figures[1]);
+    println!(
+        "6. {days}-day backfill, local disk vs s3:// (moto on loopback): {:.1} s vs {:.1} s ({:.2}×), peak RSS {:.0} vs {:.0} MiB, {} requests to the object store",
+        l.1.as_secs_f64(),
+        s.1.as_secs_f64(),
+        s.1.as_secs_f64() / l.1.as_secs_f64(),
+        l.2,
+        s.2,
+        s.3.map(|n| n.to_string()).unwrap_or_else(|| "?".into())
     );
 }
 

@@ -10,6 +10,8 @@ use chrono_tz::Tz;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::storage::{Dir, Root, RootSpec, StorageError};
+
 /// A problem with a pipeline file. `line` 0 means the problem is not on a line (the file cannot
 /// be read, is too large); the message then names the file itself.
 #[derive(Clone, Debug, thiserror::Error)]
@@ -211,6 +213,9 @@ struct RawOutput {
     root: Spanned<String>,
     #[serde(default = "d_zstd")]
     compression: Spanned<String>,
+    /// Object-store roots only: how long the run lock's lease lasts without renewal.
+    #[serde(default = "d_60")]
+    lock_lease_seconds: u64,
 }
 
 #[derive(Deserialize)]
@@ -318,8 +323,12 @@ pub struct Pipeline {
     pub gladly: GladlyConfig,
     pub tasks: Vec<Rule>,
     pub workstreams: Vec<Rule>,
-    pub output_root: PathBuf,
+    /// A directory or an object store (`s3://bucket/prefix`).
+    pub output_root: RootSpec,
     pub compression: Compression,
+    /// The run lock's lease on an object-store root: a killed run's lock is taken over this
+    /// long after its last renewal.
+    pub lock_lease: std::time::Duration,
     pub wfm: Option<WfmConfig>,
     pub interval_minutes: u32,
     /// Six-field cron expression (seconds first), if `[schedule]` is present.
@@ -722,8 +731,9 @@ impl Pipeline {
         };
         let tasks = cx.rules("tasks", &raw.tasks)?;
         let workstreams = cx.rules("workstreams", &raw.workstreams)?;
+        let mut lock_lease_seconds = 60;
         let (root, compression) = match &raw.output {
-            None => (PathBuf::from("output"), Compression::Zstd),
+            None => (RootSpec::Local(PathBuf::from("output")), Compression::Zstd),
             Some(o) => {
                 let c = match o.compression.get_ref().as_str() {
                     "zstd" => Compression::Zstd,
@@ -742,7 +752,12 @@ impl Pipeline {
                 if let Err(e) = check_root(&root) {
                     return cx.err(o.root.span(), format!("output.root: {e}"));
                 }
-                (PathBuf::from(root), c)
+                let root = match RootSpec::parse(&root) {
+                    Ok(r) => r,
+                    Err(e) => return cx.err(o.root.span(), format!("output.root: {e}")),
+                };
+                lock_lease_seconds = o.lock_lease_seconds.max(2);
+                (root, c)
             }
         };
         let mut interval_minutes = 15;
@@ -834,6 +849,7 @@ impl Pipeline {
             workstreams,
             output_root: root,
             compression,
+            lock_lease: std::time::Duration::from_secs(lock_lease_seconds),
             wfm,
             interval_minutes,
             schedule,
@@ -878,7 +894,7 @@ impl Pipeline {
     pub fn schedule_timezone(&self) -> Tz {
         self.timezone
             .or_else(|| {
-                crate::state::PipelineState::load(&self.state_dir())
+                crate::state::PipelineState::load(&self.state_dir().ok()?)
                     .ok()?
                     .org_timezone?
                     .parse()
@@ -887,12 +903,25 @@ impl Pipeline {
             .unwrap_or(chrono_tz::UTC)
     }
 
-    pub fn state_dir(&self) -> PathBuf {
-        self.output_root.join("_state").join(&self.name)
+    /// Opens the output root (for an object store: configures its client; no request yet).
+    pub fn root(&self) -> Result<Root, StorageError> {
+        Root::open(&self.output_root)
     }
 
-    pub fn runs_dir(&self) -> PathBuf {
-        self.output_root.join("_runs").join(&self.name)
+    /// `_state/<pipeline>`: state, pending work and the run lock.
+    pub fn state_rel(&self) -> String {
+        format!("_state/{}", self.name)
+    }
+
+    /// `_runs/<pipeline>`: one manifest per run.
+    pub fn runs_rel(&self) -> String {
+        format!("_runs/{}", self.name)
+    }
+
+    /// The state folder, on a freshly opened root. A run opens one and keeps it, so that its
+    /// state writes are conditional on what it read.
+    pub fn state_dir(&self) -> Result<Dir, StorageError> {
+        Ok(self.root()?.dir(&self.state_rel()))
     }
 }
 

@@ -13,7 +13,6 @@
 //! beside it.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::{Duration, NaiveDate};
@@ -31,8 +30,8 @@ use crate::log;
 use crate::model::{AgentDim, InboxDim};
 use crate::pipeline::{self, RunOptions, Stages};
 use crate::raw::{self, RawEvents};
-use crate::state::{LockError, PendingWorkFile, RunLock};
-use crate::storage::{write_atomic, Storage, StorageError};
+use crate::state::{LockError, PendingWorkFile, PipelineLock};
+use crate::storage::{Dir, Storage, StorageError};
 use crate::time::{self, Clock, Ms, MS_PER_HOUR};
 use crate::transform::datasets::{self as ds, Emails};
 use crate::transform::segments::StartState;
@@ -105,29 +104,27 @@ impl Latency {
 }
 
 impl FollowState {
-    pub fn path(state_dir: &Path) -> PathBuf {
-        state_dir.join("follow.json")
-    }
+    const FILE: &'static str = "follow.json";
 
-    pub fn load(state_dir: &Path) -> Result<FollowState, StorageError> {
-        let p = Self::path(state_dir);
-        match std::fs::read(&p) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(FollowState::default()),
-            Err(e) => Err(StorageError {
-                path: p.display().to_string(),
-                detail: e.to_string(),
-            }),
-            Ok(b) => serde_json::from_slice(&b).map_err(|e| StorageError {
-                path: p.display().to_string(),
-                detail: format!("corrupt follow state: {e}"),
+    /// Reads the follower's state from the state folder (on disk or in the object store).
+    pub fn load(state_dir: &Dir) -> Result<FollowState, StorageError> {
+        match state_dir.read(Self::FILE)? {
+            None => Ok(FollowState::default()),
+            Some(b) => serde_json::from_slice(&b).map_err(|e| {
+                StorageError::new(
+                    state_dir.describe(Self::FILE),
+                    format!("corrupt follow state: {e}"),
+                )
             }),
         }
     }
 
-    fn save(&self, state_dir: &Path) -> Result<(), StorageError> {
-        write_atomic(
-            &Self::path(state_dir),
-            &serde_json::to_vec_pretty(self).unwrap_or_default(),
+    /// Written only if nobody changed it since this follower read it (two followers of one
+    /// pipeline on an object store cannot both win).
+    fn save(&self, state_dir: &Dir) -> Result<(), StorageError> {
+        state_dir.write_guarded(
+            Self::FILE,
+            serde_json::to_vec_pretty(self).unwrap_or_default(),
         )
     }
 }
@@ -170,7 +167,7 @@ struct Follower<'a> {
     clock: Clock,
     tz: Tz,
     st: Storage,
-    state_dir: PathBuf,
+    state_dir: Dir,
     gladly: Arc<GladlyClient>,
     wfm: Option<WfmClient>,
     fs: FollowState,
@@ -192,7 +189,14 @@ pub async fn follow(p: &Pipeline, clock: Clock) -> i32 {
         log::error(e.to_string());
         return 2;
     }
-    if let Err(e) = crate::ownership::claim(&p.output_root, &p.name) {
+    let root = match p.root() {
+        Ok(r) => r,
+        Err(e) => {
+            log::error(format!("output.root: {e}"));
+            return 2;
+        }
+    };
+    if let Err(e) = crate::ownership::claim(&root, &p.name) {
         log::error(e.to_string());
         return e.exit_code();
     }
@@ -204,7 +208,7 @@ pub async fn follow(p: &Pipeline, clock: Clock) -> i32 {
             return if e.is_auth() { 4 } else { 1 };
         }
     };
-    let state_dir = p.state_dir();
+    let state_dir = root.dir(&p.state_rel());
     let fs = match FollowState::load(&state_dir) {
         Ok(fs) => fs,
         Err(e) => {
@@ -216,7 +220,7 @@ pub async fn follow(p: &Pipeline, clock: Clock) -> i32 {
         p,
         clock,
         tz,
-        st: Storage::new(p.output_root.clone(), p.compression),
+        st: Storage::new(root.clone(), p.compression),
         state_dir,
         gladly,
         wfm: p
@@ -283,7 +287,12 @@ impl Follower<'_> {
     /// One poll under the pipeline's lock; a poll that finds the lock taken waits for the next.
     async fn tick(&mut self) -> Result<(), FollowError> {
         let run_id = format!("follow-{}", std::process::id());
-        let _lock = match RunLock::acquire(&self.state_dir, &self.p.name, &run_id) {
+        let _lock = match PipelineLock::acquire(
+            &self.state_dir,
+            &self.p.name,
+            &run_id,
+            self.p.lock_lease,
+        ) {
             Ok(l) => l,
             Err(e @ LockError::Held { .. }) => {
                 log::info(format!("follow: {e}; polling at the next tick"));
@@ -366,10 +375,8 @@ impl Follower<'_> {
         let mut days: BTreeSet<NaiveDate> = BTreeSet::new();
         if end > start {
             let spool = self.st.temp_dir();
-            std::fs::create_dir_all(&spool).map_err(|e| StorageError {
-                path: spool.display().to_string(),
-                detail: e.to_string(),
-            })?;
+            std::fs::create_dir_all(&spool)
+                .map_err(|e| StorageError::new(spool.display().to_string(), e))?;
             let body = self
                 .gladly
                 .events(

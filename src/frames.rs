@@ -137,10 +137,11 @@ impl FrameReader<'_> {
     }
 }
 
-/// Encodes a frame as Parquet with statistics into `file`.
-pub fn write_parquet(
+/// Encodes a frame as Parquet with statistics into `file` (a file on disk, or a buffer that
+/// becomes one object).
+pub fn write_parquet<W: std::io::Write>(
     df: &mut DataFrame,
-    file: &mut std::fs::File,
+    file: W,
     compression: Compression,
 ) -> PolarsResult<u64> {
     let c = match compression {
@@ -194,4 +195,9 @@ pub fn read_parquet(path: &Path) -> PolarsResult<DataFrame> {
 pub fn parquet_rows(path: &Path) -> PolarsResult<usize> {
     let f = std::fs::File::open(path)?;
     ParquetReader::new(f).num_rows()
+}
+
+/// Decodes a Parquet file fetched whole (an object).
+pub fn read_parquet_bytes(bytes: bytes::Bytes) -> PolarsResult<DataFrame> {
+    ParquetReader::new(std::io::Cursor::new(bytes)).finish()
 }

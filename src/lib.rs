@@ -11,6 +11,7 @@ pub mod frames;
 pub mod gladly;
 pub mod http;
 pub mod interrupt;
+pub mod lease_lock;
 pub mod load;
 pub mod log;
 pub mod manifest;

@@ -2,7 +2,6 @@
 //! counts a run gathers as it goes, and how they are reported.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Instant;
 
 use chrono::NaiveDate;
@@ -118,7 +117,7 @@ pub fn manifest(t: &Tally, f: &RunFacts) -> Value {
 }
 
 /// The one line a run prints last.
-pub fn summary(t: &Tally, f: &RunFacts, manifest_path: Option<&Path>) -> String {
+pub fn summary(t: &Tally, f: &RunFacts, manifest_path: Option<&str>) -> String {
     let rows = |d: &str| {
         t.rows
             .get(d)
@@ -148,7 +147,7 @@ pub fn summary(t: &Tally, f: &RunFacts, manifest_path: Option<&Path>) -> String 
             n => format!(" (unmatched volume: {n} interval records with no workstream)"),
         },
         f.elapsed_s,
-        manifest_path.map(|m| format!("; manifest {}", m.display())).unwrap_or_default(),
+        manifest_path.map(|m| format!("; manifest {m}")).unwrap_or_default(),
         f.error.as_ref().map(|e| format!("; error: {e}")).unwrap_or_default(),
     ))
 }

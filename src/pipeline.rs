@@ -19,8 +19,8 @@ use crate::log;
 use crate::manifest::{self, RunFacts, Tally};
 use crate::model::{AgentDim, InboxDim};
 use crate::raw;
-use crate::state::{LockError, PendingWorkFile, PipelineState, RunLock};
-use crate::storage::{write_atomic, Storage, StorageError};
+use crate::state::{LockError, PendingWorkFile, PipelineLock, PipelineState};
+use crate::storage::{Dir, Storage, StorageError};
 use crate::time::{self, Ms};
 use crate::transform::datasets::{self as ds, Emails};
 use crate::transform::segments::StartState;
@@ -37,7 +37,8 @@ pub struct RunOutcome {
     /// Stopped by SIGTERM/SIGINT at a safe point.
     pub interrupted: bool,
     pub summary: String,
-    pub manifest_path: Option<std::path::PathBuf>,
+    /// A path, or an `s3://` URL.
+    pub manifest_path: Option<String>,
     pub manifest: Value,
 }
 
@@ -96,6 +97,12 @@ impl From<TransformError> for RunError {
 
 impl From<StorageError> for RunError {
     fn from(e: StorageError) -> Self {
+        if e.conflict {
+            // Only a run whose lock was taken over writes against someone else's state.
+            return RunError::Locked(LockError::Lost {
+                detail: e.to_string(),
+            });
+        }
         RunError::Failed(format!("cannot write or read the output: {e}"))
     }
 }
@@ -108,6 +115,7 @@ struct Run<'a> {
     p: &'a Pipeline,
     opts: &'a RunOptions,
     st: Storage,
+    state_dir: Dir,
     state: PipelineState,
     pending: Arc<PendingWorkFile>,
     interrupt: Arc<Interrupt>,
@@ -146,10 +154,15 @@ pub async fn run(p: &Pipeline, opts: &RunOptions) -> RunOutcome {
     if let Err(e) = p.require_for_run(opts.stages.extract, push) {
         return early(2, e.to_string());
     }
-    if let Err(e) = crate::ownership::claim(&p.output_root, &p.name) {
+    let root = match p.root() {
+        Ok(r) => r,
+        Err(e) => return early(2, format!("output.root: {e}")),
+    };
+    if let Err(e) = crate::ownership::claim(&root, &p.name) {
         return early(e.exit_code(), e.to_string());
     }
-    let _lock = match RunLock::acquire(&p.state_dir(), &p.name, &run_id) {
+    let state_dir = root.dir(&p.state_rel());
+    let _lock = match PipelineLock::acquire(&state_dir, &p.name, &run_id, p.lock_lease) {
         Ok(l) => l,
         Err(e) => {
             return early(
@@ -162,11 +175,11 @@ pub async fn run(p: &Pipeline, opts: &RunOptions) -> RunOutcome {
             )
         }
     };
-    let state = match PipelineState::load(&p.state_dir()) {
+    let state = match PipelineState::load(&state_dir) {
         Ok(s) => s,
         Err(e) => return early(1, e.to_string()),
     };
-    let pending = match PendingWorkFile::open(&p.state_dir()) {
+    let pending = match PendingWorkFile::open(&state_dir) {
         Ok(w) => Arc::new(w),
         Err(e) => return early(1, e.to_string()),
     };
@@ -177,7 +190,8 @@ pub async fn run(p: &Pipeline, opts: &RunOptions) -> RunOutcome {
     let mut r = Run {
         p,
         opts,
-        st: Storage::new(p.output_root.clone(), p.compression),
+        st: Storage::new(root.clone(), p.compression),
+        state_dir,
         state,
         pending,
         interrupt,
@@ -208,17 +222,26 @@ pub async fn run(p: &Pipeline, opts: &RunOptions) -> RunOutcome {
         started,
         tz: r.tz,
         window: &r.window,
-        requests: json!({"gladly": gstats.snapshot(), "wfm": wstats.snapshot()}),
+        requests: match root.object_requests() {
+            None => json!({"gladly": gstats.snapshot(), "wfm": wstats.snapshot()}),
+            Some(n) => json!({
+                "gladly": gstats.snapshot(),
+                "wfm": wstats.snapshot(),
+                // Before the manifest's own PUT and the lock's release.
+                "object_store": n,
+            }),
+        },
         outcome,
         exit_code: code,
         error: error.clone(),
         elapsed_s: t0.elapsed().as_secs_f64(),
     };
     let manifest = manifest::manifest(&r.tally, &facts);
-    let manifest_path = p.runs_dir().join(format!("{run_id}.json"));
+    let runs = root.dir(&p.runs_rel());
+    let name = format!("{run_id}.json");
     let text = log::redact(&serde_json::to_string_pretty(&manifest).unwrap_or_default());
-    let manifest_path = match write_atomic(&manifest_path, text.as_bytes()) {
-        Ok(()) => Some(manifest_path),
+    let manifest_path = match runs.write(&name, text.into_bytes()) {
+        Ok(()) => Some(runs.describe(&name)),
         Err(e) => {
             log::error(format!("cannot write the run manifest: {e}"));
             None
@@ -389,7 +412,7 @@ impl Run<'_> {
                     self.tally.rows(d, day, n);
                 }
                 self.state.mark("extract", day);
-                self.state.save(&self.p.state_dir())?;
+                self.state.save(&self.state_dir)?;
             }
             if self.opts.stages.transform {
                 log::progress(
@@ -407,7 +430,7 @@ impl Run<'_> {
                 self.pending.transformed(day, generation, self.pushes())?;
                 self.tally.time("transform", t);
                 self.state.mark("transform", day);
-                self.state.save(&self.p.state_dir())?;
+                self.state.save(&self.state_dir)?;
             }
             if !self.opts.stages.load || self.wfm.is_none() {
                 self.tally.days_done.push(day.to_string());
@@ -431,7 +454,7 @@ impl Run<'_> {
                 self.state.nightly_cursor = Some(last);
             }
         }
-        self.state.save(&self.p.state_dir())?;
+        self.state.save(&self.state_dir)?;
         Ok(())
     }
 
@@ -588,7 +611,7 @@ impl Run<'_> {
             return Ok(());
         };
         let batch = self.p.wfm.as_ref().map(|w| w.batch_size).unwrap_or(100);
-        let state_dir = self.p.state_dir();
+        let state_dir = self.state_dir.clone();
         let user_records = push::user_records(agents, &self.state.users_pushed);
         let inactive = user_records
             .iter()

@@ -72,10 +72,9 @@ pub fn read_agent_events(
 ) -> Result<Option<Vec<AgentEvent>>, StorageError> {
     match st.read_partition(AGENT_EVENTS, day)? {
         None => Ok(None),
-        Some(df) => agent_events_from(&df).map(Some).map_err(|e| StorageError {
-            path: st.partition_file(AGENT_EVENTS, day).display().to_string(),
-            detail: e.to_string(),
-        }),
+        Some(df) => agent_events_from(&df)
+            .map(Some)
+            .map_err(|e| StorageError::new(st.partition_location(AGENT_EVENTS, day), e)),
     }
 }
 
@@ -180,7 +179,7 @@ pub fn inboxes_from(df: &DataFrame) -> PolarsResult<(Vec<InboxDim>, Option<Ms>)>
 
 /// The newest snapshot of a dimension in the raw zone: (its date, the frame).
 pub fn newest(st: &Storage, dataset: &str) -> Result<Option<(NaiveDate, DataFrame)>, StorageError> {
-    let Some(day) = st.partitions(dataset).last().copied() else {
+    let Some(day) = st.partitions(dataset)?.last().copied() else {
         return Ok(None);
     };
     Ok(st.read_partition(dataset, day)?.map(|df| (day, df)))
@@ -252,13 +251,7 @@ pub fn read_conversation_events(
         None => Ok(None),
         Some(df) => conversation_events_from(&df)
             .map(Some)
-            .map_err(|e| StorageError {
-                path: st
-                    .partition_file(CONVERSATION_EVENTS, day)
-                    .display()
-                    .to_string(),
-                detail: e.to_string(),
-            }),
+            .map_err(|e| StorageError::new(st.partition_location(CONVERSATION_EVENTS, day), e)),
     }
 }
 
@@ -388,10 +381,9 @@ pub fn read_work_sessions(
 ) -> Result<Option<Vec<WorkSession>>, StorageError> {
     match st.read_partition(WORK_SESSIONS, day)? {
         None => Ok(None),
-        Some(df) => work_sessions_from(&df).map(Some).map_err(|e| StorageError {
-            path: st.partition_file(WORK_SESSIONS, day).display().to_string(),
-            detail: e.to_string(),
-        }),
+        Some(df) => work_sessions_from(&df)
+            .map(Some)
+            .map_err(|e| StorageError::new(st.partition_location(WORK_SESSIONS, day), e)),
     }
 }
 

@@ -1,5 +1,6 @@
 //! Pipeline state under `<root>/_state/<pipeline>/`: completed days per stage, the nightly
-//! cursor, WFM push checkpoints, and the run lock. Written atomically (write, fsync, rename).
+//! cursor, WFM push checkpoints, and the run lock. Written atomically (on disk: write, fsync,
+//! rename; on an object store: one conditional PUT, so a stale writer loses).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
@@ -9,7 +10,8 @@ use std::path::{Path, PathBuf};
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
-use crate::storage::{write_atomic, StorageError};
+use crate::lease_lock::{LeaseLock, LOCK_FILE};
+use crate::storage::{Dir, StorageError};
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct PipelineState {
@@ -44,29 +46,22 @@ pub struct PushCheckpoint {
 }
 
 impl PipelineState {
-    pub fn path(dir: &Path) -> PathBuf {
-        dir.join("state.json")
-    }
+    const FILE: &str = "state.json";
 
-    pub fn load(dir: &Path) -> Result<PipelineState, StorageError> {
-        let p = Self::path(dir);
-        match std::fs::read(&p) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(PipelineState::default()),
-            Err(e) => Err(StorageError {
-                path: p.display().to_string(),
-                detail: e.to_string(),
-            }),
-            Ok(b) => serde_json::from_slice(&b).map_err(|e| StorageError {
-                path: p.display().to_string(),
-                detail: format!("corrupt state file: {e}"),
+    pub fn load(dir: &Dir) -> Result<PipelineState, StorageError> {
+        match dir.read(Self::FILE)? {
+            None => Ok(PipelineState::default()),
+            Some(b) => serde_json::from_slice(&b).map_err(|e| {
+                StorageError::new(dir.describe(Self::FILE), format!("corrupt state file: {e}"))
             }),
         }
     }
 
-    pub fn save(&self, dir: &Path) -> Result<(), StorageError> {
-        write_atomic(
-            &Self::path(dir),
-            &serde_json::to_vec_pretty(self).unwrap_or_default(),
+    /// Saves the state; on an object store only if nobody wrote it since `dir` read it.
+    pub fn save(&self, dir: &Dir) -> Result<(), StorageError> {
+        dir.write_guarded(
+            Self::FILE,
+            serde_json::to_vec_pretty(self).unwrap_or_default(),
         )
     }
 
@@ -93,28 +88,22 @@ pub struct PendingWork {
 }
 
 pub struct PendingWorkFile {
-    path: PathBuf,
+    dir: Dir,
     inner: std::sync::Mutex<PendingWork>,
 }
 
 impl PendingWorkFile {
-    pub fn open(dir: &Path) -> Result<PendingWorkFile, StorageError> {
-        let path = dir.join("pending_work.json");
-        let inner = match std::fs::read(&path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => PendingWork::default(),
-            Err(e) => {
-                return Err(StorageError {
-                    path: path.display().to_string(),
-                    detail: e.to_string(),
-                })
-            }
-            Ok(b) => serde_json::from_slice(&b).map_err(|e| StorageError {
-                path: path.display().to_string(),
-                detail: format!("corrupt state file: {e}"),
+    const FILE: &str = "pending_work.json";
+
+    pub fn open(dir: &Dir) -> Result<PendingWorkFile, StorageError> {
+        let inner = match dir.read(Self::FILE)? {
+            None => PendingWork::default(),
+            Some(b) => serde_json::from_slice(&b).map_err(|e| {
+                StorageError::new(dir.describe(Self::FILE), format!("corrupt state file: {e}"))
             })?,
         };
         Ok(PendingWorkFile {
-            path,
+            dir: dir.clone(),
             inner: std::sync::Mutex::new(inner),
         })
     }
@@ -126,9 +115,9 @@ impl PendingWorkFile {
     fn update(&self, f: impl FnOnce(&mut PendingWork) -> bool) -> Result<(), StorageError> {
         let mut w = self.inner.lock().unwrap();
         if f(&mut w) {
-            write_atomic(
-                &self.path,
-                &serde_json::to_vec_pretty(&*w).unwrap_or_default(),
+            self.dir.write_guarded(
+                Self::FILE,
+                serde_json::to_vec_pretty(&*w).unwrap_or_default(),
             )?;
         }
         Ok(())
@@ -184,7 +173,37 @@ impl PendingWorkFile {
     }
 }
 
-/// The exclusive run lock: an OS file lock (released by the kernel when a process dies, so a
+/// The exclusive run lock of a pipeline: an OS file lock on a local root, a leased object on an
+/// object store (`lease_lock`).
+pub enum PipelineLock {
+    File(RunLock),
+    Lease(LeaseLock),
+}
+
+impl PipelineLock {
+    pub fn acquire(
+        dir: &Dir,
+        pipeline: &str,
+        run_id: &str,
+        lease: std::time::Duration,
+    ) -> Result<PipelineLock, LockError> {
+        match dir.local_path() {
+            Some(p) => RunLock::acquire(&p, pipeline, run_id).map(PipelineLock::File),
+            None => LeaseLock::acquire(dir.root(), &dir.key(LOCK_FILE), pipeline, run_id, lease)
+                .map(PipelineLock::Lease),
+        }
+    }
+
+    /// Who holds the lock now, if anyone (for `status`).
+    pub fn holder(dir: &Dir) -> Option<String> {
+        match dir.local_path() {
+            Some(p) => RunLock::holder(&p),
+            None => LeaseLock::holder(dir.root(), &dir.key(LOCK_FILE)),
+        }
+    }
+}
+
+/// The exclusive run lock on disk: an OS file lock (released by the kernel when a process dies, so a
 /// killed run never blocks the next) plus who holds it, for the message a second run prints.
 pub struct RunLock {
     _file: File,
@@ -199,6 +218,8 @@ pub enum LockError {
         holder: String,
         path: String,
     },
+    #[error("this run lost the run lock: {detail}")]
+    Lost { detail: String },
     #[error("cannot create the lock file {path}: {detail}")]
     Io { path: String, detail: String },
 }
@@ -293,19 +314,20 @@ mod tests {
     fn pending_work_survives_a_restart_and_keeps_a_change_made_during_a_rebuild() {
         let dir = tempfile::tempdir().unwrap();
         let d = NaiveDate::from_ymd_opt(2026, 11, 1).unwrap();
-        let p = PendingWorkFile::open(dir.path()).unwrap();
+        let dir = Dir::local(dir.path());
+        let p = PendingWorkFile::open(&dir).unwrap();
         p.touch(d).unwrap();
         let g = p.generation(d);
         // The extract task changes the day again while it is being rebuilt.
         p.touch(d).unwrap();
         p.transformed(d, g, true).unwrap();
-        let again = PendingWorkFile::open(dir.path()).unwrap().snapshot();
+        let again = PendingWorkFile::open(&dir).unwrap().snapshot();
         assert_eq!(again.transform.get(&d), Some(&2));
         assert!(again.load.contains(&d));
         p.transformed(d, p.generation(d), true).unwrap();
         p.loaded(d).unwrap();
         assert_eq!(
-            PendingWorkFile::open(dir.path()).unwrap().snapshot(),
+            PendingWorkFile::open(&dir).unwrap().snapshot(),
             PendingWork::default()
         );
     }
@@ -315,7 +337,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut s = PipelineState::default();
         s.mark("extract", NaiveDate::from_ymd_opt(2026, 11, 1).unwrap());
-        s.save(dir.path()).unwrap();
-        assert_eq!(PipelineState::load(dir.path()).unwrap(), s);
+        let dir = Dir::local(dir.path());
+        s.save(&dir).unwrap();
+        assert_eq!(PipelineState::load(&dir).unwrap(), s);
     }
 }

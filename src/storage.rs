@@ -1,10 +1,21 @@
 //! Every output path goes through here: Hive-partitioned datasets (`<root>/<dataset>/date=D/
-//! part-0.parquet`) written to a temporary name, fsynced and renamed into place, so a reader
-//! sees a whole old partition or a whole new one, never half of one. The root is a directory
-//! today; this is the seam where an object-store root would go.
+//! part-0.parquet`), the small JSON files of state and manifests, and listings. The root is a
+//! directory (a plain path or `file://`) or an object store (`s3://bucket/prefix`, see
+//! `object`). On disk a partition is written to a temporary name, fsynced and renamed into
+//! place; in an object store it is one object written whole (one PUT, or a multipart upload
+//! that becomes visible only when it completes). Either way a reader sees a whole old
+//! partition or a whole new one, never half of one.
 
+pub mod object;
+pub mod root;
+
+pub use object::WriteMode;
+pub use root::{Dir, Root, RootSpec};
+
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use chrono::NaiveDate;
 
@@ -16,13 +27,22 @@ use crate::frames::{self, DataFrame};
 pub struct StorageError {
     pub path: String,
     pub detail: String,
+    /// A conditional write lost: another writer changed the object since it was read.
+    pub conflict: bool,
+}
+
+impl StorageError {
+    pub fn new(path: impl Into<String>, detail: impl std::fmt::Display) -> StorageError {
+        StorageError {
+            path: path.into(),
+            detail: detail.to_string(),
+            conflict: false,
+        }
+    }
 }
 
 fn err(path: &Path, e: impl std::fmt::Display) -> StorageError {
-    StorageError {
-        path: path.display().to_string(),
-        detail: e.to_string(),
-    }
+    StorageError::new(path.display().to_string(), e)
 }
 
 /// In the name of every temporary file (swept at the start of a run; never read as data).
@@ -30,26 +50,40 @@ pub const TMP_MARK: &str = ".tmp-";
 
 #[derive(Clone, Debug)]
 pub struct Storage {
-    pub root: PathBuf,
+    pub root: Root,
     pub compression: Compression,
+    /// Partitions this process wrote: a listing that lags behind a write (an eventually
+    /// consistent S3-compatible store) still shows them, so the newest snapshot is never missed.
+    written: Arc<Mutex<BTreeSet<(String, NaiveDate)>>>,
+}
+
+fn partition_key(dataset: &str, day: NaiveDate) -> String {
+    format!("{dataset}/date={day}/part-0.parquet")
 }
 
 impl Storage {
-    pub fn new(root: PathBuf, compression: Compression) -> Storage {
-        Storage { root, compression }
+    pub fn new(root: Root, compression: Compression) -> Storage {
+        Storage {
+            root,
+            compression,
+            written: Arc::default(),
+        }
     }
 
-    /// Where answers are spooled while they are decoded (`<root>/_tmp/`).
+    /// Where answers are spooled while they are decoded: `<root>/_tmp/` on a local root, the
+    /// system's temporary folder for an object-store root (a spooled answer is never data).
     pub fn temp_dir(&self) -> PathBuf {
-        self.root.join("_tmp")
+        match &self.root {
+            Root::Local(p) => p.join("_tmp"),
+            Root::Object(_) => {
+                std::env::temp_dir().join(format!("gladly-wfm-{}", std::process::id()))
+            }
+        }
     }
 
-    pub fn partition_dir(&self, dataset: &str, day: NaiveDate) -> PathBuf {
-        self.root.join(dataset).join(format!("date={day}"))
-    }
-
-    pub fn partition_file(&self, dataset: &str, day: NaiveDate) -> PathBuf {
-        self.partition_dir(dataset, day).join("part-0.parquet")
+    /// Where a partition lives, for messages: a path or an `s3://` URL.
+    pub fn partition_location(&self, dataset: &str, day: NaiveDate) -> String {
+        self.root.describe(&partition_key(dataset, day))
     }
 
     /// Replaces a day's partition of a dataset whole.
@@ -59,7 +93,21 @@ impl Storage {
         day: NaiveDate,
         df: &mut DataFrame,
     ) -> Result<(), StorageError> {
-        let dir = self.partition_dir(dataset, day);
+        let Root::Local(base) = &self.root else {
+            let key = partition_key(dataset, day);
+            let mut buf = Vec::new();
+            frames::write_parquet(df, &mut buf, self.compression)
+                .map_err(|e| StorageError::new(self.root.describe(&key), e))?;
+            // The object store's analogue of a written temporary file: encoded, not yet visible.
+            crate::fault_point("partition-temp-written");
+            self.root.write(&key, buf, WriteMode::Overwrite)?;
+            self.written
+                .lock()
+                .unwrap()
+                .insert((dataset.to_string(), day));
+            return Ok(());
+        };
+        let dir = base.join(dataset).join(format!("date={day}"));
         std::fs::create_dir_all(&dir).map_err(|e| err(&dir, e))?;
         let target = dir.join("part-0.parquet");
         let tmp = dir.join(format!(".part-0.parquet{TMP_MARK}{}", std::process::id()));
@@ -78,7 +126,16 @@ impl Storage {
         dataset: &str,
         day: NaiveDate,
     ) -> Result<Option<DataFrame>, StorageError> {
-        let path = self.partition_file(dataset, day);
+        let key = partition_key(dataset, day);
+        let Root::Local(base) = &self.root else {
+            let Some((bytes, _)) = self.root.read(&key)? else {
+                return Ok(None);
+            };
+            return frames::read_parquet_bytes(bytes)
+                .map(Some)
+                .map_err(|e| StorageError::new(self.root.describe(&key), e));
+        };
+        let path = base.join(&key);
         if !path.exists() {
             return Ok(None);
         }
@@ -88,8 +145,32 @@ impl Storage {
     }
 
     /// The dates that have a partition, ascending.
-    pub fn partitions(&self, dataset: &str) -> Vec<NaiveDate> {
-        let mut out: Vec<NaiveDate> = std::fs::read_dir(self.root.join(dataset))
+    pub fn partitions(&self, dataset: &str) -> Result<Vec<NaiveDate>, StorageError> {
+        let Root::Local(base) = &self.root else {
+            let prefix = format!("{dataset}/");
+            let mut out: BTreeSet<NaiveDate> = self
+                .root
+                .list(&prefix)?
+                .iter()
+                .filter_map(|k| {
+                    let rest = k.strip_prefix(&prefix)?.strip_prefix("date=")?;
+                    let (d, file) = rest.split_once('/')?;
+                    (file == "part-0.parquet")
+                        .then(|| crate::time::parse_date(d))
+                        .flatten()
+                })
+                .collect();
+            out.extend(
+                self.written
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .filter(|(d, _)| d == dataset)
+                    .map(|(_, day)| *day),
+            );
+            return Ok(out.into_iter().collect());
+        };
+        let mut out: Vec<NaiveDate> = std::fs::read_dir(base.join(dataset))
             .into_iter()
             .flatten()
             .flatten()
@@ -100,10 +181,12 @@ impl Storage {
             })
             .collect();
         out.sort();
-        out
+        Ok(out)
     }
 
-    /// Removes temporary files a killed run left behind (they are never read).
+    /// Removes temporary files a killed run left behind (they are never read). An object
+    /// store has none: a partition is never visible before it is whole, and an interrupted
+    /// multipart upload is no object (a bucket lifecycle rule reclaims its parts).
     pub fn sweep_temp(&self) -> usize {
         fn walk(dir: &Path, n: &mut usize, depth: usize) {
             if depth > 5 {
@@ -120,13 +203,16 @@ impl Storage {
                 }
             }
         }
+        let Root::Local(base) = &self.root else {
+            return 0;
+        };
         let mut n = 0;
-        walk(&self.root, &mut n, 0);
+        walk(base, &mut n, 0);
         n
     }
 }
 
-/// Writes a small file atomically: write, fsync, rename, fsync the folder.
+/// Writes a small file atomically on disk: write, fsync, rename, fsync the folder.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StorageError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| err(dir, e))?;

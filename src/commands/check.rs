@@ -23,7 +23,11 @@ const CHECK_DAYS: usize = 14;
 /// root belongs to another pipeline).
 pub async fn check(p: &Pipeline, offline: bool, strict: bool) -> i32 {
     crate::log::add_secrets(&p.secrets());
-    if let Err(e) = crate::ownership::verify(&p.output_root, &p.name) {
+    let owned = p
+        .root()
+        .map_err(|e| e.to_string())
+        .and_then(|r| crate::ownership::verify(&r, &p.name).map_err(|e| e.to_string()));
+    if let Err(e) = owned {
         // Another pipeline's raw zone says nothing about this pipeline's rules.
         eprintln!("gladly-wfm: {e}");
         return 2;
@@ -81,7 +85,14 @@ pub async fn check(p: &Pipeline, offline: bool, strict: bool) -> i32 {
             }
         }
     }
-    let st = Storage::new(p.output_root.clone(), p.compression);
+    let root = match p.root() {
+        Ok(r) => r,
+        Err(e) => {
+            println!("output: {e}");
+            return 2;
+        }
+    };
+    let st = Storage::new(root, p.compression);
     let problems = report_labels(p, &st) + report_inboxes(p, &st);
     if strict && problems > 0 {
         println!("strict: {problems} problem(s) above: every label and inbox seen must match a rule, and every rule something seen");
@@ -100,7 +111,13 @@ fn rule_names(rules: &[Rule], idx: &[usize]) -> String {
 /// Prints the label report; returns the number of unmatched labels and unused task rules
 /// (with no raw data, one: nothing can be checked).
 fn report_labels(p: &Pipeline, st: &Storage) -> usize {
-    let days = st.partitions(raw::AGENT_EVENTS);
+    let days = match st.partitions(raw::AGENT_EVENTS) {
+        Ok(d) => d,
+        Err(e) => {
+            println!("labels: cannot list the raw zone: {e}");
+            return 1;
+        }
+    };
     let newest: Vec<_> = days.iter().rev().take(CHECK_DAYS).collect();
     if newest.is_empty() {
         println!("labels: no raw data yet (run the extract stage first)");

@@ -11,7 +11,6 @@ use crate::pipeline::{self, last_complete_day, RunOptions, Stages};
 use crate::sim::generator::{Quirks, WorldConfig};
 use crate::sim::gladly::{GladlySim, GladlySimConfig};
 use crate::sim::wfm::{Kind, WfmSim, WfmSimConfig};
-use crate::state::RunLock;
 use crate::time;
 
 const DEMO_TOML: &str = include_str!("../../pipelines/demo.toml");
@@ -40,7 +39,7 @@ fn demo_pipeline(out: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Pip
     let src = std::fs::read_to_string(file).unwrap_or_else(|_| DEMO_TOML.to_string());
     let mut p = Pipeline::parse(file, &src, env).map_err(|e| e.to_string())?;
     check_root(&out.to_string_lossy()).map_err(|e| format!("--out: {e}"))?;
-    p.output_root = out.to_path_buf();
+    p.output_root = crate::storage::RootSpec::Local(out.to_path_buf());
     Ok(p)
 }
 
@@ -54,7 +53,11 @@ pub async fn demo(a: DemoArgs) -> i32 {
             return 2;
         }
     };
-    if let Some(holder) = RunLock::holder(&p.state_dir()) {
+    let holder = p
+        .state_dir()
+        .ok()
+        .and_then(|d| crate::state::PipelineLock::holder(&d));
+    if let Some(holder) = holder {
         eprintln!(
             "gladly-wfm: another demo is running on {} ({}); wait for it, or use --out for another folder",
             a.out.display(),
@@ -62,7 +65,7 @@ pub async fn demo(a: DemoArgs) -> i32 {
         );
         return 3;
     }
-    if let Err(e) = crate::ownership::verify(&a.out, &p.name) {
+    if let Err(e) = crate::ownership::verify(&crate::storage::Root::local(&a.out), &p.name) {
         eprintln!("gladly-wfm: {e}; or use --out for another folder");
         return e.exit_code();
     }

@@ -4,7 +4,7 @@
 use chrono::NaiveDate;
 
 use crate::config::Pipeline;
-use crate::state::{PipelineState, RunLock};
+use crate::state::{PipelineLock, PipelineState};
 
 /// `2026-11-01..2026-11-07, 2026-11-09`
 pub fn ranges(days: &[NaiveDate]) -> String {
@@ -38,7 +38,15 @@ pub fn status(p: &Pipeline) -> i32 {
             .map(|d| format!(" — {d}"))
             .unwrap_or_default()
     );
-    let state = match PipelineState::load(&p.state_dir()) {
+    let root = match p.root() {
+        Ok(r) => r,
+        Err(e) => {
+            println!("output: {e}");
+            return 2;
+        }
+    };
+    let state_dir = root.dir(&p.state_rel());
+    let state = match PipelineState::load(&state_dir) {
         Ok(s) => s,
         Err(e) => {
             println!("state: {e}");
@@ -60,16 +68,16 @@ pub fn status(p: &Pipeline) -> i32 {
             .unwrap_or_default();
         println!("completed {stage:9}: {}", ranges(&days));
     }
-    match RunLock::holder(&p.state_dir()) {
+    match PipelineLock::holder(&state_dir) {
         Some(h) => println!("lock: held ({})", h.trim()),
         None => println!("lock: free"),
     }
-    let mut runs: Vec<_> = std::fs::read_dir(p.runs_dir())
+    let runs_dir = root.dir(&p.runs_rel());
+    let mut runs: Vec<String> = runs_dir
+        .list()
+        .unwrap_or_default()
         .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .filter(|n| n.ends_with(".json"))
         .collect();
     runs.sort();
     println!("last runs:");
@@ -77,8 +85,10 @@ pub fn status(p: &Pipeline) -> i32 {
         println!("  none");
     }
     for r in runs.iter().rev().take(5) {
-        let v: serde_json::Value = std::fs::read(r)
+        let v: serde_json::Value = runs_dir
+            .read(r)
             .ok()
+            .flatten()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
         let rows = |d: &str| {
@@ -119,7 +129,10 @@ pub fn status(p: &Pipeline) -> i32 {
 
 /// The follower's health, when `follow` has run: its cursor, lag and last poll.
 fn follower(p: &Pipeline) {
-    let fs = match crate::follow::FollowState::load(&p.state_dir()) {
+    let fs = match p
+        .state_dir()
+        .and_then(|d| crate::follow::FollowState::load(&d))
+    {
         Ok(fs) if fs.last_poll_at.is_some() => fs,
         Ok(_) => {
             println!("follow: not run");

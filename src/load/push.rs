@@ -4,7 +4,6 @@
 //! so an interrupted push resumes at the first unacknowledged one.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -323,7 +322,7 @@ pub async fn push_plan(
     client: &WfmClient,
     plan: &PushPlan,
     state: &mut PipelineState,
-    state_dir: &Path,
+    state_dir: &crate::storage::Dir,
     totals: &mut BTreeMap<String, PushTotals>,
     kind: &str,
     interrupt: &crate::interrupt::Interrupt,

@@ -3,7 +3,6 @@
 //! root and needs no credentials.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
 use chrono_tz::Tz;
@@ -12,7 +11,7 @@ use serde_json::Value;
 use super::ReportError;
 use crate::config::{Pipeline, Rule};
 use crate::frames::{DataFrame, FrameReader};
-use crate::storage::Storage;
+use crate::storage::{Dir, Storage};
 use crate::time::{self, Ms};
 use crate::transform::datasets::{self as ds, SegmentRow};
 use crate::transform::rules::{all_matches, first_match};
@@ -89,7 +88,8 @@ pub struct UnmatchedInbox {
 /// The run that produced the day, from its manifest.
 #[derive(Clone, Debug)]
 pub struct RunInfo {
-    pub path: PathBuf,
+    /// Where the manifest is (a path or an `s3://` URL).
+    pub path: String,
     pub manifest: Value,
 }
 
@@ -131,9 +131,9 @@ impl DayData {
     }
 }
 
-fn read_err(path: &Path, e: impl std::fmt::Display) -> ReportError {
+fn read_err(path: &str, e: impl std::fmt::Display) -> ReportError {
     ReportError::Read {
-        path: path.display().to_string(),
+        path: path.to_string(),
         detail: e.to_string(),
     }
 }
@@ -144,12 +144,15 @@ fn partition(
     day: NaiveDate,
 ) -> Result<Option<DataFrame>, ReportError> {
     st.read_partition(dataset, day)
-        .map_err(|e| read_err(&st.partition_file(dataset, day), e))
+        .map_err(|e| read_err(&st.partition_location(dataset, day), e))
 }
 
 /// The newest snapshot partition of a dimension dataset.
 fn newest(st: &Storage, dataset: &str) -> Result<Option<DataFrame>, ReportError> {
-    match st.partitions(dataset).last() {
+    let days = st
+        .partitions(dataset)
+        .map_err(|e| read_err(&st.root.describe(dataset), e))?;
+    match days.last() {
         Some(d) => partition(st, dataset, *d),
         None => Ok(None),
     }
@@ -165,7 +168,7 @@ fn agents(st: &Storage) -> Result<BTreeMap<String, AgentDim>, ReportError> {
     let Some(df) = newest(st, ds::AGENTS)? else {
         return Ok(BTreeMap::new());
     };
-    let path = st.root.join(ds::AGENTS);
+    let path = st.root.describe(ds::AGENTS);
     let r = FrameReader(&df);
     let ids = r.str("agent_id").map_err(|e| read_err(&path, e))?;
     let names = r.str("name").map_err(|e| read_err(&path, e))?;
@@ -197,7 +200,7 @@ fn inboxes(st: &Storage) -> Result<BTreeMap<String, InboxDim>, ReportError> {
     let Some(df) = newest(st, ds::INBOXES)? else {
         return Ok(BTreeMap::new());
     };
-    let path = st.root.join(ds::INBOXES);
+    let path = st.root.describe(ds::INBOXES);
     let r = FrameReader(&df);
     let ids = r.str("inbox_id").map_err(|e| read_err(&path, e))?;
     let names = r.str("name").map_err(|e| read_err(&path, e))?;
@@ -234,7 +237,7 @@ fn labels(st: &Storage, day: NaiveDate) -> Result<DayLabels, ReportError> {
             events: 0,
         });
     };
-    let path = st.partition_file(ds::AGENT_STATUS_EVENTS, day);
+    let path = st.partition_location(ds::AGENT_STATUS_EVENTS, day);
     let r = FrameReader(&df);
     let l = r.str("label").map_err(|e| read_err(&path, e))?;
     let t = r.str("task").map_err(|e| read_err(&path, e))?;
@@ -275,24 +278,26 @@ fn rule_uses(rules: &[Rule], candidates: &[Vec<&str>]) -> Vec<RuleUse> {
 }
 
 /// The newest manifest under `<root>/_runs/<pipeline>/` whose run completed `day`.
-pub fn run_for_day(runs_dir: &Path, day: NaiveDate) -> Option<RunInfo> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(runs_dir)
+pub fn run_for_day(runs: &Dir, day: NaiveDate) -> Option<RunInfo> {
+    let mut files: Vec<String> = runs
+        .list()
+        .ok()?
         .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .filter(|n| n.ends_with(".json"))
         .collect();
     // Run ids start with the UTC start time, so names sort by start.
     files.sort();
     let d = day.to_string();
-    files.into_iter().rev().find_map(|path| {
-        let manifest: Value = serde_json::from_slice(&std::fs::read(&path).ok()?).ok()?;
+    files.into_iter().rev().find_map(|name| {
+        let manifest: Value = serde_json::from_slice(&runs.read(&name).ok()??).ok()?;
         let covered = manifest["days_completed"]
             .as_array()?
             .iter()
             .any(|x| x.as_str() == Some(&d));
-        covered.then_some(RunInfo { path, manifest })
+        covered.then(|| RunInfo {
+            path: runs.describe(&name),
+            manifest,
+        })
     })
 }
 
@@ -303,11 +308,14 @@ pub fn gather(
     day: NaiveDate,
     now: Ms,
 ) -> Result<Option<DayData>, ReportError> {
-    let st = Storage::new(p.output_root.clone(), p.compression);
+    let root = p
+        .root()
+        .map_err(|e| read_err(&p.output_root.to_string(), e))?;
+    let st = Storage::new(root.clone(), p.compression);
     let Some(seg_df) = partition(&st, ds::AGENT_STATUS_SEGMENTS, day)? else {
         return Ok(None);
     };
-    let seg_path = st.partition_file(ds::AGENT_STATUS_SEGMENTS, day);
+    let seg_path = st.partition_location(ds::AGENT_STATUS_SEGMENTS, day);
     let segs = ds::segments_from(&seg_df).map_err(|e| read_err(&seg_path, e))?;
     let (day_start, day_end) = (time::day_start(tz, day), time::day_end(tz, day));
     let open_end = now.clamp(day_start, day_end);
@@ -442,7 +450,7 @@ pub fn gather(
         })
         .collect();
     if let Some(df) = partition(&st, wk::CONVERSATIONS, day)? {
-        let path = st.partition_file(wk::CONVERSATIONS, day);
+        let path = st.partition_location(wk::CONVERSATIONS, day);
         for c in wk::conversations_from(&df).map_err(|e| read_err(&path, e))? {
             let (Some(id), None) = (c.inbox_id, c.workstream) else {
                 continue;
@@ -468,7 +476,7 @@ pub fn gather(
 
     let intervals = match partition(&st, wk::WORKSTREAM_INTERVALS, day)? {
         Some(df) => wk::intervals_from(&df)
-            .map_err(|e| read_err(&st.partition_file(wk::WORKSTREAM_INTERVALS, day), e))?,
+            .map_err(|e| read_err(&st.partition_location(wk::WORKSTREAM_INTERVALS, day), e))?,
         None => Vec::new(),
     };
     let interval_minutes = intervals
@@ -511,6 +519,6 @@ pub fn gather(
         task_rules,
         unmatched_inboxes,
         workstream_rules,
-        run: run_for_day(&p.runs_dir(), day),
+        run: run_for_day(&root.dir(&p.runs_rel()), day),
     }))
 }

@@ -605,11 +605,7 @@ fn run(o: &mut String, d: &DayData) {
     };
     let m = &r.manifest;
     let day = d.day.to_string();
-    let file = r
-        .path
-        .file_name()
-        .map(|f| f.to_string_lossy().to_string())
-        .unwrap_or_default();
+    let file = r.path.rsplit('/').next().unwrap_or_default().to_string();
     let _ = write!(
         o,
         r#"<p class="note">The newest run that completed {day}: <code>_runs/{}/{}</code>.</p><table class="run"><tbody>"#,

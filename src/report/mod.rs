@@ -68,7 +68,7 @@ pub struct Written {
 pub fn timezone(p: &Pipeline) -> Result<Tz, ReportError> {
     p.timezone
         .or_else(|| {
-            PipelineState::load(&p.state_dir())
+            PipelineState::load(&p.state_dir().ok()?)
                 .ok()?
                 .org_timezone?
                 .parse()
@@ -94,13 +94,18 @@ pub fn pick_day(
     date: Option<NaiveDate>,
     now: Ms,
 ) -> Result<NaiveDate, ReportError> {
-    let st = Storage::new(p.output_root.clone(), p.compression);
-    let days = st.partitions(ds::AGENT_STATUS_SEGMENTS);
-    let dir = st
-        .root
-        .join(ds::AGENT_STATUS_SEGMENTS)
-        .display()
-        .to_string();
+    let root = p.root().map_err(|e| ReportError::Read {
+        path: p.output_root.to_string(),
+        detail: e.to_string(),
+    })?;
+    let st = Storage::new(root, p.compression);
+    let dir = st.root.describe(ds::AGENT_STATUS_SEGMENTS);
+    let days = st
+        .partitions(ds::AGENT_STATUS_SEGMENTS)
+        .map_err(|e| ReportError::Read {
+            path: dir.clone(),
+            detail: e.to_string(),
+        })?;
     match date {
         Some(d) if days.contains(&d) => Ok(d),
         Some(day) => Err(ReportError::NoData {
@@ -122,12 +127,14 @@ pub fn pick_day(
     }
 }
 
-/// Where a report goes unless `--out` says otherwise: beside the run manifests.
+/// Where a report goes unless `--out` says otherwise: beside the run manifests on a local
+/// root; in the working directory for an object-store root (a page is for a person, not data).
 pub fn default_path(p: &Pipeline, day: NaiveDate) -> PathBuf {
-    p.output_root
-        .join("_reports")
-        .join(&p.name)
-        .join(format!("{day}.html"))
+    let name = format!("{day}.html");
+    match &p.output_root {
+        crate::storage::RootSpec::Local(root) => root.join("_reports").join(&p.name).join(name),
+        crate::storage::RootSpec::S3 { .. } => PathBuf::from(format!("{}-{name}", p.name)),
+    }
 }
 
 /// Builds the page for `date` (default: the newest complete day) and writes it to `out`
@@ -142,7 +149,7 @@ pub fn write(
     let day = pick_day(p, tz, date, now)?;
     let d = data::gather(p, tz, day, now)?.ok_or_else(|| ReportError::NoData {
         day,
-        dir: p.output_root.display().to_string(),
+        dir: p.output_root.to_string(),
         have: String::from("its partition vanished while reading"),
     })?;
     let page = html::page(&d);

@@ -3,6 +3,8 @@
 //! (arrow-rs' `parquet` crate) for what the binary wrote.
 #![allow(dead_code)]
 
+pub mod s3;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
