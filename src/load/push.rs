@@ -262,15 +262,20 @@ impl PushPlan {
         env
     }
 
-    /// Identifies the plan's content and its receiver: a checkpoint counts only for both.
-    fn plan_digest(&self, receiver: &str, integration: &str) -> String {
-        let bodies: Vec<String> = (0..self.batches.len())
-            .map(|i| self.envelope(integration, i).to_string())
-            .collect();
-        let mut parts: Vec<&[u8]> = vec![receiver.as_bytes()];
-        parts.extend(bodies.iter().map(|b| b.as_bytes()));
-        digest(&parts)
+    /// Every batch's request body, serialised once: the plan's digest, each batch's
+    /// idempotency key and the request itself all use these bytes.
+    fn bodies(&self, integration: &str) -> Vec<bytes::Bytes> {
+        (0..self.batches.len())
+            .map(|i| self.envelope(integration, i).to_string().into())
+            .collect()
     }
+}
+
+/// Identifies a plan's content and its receiver: a checkpoint counts only for both.
+fn plan_digest(receiver: &str, bodies: &[bytes::Bytes]) -> String {
+    let mut parts: Vec<&[u8]> = vec![receiver.as_bytes()];
+    parts.extend(bodies.iter().map(|b| b.as_ref()));
+    digest(&parts)
 }
 
 /// Sends a plan, resuming after the batches a checkpoint says were acknowledged for the same
@@ -291,7 +296,8 @@ pub async fn push_plan(
     interrupt: &crate::interrupt::Interrupt,
 ) -> Result<u64, PushError> {
     let integration = client.integration_id().to_string();
-    let pd = plan.plan_digest(&client.receiver(), &integration);
+    let bodies = plan.bodies(&integration);
+    let pd = plan_digest(&client.receiver(), &bodies);
     let durable = state
         .push
         .get(&plan.key)
@@ -308,8 +314,7 @@ pub async fn push_plan(
         if interrupt.requested() {
             return Err(PushError::Wfm(WfmError::Interrupted));
         }
-        let env = plan.envelope(&integration, i);
-        let body = env.to_string();
+        let body = &bodies[i];
         // The key makes the receiver replay its first answer to a retry of this very request
         // (a timeout after the receiver stored the batch); it names this client's session too,
         // because a later run that sends the same content after different content (a user
@@ -319,9 +324,9 @@ pub async fn push_plan(
             integration.as_bytes(),
             plan.key.as_bytes(),
             i.to_string().as_bytes(),
-            body.as_bytes(),
+            body.as_ref(),
         ]);
-        let answer = client.send(plan.put, plan.path, &env, &key).await?;
+        let answer = client.send(plan.put, plan.path, body, &key).await?;
         let sent = plan.batches[i].len() as u64;
         let accounted = answer.inserted + answer.updated + answer.duplicate + answer.rejected;
         if answer.received != sent || accounted != answer.received {
