@@ -310,11 +310,10 @@ pub async fn push_plan(
     t.batches_skipped_resumed += start as u64;
     let mut rejected = 0;
     let mut acknowledged = false;
-    for i in start..plan.batches.len() {
+    for (i, body) in bodies.iter().enumerate().skip(start) {
         if interrupt.requested() {
             return Err(PushError::Wfm(WfmError::Interrupted));
         }
-        let body = &bodies[i];
         // The key makes the receiver replay its first answer to a retry of this very request
         // (a timeout after the receiver stored the batch); it names this client's session too,
         // because a later run that sends the same content after different content (a user

@@ -52,7 +52,7 @@ impl Store {
 }
 
 /// A UTC timestamp the receiver accepts: ISO 8601 with `Z` or an offset.
-pub fn strict_ts(v: &Value) -> Result<Option<Ms>, ()> {
+pub(crate) fn strict_ts(v: &Value) -> Result<Option<Ms>, ()> {
     match v {
         Value::Null => Ok(None),
         Value::String(s) => {
