@@ -441,8 +441,7 @@ impl Run<'_> {
                     tf.transform_all(day, &emails, &inboxes, &mut carry, &mut conv_carry)
                 })?;
                 self.tally.merge(out);
-                self.pending
-                    .transformed(day, generation, self.pushes())?;
+                self.pending.transformed(day, generation, self.pushes())?;
                 self.tally.time("transform", t);
                 self.state.mark("transform", day);
                 self.state.save(&self.p.state_dir())?;
@@ -482,7 +481,12 @@ impl Run<'_> {
     /// rebuilt, if a run has processed that day; a day no run has processed yet keeps them in
     /// the raw zone until it is (DESIGN §9: curated partitions only for processed days).
     fn redo_changed_work_days(&mut self, inboxes: &[InboxDim]) -> Result<(), RunError> {
-        let processed = self.state.completed.get("transform").cloned().unwrap_or_default();
+        let processed = self
+            .state
+            .completed
+            .get("transform")
+            .cloned()
+            .unwrap_or_default();
         for (day, generation) in self.pending.snapshot().transform {
             if !processed.contains(&day) && !self.window.contains(&day) {
                 self.pending.forget(day)?;
@@ -623,7 +627,10 @@ impl Run<'_> {
         let batch = self.p.wfm.as_ref().map(|w| w.batch_size).unwrap_or(100);
         let state_dir = self.p.state_dir();
         let user_records = push::user_records(agents, &self.state.users_pushed);
-        let inactive = user_records.iter().filter(|u| u["isActive"] == false).count();
+        let inactive = user_records
+            .iter()
+            .filter(|u| u["isActive"] == false)
+            .count();
         if inactive > 0 {
             log::info(format!(
                 "users: {inactive} gone from /agents since an earlier run, pushed as inactive"

@@ -126,7 +126,10 @@ impl PendingWorkFile {
     fn update(&self, f: impl FnOnce(&mut PendingWork) -> bool) -> Result<(), StorageError> {
         let mut w = self.inner.lock().unwrap();
         if f(&mut w) {
-            write_atomic(&self.path, &serde_json::to_vec_pretty(&*w).unwrap_or_default())?;
+            write_atomic(
+                &self.path,
+                &serde_json::to_vec_pretty(&*w).unwrap_or_default(),
+            )?;
         }
         Ok(())
     }

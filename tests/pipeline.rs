@@ -198,7 +198,8 @@ async fn old_days_from_reports_today_from_events_api_and_datasets_read_back() {
         assert!(seen.contains(want), "{want} not among {seen:?}");
     }
     assert!(
-        seen.iter().any(|t| t.starts_with("List(") && t.contains("Utf8")),
+        seen.iter()
+            .any(|t| t.starts_with("List(") && t.contains("Utf8")),
         "{seen:?}"
     );
     for rows in ev.values() {

@@ -328,7 +328,10 @@ async fn an_answer_that_does_not_account_for_every_record_is_not_trusted() {
         "no checkpoint for an unconfirmed batch: {}",
         state["push"]
     );
-    assert!(state["completed"].get("load").is_none(), "day not marked done");
+    assert!(
+        state["completed"].get("load").is_none(),
+        "day not marked done"
+    );
     // A receiver that answers properly gets the whole day.
     s.wfm.set_misbehave(Misbehave::None);
     let o = run(dir.path(), &p, NOW, &day).await;
@@ -357,7 +360,10 @@ async fn rejected_records_fail_the_run_are_named_and_are_sent_again() {
     let want = expected_tasks(&root);
     let m = latest_manifest(&root);
     assert_eq!(m["outcome"], "failed");
-    assert_eq!(m["wfm"]["tasks"]["rejected"].as_u64(), Some(want.len() as u64));
+    assert_eq!(
+        m["wfm"]["tasks"]["rejected"].as_u64(),
+        Some(want.len() as u64)
+    );
     let named: BTreeSet<String> = m["wfm"]["tasks"]["errors"]
         .as_array()
         .unwrap()

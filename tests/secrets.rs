@@ -16,28 +16,30 @@ const BEARER: &str = "issued-bearer-token-QRS789";
 /// Answers every request with a 400 whose body quotes the request's headers and body; with
 /// `issue_token`, the WFM token endpoint answers properly first, so pushes carry a bearer.
 async fn echo_server(issue_token: bool) -> String {
-    let app = axum::Router::new().fallback(move |uri: Uri, headers: HeaderMap, body: Bytes| async move {
-        if issue_token && uri.path() == "/api/authority/token" {
-            let body = serde_json::json!({"data": {"accessToken": BEARER, "expiresIn": 3600}});
-            return (StatusCode::OK, body.to_string()).into_response();
-        }
-        let seen: Vec<String> = headers
-            .iter()
-            .map(|(k, v)| format!("{k}: {}", v.to_str().unwrap_or("")))
-            .collect();
-        let text = format!(
-            "{} {} headers [{}] body [{}]",
-            "request",
-            uri,
-            seen.join("; "),
-            String::from_utf8_lossy(&body)
-        );
-        let body = serde_json::json!({
-            "errors": [{"detail": text}],
-            "error": {"code": "echo", "message": text},
-        });
-        (StatusCode::BAD_REQUEST, body.to_string()).into_response()
-    });
+    let app = axum::Router::new().fallback(
+        move |uri: Uri, headers: HeaderMap, body: Bytes| async move {
+            if issue_token && uri.path() == "/api/authority/token" {
+                let body = serde_json::json!({"data": {"accessToken": BEARER, "expiresIn": 3600}});
+                return (StatusCode::OK, body.to_string()).into_response();
+            }
+            let seen: Vec<String> = headers
+                .iter()
+                .map(|(k, v)| format!("{k}: {}", v.to_str().unwrap_or("")))
+                .collect();
+            let text = format!(
+                "{} {} headers [{}] body [{}]",
+                "request",
+                uri,
+                seen.join("; "),
+                String::from_utf8_lossy(&body)
+            );
+            let body = serde_json::json!({
+                "errors": [{"detail": text}],
+                "error": {"code": "echo", "message": text},
+            });
+            (StatusCode::BAD_REQUEST, body.to_string()).into_response()
+        },
+    );
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
@@ -62,10 +64,16 @@ fn forms() -> Vec<String> {
 }
 
 fn scan(dir: &std::path::Path, o: &Out) {
-    let mut texts = vec![("stdout".to_string(), o.stdout.clone()), ("stderr".into(), o.stderr.clone())];
+    let mut texts = vec![
+        ("stdout".to_string(), o.stdout.clone()),
+        ("stderr".into(), o.stderr.clone()),
+    ];
     for f in files(dir) {
         let b = std::fs::read(&f).unwrap();
-        texts.push((f.display().to_string(), String::from_utf8_lossy(&b).to_string()));
+        texts.push((
+            f.display().to_string(),
+            String::from_utf8_lossy(&b).to_string(),
+        ));
     }
     for (where_, t) in &texts {
         for s in forms() {
@@ -84,7 +92,10 @@ async fn servers_that_echo_headers_get_no_secret_printed_or_stored() {
     let p = pipeline(dir.path(), &s, "", "");
     let o = run(dir.path(), &p, NOW, &range).await;
     assert_eq!(o.code, 1, "{o}");
-    assert!(o.stdout.contains("Basic ***") || o.stderr.contains("Basic ***"), "the echo reached the output, redacted: {o}");
+    assert!(
+        o.stdout.contains("Basic ***") || o.stderr.contains("Basic ***"),
+        "the echo reached the output, redacted: {o}"
+    );
     scan(dir.path(), &o);
 
     // The WFM echoes its token request (client id and secret in a Basic header).

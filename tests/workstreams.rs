@@ -374,7 +374,11 @@ async fn conversations_per_day_and_the_receiver_after_a_run_and_a_rerun() {
     assert_eq!(unmatched_stored.len(), unmatched_rows);
     let offered = |it: &mut dyn Iterator<Item = i64>| it.sum::<i64>();
     assert_eq!(
-        offered(&mut unmatched_stored.iter().map(|r| r["offered"].as_i64().unwrap())),
+        offered(
+            &mut unmatched_stored
+                .iter()
+                .map(|r| r["offered"].as_i64().unwrap())
+        ),
         offered(
             &mut rows
                 .iter()

@@ -206,10 +206,7 @@ mod tests {
         // Yesterday's state, replaced at today's 00:00 by an event that occurred just before
         // midnight but was recorded after it (clamped to 00:00); then two events at one instant.
         let mut st = StartState::default();
-        advance_state(
-            &mut st,
-            &[ev("0", "AGENT_STATUS/LOGGED_IN", -5_000, None)],
-        );
+        advance_state(&mut st, &[ev("0", "AGENT_STATUS/LOGGED_IN", -5_000, None)]);
         let today = vec![
             ev("1", "AGENT_STATUS/WENT_AWAY", -300, Some("Lunch")),
             ev("2", "AGENT_STATUS/RETURNED_FROM_AWAY", 400, None),
@@ -225,7 +222,10 @@ mod tests {
         assert_eq!(got, vec![("1", 0, Some(400)), ("3", 400, Some(1000))]);
         // Today, still going: the open piece at the end stays, even if it opened just now.
         let segs = day_segments(0, 1000, false, &today, &st);
-        assert_eq!(segs.last().map(|s| (s.start_at, s.end_at)), Some((1000, None)));
+        assert_eq!(
+            segs.last().map(|s| (s.start_at, s.end_at)),
+            Some((1000, None))
+        );
     }
 
     #[test]
