@@ -241,8 +241,20 @@ fn code(c: i32) -> ExitCode {
     ExitCode::from(c.clamp(0, 255) as u8)
 }
 
+/// Transparent huge pages make every fresh 2 MiB of the allocator's heap resident, and zeroed, at
+/// its first touch: a short transform spent a third of its samples zeroing pages (`perf`) and
+/// held nearly twice the memory it used. Off for this process only; 4 KiB pages cost it nothing
+/// measurable in CPU time.
+fn no_transparent_huge_pages() {
+    // SAFETY: PR_SET_THP_DISABLE takes plain integers and changes only this process's policy.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
+    no_transparent_huge_pages();
     let cli = Cli::parse();
     let format = if cli.log_format == "json" {
         log::Format::Json

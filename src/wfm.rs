@@ -147,12 +147,12 @@ impl WfmClient {
         Ok(tok.to_string())
     }
 
-    /// Sends one batch. `method` is PUT for users, POST otherwise.
+    /// Sends one batch, `body` its envelope as JSON. `method` is PUT for users, POST otherwise.
     pub async fn send(
         &self,
         put: bool,
         path: &str,
-        envelope: &Value,
+        body: &bytes::Bytes,
         idempotency_key: &str,
     ) -> Result<PushAnswer, WfmError> {
         let url = format!("{}{}", self.cfg.base_url, path);
@@ -170,7 +170,8 @@ impl WfmClient {
                     };
                     rb.bearer_auth(&token)
                         .header("Idempotency-Key", idempotency_key)
-                        .json(envelope)
+                        .header(reqwest::header::CONTENT_TYPE, "application/json")
+                        .body(body.clone())
                         .timeout(Duration::from_secs(self.cfg.request_timeout_seconds))
                 },
                 &[&self.limiter],

@@ -70,7 +70,12 @@ pub async fn check(p: &Pipeline, offline: bool, strict: bool) -> i32 {
             // A zero-record upsert proves the token and the permission without changing anything.
             let env = serde_json::json!({"integrationId": w.integration_id, "source": "gladly", "data": []});
             match c
-                .send(true, crate::load::push::USERS_PATH, &env, "check")
+                .send(
+                    true,
+                    crate::load::push::USERS_PATH,
+                    &env.to_string().into(),
+                    "check",
+                )
                 .await
             {
                 Ok(_) => println!("wfm: credentials accepted"),

@@ -6,6 +6,7 @@ pub mod generator;
 pub mod gladly;
 pub mod rng;
 pub mod wfm;
+pub mod wfm_store;
 
 /// Binds `addr` (port 0 picks a free port), serves `app` on a background task, returns the
 /// bound address.

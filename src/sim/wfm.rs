@@ -2,7 +2,7 @@
 //! envelope, replace windows, upserts, overlap rejection, idempotency keys, 429 with Retry-After),
 //! keeping everything it stored so tests can compare receivers record by record.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,12 +15,14 @@ use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use base64::Engine;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::faults::{Fault, FaultInjector, FaultRates, SlidingWindow};
 use super::gladly::LoggedRequest;
-use crate::time::{self, Ms};
+use super::wfm_store::{strict_ts, Change, IndexedStore};
+pub use super::wfm_store::{Kind, Store};
+use crate::time;
 
 #[derive(Clone, Debug)]
 pub struct WfmSimConfig {
@@ -53,31 +55,6 @@ impl Default for WfmSimConfig {
     }
 }
 
-/// The four kinds of record the receiver stores.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum Kind {
-    Users,
-    Tasks,
-    Conversations,
-    Intervals,
-}
-
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct Store {
-    /// kind → key → (integration id, record)
-    pub records: BTreeMap<Kind, BTreeMap<String, (String, Value)>>,
-}
-
-impl Store {
-    pub fn kind(&self, k: Kind) -> Vec<Value> {
-        self.records
-            .get(&k)
-            .map(|m| m.values().map(|(_, v)| v.clone()).collect())
-            .unwrap_or_default()
-    }
-}
-
 /// A receiver that misbehaves on purpose, switchable while it runs: the client must not trust
 /// an answer that does not account for every record, nor take rejections for success.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -95,7 +72,7 @@ pub enum Misbehave {
 pub struct WfmSim {
     cfg: WfmSimConfig,
     misbehave: Mutex<Misbehave>,
-    store: Mutex<Store>,
+    store: Mutex<IndexedStore>,
     tokens: Mutex<HashMap<String, Instant>>,
     token_counter: AtomicU64,
     windows: Mutex<HashMap<String, Arc<SlidingWindow>>>,
@@ -128,7 +105,7 @@ impl WfmSim {
             faults: FaultInjector::new(cfg.faults.clone(), cfg.seed),
             cfg,
             misbehave: Mutex::new(Misbehave::None),
-            store: Mutex::new(store),
+            store: Mutex::new(IndexedStore::new(store)),
             tokens: Mutex::new(HashMap::new()),
             token_counter: AtomicU64::new(0),
             windows: Mutex::new(HashMap::new()),
@@ -146,7 +123,7 @@ impl WfmSim {
     }
 
     pub fn store(&self) -> Store {
-        self.store.lock().unwrap().clone()
+        self.store.lock().unwrap().store().clone()
     }
 
     pub fn requests(&self) -> Vec<LoggedRequest> {
@@ -345,21 +322,6 @@ fn token(sim: &WfmSim, headers: &HeaderMap, body: &Bytes) -> Response {
         .into_response()
 }
 
-/// A UTC timestamp the receiver accepts: ISO 8601 with `Z` or an offset.
-fn strict_ts(v: &Value) -> Result<Option<Ms>, ()> {
-    match v {
-        Value::Null => Ok(None),
-        Value::String(s) => {
-            let has_zone = s.ends_with('Z') || s.rfind(['+', '-']).is_some_and(|i| i > 10);
-            if !has_zone {
-                return Err(());
-            }
-            time::parse_ts(s).map(Some).ok_or(())
-        }
-        _ => Err(()),
-    }
-}
-
 fn push(sim: &WfmSim, kind: Kind, body: &Bytes) -> (StatusCode, String) {
     let bad = |code: &str, msg: &str| {
         (
@@ -411,20 +373,9 @@ fn push(sim: &WfmSim, kind: Kind, body: &Bytes) -> (StatusCode, String) {
         );
     }
     let mut store = sim.store.lock().unwrap();
-    let known_users: std::collections::HashSet<String> = store
-        .records
-        .get(&Kind::Users)
-        .map(|m| m.keys().cloned().collect())
-        .unwrap_or_default();
     if let Some((s, e)) = window {
         if kind != Kind::Users {
-            let start_field = start_field(kind);
-            if let Some(m) = store.records.get_mut(&kind) {
-                m.retain(|_, (integ, rec)| {
-                    let st = strict_ts(&rec[start_field]).ok().flatten();
-                    !(integ == integration && st.is_some_and(|t| t >= s && t < e))
-                });
-            }
+            store.delete_window(kind, integration, s, e);
         }
     }
     let mut out = Outcome {
@@ -446,7 +397,7 @@ fn push(sim: &WfmSim, kind: Kind, body: &Bytes) -> (StatusCode, String) {
             }
             Ok(key) => {
                 if kind == Kind::Tasks {
-                    if let Err(msg) = check_overlap(&mut store, integration, &key, rec) {
+                    if let Err(msg) = store.check_overlap(integration, &key, rec) {
                         out.rejected += 1;
                         out.errors
                             .push(json!({"index": index, "code": "overlap", "message": msg}));
@@ -454,7 +405,7 @@ fn push(sim: &WfmSim, kind: Kind, body: &Bytes) -> (StatusCode, String) {
                     }
                     let email = rec["userEmail"].as_str().map(|e| e.trim().to_lowercase());
                     let unknown = match &email {
-                        Some(e) => !known_users.contains(e),
+                        Some(e) => !store.has_user(e),
                         None => true,
                     };
                     if unknown {
@@ -466,29 +417,16 @@ fn push(sim: &WfmSim, kind: Kind, body: &Bytes) -> (StatusCode, String) {
                         }
                     }
                 }
-                let m = store.records.entry(kind).or_default();
-                match m.get(&key) {
-                    None => {
-                        out.inserted += 1;
-                    }
-                    Some((_, old)) if old == rec => out.duplicate += 1,
-                    Some(_) => out.updated += 1,
+                match store.upsert(kind, key, integration, rec) {
+                    Change::Inserted => out.inserted += 1,
+                    Change::Updated => out.updated += 1,
+                    Change::Duplicate => out.duplicate += 1,
                 }
-                m.insert(key, (integration.to_string(), rec.clone()));
             }
         }
     }
-    sim.persist(&store);
+    sim.persist(store.store());
     (StatusCode::OK, json!({"data": out}).to_string())
-}
-
-fn start_field(kind: Kind) -> &'static str {
-    match kind {
-        Kind::Tasks => "startTime",
-        Kind::Conversations => "dayStart",
-        Kind::Intervals => "intervalStart",
-        Kind::Users => "",
-    }
 }
 
 /// Checks one record's fields; returns its key.
@@ -556,58 +494,6 @@ fn validate(kind: Kind, rec: &Value) -> Result<String, (&'static str, String)> {
     }
 }
 
-/// Segments of one user on one axis must not overlap: a closed one that overlaps is rejected; a
-/// new one closes the user's open one on that axis.
-fn check_overlap(
-    store: &mut Store,
-    integration: &str,
-    key: &str,
-    rec: &Value,
-) -> Result<(), String> {
-    let user = rec["userIdentifier"].as_str().unwrap_or("");
-    let axis = rec["axis"].as_str().unwrap_or("");
-    let start = strict_ts(&rec["startTime"]).ok().flatten().unwrap_or(0);
-    let end = strict_ts(&rec["endTime"]).ok().flatten();
-    let Some(tasks) = store.records.get_mut(&Kind::Tasks) else {
-        return Ok(());
-    };
-    let mut to_close = Vec::new();
-    for (k, (integ, other)) in tasks.iter() {
-        if k == key
-            || integ != integration
-            || other["userIdentifier"].as_str() != Some(user)
-            || other["axis"].as_str() != Some(axis)
-        {
-            continue;
-        }
-        let os = strict_ts(&other["startTime"]).ok().flatten().unwrap_or(0);
-        match strict_ts(&other["endTime"]).ok().flatten() {
-            None if os <= start => to_close.push(k.clone()),
-            None => {
-                // An open segment that starts after this one: this one must end by then.
-                if end.is_none_or(|e| e > os) {
-                    return Err(format!("overlaps open segment {k}"));
-                }
-            }
-            Some(oe) => {
-                let overlaps = match end {
-                    Some(e) => start < oe && os < e,
-                    None => start < oe,
-                };
-                if overlaps {
-                    return Err(format!("overlaps segment {k}"));
-                }
-            }
-        }
-    }
-    for k in to_close {
-        if let Some((_, other)) = tasks.get_mut(&k) {
-            other["endTime"] = json!(time::fmt_ts(start));
-        }
-    }
-    Ok(())
-}
-
 fn read_tasks(sim: &WfmSim, query: &str) -> Response {
     let mut from = i64::MIN;
     let mut to = i64::MAX;
@@ -624,14 +510,19 @@ fn read_tasks(sim: &WfmSim, query: &str) -> Response {
     }
     let store = sim.store.lock().unwrap();
     let tasks: Vec<Value> = store
-        .kind(Kind::Tasks)
+        .store()
+        .records
+        .get(&Kind::Tasks)
         .into_iter()
+        .flat_map(|m| m.values())
+        .map(|(_, r)| r)
         .filter(|r| {
             strict_ts(&r["startTime"])
                 .ok()
                 .flatten()
                 .is_some_and(|s| s >= from && s < to)
         })
+        .cloned()
         .collect();
     axum::Json(json!({"data": tasks})).into_response()
 }

@@ -250,6 +250,22 @@ impl Dir {
             .map(|_| ())
     }
 
+    /// Replaces a file whole without waiting for the disk (a local root: no fsync; an object
+    /// store: a plain put). Only for files whose loss costs repeated work, never a wrong result.
+    pub fn write_unsynced(&self, name: &str, bytes: Vec<u8>) -> Result<(), StorageError> {
+        match &self.root {
+            Root::Local(p) => {
+                let path = p.join(self.key(name));
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir)
+                        .map_err(|e| StorageError::new(dir.display().to_string(), e))?;
+                }
+                super::write_replace(&path, &bytes)
+            }
+            Root::Object(_) => self.write(name, bytes),
+        }
+    }
+
     /// Writes a file only if it is still as this `Dir` last saw it (absent, or that ETag); a
     /// writer that lost the race gets an error with `conflict` set, so two stale writers cannot
     /// both win. A file never read is overwritten.
