@@ -305,6 +305,24 @@ fn main() {
     }
 }
 
+/// The Gladly simulator for a backfill of `days`, its limits raised by the size's factor.
+fn gladly_sim(s: &Sizes, days: u64) -> Sim {
+    let limit = (10 * s.factor).to_string();
+    Sim::start(&[
+        "gladly".into(),
+        "--addr=127.0.0.1:0".into(),
+        "--seed=42".into(),
+        format!("--now={NOW}"),
+        format!("--agents={}", s.agents),
+        format!("--days={}", days + 2),
+        format!("--timezone={TZ}"),
+        "--token=bench-token".into(),
+        format!("--rps={limit}"),
+        format!("--reports-per-minute={limit}"),
+        "--reports-in-flight=2".into(),
+    ])
+}
+
 /// Section 5: the same backfill to a local disk and to an `s3://` root on moto's S3 server
 /// (loopback, in memory: its wall time compares on this machine, it is not an S3 figure; the
 /// request count is what a real bucket would bill).
@@ -351,20 +369,7 @@ fn object_store_backfill(dir: &Path, s: &Sizes, days: u64, to: chrono::NaiveDate
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    let limit = (10 * s.factor).to_string();
-    let mut gladly = Sim::start(&[
-        "gladly".into(),
-        "--addr=127.0.0.1:0".into(),
-        "--seed=42".into(),
-        format!("--now={NOW}"),
-        format!("--agents={}", s.agents),
-        format!("--days={}", days + 2),
-        format!("--timezone={TZ}"),
-        "--token=bench-token".into(),
-        format!("--rps={limit}"),
-        format!("--reports-per-minute={limit}"),
-        "--reports-in-flight=2".into(),
-    ]);
+    let mut gladly = gladly_sim(s, days);
     let from = to - chrono::Duration::days(days as i64 - 1);
     let mut figures = Vec::new();
     for target in ["local", "s3"] {
@@ -452,20 +457,7 @@ fn backfill(dir: &Path, s: &Sizes, from: chrono::NaiveDate, to: chrono::NaiveDat
         return;
     }
     let _ = std::fs::remove_dir_all(dir.join("output"));
-    let limit = (10 * s.factor).to_string();
-    let mut gladly = Sim::start(&[
-        "gladly".into(),
-        "--addr=127.0.0.1:0".into(),
-        "--seed=42".into(),
-        format!("--now={NOW}"),
-        format!("--agents={}", s.agents),
-        format!("--days={}", s.days + 2),
-        format!("--timezone={TZ}"),
-        "--token=bench-token".into(),
-        format!("--rps={limit}"),
-        format!("--reports-per-minute={limit}"),
-        "--reports-in-flight=2".into(),
-    ]);
+    let mut gladly = gladly_sim(s, s.days);
     let mut wfm = Sim::start(&[
         "wfm".into(),
         "--addr=127.0.0.1:0".into(),

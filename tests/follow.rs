@@ -138,6 +138,18 @@ fn raw_agent_events(root: &Path, day: &str) -> Vec<(String, String, i64)> {
         .collect()
 }
 
+/// Every agent event of 2026-11-04 recorded before `end` is in the raw zone, exactly once.
+fn assert_landed_once(s: &Sims, root: &Path, end: i64, what: &str) {
+    let landed = raw_agent_events(root, "2026-11-04");
+    let unique: BTreeSet<_> = landed.iter().cloned().collect();
+    assert_eq!(unique.len(), landed.len(), "{what}: no event twice");
+    assert_eq!(
+        unique,
+        truth_agent_events(s, ms("2026-11-04T05:00:00Z"), end),
+        "{what}: every event landed"
+    );
+}
+
 /// A batch run of `day` on a fresh root against a simulator frozen at `now`, for comparison.
 async fn batch(day: &str, now: &str, extra: &str) -> (Sims, tempfile::TempDir) {
     let s = start(world(7, 20, now), |_| {}, WfmSimConfig::default()).await;
@@ -205,11 +217,7 @@ async fn follow_lands_every_event_once_and_the_receiver_equals_a_batch_run() {
     assert!(st["lag_ms"].as_i64().is_some());
 
     // Every event visible by the last window's end is in the raw zone, exactly once.
-    let day_start = ms("2026-11-04T05:00:00Z");
-    let landed = raw_agent_events(&root, "2026-11-04");
-    let unique: BTreeSet<_> = landed.iter().cloned().collect();
-    assert_eq!(unique.len(), landed.len(), "no event twice");
-    assert_eq!(unique, truth_agent_events(&s, day_start, end));
+    assert_landed_once(&s, &root, end, "");
 
     // The receiver equals a batch run of today up to the same instant.
     let (b, _bdir) = batch("2026-11-04", &gladly_wfm::time::fmt_ts(end), "").await;
@@ -259,14 +267,7 @@ async fn a_follower_killed_anywhere_resumes_with_nothing_lost_or_sent_twice() {
         assert_eq!(f.code, 0, "{point}: {}", f.log.join("\n"));
         let root = dir.path().join("output");
         let end = follow_state(&root)["polled_to"].as_i64().unwrap();
-        let landed = raw_agent_events(&root, "2026-11-04");
-        let unique: BTreeSet<_> = landed.iter().cloned().collect();
-        assert_eq!(unique.len(), landed.len(), "{point}: no event twice");
-        assert_eq!(
-            unique,
-            truth_agent_events(&s, ms("2026-11-04T05:00:00Z"), end),
-            "{point}: every event landed"
-        );
+        assert_landed_once(&s, &root, end, point);
         let (b, _bdir) = batch(
             "2026-11-04",
             &gladly_wfm::time::fmt_ts(end),

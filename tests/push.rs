@@ -298,6 +298,16 @@ async fn an_agent_gone_from_agents_is_pushed_inactive_and_active_again_when_it_r
     assert_eq!(user(&email)[0]["isActive"], true);
 }
 
+/// The keys of the task records the receiver holds.
+fn stored_task_ids(s: &Sims) -> BTreeSet<String> {
+    s.wfm
+        .store()
+        .kind(Kind::Tasks)
+        .iter()
+        .map(|t| t["eventId"].as_str().unwrap().to_string())
+        .collect()
+}
+
 fn task_pushes(s: &Sims) -> usize {
     s.wfm
         .requests()
@@ -337,13 +347,7 @@ async fn an_answer_that_does_not_account_for_every_record_is_not_trusted() {
     s.wfm.set_misbehave(Misbehave::None);
     let o = run(dir.path(), &p, NOW, &day).await;
     assert_eq!(o.code, 0, "{o}");
-    let got: BTreeSet<String> = s
-        .wfm
-        .store()
-        .kind(Kind::Tasks)
-        .iter()
-        .map(|t| t["eventId"].as_str().unwrap().to_string())
-        .collect();
+    let got = stored_task_ids(&s);
     assert_eq!(got, expected_tasks(&root));
 }
 
@@ -386,12 +390,6 @@ async fn rejected_records_fail_the_run_are_named_and_are_sent_again() {
     s.wfm.set_misbehave(Misbehave::None);
     let o = run(dir.path(), &p, NOW, &day).await;
     assert_eq!(o.code, 0, "{o}");
-    let got: BTreeSet<String> = s
-        .wfm
-        .store()
-        .kind(Kind::Tasks)
-        .iter()
-        .map(|t| t["eventId"].as_str().unwrap().to_string())
-        .collect();
+    let got = stored_task_ids(&s);
     assert_eq!(got, want);
 }
