@@ -619,7 +619,7 @@ fn transform_pairs(dir: &Path, s: &Sizes, from: chrono::NaiveDate, to: chrono::N
     }
     let st = gladly_wfm::storage::Storage::new(
         gladly_wfm::storage::Root::local(agents_only.join("output")),
-        gladly_wfm::config::Compression::Zstd,
+        gladly_wfm::frames::Compression::Zstd,
     );
     for day in gladly_wfm::time::days_between(from, to) {
         let mut c = gladly_wfm::raw::conversation_events_frame(&[]).unwrap();

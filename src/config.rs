@@ -10,6 +10,7 @@ use chrono_tz::Tz;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::frames::Compression;
 use crate::storage::{Dir, Root, RootSpec, StorageError};
 
 /// A problem with a pipeline file. `line` 0 means the problem is not on a line (the file cannot
@@ -299,13 +300,6 @@ pub struct WfmConfig {
     pub request_timeout_seconds: u64,
     /// The receiver's rate limit for this client (default 100 per 30 s).
     pub requests_per_30s: u32,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Compression {
-    Zstd,
-    Snappy,
-    None,
 }
 
 #[derive(Clone, Debug)]
@@ -887,20 +881,6 @@ impl Pipeline {
         }
         s.retain(|x| !x.is_empty());
         s
-    }
-
-    /// The timezone the schedule fires in: the pipeline's, else the Gladly organisation's as
-    /// remembered by an earlier run, else UTC.
-    pub fn schedule_timezone(&self) -> Tz {
-        self.timezone
-            .or_else(|| {
-                crate::state::PipelineState::load(&self.state_dir().ok()?)
-                    .ok()?
-                    .org_timezone?
-                    .parse()
-                    .ok()
-            })
-            .unwrap_or(chrono_tz::UTC)
     }
 
     /// Opens the output root (for an object store: configures its client; no request yet).

@@ -5,8 +5,15 @@ use std::path::Path;
 
 use polars::prelude::*;
 
-use crate::config::Compression;
 use crate::time::Ms;
+
+/// How Parquet pages are compressed (`output.compression`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    Zstd,
+    Snappy,
+    None,
+}
 
 pub use polars::prelude::DataFrame;
 

@@ -1,16 +1,13 @@
 //! Pipeline state under `<root>/_state/<pipeline>/`: completed days per stage, the nightly
-//! cursor, WFM push checkpoints, and the run lock. Written atomically (on disk: write, fsync,
-//! rename; on an object store: one conditional PUT, so a stale writer loses).
+//! cursor, WFM push checkpoints and pending work days (the run lock is `lock`'s). Written
+//! atomically (on disk: write, fsync, rename; on an object store: one conditional PUT, so a
+//! stale writer loses).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::File;
-use std::io::Write;
-use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
-use crate::lease_lock::{LeaseLock, LOCK_FILE};
 use crate::storage::{Dir, StorageError};
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -173,142 +170,9 @@ impl PendingWorkFile {
     }
 }
 
-/// The exclusive run lock of a pipeline: an OS file lock on a local root, a leased object on an
-/// object store (`lease_lock`).
-pub enum PipelineLock {
-    File(RunLock),
-    Lease(LeaseLock),
-}
-
-impl PipelineLock {
-    pub fn acquire(
-        dir: &Dir,
-        pipeline: &str,
-        run_id: &str,
-        lease: std::time::Duration,
-    ) -> Result<PipelineLock, LockError> {
-        match dir.local_path() {
-            Some(p) => RunLock::acquire(&p, pipeline, run_id).map(PipelineLock::File),
-            None => LeaseLock::acquire(dir.root(), &dir.key(LOCK_FILE), pipeline, run_id, lease)
-                .map(PipelineLock::Lease),
-        }
-    }
-
-    /// Who holds the lock now, if anyone (for `status`).
-    pub fn holder(dir: &Dir) -> Option<String> {
-        match dir.local_path() {
-            Some(p) => RunLock::holder(&p),
-            None => LeaseLock::holder(dir.root(), &dir.key(LOCK_FILE)),
-        }
-    }
-}
-
-/// The exclusive run lock on disk: an OS file lock (released by the kernel when a process dies, so a
-/// killed run never blocks the next) plus who holds it, for the message a second run prints.
-pub struct RunLock {
-    _file: File,
-    path: PathBuf,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum LockError {
-    #[error("another run of pipeline `{pipeline}` holds the lock ({holder}); lock file {path}")]
-    Held {
-        pipeline: String,
-        holder: String,
-        path: String,
-    },
-    #[error("this run lost the run lock: {detail}")]
-    Lost { detail: String },
-    #[error("cannot create the lock file {path}: {detail}")]
-    Io { path: String, detail: String },
-}
-
-impl RunLock {
-    pub fn acquire(dir: &Path, pipeline: &str, run_id: &str) -> Result<RunLock, LockError> {
-        let io = |p: &Path, e: std::io::Error| LockError::Io {
-            path: p.display().to_string(),
-            detail: e.to_string(),
-        };
-        std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
-        let path = dir.join("run.lock");
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&path)
-            .map_err(|e| io(&path, e))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                let holder = std::fs::read_to_string(&path).unwrap_or_default();
-                return Err(LockError::Held {
-                    pipeline: pipeline.to_string(),
-                    holder: if holder.trim().is_empty() {
-                        "holder unknown".into()
-                    } else {
-                        holder.trim().to_string()
-                    },
-                    path: path.display().to_string(),
-                });
-            }
-            Err(std::fs::TryLockError::Error(e)) => return Err(io(&path, e)),
-        }
-        file.set_len(0).map_err(|e| io(&path, e))?;
-        let who = format!(
-            "pid {}, run {}, started {}",
-            std::process::id(),
-            run_id,
-            crate::time::fmt_ts(crate::time::now_ms())
-        );
-        file.write_all(who.as_bytes()).map_err(|e| io(&path, e))?;
-        file.sync_all().map_err(|e| io(&path, e))?;
-        Ok(RunLock { _file: file, path })
-    }
-
-    /// Who holds the lock now, if anyone (for `status`).
-    pub fn holder(dir: &Path) -> Option<String> {
-        let path = dir.join("run.lock");
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path)
-            .ok()?;
-        match file.try_lock() {
-            Ok(()) => {
-                let _ = file.unlock();
-                None
-            }
-            Err(_) => Some(std::fs::read_to_string(&path).unwrap_or_default()),
-        }
-    }
-}
-
-impl Drop for RunLock {
-    fn drop(&mut self) {
-        // Clear the holder text; the OS lock goes with the file handle.
-        if let Ok(f) = std::fs::OpenOptions::new().write(true).open(&self.path) {
-            let _ = f.set_len(0);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn lock_is_exclusive_and_released_on_drop() {
-        let dir = tempfile::tempdir().unwrap();
-        let a = RunLock::acquire(dir.path(), "p", "r1").unwrap();
-        let e = RunLock::acquire(dir.path(), "p", "r2").err().unwrap();
-        assert!(e.to_string().contains("r1"), "{e}");
-        assert!(RunLock::holder(dir.path()).is_some());
-        drop(a);
-        assert!(RunLock::holder(dir.path()).is_none());
-        RunLock::acquire(dir.path(), "p", "r3").unwrap();
-    }
 
     #[test]
     fn pending_work_survives_a_restart_and_keeps_a_change_made_during_a_rebuild() {

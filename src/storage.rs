@@ -19,8 +19,7 @@ use std::sync::{Arc, Mutex};
 
 use chrono::NaiveDate;
 
-use crate::config::Compression;
-use crate::frames::{self, DataFrame};
+use crate::frames::{self, Compression, DataFrame};
 
 #[derive(Debug, thiserror::Error)]
 #[error("{path}: {detail}")]

@@ -10,7 +10,7 @@ use util::*;
 async fn a_demo_refused_by_the_lock_fails_first_and_prints_no_result() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("output/_state/demo");
-    let _held = gladly_wfm::state::RunLock::acquire(&state, "demo", "another-demo").unwrap();
+    let _held = gladly_wfm::lock::RunLock::acquire(&state, "demo", "another-demo").unwrap();
     let o = bin(dir.path(), &["demo", "--days", "1", "--agents", "3"], &[]).await;
     assert_eq!(o.code, 3, "{o}");
     assert!(

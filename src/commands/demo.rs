@@ -56,7 +56,7 @@ pub async fn demo(a: DemoArgs) -> i32 {
     let holder = p
         .state_dir()
         .ok()
-        .and_then(|d| crate::state::PipelineLock::holder(&d));
+        .and_then(|d| crate::lock::PipelineLock::holder(&d));
     if let Some(holder) = holder {
         eprintln!(
             "gladly-wfm: another demo is running on {} ({}); wait for it, or use --out for another folder",

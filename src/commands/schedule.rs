@@ -3,9 +3,12 @@
 //! one, never overlaps it), carries on after a failed run, and stops on SIGINT/SIGTERM: at once
 //! when idle; during a run, the run is abandoned between atomic steps, so the next run resumes.
 
+use chrono_tz::Tz;
+
 use crate::config::Pipeline;
 use crate::log;
 use crate::pipeline::{self, RunOptions, Stages};
+use crate::state::PipelineState;
 
 pub async fn schedule(p: &Pipeline) -> i32 {
     use tokio::signal::unix::{signal, SignalKind};
@@ -21,7 +24,7 @@ pub async fn schedule(p: &Pipeline) -> i32 {
         eprintln!("gladly-wfm: {e}");
         return 2;
     }
-    let tz = p.schedule_timezone();
+    let tz = schedule_timezone(p);
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
     let mut runs = 0u64;
@@ -61,4 +64,19 @@ pub async fn schedule(p: &Pipeline) -> i32 {
             ));
         }
     }
+}
+
+/// The timezone the schedule fires in: the pipeline's, else the Gladly organisation's as
+/// remembered by an earlier run, else UTC. It lives here, not on `Pipeline`, because it reads
+/// state: parsing a pipeline file does no I/O.
+pub fn schedule_timezone(p: &Pipeline) -> Tz {
+    p.timezone
+        .or_else(|| {
+            PipelineState::load(&p.state_dir().ok()?)
+                .ok()?
+                .org_timezone?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(chrono_tz::UTC)
 }

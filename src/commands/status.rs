@@ -4,7 +4,8 @@
 use chrono::NaiveDate;
 
 use crate::config::Pipeline;
-use crate::state::{PipelineLock, PipelineState};
+use crate::lock::PipelineLock;
+use crate::state::PipelineState;
 
 /// `2026-11-01..2026-11-07, 2026-11-09`
 pub fn ranges(days: &[NaiveDate]) -> String {
@@ -114,7 +115,7 @@ pub fn status(p: &Pipeline) -> i32 {
     follower(p);
     match (&p.schedule, &p.schedule_expr) {
         (Some(s), Some(expr)) => {
-            let tz = p.schedule_timezone();
+            let tz = super::schedule::schedule_timezone(p);
             let next = s
                 .upcoming(tz)
                 .next()

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::LockError;
 use crate::log;
-use crate::state::LockError;
 use crate::storage::object;
 use crate::storage::{Root, StorageError, WriteMode};
 use crate::time::{self, Ms};
