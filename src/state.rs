@@ -28,6 +28,13 @@ pub struct PipelineState {
     pub users_pushed: BTreeMap<String, PushedUser>,
 }
 
+impl PipelineState {
+    /// The Gladly organisation's timezone as an earlier run remembered it, if any run has.
+    pub fn remembered_timezone(dir: &Dir) -> Option<chrono_tz::Tz> {
+        PipelineState::load(dir).ok()?.org_timezone?.parse().ok()
+    }
+}
+
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct PushedUser {
     pub agent_id: String,

@@ -71,12 +71,6 @@ pub async fn schedule(p: &Pipeline) -> i32 {
 /// state: parsing a pipeline file does no I/O.
 pub fn schedule_timezone(p: &Pipeline) -> Tz {
     p.timezone
-        .or_else(|| {
-            PipelineState::load(&p.state_dir().ok()?)
-                .ok()?
-                .org_timezone?
-                .parse()
-                .ok()
-        })
+        .or_else(|| PipelineState::remembered_timezone(&p.state_dir().ok()?))
         .unwrap_or(chrono_tz::UTC)
 }

@@ -67,13 +67,7 @@ pub struct Written {
 /// The pipeline's business timezone: its own, else the organisation's remembered by a run.
 pub fn timezone(p: &Pipeline) -> Result<Tz, ReportError> {
     p.timezone
-        .or_else(|| {
-            PipelineState::load(&p.state_dir().ok()?)
-                .ok()?
-                .org_timezone?
-                .parse()
-                .ok()
-        })
+        .or_else(|| PipelineState::remembered_timezone(&p.state_dir().ok()?))
         .ok_or_else(|| ReportError::NoTimezone {
             file: p.file.display().to_string(),
         })
