@@ -19,8 +19,6 @@ use crate::storage::object;
 use crate::storage::{Root, StorageError, WriteMode};
 use crate::time::{self, Ms};
 
-pub const LOCK_FILE: &str = "run.lock";
-
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct LockRecord {
     holder: String,

@@ -8,9 +8,13 @@ use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-pub use lease::{LeaseLock, LOCK_FILE};
+pub use lease::LeaseLock;
 
 use crate::storage::Dir;
+
+/// The lock's name under `_state/<pipeline>/`, for both kinds: a file on disk, an object on a
+/// store.
+pub const LOCK_FILE: &str = "run.lock";
 
 /// The exclusive run lock of a pipeline: an OS file lock on a local root, a leased object on an
 /// object store (`lease`).
@@ -70,7 +74,7 @@ impl RunLock {
             detail: e.to_string(),
         };
         std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
-        let path = dir.join("run.lock");
+        let path = dir.join(LOCK_FILE);
         let mut file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -108,7 +112,7 @@ impl RunLock {
 
     /// Who holds the lock now, if anyone (for `status`).
     pub fn holder(dir: &Path) -> Option<String> {
-        let path = dir.join("run.lock");
+        let path = dir.join(LOCK_FILE);
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
