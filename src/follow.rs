@@ -180,6 +180,8 @@ struct Follower<'a> {
     /// This poll's window start, and event → acknowledgement of the status changes it pushed.
     since: Ms,
     latencies: Vec<Ms>,
+    /// Whether this follower has completed and swept what a killed run left (first poll).
+    recovered: bool,
 }
 
 /// Runs until SIGTERM/SIGINT (exit 0 after the poll in progress), or a refused credential (4).
@@ -236,6 +238,7 @@ pub async fn follow(p: &Pipeline, clock: Clock) -> i32 {
         start_states: BTreeMap::new(),
         since: 0,
         latencies: Vec::new(),
+        recovered: false,
     };
     let interrupt = Interrupt::new();
     let _signals = interrupt.listen();
@@ -302,6 +305,14 @@ impl Follower<'_> {
             Err(e) => return Err(FollowError::Failed(e.to_string())),
         };
         let t = std::time::Instant::now();
+        // First a day another run was committing when it was killed is completed (and, at the
+        // first poll, what it had not committed is removed): one listing when there is none.
+        if self.recovered {
+            self.st.complete_commits()?;
+        } else {
+            self.st.recover()?;
+            self.recovered = true;
+        }
         self.latencies.clear();
         let r = self.poll().await?;
         let samples = std::mem::take(&mut self.latencies);
@@ -526,8 +537,9 @@ impl Follower<'_> {
         };
         let tf = self.transformer(now);
         let mut carry = Some((day - Duration::days(1), start));
-        tokio::task::block_in_place(|| tf.transform_agents(day, &self.emails, &mut carry))?;
-        tf.transform_conversations(day, &self.inboxes, &mut None)?;
+        tokio::task::block_in_place(|| {
+            tf.transform_live(day, &self.emails, &self.inboxes, &mut carry)
+        })?;
         Ok(())
     }
 

@@ -317,10 +317,19 @@ pub fn plan_days(
 
 impl Run<'_> {
     async fn execute(&mut self) -> Result<(), RunError> {
-        let swept = self.st.sweep_temp();
-        if swept > 0 {
+        // Before anything reads or writes: a day a killed run was committing is completed,
+        // and the files it had not committed are removed.
+        let recovered = self.st.recover()?;
+        if recovered.commits > 0 {
             log::info(format!(
-                "removed {swept} temporary file(s) left by an interrupted run"
+                "completed {} day commit(s) an interrupted run left",
+                recovered.commits
+            ));
+        }
+        if recovered.swept > 0 {
+            log::info(format!(
+                "removed {} temporary file(s) left by an interrupted run",
+                recovered.swept
             ));
         }
         // A date in the future is a usage error, found before any request when the timezone is known.

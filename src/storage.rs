@@ -6,9 +6,11 @@
 //! that becomes visible only when it completes). Either way a reader sees a whole old
 //! partition or a whole new one, never half of one.
 
+mod commit;
 pub mod object;
 pub mod root;
 
+pub use commit::{Recovered, Staged, COMMITS, STAGING};
 pub use object::WriteMode;
 pub use root::{Dir, Root, RootSpec};
 
@@ -54,6 +56,8 @@ pub struct Storage {
     /// Partitions this process wrote: a listing that lags behind a write (an eventually
     /// consistent S3-compatible store) still shows them, so the newest snapshot is never missed.
     written: Arc<Mutex<BTreeSet<(String, NaiveDate)>>>,
+    /// Commit records a killed run left pending, read once (see `commit`).
+    pending: Arc<Mutex<Option<commit::Pending>>>,
 }
 
 fn partition_key(dataset: &str, day: NaiveDate) -> String {
@@ -66,6 +70,7 @@ impl Storage {
             root,
             compression,
             written: Arc::default(),
+            pending: Arc::default(),
         }
     }
 
@@ -85,7 +90,8 @@ impl Storage {
         self.root.describe(&partition_key(dataset, day))
     }
 
-    /// Replaces a day's partition of a dataset whole.
+    /// Replaces a day's partition of a dataset whole, alone (the raw zone; a curated day's
+    /// datasets are staged and committed together: `stage_partition`, `commit_day`).
     pub fn write_partition(
         &self,
         dataset: &str,
@@ -125,16 +131,25 @@ impl Storage {
         dataset: &str,
         day: NaiveDate,
     ) -> Result<Option<DataFrame>, StorageError> {
-        let key = partition_key(dataset, day);
+        // A pending commit's staged file first; once moved, it is the partition itself.
+        if let Some(staged) = self.pending_staged(dataset, day)? {
+            if let Some(df) = self.read_key(&staged)? {
+                return Ok(Some(df));
+            }
+        }
+        self.read_key(&partition_key(dataset, day))
+    }
+
+    fn read_key(&self, key: &str) -> Result<Option<DataFrame>, StorageError> {
         let Root::Local(base) = &self.root else {
-            let Some((bytes, _)) = self.root.read(&key)? else {
+            let Some((bytes, _)) = self.root.read(key)? else {
                 return Ok(None);
             };
             return frames::read_parquet_bytes(bytes)
                 .map(Some)
-                .map_err(|e| StorageError::new(self.root.describe(&key), e));
+                .map_err(|e| StorageError::new(self.root.describe(key), e));
         };
-        let path = base.join(&key);
+        let path = base.join(key);
         if !path.exists() {
             return Ok(None);
         }
@@ -159,6 +174,7 @@ impl Storage {
                         .flatten()
                 })
                 .collect();
+            out.extend(self.pending_days(dataset)?);
             out.extend(
                 self.written
                     .lock()
@@ -179,14 +195,17 @@ impl Storage {
                 e.path().join("part-0.parquet").exists().then_some(d)
             })
             .collect();
+        out.extend(self.pending_days(dataset)?);
         out.sort();
+        out.dedup();
         Ok(out)
     }
 
-    /// Removes temporary files a killed run left behind (they are never read). An object
-    /// store has none: a partition is never visible before it is whole, and an interrupted
-    /// multipart upload is no object (a bucket lifecycle rule reclaims its parts).
-    pub fn sweep_temp(&self) -> usize {
+    /// Removes temporary files a killed run left behind (they are never read; `recover` runs
+    /// it after completing pending commits, whose staged files are temporary too). An object
+    /// store has none but its staging (`recover`): a partition is never visible before it is
+    /// whole, and an interrupted multipart upload is no object (a lifecycle rule reclaims it).
+    fn sweep_temp(&self) -> usize {
         fn walk(dir: &Path, n: &mut usize, depth: usize) {
             if depth > 5 {
                 return;

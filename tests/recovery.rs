@@ -300,3 +300,147 @@ async fn load_alone_after_extract_and_transform_equals_a_full_run() {
     assert_eq!(o.code, 0, "{o}");
     assert_same_store(&full.wfm.store(), &s.wfm.store());
 }
+
+/// The curated datasets of one day: what a re-run replaces together.
+const CURATED: [&str; 5] = [
+    "agent_status_events",
+    "agent_status_segments",
+    "conversations",
+    "work_sessions",
+    "workstream_intervals",
+];
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let (src, dst) = (e.path(), to.join(e.file_name()));
+        if src.is_dir() {
+            copy_tree(&src, &dst);
+        } else {
+            std::fs::copy(&src, &dst).unwrap();
+        }
+    }
+}
+
+/// The day's rows of each curated dataset as an outside reader sees them (the visible files).
+fn visible_day(root: &Path, day: &str) -> Vec<Vec<serde_json::Map<String, serde_json::Value>>> {
+    CURATED
+        .iter()
+        .map(|d| read_rows(&root.join(d).join(format!("date={day}/part-0.parquet"))))
+        .collect()
+}
+
+/// The day as this crate's own readers (report, check, the load stage) read it.
+fn read_through(root: &Path, day: &str) -> Vec<gladly_wfm::frames::DataFrame> {
+    use gladly_wfm::storage::{Root, Storage};
+    let st = Storage::new(Root::local(root), gladly_wfm::frames::Compression::Zstd);
+    let day = gladly_wfm::time::parse_date(day).unwrap();
+    CURATED
+        .iter()
+        .map(|d| {
+            st.read_partition(d, day)
+                .unwrap()
+                .unwrap_or_else(|| panic!("{d} {day} in {}", root.display()))
+        })
+        .collect()
+}
+
+/// A day's datasets become visible together: a re-run of a day under changed rules (so every
+/// dataset of the day changes), killed between two of its datasets or between two renames,
+/// leaves readers the old day whole or the new day whole, never some of each; the next run
+/// completes it and leaves what an uninterrupted run does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_between_two_datasets_of_a_day_never_leaves_a_mixed_day() {
+    const DAY: &str = "2026-11-02";
+    let range = ["--from", DAY, "--to", DAY];
+    let s = start_default(NOW).await;
+    let old = tempfile::tempdir().unwrap();
+    let p_old = pipeline(old.path(), &s, "", "");
+    assert_eq!(run(old.path(), &p_old, NOW, &range).await.code, 0);
+    // New rules: a task and a workstream renamed, so all five datasets of the day change.
+    let v2 = |dir: &Path| {
+        let text = std::fs::read_to_string(&p_old)
+            .unwrap()
+            .replace(
+                &old.path().display().to_string(),
+                &dir.display().to_string(),
+            )
+            .replace("name = \"Away\"", "name = \"Away v2\"")
+            .replace(
+                "name = \"Customer_Support\"",
+                "name = \"Customer Support v2\"",
+            );
+        let p = dir.join("pipeline.toml");
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let new = tempfile::tempdir().unwrap();
+    let p_new = v2(new.path());
+    assert_eq!(run(new.path(), &p_new, NOW, &range).await.code, 0);
+    let (old_day, new_day) = (
+        visible_day(&old.path().join("output"), DAY),
+        visible_day(&new.path().join("output"), DAY),
+    );
+    for (i, d) in CURATED.iter().enumerate() {
+        assert_ne!(old_day[i], new_day[i], "{d} differs under the new rules");
+    }
+    let new_frames = read_through(&new.path().join("output"), DAY);
+
+    // Before the commit record: after the agent datasets are staged (the work datasets may be
+    // staged too, on the other thread), after the record is durable, and between renames.
+    for (at, recorded) in [
+        ("curated-written:1", false),
+        ("day-commit-recorded:1", true),
+        ("partition-published:1", true),
+        ("partition-published:3", true),
+    ] {
+        let case = tempfile::tempdir().unwrap();
+        copy_tree(&old.path().join("output"), &case.path().join("output"));
+        let p = v2(case.path());
+        let root = case.path().join("output");
+        let o = run_env(case.path(), &p, NOW, &range, &[("GLADLY_WFM_CRASH_AT", at)]).await;
+        assert!(o.stderr.contains("dying at"), "{at}: {o}");
+        let seen = visible_day(&root, DAY);
+        let from_new: Vec<bool> = (0..CURATED.len()).map(|i| seen[i] == new_day[i]).collect();
+        for (i, d) in CURATED.iter().enumerate() {
+            assert!(
+                seen[i] == old_day[i] || from_new[i],
+                "{at}: {d} is from neither run"
+            );
+        }
+        if !recorded {
+            assert!(
+                from_new.iter().all(|n| !n),
+                "{at}: killed before the day's commit record, yet {:?} of the new run are \
+                 visible",
+                CURATED
+                    .iter()
+                    .zip(&from_new)
+                    .filter(|(_, n)| **n)
+                    .map(|(d, _)| d)
+                    .collect::<Vec<_>>()
+            );
+        } else {
+            // The record is durable: this crate's readers read the new day whole through it.
+            let through = read_through(&root, DAY);
+            for (i, d) in CURATED.iter().enumerate() {
+                assert!(
+                    through[i].equals_missing(&new_frames[i]),
+                    "{at}: {d} read through the pending commit is not the new day"
+                );
+            }
+        }
+        // The next run completes (or redoes) the day: the new day whole, nothing left over.
+        let o = run(case.path(), &p, NOW, &range).await;
+        assert_eq!(o.code, 0, "{at}: {o}");
+        if recorded {
+            assert!(o.stderr.contains("completed 1 day commit"), "{at}: {o}");
+        }
+        assert_eq!(visible_day(&root, DAY), new_day, "{at}: after the next run");
+        assert_no_temp_files(&root);
+        let records: Vec<_> = std::fs::read_dir(root.join("_commits"))
+            .map(|r| r.flatten().collect())
+            .unwrap_or_default();
+        assert!(records.is_empty(), "{at}: commit records left: {records:?}");
+    }
+}

@@ -277,6 +277,20 @@ impl ObjectRoot {
             .collect())
     }
 
+    /// Copies one object to another key inside the store (no bytes through this process);
+    /// `false` when there is nothing at `from`.
+    pub fn copy(&self, from: &str, to: &str) -> Result<bool, ObjectError> {
+        self.count(1);
+        let (store, a, b) = (self.store.clone(), self.path(from), self.path(to));
+        block_on(async move {
+            match store.copy(&a, &b).await {
+                Ok(()) => Ok(true),
+                Err(object_store::Error::NotFound { .. }) => Ok(false),
+                Err(e) => Err(ObjectError::Other(e.to_string())),
+            }
+        })
+    }
+
     pub fn delete(&self, rel: &str) -> Result<(), ObjectError> {
         self.count(1);
         let (store, path) = (self.store.clone(), self.path(rel));

@@ -168,6 +168,25 @@ impl Root {
         Ok(out)
     }
 
+    /// Moves a staged file into its place: a rename on disk (atomic, same folder), a copy and
+    /// a delete in an object store. `false` when nothing is staged at `from` (already moved).
+    pub fn publish(&self, from: &str, to: &str) -> Result<bool, StorageError> {
+        match self {
+            Root::Local(p) => match std::fs::rename(p.join(from), p.join(to)) {
+                Ok(()) => Ok(true),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+                Err(e) => Err(StorageError::new(p.join(to).display().to_string(), e)),
+            },
+            Root::Object(o) => {
+                if !o.copy(from, to).map_err(|e| obj_err(self, to, e))? {
+                    return Ok(false);
+                }
+                o.delete(from).map_err(|e| obj_err(self, from, e))?;
+                Ok(true)
+            }
+        }
+    }
+
     pub fn delete(&self, rel: &str) -> Result<(), StorageError> {
         match self {
             Root::Local(p) => match std::fs::remove_file(p.join(rel)) {

@@ -14,7 +14,7 @@ use super::workstreams::{self as wsd, ConvStates, InboxMap};
 use crate::config::Pipeline;
 use crate::model::InboxDim;
 use crate::raw;
-use crate::storage::{Storage, StorageError};
+use crate::storage::{Staged, Storage, StorageError};
 use crate::time::{self, Ms};
 
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +35,8 @@ pub struct DayOut {
     pub rows: Vec<(&'static str, NaiveDate, usize)>,
     pub unmatched_labels: Unmatched,
     pub unknown_inboxes: BTreeMap<String, u64>,
+    /// The day's partitions written but not yet visible: committed together (`commit`).
+    staged: Vec<Staged>,
 }
 
 impl DayOut {
@@ -46,6 +48,7 @@ impl DayOut {
         for (k, n) in other.unknown_inboxes {
             *self.unknown_inboxes.entry(k).or_default() += n;
         }
+        self.staged.extend(other.staged);
     }
 }
 
@@ -69,9 +72,15 @@ impl Transformer<'_> {
         Ok(st)
     }
 
-    /// `agent_status_events` and `agent_status_segments` of one day; the two are built and
-    /// written on two threads.
-    pub fn transform_agents(
+    /// Makes what `out` staged for `day` visible together (storage::commit).
+    fn commit(&self, day: NaiveDate, mut out: DayOut) -> Result<DayOut, TransformError> {
+        self.st.commit_day(day, std::mem::take(&mut out.staged))?;
+        Ok(out)
+    }
+
+    /// `agent_status_events` and `agent_status_segments` of one day, staged; the two are built
+    /// and written on two threads.
+    fn stage_agents(
         &self,
         day: NaiveDate,
         emails: &Emails,
@@ -94,23 +103,25 @@ impl Transformer<'_> {
         let complete = end <= self.now;
         let mut out = DayOut::default();
         let (events, segments) = std::thread::scope(|sc| {
-            let events = sc.spawn(|| -> Result<Unmatched, TransformError> {
+            let events = sc.spawn(|| -> Result<(Unmatched, Staged), TransformError> {
                 let mut matcher = LabelMatcher::new(&self.p.tasks);
                 let mut unmatched = Unmatched::new();
                 let mut df = ds::events_frame(&evs, emails, &mut matcher, &mut unmatched)
                     .map_err(frame_err(format!("agent_status_events {day}")))?;
-                self.st
-                    .write_partition(ds::AGENT_STATUS_EVENTS, day, &mut df)?;
-                Ok(unmatched)
+                let staged = self
+                    .st
+                    .stage_partition(ds::AGENT_STATUS_EVENTS, day, &mut df)?;
+                Ok((unmatched, staged))
             });
-            let segments = (|| -> Result<usize, TransformError> {
+            let segments = (|| -> Result<(usize, Staged), TransformError> {
                 let segs = day_segments(start, end, complete, &evs, &prior);
                 let mut matcher = LabelMatcher::new(&self.p.tasks);
                 let mut df = ds::segments_frame(&segs, emails, &mut matcher)
                     .map_err(frame_err(format!("agent_status_segments {day}")))?;
-                self.st
-                    .write_partition(ds::AGENT_STATUS_SEGMENTS, day, &mut df)?;
-                Ok(segs.len())
+                let staged = self
+                    .st
+                    .stage_partition(ds::AGENT_STATUS_SEGMENTS, day, &mut df)?;
+                Ok((segs.len(), staged))
             })();
             (
                 events.join().unwrap_or_else(|_| {
@@ -121,17 +132,20 @@ impl Transformer<'_> {
                 segments,
             )
         });
-        out.unmatched_labels = events?;
+        let (unmatched, events) = events?;
+        let (segments, staged) = segments?;
+        out.unmatched_labels = unmatched;
+        out.staged = vec![events, staged];
         out.rows.push((ds::AGENT_STATUS_EVENTS, day, evs.len()));
-        out.rows.push((ds::AGENT_STATUS_SEGMENTS, day, segments?));
+        out.rows.push((ds::AGENT_STATUS_SEGMENTS, day, segments));
         crate::fault_point("curated-written");
         advance_state(&mut prior, &evs);
         *carry = Some((day, prior));
         Ok(out)
     }
 
-    /// All of a day's curated datasets: agent events and segments on one thread, conversations
-    /// and work sessions on another.
+    /// All of a day's curated datasets, visible together: agent events and segments on one
+    /// thread, conversations and work sessions on another.
     pub fn transform_all(
         &self,
         day: NaiveDate,
@@ -142,11 +156,11 @@ impl Transformer<'_> {
     ) -> Result<DayOut, TransformError> {
         let (agents, work) = std::thread::scope(|sc| {
             let work = sc.spawn(|| -> Result<DayOut, TransformError> {
-                let mut out = self.transform_conversations(day, inboxes, conv_carry)?;
-                out.merge(self.transform_work(day, inboxes)?);
+                let mut out = self.stage_conversations(day, inboxes, conv_carry)?;
+                out.merge(self.stage_work(day, inboxes)?);
                 Ok(out)
             });
-            let agents = self.transform_agents(day, emails, carry);
+            let agents = self.stage_agents(day, emails, carry);
             (
                 agents,
                 work.join().unwrap_or_else(|_| {
@@ -158,10 +172,24 @@ impl Transformer<'_> {
         });
         let mut out = agents?;
         out.merge(work?);
-        Ok(out)
+        self.commit(day, out)
     }
 
-    pub fn transform_conversations(
+    /// Today's agent and conversation datasets for `follow` (work sessions come on their own
+    /// cadence: `transform_work`), visible together.
+    pub fn transform_live(
+        &self,
+        day: NaiveDate,
+        emails: &Emails,
+        inboxes: &[InboxDim],
+        carry: &mut Option<(NaiveDate, StartState)>,
+    ) -> Result<DayOut, TransformError> {
+        let mut out = self.stage_agents(day, emails, carry)?;
+        out.merge(self.stage_conversations(day, inboxes, &mut None)?);
+        self.commit(day, out)
+    }
+
+    fn stage_conversations(
         &self,
         day: NaiveDate,
         inboxes: &[InboxDim],
@@ -191,37 +219,46 @@ impl Transformer<'_> {
         let rows = wsd::conversations_day(day, &evs, &mut state, &mut map);
         let mut df =
             wsd::conversations_frame(&rows).map_err(frame_err(format!("conversations {day}")))?;
-        self.st.write_partition(wsd::CONVERSATIONS, day, &mut df)?;
+        let staged = self.st.stage_partition(wsd::CONVERSATIONS, day, &mut df)?;
         *carry = Some((day, state));
         Ok(DayOut {
             rows: vec![(wsd::CONVERSATIONS, day, rows.len())],
             unknown_inboxes: map.unknown,
+            staged: vec![staged],
             ..Default::default()
         })
     }
 
-    /// Curated `work_sessions` and `workstream_intervals` of one day from the raw zone.
+    /// Curated `work_sessions` and `workstream_intervals` of one day from the raw zone, visible
+    /// together (a day redone for its work sessions alone: its other datasets do not change).
     pub fn transform_work(
         &self,
         day: NaiveDate,
         inboxes: &[InboxDim],
     ) -> Result<DayOut, TransformError> {
+        let out = self.stage_work(day, inboxes)?;
+        self.commit(day, out)
+    }
+
+    fn stage_work(&self, day: NaiveDate, inboxes: &[InboxDim]) -> Result<DayOut, TransformError> {
         let ws = raw::read_work_sessions(self.st, day)?.unwrap_or_default();
         let mut map = InboxMap::new(inboxes, &self.p.workstreams);
         let mut df = wsd::work_sessions_frame(&ws, &mut map)
             .map_err(frame_err(format!("work_sessions {day}")))?;
-        self.st.write_partition(wsd::WORK_SESSIONS, day, &mut df)?;
+        let sessions = self.st.stage_partition(wsd::WORK_SESSIONS, day, &mut df)?;
         let rows = wsd::intervals(&ws, &mut map, self.p.interval_minutes);
         let mut df = wsd::intervals_frame(&rows)
             .map_err(frame_err(format!("workstream_intervals {day}")))?;
-        self.st
-            .write_partition(wsd::WORKSTREAM_INTERVALS, day, &mut df)?;
+        let intervals = self
+            .st
+            .stage_partition(wsd::WORKSTREAM_INTERVALS, day, &mut df)?;
         Ok(DayOut {
             rows: vec![
                 (wsd::WORK_SESSIONS, day, ws.len()),
                 (wsd::WORKSTREAM_INTERVALS, day, rows.len()),
             ],
             unknown_inboxes: map.unknown,
+            staged: vec![sessions, intervals],
             ..Default::default()
         })
     }
