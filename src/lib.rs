@@ -22,7 +22,6 @@ pub mod pattern;
 pub mod pipeline;
 pub mod raw;
 pub mod report;
-pub mod sim;
 pub mod state;
 pub mod storage;
 pub mod time;

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use gladly_wfm::commands::{check, demo, report, schedule, simulate, status};
+use gladly_wfm::commands::{check, report, schedule, status};
+#[cfg(feature = "simulators")]
+use gladly_wfm::commands::{demo, simulate};
 use gladly_wfm::config::Pipeline;
 use gladly_wfm::pipeline::{self, RunOptions, Stages};
 use gladly_wfm::{log, time};
@@ -45,6 +47,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run the whole pipeline on the bundled simulators: no credentials, a few seconds.
+    #[cfg(feature = "simulators")]
     Demo {
         /// Complete days of simulated history to process (today so far comes on top).
         #[arg(long, default_value_t = 7)]
@@ -126,12 +129,14 @@ enum Cmd {
         pipeline: PathBuf,
     },
     /// Run a bundled simulator.
+    #[cfg(feature = "simulators")]
     Simulate {
         #[command(subcommand)]
         which: SimCmd,
     },
 }
 
+#[cfg(feature = "simulators")]
 #[derive(Subcommand)]
 enum SimCmd {
     /// The Gladly REST API.
@@ -273,6 +278,7 @@ async fn main() -> ExitCode {
         },
     };
     match cli.cmd {
+        #[cfg(feature = "simulators")]
         Cmd::Demo {
             days,
             agents,
@@ -363,6 +369,7 @@ async fn main() -> ExitCode {
             Ok(p) => code(status::status(&p)),
             Err(c) => c,
         },
+        #[cfg(feature = "simulators")]
         Cmd::Simulate { which } => {
             let r = match which {
                 SimCmd::Gladly {

@@ -9,7 +9,7 @@ mod util;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use gladly_wfm::sim::wfm::{Kind, WfmSimConfig};
+use gladly_wfm_sim::wfm::{Kind, WfmSimConfig};
 use serde_json::Value;
 use tokio::io::AsyncBufReadExt;
 use util::*;

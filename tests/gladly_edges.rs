@@ -9,9 +9,9 @@ mod util;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use gladly_wfm::sim::faults::FaultRates;
-use gladly_wfm::sim::generator::Quirks;
-use gladly_wfm::sim::wfm::WfmSimConfig;
+use gladly_wfm_sim::faults::FaultRates;
+use gladly_wfm_sim::generator::Quirks;
+use gladly_wfm_sim::wfm::WfmSimConfig;
 use serde_json::{json, Map, Value};
 use util::*;
 

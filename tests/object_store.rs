@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use gladly_wfm::sim::faults::FaultRates;
-use gladly_wfm::sim::wfm::WfmSimConfig;
+use gladly_wfm_sim::faults::FaultRates;
+use gladly_wfm_sim::wfm::WfmSimConfig;
 use serde_json::{Map, Value};
 use util::s3::{S3Server, ACCESS_KEY, SECRET_KEY};
 use util::*;

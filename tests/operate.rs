@@ -5,8 +5,8 @@ mod util;
 
 use std::time::Duration;
 
-use gladly_wfm::sim::faults::FaultRates;
-use gladly_wfm::sim::wfm::WfmSimConfig;
+use gladly_wfm_sim::faults::FaultRates;
+use gladly_wfm_sim::wfm::WfmSimConfig;
 use serde_json::Value;
 use util::*;
 

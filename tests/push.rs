@@ -6,8 +6,8 @@ mod util;
 
 use std::collections::BTreeSet;
 
-use gladly_wfm::sim::faults::FaultRates;
-use gladly_wfm::sim::wfm::{Kind, Misbehave, WfmSimConfig};
+use gladly_wfm_sim::faults::FaultRates;
+use gladly_wfm_sim::wfm::{Kind, Misbehave, WfmSimConfig};
 use serde_json::Value;
 use util::*;
 

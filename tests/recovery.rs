@@ -9,7 +9,7 @@ mod util;
 
 use std::path::Path;
 
-use gladly_wfm::sim::wfm::{Kind, Misbehave};
+use gladly_wfm_sim::wfm::{Kind, Misbehave};
 use util::*;
 
 /// The first night (2026-11-02 at 00:30 the next morning): some of 11-02's sessions are still

@@ -4,9 +4,9 @@
 
 mod util;
 
-use gladly_wfm::sim::faults::FaultRates;
-use gladly_wfm::sim::generator::Quirks;
-use gladly_wfm::sim::wfm::WfmSimConfig;
+use gladly_wfm_sim::faults::FaultRates;
+use gladly_wfm_sim::generator::Quirks;
+use gladly_wfm_sim::wfm::WfmSimConfig;
 use util::*;
 
 /// Old days by report, today by the Events API, push on.

@@ -6,9 +6,9 @@ mod util;
 
 use std::time::Duration;
 
-use gladly_wfm::sim::faults::FaultRates;
-use gladly_wfm::sim::generator::Quirks;
-use gladly_wfm::sim::wfm::{Kind, WfmSimConfig};
+use gladly_wfm_sim::faults::FaultRates;
+use gladly_wfm_sim::generator::Quirks;
+use gladly_wfm_sim::wfm::{Kind, WfmSimConfig};
 use serde_json::{json, Value};
 use util::*;
 

@@ -6,7 +6,7 @@ mod util;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use gladly_wfm::sim::wfm::Kind;
+use gladly_wfm_sim::wfm::Kind;
 use regex::Regex;
 use serde_json::{Map, Value};
 use util::*;

@@ -8,10 +8,10 @@ use serde_json::Value;
 
 use crate::config::{check_root, Pipeline};
 use crate::pipeline::{self, last_complete_day, RunOptions, Stages};
-use crate::sim::generator::{Quirks, WorldConfig};
-use crate::sim::gladly::{GladlySim, GladlySimConfig};
-use crate::sim::wfm::{Kind, WfmSim, WfmSimConfig};
 use crate::time;
+use gladly_wfm_sim::generator::{Quirks, WorldConfig};
+use gladly_wfm_sim::gladly::{GladlySim, GladlySimConfig};
+use gladly_wfm_sim::wfm::{Kind, WfmSim, WfmSimConfig};
 
 const DEMO_TOML: &str = include_str!("../../pipelines/demo.toml");
 

@@ -1,8 +1,10 @@
 //! The subcommands behind `main.rs`'s command line.
 
 pub mod check;
+#[cfg(feature = "simulators")]
 pub mod demo;
 pub mod report;
 pub mod schedule;
+#[cfg(feature = "simulators")]
 pub mod simulate;
 pub mod status;

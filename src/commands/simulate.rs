@@ -2,11 +2,11 @@
 
 use std::path::PathBuf;
 
-use crate::sim::faults::FaultRates;
-use crate::sim::generator::{Quirks, WorldConfig};
-use crate::sim::gladly::{GladlySim, GladlySimConfig};
-use crate::sim::wfm::{WfmSim, WfmSimConfig};
 use crate::time::{self, Ms};
+use gladly_wfm_sim::faults::FaultRates;
+use gladly_wfm_sim::generator::{Quirks, WorldConfig};
+use gladly_wfm_sim::gladly::{GladlySim, GladlySimConfig};
+use gladly_wfm_sim::wfm::{WfmSim, WfmSimConfig};
 
 #[derive(Clone, Debug)]
 pub struct GladlyArgs {

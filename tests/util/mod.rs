@@ -9,9 +9,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use gladly_wfm::sim::generator::{Quirks, WorldConfig};
-use gladly_wfm::sim::gladly::{GladlySim, GladlySimConfig};
-use gladly_wfm::sim::wfm::{WfmSim, WfmSimConfig};
+use gladly_wfm_sim::generator::{Quirks, WorldConfig};
+use gladly_wfm_sim::gladly::{GladlySim, GladlySimConfig};
+use gladly_wfm_sim::wfm::{WfmSim, WfmSimConfig};
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::record::Field;
 use serde_json::{Map, Value};
@@ -332,8 +332,8 @@ pub const DATASETS: [&str; 7] = [
     "inboxes",
 ];
 
-pub fn assert_same_store(a: &gladly_wfm::sim::wfm::Store, b: &gladly_wfm::sim::wfm::Store) {
-    use gladly_wfm::sim::wfm::Kind;
+pub fn assert_same_store(a: &gladly_wfm_sim::wfm::Store, b: &gladly_wfm_sim::wfm::Store) {
+    use gladly_wfm_sim::wfm::Kind;
     for k in [
         Kind::Users,
         Kind::Tasks,
@@ -349,9 +349,9 @@ pub fn assert_same_store(a: &gladly_wfm::sim::wfm::Store, b: &gladly_wfm::sim::w
 }
 
 /// DESIGN §5: no two task records of one user and axis share a start.
-pub fn assert_no_shared_starts(store: &gladly_wfm::sim::wfm::Store) {
+pub fn assert_no_shared_starts(store: &gladly_wfm_sim::wfm::Store) {
     let mut seen = std::collections::BTreeSet::new();
-    for t in store.kind(gladly_wfm::sim::wfm::Kind::Tasks) {
+    for t in store.kind(gladly_wfm_sim::wfm::Kind::Tasks) {
         let k = (
             t["userIdentifier"].to_string(),
             t["axis"].to_string(),

@@ -19,6 +19,31 @@ use super::faults::{Fault, FaultInjector, FaultRates, SlidingWindow};
 use super::generator::{Entity, Event, World, WorldConfig};
 use crate::time::{self, Ms};
 
+/// The work-session report's columns, in order, as the spec lists them (gladly-api.md §5). The
+/// simulator keeps its own list: the client's decoder has another, so a mistake in either is
+/// a disagreement the tests see, not one mirrored by the oracle.
+pub const WORK_SESSION_COLUMNS: [&str; 19] = [
+    "id",
+    "contact_session_id",
+    "contact_session_created_at",
+    "customer_id",
+    "conversation_id",
+    "inbox_id",
+    "channel",
+    "direction",
+    "agent_accepted_at",
+    "contact_session_routed_at",
+    "agent_id",
+    "sla_fulfilled_at",
+    "contact_session_ended_at",
+    "status",
+    "within_sla",
+    "work_session_handle_time_sec",
+    "work_session_after_contact_time_sec",
+    "work_session_unknown_time_sec",
+    "accepted_inbox_id",
+];
+
 #[derive(Clone, Debug)]
 pub struct GladlySimConfig {
     pub world: WorldConfig,
@@ -1009,7 +1034,7 @@ fn work_sessions(sim: &GladlySim, body: &[u8]) -> Response {
         return csv_response(None, q, "work-session-events", 0);
     }
     let mut w = csv::Writer::from_writer(Vec::new());
-    let _ = w.write_record(crate::gladly::decode::WORK_SESSION_COLUMNS);
+    let _ = w.write_record(WORK_SESSION_COLUMNS);
     let ts = |m: Option<Ms>| m.map(|m| sim.world.ts(m, 4)).unwrap_or_default();
     for (ws, ended) in rows {
         let _ = w.write_record([

@@ -298,7 +298,7 @@ impl IndexedStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::rng::Rng;
+    use crate::rng::Rng;
 
     /// The receiver's rules as first written (a scan of every stored task per record, a scan of
     /// the whole kind per replace window): the reference the indexes must agree with.

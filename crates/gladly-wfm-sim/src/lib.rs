@@ -1,10 +1,16 @@
 //! The bundled simulators: Gladly (the source) and the WFM (the destination), both real HTTP
 //! servers on loopback, used by tests, `demo`, the benchmark and by hand.
+//!
+//! A crate of its own so the product can be built without it (`gladly-wfm` with
+//! `--no-default-features` has neither `demo` nor `simulate`, nor axum), and so the oracle the
+//! tests compare against shares nothing with the client: its own column lists, timestamp
+//! renderings and clock (`time`), written from `shared/spec/`.
 
 pub mod faults;
 pub mod generator;
 pub mod gladly;
 pub mod rng;
+pub mod time;
 pub mod wfm;
 pub mod wfm_store;
 
