@@ -15,7 +15,7 @@ use chrono_tz::Tz;
 use crate::gladly::decode::{self, Decoded, Request};
 use crate::gladly::spool::SpooledBody;
 use crate::gladly::{plausible, GladlyClient, GladlyError};
-use crate::model::{SetAside, WorkSession, SOURCE_EVENTS_API, SOURCE_REPORT};
+use crate::model::{SetAside, Source, WorkSession};
 use crate::raw::{self, RawEvents};
 use crate::state::PendingWorkFile;
 use crate::storage::{Storage, StorageError};
@@ -218,7 +218,7 @@ impl Extractor {
             {
                 Ok(body) => {
                     let d = decode_spooled(body, req, decode::agent_events_jsonl).await?;
-                    return Ok((d.rows, d.aside, SOURCE_EVENTS_API));
+                    return Ok((d.rows, d.aside, Source::EventsApi.as_str()));
                 }
                 Err(e) => self.fall_back_to_report(e, day, "AgentTimestampsReport")?,
             }
@@ -236,7 +236,7 @@ impl Extractor {
                 d.rows.len()
             ));
         }
-        Ok((d.rows, d.aside, SOURCE_REPORT))
+        Ok((d.rows, d.aside, Source::Report.as_str()))
     }
 
     /// An Events API window near its 24-hour edge (clocks skewed between here and Gladly) may

@@ -276,6 +276,18 @@ pub async fn follow(p: &Pipeline, clock: Clock) -> i32 {
     0
 }
 
+/// CPU time (user + system) this process has used so far, in milliseconds: a poll's cost is
+/// the difference across it (the poll's own work and the threads it wakes).
+fn process_cpu_ms() -> u64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+        return 0;
+    }
+    let ms = |t: libc::timeval| t.tv_sec as u64 * 1000 + t.tv_usec as u64 / 1000;
+    ms(ru.ru_utime) + ms(ru.ru_stime)
+}
+
 async fn resolve_timezone(p: &Pipeline, gladly: &GladlyClient) -> Result<Tz, FollowError> {
     let org = gladly.organization().await?;
     if let Some(tz) = p.timezone {
@@ -304,7 +316,7 @@ impl Follower<'_> {
             }
             Err(e) => return Err(FollowError::Failed(e.to_string())),
         };
-        let t = std::time::Instant::now();
+        let (t, cpu) = (std::time::Instant::now(), process_cpu_ms());
         // First a day another run was committing when it was killed is completed (and, at the
         // first poll, what it had not committed is removed): one listing when there is none.
         if self.recovered {
@@ -324,7 +336,7 @@ impl Follower<'_> {
         }
         let latency = Latency::of(samples);
         log::info(format!(
-            "follow: polled {}..{}: {} new event(s), {} record(s) pushed{}{}; lag {}; took {} ms",
+            "follow: polled {}..{}: {} new event(s), {} record(s) pushed{}{}; lag {}; took {} ms, CPU {} ms",
             time::fmt_ts(r.window.0),
             time::fmt_ts(r.window.1),
             r.new_events,
@@ -348,6 +360,7 @@ impl Follower<'_> {
                 .map(|l| format!("{:.1} s", l as f64 / 1000.0))
                 .unwrap_or_else(|| "unknown".into()),
             t.elapsed().as_millis(),
+            process_cpu_ms() - cpu,
         ));
         if latency.is_some() {
             self.fs.latency = latency;

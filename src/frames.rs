@@ -208,3 +208,28 @@ pub fn parquet_rows(path: &Path) -> PolarsResult<usize> {
 pub fn read_parquet_bytes(bytes: bytes::Bytes) -> PolarsResult<DataFrame> {
     ParquetReader::new(std::io::Cursor::new(bytes)).finish()
 }
+
+/// A required column's value at a row (0-based) of a frame this pipeline wrote (raw zone,
+/// curated datasets): a null or an unknown value there is damage to report, naming column and
+/// row, never a default to carry on with.
+pub struct Need(pub usize);
+
+impl Need {
+    pub fn some<T>(&self, column: &str, v: Option<T>) -> PolarsResult<T> {
+        v.ok_or_else(|| polars_err!(ComputeError: "row {}: `{column}` is null", self.0 + 1))
+    }
+
+    pub fn parsed<T>(
+        &self,
+        column: &str,
+        v: Option<String>,
+        parse: fn(&str) -> Option<T>,
+    ) -> PolarsResult<T> {
+        let v = self.some(column, v)?;
+        parse(&v).ok_or_else(|| {
+            polars_err!(
+                ComputeError: "row {}: `{column}` is `{v}`, which no stage writes", self.0 + 1
+            )
+        })
+    }
+}

@@ -6,7 +6,8 @@ use std::time::Instant;
 
 use chrono::NaiveDate;
 use chrono_tz::Tz;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::config::Pipeline;
 use crate::load::push::PushTotals;
@@ -81,39 +82,123 @@ pub struct RunFacts<'a> {
     pub elapsed_s: f64,
 }
 
-pub fn manifest(t: &Tally, f: &RunFacts) -> Value {
+/// A run's manifest, as written to `<root>/_runs/<pipeline>/<run-id>.json` and read back by
+/// `status`, `demo` and the tests. Fields a manifest of an older version lacks read as empty.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Manifest {
+    pub run_id: String,
+    pub pipeline: String,
+    pub description: Option<String>,
+    pub pipeline_file: String,
+    pub trigger: String,
+    pub started_at: String,
+    pub finished_at: String,
+    pub clock: String,
+    pub timezone: String,
+    pub window: Window,
+    pub stages: StagesRun,
+    pub dry_run: bool,
+    pub days_completed: Vec<String>,
+    /// Per day: `events_api` or `report`.
+    pub agent_event_sources: BTreeMap<String, String>,
+    pub stage_ms: BTreeMap<String, u64>,
+    /// Request statistics per API (and object-store requests): counters the HTTP layer keeps.
+    pub requests: Value,
+    /// Dataset → day → rows written.
+    pub rows: BTreeMap<String, BTreeMap<String, usize>>,
+    pub unmatched_labels: Unmatched,
+    pub unmatched_inboxes: BTreeMap<String, u64>,
+    pub set_aside: SetAsideList,
+    /// Record kind → the receiver's answers.
+    pub wfm: BTreeMap<String, PushTotals>,
+    /// `ok`, `failed` or `interrupted`.
+    pub outcome: String,
+    pub exit_code: i32,
+    pub error: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Window {
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub days: Vec<String>,
+    /// Given by `--from`/`--to` (a re-run), not the nightly cursor.
+    pub explicit: bool,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StagesRun {
+    pub extract: bool,
+    pub transform: bool,
+    pub load: bool,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SetAsideList {
+    pub count: usize,
+    /// The first ones, each with where and why (the count holds them all).
+    pub items: Vec<SetAside>,
+}
+
+impl Manifest {
+    /// Rows written to a dataset over all days.
+    pub fn rows_of(&self, dataset: &str) -> usize {
+        self.rows
+            .get(dataset)
+            .map(|m| m.values().sum())
+            .unwrap_or(0)
+    }
+}
+
+pub fn manifest(t: &Tally, f: &RunFacts) -> Manifest {
     let (p, opts) = (f.pipeline, f.opts);
-    json!({
-        "run_id": f.run_id,
-        "pipeline": p.name,
-        "description": p.description,
-        "pipeline_file": p.file.display().to_string(),
-        "trigger": opts.trigger,
-        "started_at": time::fmt_ts(f.started),
-        "finished_at": time::fmt_ts(time::now_ms()),
-        "clock": time::fmt_ts(opts.now),
-        "timezone": f.tz.name(),
-        "window": {
-            "from": f.window.first().map(|d| d.to_string()),
-            "to": f.window.last().map(|d| d.to_string()),
-            "days": f.window.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
-            "explicit": opts.from.is_some(),
+    let day = |d: &NaiveDate| d.to_string();
+    Manifest {
+        run_id: f.run_id.to_string(),
+        pipeline: p.name.clone(),
+        description: p.description.clone(),
+        pipeline_file: p.file.display().to_string(),
+        trigger: opts.trigger.clone(),
+        started_at: time::fmt_ts(f.started),
+        finished_at: time::fmt_ts(time::now_ms()),
+        clock: time::fmt_ts(opts.now),
+        timezone: f.tz.name().to_string(),
+        window: Window {
+            from: f.window.first().map(day),
+            to: f.window.last().map(day),
+            days: f.window.iter().map(day).collect(),
+            explicit: opts.from.is_some(),
         },
-        "stages": {"extract": opts.stages.extract, "transform": opts.stages.transform, "load": opts.stages.load},
-        "dry_run": opts.dry_run,
-        "days_completed": t.days_done,
-        "agent_event_sources": t.sources,
-        "stage_ms": t.stage_ms,
-        "requests": f.requests,
-        "rows": t.rows,
-        "unmatched_labels": t.unmatched_labels,
-        "unmatched_inboxes": t.unmatched_inboxes,
-        "set_aside": {"count": t.set_aside_count, "items": t.set_aside},
-        "wfm": serde_json::to_value(&t.wfm).unwrap_or_default(),
-        "outcome": f.outcome,
-        "exit_code": f.exit_code,
-        "error": f.error,
-    })
+        stages: StagesRun {
+            extract: opts.stages.extract,
+            transform: opts.stages.transform,
+            load: opts.stages.load,
+        },
+        dry_run: opts.dry_run,
+        days_completed: t.days_done.clone(),
+        agent_event_sources: t.sources.clone(),
+        stage_ms: t
+            .stage_ms
+            .iter()
+            .map(|(k, v)| (k.clone(), *v as u64))
+            .collect(),
+        requests: f.requests.clone(),
+        rows: t.rows.clone(),
+        unmatched_labels: t.unmatched_labels.clone(),
+        unmatched_inboxes: t.unmatched_inboxes.clone(),
+        set_aside: SetAsideList {
+            count: t.set_aside_count,
+            items: t.set_aside.clone(),
+        },
+        wfm: t.wfm.clone(),
+        outcome: f.outcome.to_string(),
+        exit_code: f.exit_code,
+        error: f.error.clone(),
+    }
 }
 
 /// The one line a run prints last.

@@ -4,15 +4,101 @@ use sha2::{Digest, Sha256};
 
 use crate::time::Ms;
 
-/// Where an agent event was read from.
-pub const SOURCE_EVENTS_API: &str = "events_api";
-pub const SOURCE_REPORT: &str = "report";
+/// Defines a closed set of values written as fixed strings (in the raw zone, the curated
+/// datasets and the APIs): parsed once where they enter, matched as values everywhere else.
+macro_rules! string_enum {
+    ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $v:ident => $s:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum $name { $($(#[$vm])* $v),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$v),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$v => $s),+ }
+            }
+
+            pub fn parse(s: &str) -> Option<$name> {
+                match s { $($s => Some($name::$v),)+ _ => None }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+string_enum! {
+    /// Where an event was read from.
+    Source {
+        EventsApi => "events_api",
+        Report => "report",
+    }
+}
+
+string_enum! {
+    /// The agent event types the pipeline reads (DESIGN §5); any other is set aside at decode.
+    AgentEventKind {
+        LoggedIn => "AGENT_STATUS/LOGGED_IN",
+        LoggedOut => "AGENT_STATUS/LOGGED_OUT",
+        WentAway => "AGENT_STATUS/WENT_AWAY",
+        ReturnedFromAway => "AGENT_STATUS/RETURNED_FROM_AWAY",
+        ChangedActiveReason => "AGENT_STATUS/CHANGED_ACTIVE_REASON",
+        AvailabilityUpdated => "AGENT_AVAILABILITY/UPDATED",
+        FocusEntered => "AGENT_AVAILABILITY/FOCUS_ENTERED",
+        FocusExited => "AGENT_AVAILABILITY/FOCUS_EXITED",
+    }
+}
+
+string_enum! {
+    /// The two independent state machines of an agent (DESIGN §7).
+    Axis {
+        Status => "status",
+        Availability => "availability",
+    }
+}
+
+string_enum! {
+    /// The state a segment piece is in, on its axis.
+    State {
+        Active => "active",
+        Away => "away",
+        LoggedOut => "logged_out",
+        Available => "available",
+        Unavailable => "unavailable",
+    }
+}
+
+string_enum! {
+    /// The conversation event types the pipeline reads.
+    ConversationEventKind {
+        Created => "CONVERSATION/CREATED",
+        Closed => "CONVERSATION/CLOSED",
+        Reopened => "CONVERSATION/REOPENED",
+        AssigneeUpdated => "CONVERSATION_ASSIGNEE/UPDATED",
+    }
+}
+
+impl AgentEventKind {
+    /// Which axis an event of this kind moves; focus events move none.
+    pub fn axis(self) -> Option<Axis> {
+        match self {
+            AgentEventKind::AvailabilityUpdated => Some(Axis::Availability),
+            AgentEventKind::FocusEntered | AgentEventKind::FocusExited => None,
+            _ => Some(Axis::Status),
+        }
+    }
+}
 
 /// One agent status or availability event, as landed in the raw zone.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AgentEvent {
     pub event_id: String,
-    pub event_type: String,
+    pub kind: AgentEventKind,
     pub agent_id: String,
     /// When it happened (`occurredAt`; the recorded time for focus events, which have none).
     pub occurred_at: Ms,
@@ -22,23 +108,28 @@ pub struct AgentEvent {
     pub active_reason: Option<String>,
     /// Channels, sorted; `Some(vec![])` = unavailable everywhere.
     pub available_for: Option<Vec<String>>,
-    pub source: String,
+    pub source: Source,
 }
-
-pub const AGENT_EVENT_TYPES: &[&str] = &[
-    "AGENT_STATUS/LOGGED_IN",
-    "AGENT_STATUS/LOGGED_OUT",
-    "AGENT_STATUS/WENT_AWAY",
-    "AGENT_STATUS/RETURNED_FROM_AWAY",
-    "AGENT_STATUS/CHANGED_ACTIVE_REASON",
-    "AGENT_AVAILABILITY/UPDATED",
-    "AGENT_AVAILABILITY/FOCUS_ENTERED",
-    "AGENT_AVAILABILITY/FOCUS_EXITED",
-];
 
 impl AgentEvent {
     pub fn is_focus(&self) -> bool {
-        self.event_type.starts_with("AGENT_AVAILABILITY/FOCUS_")
+        self.kind.axis().is_none()
+    }
+
+    /// The state this event puts its axis in.
+    pub fn state(&self) -> State {
+        match self.kind {
+            AgentEventKind::LoggedOut => State::LoggedOut,
+            AgentEventKind::WentAway => State::Away,
+            AgentEventKind::AvailabilityUpdated => {
+                if self.available_for.as_ref().is_some_and(|c| !c.is_empty()) {
+                    State::Available
+                } else {
+                    State::Unavailable
+                }
+            }
+            _ => State::Active,
+        }
     }
 
     /// The sort order within an agent: by when it happened, then recorded, then id.
@@ -86,26 +177,19 @@ pub struct InboxDim {
 }
 
 /// Something from Gladly that could not be used: counted and listed in the manifest.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct SetAside {
     /// Which answer and where in it (`AgentTimestampsReport 2026-11-20, row 12`).
     pub location: String,
     pub reason: String,
 }
 
-pub const CONVERSATION_EVENT_TYPES: &[&str] = &[
-    "CONVERSATION/CREATED",
-    "CONVERSATION/CLOSED",
-    "CONVERSATION/REOPENED",
-    "CONVERSATION_ASSIGNEE/UPDATED",
-];
-
 /// One conversation event, as landed in the raw zone.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ConversationEvent {
     /// Derived: `conversation_id|event_type|timestamp ms`.
     pub event_id: String,
-    pub event_type: String,
+    pub kind: ConversationEventKind,
     pub conversation_id: String,
     pub customer_id: Option<String>,
     pub recorded_at: Ms,
@@ -115,13 +199,13 @@ pub struct ConversationEvent {
     /// The new assignment, on `CONVERSATION_ASSIGNEE/UPDATED`.
     pub new_inbox_id: Option<String>,
     pub new_agent_id: Option<String>,
-    pub source: String,
+    pub source: Source,
 }
 
 impl ConversationEvent {
     /// The assignment after this event: the new one for an assignee update, else the context's.
     pub fn assignment(&self) -> (Option<&str>, Option<&str>) {
-        if self.event_type == "CONVERSATION_ASSIGNEE/UPDATED" {
+        if self.kind == ConversationEventKind::AssigneeUpdated {
             (
                 self.new_inbox_id.as_deref().or(self.inbox_id.as_deref()),
                 self.new_agent_id.as_deref(),

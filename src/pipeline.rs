@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use chrono::{Duration, NaiveDate};
 use chrono_tz::Tz;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::config::Pipeline;
 use crate::extract::{ExtractError, Extracted, Extractor};
@@ -17,7 +17,7 @@ use crate::interrupt::Interrupt;
 use crate::load::push::{self, PushError, PushPlan};
 use crate::lock::{LockError, PipelineLock};
 use crate::log;
-use crate::manifest::{self, RunFacts, Tally};
+use crate::manifest::{self, Manifest, RunFacts, Tally};
 use crate::model::{AgentDim, InboxDim};
 use crate::raw;
 use crate::state::{PendingWorkFile, PipelineState};
@@ -40,7 +40,8 @@ pub struct RunOutcome {
     pub summary: String,
     /// A path, or an `s3://` URL.
     pub manifest_path: Option<String>,
-    pub manifest: Value,
+    /// `None` when the run stopped before it had one (a usage error, the lock taken).
+    pub manifest: Option<Manifest>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -254,7 +255,7 @@ pub async fn run(p: &Pipeline, opts: &RunOptions) -> RunOutcome {
         interrupted: outcome == "interrupted",
         summary,
         manifest_path,
-        manifest,
+        manifest: Some(manifest),
     }
 }
 
@@ -264,7 +265,7 @@ fn early(code: i32, msg: String) -> RunOutcome {
         interrupted: false,
         summary: log::redact(&format!("gladly-wfm: {msg}")),
         manifest_path: None,
-        manifest: Value::Null,
+        manifest: None,
     }
 }
 

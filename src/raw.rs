@@ -5,8 +5,11 @@
 use chrono::NaiveDate;
 use polars::prelude::PolarsResult;
 
-use crate::frames::{DataFrame, FrameBuilder, FrameReader};
-use crate::model::{AgentDim, AgentEvent, ConversationEvent, InboxDim, WorkSession};
+use crate::frames::{DataFrame, FrameBuilder, FrameReader, Need};
+use crate::model::{
+    AgentDim, AgentEvent, AgentEventKind, ConversationEvent, ConversationEventKind, InboxDim,
+    Source, WorkSession,
+};
 use crate::storage::{Storage, StorageError};
 use crate::time::Ms;
 
@@ -17,10 +20,7 @@ pub const INBOXES: &str = "raw/inboxes";
 pub fn agent_events_frame(evs: &[AgentEvent]) -> PolarsResult<DataFrame> {
     FrameBuilder::new(evs.len())
         .str("event_id", evs.iter().map(|e| Some(e.event_id.as_str())))
-        .str(
-            "event_type",
-            evs.iter().map(|e| Some(e.event_type.as_str())),
-        )
+        .str("event_type", evs.iter().map(|e| Some(e.kind.as_str())))
         .str("agent_id", evs.iter().map(|e| Some(e.agent_id.as_str())))
         .ts("occurred_at", evs.iter().map(|e| Some(e.occurred_at)))
         .ts("recorded_at", evs.iter().map(|e| Some(e.recorded_at)))
@@ -50,17 +50,18 @@ pub fn agent_events_from(df: &DataFrame) -> PolarsResult<Vec<AgentEvent>> {
     let mut avail = r.list_str("available_for")?.into_iter();
     let mut source = r.str("source")?.into_iter();
     let mut out = Vec::with_capacity(r.height());
-    for _ in 0..r.height() {
+    for row in 0..r.height() {
+        let need = Need(row);
         out.push(AgentEvent {
-            event_id: ids.next().flatten().unwrap_or_default(),
-            event_type: types.next().flatten().unwrap_or_default(),
-            agent_id: agents.next().flatten().unwrap_or_default(),
-            occurred_at: occ.next().flatten().unwrap_or_default(),
-            recorded_at: rec.next().flatten().unwrap_or_default(),
+            event_id: need.some("event_id", ids.next().flatten())?,
+            kind: need.parsed("event_type", types.next().flatten(), AgentEventKind::parse)?,
+            agent_id: need.some("agent_id", agents.next().flatten())?,
+            occurred_at: need.some("occurred_at", occ.next().flatten())?,
+            recorded_at: need.some("recorded_at", rec.next().flatten())?,
             away_reason: away.next().flatten(),
             active_reason: active.next().flatten(),
             available_for: avail.next().flatten(),
-            source: source.next().flatten().unwrap_or_default(),
+            source: need.parsed("source", source.next().flatten(), Source::parse)?,
         });
     }
     Ok(out)
@@ -139,13 +140,16 @@ pub fn agents_from(df: &DataFrame) -> PolarsResult<(Vec<AgentDim>, Option<Ms>)> 
     let teams = r.list_str("team_ids")?;
     let snap = r.ts("snapshot_at")?;
     let out = (0..r.height())
-        .map(|i| AgentDim {
-            agent_id: ids[i].clone().unwrap_or_default(),
-            name: names[i].clone(),
-            email: emails[i].clone(),
-            team_ids: teams[i].clone().unwrap_or_default(),
+        .map(|i| {
+            let n = Need(i);
+            Ok(AgentDim {
+                agent_id: n.some("agent_id", ids[i].clone())?,
+                name: names[i].clone(),
+                email: emails[i].clone(),
+                team_ids: n.some("team_ids", teams[i].clone())?,
+            })
         })
-        .collect();
+        .collect::<PolarsResult<Vec<_>>>()?;
     Ok((out, snap.first().copied().flatten()))
 }
 
@@ -168,12 +172,15 @@ pub fn inboxes_from(df: &DataFrame) -> PolarsResult<(Vec<InboxDim>, Option<Ms>)>
     let disabled = r.bool("disabled")?;
     let snap = r.ts("snapshot_at")?;
     let out = (0..r.height())
-        .map(|i| InboxDim {
-            inbox_id: ids[i].clone().unwrap_or_default(),
-            name: names[i].clone(),
-            disabled: disabled[i].unwrap_or(false),
+        .map(|i| {
+            let n = Need(i);
+            Ok(InboxDim {
+                inbox_id: n.some("inbox_id", ids[i].clone())?,
+                name: names[i].clone(),
+                disabled: disabled[i].unwrap_or(false),
+            })
         })
-        .collect();
+        .collect::<PolarsResult<Vec<_>>>()?;
     Ok((out, snap.first().copied().flatten()))
 }
 
@@ -191,10 +198,7 @@ pub const WORK_SESSIONS: &str = "raw/work_sessions";
 pub fn conversation_events_frame(evs: &[ConversationEvent]) -> PolarsResult<DataFrame> {
     FrameBuilder::new(evs.len())
         .str("event_id", evs.iter().map(|e| Some(e.event_id.as_str())))
-        .str(
-            "event_type",
-            evs.iter().map(|e| Some(e.event_type.as_str())),
-        )
+        .str("event_type", evs.iter().map(|e| Some(e.kind.as_str())))
         .str(
             "conversation_id",
             evs.iter().map(|e| Some(e.conversation_id.as_str())),
@@ -227,20 +231,27 @@ pub fn conversation_events_from(df: &DataFrame) -> PolarsResult<Vec<Conversation
     let mut nib = r.str("new_inbox_id")?.into_iter();
     let mut nag = r.str("new_agent_id")?.into_iter();
     let mut src = r.str("source")?.into_iter();
-    Ok((0..r.height())
-        .map(|_| ConversationEvent {
-            event_id: id.next().flatten().unwrap_or_default(),
-            event_type: t.next().flatten().unwrap_or_default(),
-            conversation_id: c.next().flatten().unwrap_or_default(),
-            customer_id: cu.next().flatten(),
-            recorded_at: ts.next().flatten().unwrap_or_default(),
-            inbox_id: ib.next().flatten(),
-            agent_id: ag.next().flatten(),
-            new_inbox_id: nib.next().flatten(),
-            new_agent_id: nag.next().flatten(),
-            source: src.next().flatten().unwrap_or_default(),
+    (0..r.height())
+        .map(|row| {
+            let need = Need(row);
+            Ok(ConversationEvent {
+                event_id: need.some("event_id", id.next().flatten())?,
+                kind: need.parsed(
+                    "event_type",
+                    t.next().flatten(),
+                    ConversationEventKind::parse,
+                )?,
+                conversation_id: need.some("conversation_id", c.next().flatten())?,
+                customer_id: cu.next().flatten(),
+                recorded_at: need.some("recorded_at", ts.next().flatten())?,
+                inbox_id: ib.next().flatten(),
+                agent_id: ag.next().flatten(),
+                new_inbox_id: nib.next().flatten(),
+                new_agent_id: nag.next().flatten(),
+                source: need.parsed("source", src.next().flatten(), Source::parse)?,
+            })
         })
-        .collect())
+        .collect()
 }
 
 pub fn read_conversation_events(
@@ -350,29 +361,32 @@ pub fn work_sessions_from(df: &DataFrame) -> PolarsResult<Vec<WorkSession>> {
         r.f64("work_session_unknown_time_seconds")?,
         s("accepted_inbox_id")?,
     );
-    Ok((0..r.height())
-        .map(|i| WorkSession {
-            id: id[i].clone().unwrap_or_default(),
-            contact_session_id: cs[i].clone().unwrap_or_default(),
-            contact_session_created_at: created[i].unwrap_or_default(),
-            customer_id: cu[i].clone(),
-            conversation_id: co[i].clone(),
-            inbox_id: ib[i].clone(),
-            channel: ch[i].clone(),
-            direction: dir[i].clone(),
-            agent_accepted_at: acc[i],
-            contact_session_routed_at: routed[i],
-            agent_id: ag[i].clone(),
-            sla_fulfilled_at: sla[i],
-            contact_session_ended_at: ended[i],
-            status: status[i].clone(),
-            within_sla: within[i],
-            work_session_handle_time_seconds: ht[i],
-            work_session_after_contact_time_seconds: acw[i],
-            work_session_unknown_time_seconds: unk[i],
-            accepted_inbox_id: aib[i].clone(),
+    (0..r.height())
+        .map(|i| {
+            let n = Need(i);
+            Ok(WorkSession {
+                id: n.some("id", id[i].clone())?,
+                contact_session_id: n.some("contact_session_id", cs[i].clone())?,
+                contact_session_created_at: n.some("contact_session_created_at", created[i])?,
+                customer_id: cu[i].clone(),
+                conversation_id: co[i].clone(),
+                inbox_id: ib[i].clone(),
+                channel: ch[i].clone(),
+                direction: dir[i].clone(),
+                agent_accepted_at: acc[i],
+                contact_session_routed_at: routed[i],
+                agent_id: ag[i].clone(),
+                sla_fulfilled_at: sla[i],
+                contact_session_ended_at: ended[i],
+                status: status[i].clone(),
+                within_sla: within[i],
+                work_session_handle_time_seconds: ht[i],
+                work_session_after_contact_time_seconds: acw[i],
+                work_session_unknown_time_seconds: unk[i],
+                accepted_inbox_id: aib[i].clone(),
+            })
         })
-        .collect())
+        .collect()
 }
 
 pub fn read_work_sessions(
@@ -397,4 +411,45 @@ pub fn upsert_work_sessions(old: Vec<WorkSession>, fresh: Vec<WorkSession>) -> V
         by_key.insert((w.contact_session_id.clone(), w.id.clone()), w);
     }
     by_key.into_values().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A raw agent-events frame of one row, with `event_id` and `event_type` as given.
+    fn frame(id: Option<&str>, kind: Option<&str>) -> DataFrame {
+        let one = |v: Option<&'static str>| std::iter::once(v);
+        FrameBuilder::new(1)
+            .str("event_id", std::iter::once(id))
+            .str("event_type", std::iter::once(kind))
+            .str("agent_id", one(Some("a1")))
+            .ts("occurred_at", std::iter::once(Some(1_000)))
+            .ts("recorded_at", std::iter::once(Some(1_005)))
+            .str("away_reason", one(None))
+            .str("active_reason", one(None))
+            .list_str("available_for", std::iter::once(None))
+            .str("source", one(Some("report")))
+            .finish()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_null_or_unknown_value_in_a_required_raw_column_is_an_error_naming_it() {
+        let ok = agent_events_from(&frame(Some("e1"), Some("AGENT_STATUS/LOGGED_IN"))).unwrap();
+        assert_eq!(ok[0].kind, AgentEventKind::LoggedIn);
+        assert_eq!(ok[0].source, Source::Report);
+        // Before: a null id read as "" and an unknown type as itself, carried into the day.
+        let e = agent_events_from(&frame(None, Some("AGENT_STATUS/LOGGED_IN")))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("row 1") && e.contains("`event_id` is null"),
+            "{e}"
+        );
+        let e = agent_events_from(&frame(Some("e1"), Some("AGENT_STATUS/NAPPING")))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`event_type` is `AGENT_STATUS/NAPPING`"), "{e}");
+    }
 }

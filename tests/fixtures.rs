@@ -33,7 +33,7 @@ fn agent_report_with_bom_blank_lines_quotes_fraction_digits_unknown_column_and_b
     )
     .unwrap();
     let (evs, aside) = (d.rows, d.aside);
-    let types: Vec<&str> = evs.iter().map(|e| e.event_type.as_str()).collect();
+    let types: Vec<&str> = evs.iter().map(|e| e.kind.as_str()).collect();
     assert_eq!(
         types,
         [
@@ -99,8 +99,8 @@ fn events_api_lines_decode_and_the_idle_away_closes_at_logout() {
         .map(|s| {
             json!({
                 "axis": s.axis.as_str(),
-                "opened_by": format!("{}@{}", s.opened_by.event_type, fmt_ts(s.opened_by.occurred_at)),
-                "state": state_of(s.opened_by),
+                "opened_by": format!("{}@{}", s.opened_by.kind, fmt_ts(s.opened_by.occurred_at)),
+                "state": state_of(s.opened_by).as_str(),
                 "label": label(s.opened_by),
                 "start": fmt_ts(s.start_at),
                 "end": s.end_at.map(fmt_ts),

@@ -4,9 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use chrono::Duration;
-use serde_json::Value;
 
 use crate::config::{check_root, Pipeline};
+use crate::manifest::Manifest;
 use crate::pipeline::{self, last_complete_day, RunOptions, Stages};
 use crate::time;
 use gladly_wfm_sim::generator::{Quirks, WorldConfig};
@@ -136,8 +136,10 @@ pub async fn demo(a: DemoArgs) -> i32 {
     }
     println!("Gladly simulator on http://{g}, WFM simulator on http://{w}");
     print_datasets(&a.out);
-    print_unmatched(&outcome.manifest);
-    print_wfm(&outcome.manifest, &a.out);
+    if let Some(m) = &outcome.manifest {
+        print_unmatched(m);
+        print_wfm(m, &a.out);
+    }
     let store = wfm.store();
     println!(
         "  the receiver now holds {} users and {} task records",
@@ -251,57 +253,46 @@ fn print_datasets(root: &Path) {
     }
 }
 
-fn print_unmatched(m: &Value) {
+fn print_unmatched(m: &Manifest) {
     println!();
     println!("labels no task rule matches (kept with task = null):");
-    match m["unmatched_labels"].as_object() {
-        Some(u) if !u.is_empty() => {
-            for (l, n) in u {
-                println!("  {l:<26} {n:>8} events");
-            }
-        }
-        _ => println!("  none"),
+    if m.unmatched_labels.is_empty() {
+        println!("  none");
+    }
+    for (l, n) in &m.unmatched_labels {
+        println!("  {l:<26} {n:>8} events");
     }
     println!("inboxes no workstream rule matches (kept with workstream = null):");
-    match m["unmatched_inboxes"].as_object() {
-        Some(u) if !u.is_empty() => {
-            for l in u.keys() {
-                println!("  {l}");
-            }
-        }
-        _ => println!("  none"),
+    if m.unmatched_inboxes.is_empty() {
+        println!("  none");
+    }
+    for l in m.unmatched_inboxes.keys() {
+        println!("  {l}");
     }
 }
 
 /// The WFM's answers per kind, what went without a workstream, and why `sent` and `inserted`
 /// may differ.
-fn print_wfm(m: &Value, root: &Path) {
+fn print_wfm(m: &Manifest, root: &Path) {
     println!();
     println!("WFM answers (records sent by this run, and what the receiver did with them):");
     println!(
         "  {:<14} {:>7} {:>9} {:>8} {:>10} {:>9}",
         "kind", "sent", "inserted", "updated", "duplicate", "rejected"
     );
-    let Some(kinds) = m["wfm"].as_object() else {
+    if m.wfm.is_empty() {
         println!("  nothing pushed");
         return;
-    };
-    let n = |v: &Value| v.as_u64().unwrap_or(0);
+    }
     let mut unknown: std::collections::BTreeSet<&str> = Default::default();
     let mut no_workstream = 0;
-    for (kind, t) in kinds {
+    for (kind, t) in &m.wfm {
         println!(
             "  {kind:<14} {:>7} {:>9} {:>8} {:>10} {:>9}",
-            n(&t["records"]),
-            n(&t["inserted"]),
-            n(&t["updated"]),
-            n(&t["duplicate"]),
-            n(&t["rejected"]),
+            t.records, t.inserted, t.updated, t.duplicate, t.rejected,
         );
-        no_workstream += n(&t["unmatched_workstream"]);
-        for u in t["unknown_users"].as_array().into_iter().flatten() {
-            unknown.extend(u.as_str());
-        }
+        no_workstream += t.unmatched_workstream;
+        unknown.extend(t.unknown_users.iter().map(String::as_str));
     }
     println!("  sent = inserted + updated + duplicate + rejected: a record the receiver already");
     println!(

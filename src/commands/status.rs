@@ -5,6 +5,7 @@ use chrono::NaiveDate;
 
 use crate::config::Pipeline;
 use crate::lock::PipelineLock;
+use crate::manifest::Manifest;
 use crate::state::PipelineState;
 
 /// `2026-11-01..2026-11-07, 2026-11-09`
@@ -86,30 +87,25 @@ pub fn status(p: &Pipeline) -> i32 {
         println!("  none");
     }
     for r in runs.iter().rev().take(5) {
-        let v: serde_json::Value = runs_dir
+        // A manifest that cannot be read is listed by name, not skipped.
+        let Some(m) = runs_dir
             .read(r)
             .ok()
             .flatten()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default();
-        let rows = |d: &str| {
-            v["rows"][d]
-                .as_object()
-                .map(|m| m.values().filter_map(|x| x.as_u64()).sum::<u64>())
-                .unwrap_or(0)
+            .and_then(|b| serde_json::from_slice::<Manifest>(&b).ok())
+        else {
+            println!("  {r}: unreadable");
+            continue;
         };
         println!(
             "  {} {} {} ({} day(s), {} events, {} segments){}",
-            v["run_id"].as_str().unwrap_or("?"),
-            v["trigger"].as_str().unwrap_or("?"),
-            v["outcome"].as_str().unwrap_or("?"),
-            v["days_completed"].as_array().map(|a| a.len()).unwrap_or(0),
-            rows("agent_status_events"),
-            rows("agent_status_segments"),
-            v["error"]
-                .as_str()
-                .map(|e| format!(" — {e}"))
-                .unwrap_or_default(),
+            m.run_id,
+            m.trigger,
+            m.outcome,
+            m.days_completed.len(),
+            m.rows_of("agent_status_events"),
+            m.rows_of("agent_status_segments"),
+            m.error.map(|e| format!(" — {e}")).unwrap_or_default(),
         );
     }
     follower(p);

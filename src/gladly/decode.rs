@@ -15,8 +15,8 @@ use super::csv_report::{read_rows, CellError, Row};
 use super::plausible;
 use super::timestamps::{self, Hint};
 use crate::model::{
-    derive_event_id, AgentEvent, ConversationEvent, SetAside, WorkSession, AGENT_EVENT_TYPES,
-    CONVERSATION_EVENT_TYPES, SOURCE_EVENTS_API, SOURCE_REPORT,
+    derive_event_id, AgentEvent, AgentEventKind, ConversationEvent, ConversationEventKind,
+    SetAside, Source, WorkSession,
 };
 use crate::time::Ms;
 
@@ -208,15 +208,14 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
 /// Decodes an Events API body (JSON Lines) of agent events.
 pub fn agent_events_jsonl(body: impl Read, req: &Request) -> Result<Decoded<AgentEvent>, String> {
     json_lines(body, req, |raw: RawLine| {
-        if !AGENT_EVENT_TYPES.contains(&raw.etype.as_str()) {
-            return Err(RowError::unknown_type(&raw.etype));
-        }
+        let kind =
+            AgentEventKind::parse(&raw.etype).ok_or_else(|| RowError::unknown_type(&raw.etype))?;
         let recorded = req.instant("timestamp", &raw.timestamp, Hint::None)?;
         let c = raw.content;
         let agent_id = c
             .agent_id
             .ok_or_else(|| RowError::blank("content.agentId"))?;
-        let focus = raw.etype.starts_with("AGENT_AVAILABILITY/FOCUS_");
+        let focus = kind.axis().is_none();
         // Focus events have no occurredAt: their recorded time stands in.
         let occurred = match &c.occurred_at {
             Some(s) => req.instant("content.occurredAt", s, Hint::Near(recorded))?,
@@ -228,19 +227,19 @@ pub fn agent_events_jsonl(body: impl Read, req: &Request) -> Result<Decoded<Agen
         } else {
             c.available_for.map(sorted)
         };
-        if raw.etype == "AGENT_AVAILABILITY/UPDATED" && available_for.is_none() {
+        if kind == AgentEventKind::AvailabilityUpdated && available_for.is_none() {
             return Err(RowError::blank("content.availableFor"));
         }
         Ok(AgentEvent {
-            event_id: derive_event_id(&agent_id, &raw.etype, occurred),
-            event_type: raw.etype,
+            event_id: derive_event_id(&agent_id, kind.as_str(), occurred),
+            kind,
             agent_id,
             occurred_at: occurred,
             recorded_at: recorded,
             away_reason: c.away_reason.and_then(|r| r.name),
             active_reason: c.active_reason.and_then(|r| r.name),
             available_for,
-            source: SOURCE_EVENTS_API.to_string(),
+            source: Source::EventsApi,
         })
     })
 }
@@ -317,9 +316,8 @@ pub fn conversation_events_jsonl(
     req: &Request,
 ) -> Result<Decoded<ConversationEvent>, String> {
     json_lines(body, req, |raw: RawConvLine| {
-        if !CONVERSATION_EVENT_TYPES.contains(&raw.etype.as_str()) {
-            return Err(RowError::unknown_type(&raw.etype));
-        }
+        let kind = ConversationEventKind::parse(&raw.etype)
+            .ok_or_else(|| RowError::unknown_type(&raw.etype))?;
         let ts = req.instant("timestamp", &raw.timestamp, Hint::None)?;
         let c = raw.content;
         let conversation_id = c
@@ -328,8 +326,8 @@ pub fn conversation_events_jsonl(
         let ctx = c.context.and_then(|x| x.assignee).unwrap_or_default();
         let new = c.assignee.unwrap_or_default();
         Ok(ConversationEvent {
-            event_id: derive_event_id(&conversation_id, &raw.etype, ts),
-            event_type: raw.etype,
+            event_id: derive_event_id(&conversation_id, kind.as_str(), ts),
+            kind,
             conversation_id,
             customer_id: c.customer_id,
             recorded_at: ts,
@@ -337,7 +335,7 @@ pub fn conversation_events_jsonl(
             agent_id: ctx.agent_id,
             new_inbox_id: new.inbox_id,
             new_agent_id: new.agent_id,
-            source: SOURCE_EVENTS_API.to_string(),
+            source: Source::EventsApi,
         })
     })
 }
@@ -406,29 +404,27 @@ pub fn agent_events_csv(body: impl Read, req: &Request) -> Result<Decoded<AgentE
     let mut order = RowOrder::default();
     csv_rows(body, req, AGENT_REPORT_COLUMNS, |row| {
         let recorded = order.recorded(req, need(row, "Timestamp")?)?;
-        let etype = need(row, "Type")?.to_string();
-        if !AGENT_EVENT_TYPES.contains(&etype.as_str()) {
-            return Err(RowError::unknown_type(&etype));
-        }
+        let etype = need(row, "Type")?;
+        let kind = AgentEventKind::parse(etype).ok_or_else(|| RowError::unknown_type(etype))?;
         let occurred = match row.cell("Occurred At")? {
             Some(s) => req.instant("Occurred At", s, Hint::Near(recorded))?,
             None => recorded,
         };
         let agent_id = need(row, "Agent ID")?.to_string();
         let available_for = channels(row.cell("Available For")?);
-        if etype == "AGENT_AVAILABILITY/UPDATED" && available_for.is_none() {
+        if kind == AgentEventKind::AvailabilityUpdated && available_for.is_none() {
             return Err(RowError::blank("Available For"));
         }
         Ok(AgentEvent {
-            event_id: derive_event_id(&agent_id, &etype, occurred),
-            event_type: etype,
+            event_id: derive_event_id(&agent_id, kind.as_str(), occurred),
+            kind,
             agent_id,
             occurred_at: occurred,
             recorded_at: recorded,
             away_reason: row.cell("Away Reason")?.map(str::to_string),
             active_reason: row.cell("Active Reason")?.map(str::to_string),
             available_for,
-            source: SOURCE_REPORT.to_string(),
+            source: Source::Report,
         })
     })
 }
@@ -452,15 +448,14 @@ pub fn conversation_events_csv(
     let mut order = RowOrder::default();
     csv_rows(body, req, CONVERSATION_REPORT_COLUMNS, |row| {
         let ts = order.recorded(req, need(row, "Timestamp")?)?;
-        let etype = need(row, "Event Type")?.to_string();
-        if !CONVERSATION_EVENT_TYPES.contains(&etype.as_str()) {
-            return Err(RowError::unknown_type(&etype));
-        }
+        let etype = need(row, "Event Type")?;
+        let kind =
+            ConversationEventKind::parse(etype).ok_or_else(|| RowError::unknown_type(etype))?;
         let conversation_id = need(row, "Conversation ID")?.to_string();
         let s = |c: &str| row.cell(c).map(|v| v.map(str::to_string));
         Ok(ConversationEvent {
-            event_id: derive_event_id(&conversation_id, &etype, ts),
-            event_type: etype,
+            event_id: derive_event_id(&conversation_id, kind.as_str(), ts),
+            kind,
             conversation_id,
             customer_id: s("Customer ID")?,
             recorded_at: ts,
@@ -468,7 +463,7 @@ pub fn conversation_events_csv(
             agent_id: s("Assigned Agent ID")?,
             new_inbox_id: s("Newly Assigned Inbox ID")?,
             new_agent_id: s("Newly Assigned Agent ID")?,
-            source: SOURCE_REPORT.to_string(),
+            source: Source::Report,
         })
     })
 }

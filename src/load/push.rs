@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::model::{normalize_email, AgentDim};
+use crate::model::{normalize_email, AgentDim, Axis, State};
 use crate::state::{PipelineState, PushCheckpoint, PushedUser};
 use crate::time::{self, Ms};
 use crate::transform::datasets::SegmentRow;
@@ -21,7 +21,8 @@ pub const CONVERSATIONS_PATH: &str = "/api/workactivity/workstreams";
 pub const INTERVALS_PATH: &str = "/api/workactivity/workstreams/intervals";
 
 /// Totals of the receiver's answers, per kind, for the manifest and the summary line.
-#[derive(Clone, Debug, Default, serde::Serialize)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct PushTotals {
     pub batches_sent: u64,
     pub batches_skipped_resumed: u64,
@@ -127,10 +128,11 @@ pub fn remember_users(records: &[Value], pushed: &mut BTreeMap<String, PushedUse
     }
 }
 
-fn category(state: &str) -> &str {
+/// The WFM's `statusCategory` of a state (wfm-api.md): camel case.
+fn category(state: State) -> &'static str {
     match state {
-        "logged_out" => "loggedOut",
-        other => other,
+        State::LoggedOut => "loggedOut",
+        other => other.as_str(),
     }
 }
 
@@ -145,15 +147,15 @@ fn channels_of(label: &str) -> Vec<&str> {
 pub fn segment_records(day: chrono::NaiveDate, segs: &[SegmentRow]) -> Vec<Value> {
     segs.iter()
         .map(|s| {
-            let avail = (s.axis == "availability").then(|| channels_of(&s.label));
+            let avail = (s.axis == Axis::Availability).then(|| channels_of(&s.label));
             json!({
                 "eventId": format!("{}:{day}", s.opened_by),
                 "userIdentifier": s.agent_id,
                 "userEmail": s.agent_email,
-                "axis": s.axis,
+                "axis": s.axis.as_str(),
                 "status": s.label,
                 "task": s.task,
-                "statusCategory": category(&s.state),
+                "statusCategory": category(s.state),
                 "availableFor": avail,
                 "startTime": time::fmt_ts(s.start_at),
                 "endTime": s.end_at.map(time::fmt_ts),

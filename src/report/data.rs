@@ -6,11 +6,12 @@ use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
 use chrono_tz::Tz;
-use serde_json::Value;
 
 use super::ReportError;
 use crate::config::{Pipeline, Rule};
 use crate::frames::{DataFrame, FrameReader};
+use crate::manifest::Manifest;
+use crate::model::{Axis, State};
 use crate::storage::{Dir, Storage};
 use crate::time::{self, Ms};
 use crate::transform::datasets::{self as ds, SegmentRow};
@@ -20,7 +21,7 @@ use crate::transform::workstreams::{self as wk, IntervalRow};
 /// One segment piece as the timeline draws it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Piece {
-    pub state: String,
+    pub state: State,
     pub label: String,
     pub task: Option<String>,
     pub start: Ms,
@@ -56,7 +57,7 @@ pub struct TeamGroup {
 /// Hours of one task on one axis.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TaskHours {
-    pub axis: String,
+    pub axis: Axis,
     pub task: Option<String>,
     pub segments: usize,
     /// Sum of `duration_seconds` over the closed segments.
@@ -90,7 +91,7 @@ pub struct UnmatchedInbox {
 pub struct RunInfo {
     /// Where the manifest is (a path or an `s3://` URL).
     pub path: String,
-    pub manifest: Value,
+    pub manifest: Manifest,
 }
 
 pub struct DayData {
@@ -289,11 +290,8 @@ pub fn run_for_day(runs: &Dir, day: NaiveDate) -> Option<RunInfo> {
     files.sort();
     let d = day.to_string();
     files.into_iter().rev().find_map(|name| {
-        let manifest: Value = serde_json::from_slice(&runs.read(&name).ok()??).ok()?;
-        let covered = manifest["days_completed"]
-            .as_array()?
-            .iter()
-            .any(|x| x.as_str() == Some(&d));
+        let manifest: Manifest = serde_json::from_slice(&runs.read(&name).ok()??).ok()?;
+        let covered = manifest.days_completed.contains(&d);
         covered.then(|| RunInfo {
             path: runs.describe(&name),
             manifest,
@@ -326,7 +324,7 @@ pub fn gather(
             tasks.push(r.name.clone());
         }
     }
-    let mut hours: BTreeMap<(String, Option<String>), (usize, f64)> = BTreeMap::new();
+    let mut hours: BTreeMap<(Axis, Option<String>), (usize, f64)> = BTreeMap::new();
     let mut per_agent: BTreeMap<String, (Vec<Piece>, Vec<Piece>)> = BTreeMap::new();
     for s in segs {
         let SegmentRow {
@@ -344,7 +342,7 @@ pub fn gather(
                 tasks.push(t.clone());
             }
         }
-        let h = hours.entry((axis.clone(), task.clone())).or_default();
+        let h = hours.entry((axis, task.clone())).or_default();
         h.0 += 1;
         if let Some(e) = end_at {
             // The same arithmetic as the dataset's `duration_seconds`.
@@ -359,9 +357,9 @@ pub fn gather(
             open: end_at.is_none(),
         };
         let row = per_agent.entry(agent_id).or_default();
-        match axis.as_str() {
-            "status" => row.0.push(piece),
-            _ => row.1.push(piece),
+        match axis {
+            Axis::Status => row.0.push(piece),
+            Axis::Availability => row.1.push(piece),
         }
     }
 
@@ -495,8 +493,8 @@ pub fn gather(
         .collect();
     // Status axis first, then by hours, longest first.
     hours.sort_by(|a, b| {
-        (a.axis != "status", b.seconds)
-            .partial_cmp(&(b.axis != "status", a.seconds))
+        (a.axis != Axis::Status, b.seconds)
+            .partial_cmp(&(b.axis != Axis::Status, a.seconds))
             .unwrap_or(std::cmp::Ordering::Equal)
     });
 

@@ -10,6 +10,7 @@ use serde_json::Value;
 use super::data::DayData;
 use super::format::{clock, duration, esc, num};
 use super::timeline::{self, task_class, task_css, Scale, NAME_W, PX_PER_HOUR};
+use crate::model::State;
 use crate::time::{self, Ms, MS_PER_HOUR};
 use crate::transform::workstreams::IntervalRow;
 
@@ -108,7 +109,7 @@ fn header(o: &mut String, d: &DayData) {
         .iter()
         .flat_map(|g| &g.agents)
         .flat_map(|a| &a.status)
-        .filter(|p| p.state != "logged_out")
+        .filter(|p| p.state != State::LoggedOut)
         .map(|p| p.ms() as f64)
         .sum::<f64>()
         / MS_PER_HOUR as f64;
@@ -118,7 +119,7 @@ fn header(o: &mut String, d: &DayData) {
     let outcome = d
         .run
         .as_ref()
-        .and_then(|r| r.manifest["outcome"].as_str().map(str::to_string))
+        .map(|r| r.manifest.outcome.clone())
         .unwrap_or_else(|| "no manifest".into());
     o.push_str(r#"<div class="figs">"#);
     let mut fig = |v: String, what: &str, warn: bool| {
@@ -177,7 +178,7 @@ fn legend(o: &mut String, d: &DayData) {
         .iter()
         .flat_map(|g| &g.agents)
         .flat_map(|a| &a.status)
-        .find(|p| p.state == "logged_out")
+        .find(|p| p.state == State::LoggedOut)
         .and_then(|p| p.task.as_deref());
     let lo = task_class(&d.tasks, lo_task);
     let _ = write!(
@@ -244,7 +245,7 @@ fn hours(o: &mut String, d: &DayData) {
             esc(axis)
         );
         y += row_h;
-        for h in d.hours.iter().filter(|h| h.axis == *axis) {
+        for h in d.hours.iter().filter(|h| h.axis.as_str() == *axis) {
             let hrs = h.seconds / 3600.0;
             let task = h.task.as_deref().unwrap_or("no task");
             let _ = write!(
@@ -279,10 +280,10 @@ fn hours(o: &mut String, d: &DayData) {
         let _ = write!(
             o,
             r#"<tr data-axis="{}" data-task="{}" data-seconds="{:.3}"><td>{}</td><td>{}</td><td class="n">{}</td><td class="n">{:.2}</td><td class="n">{:.1} %</td></tr>"#,
-            esc(&h.axis),
+            esc(h.axis.as_str()),
             esc(h.task.as_deref().unwrap_or("")),
             h.seconds,
-            esc(&h.axis),
+            esc(h.axis.as_str()),
             esc(h.task.as_deref().unwrap_or("(no task)")),
             h.segments,
             h.seconds / 3600.0,
@@ -612,51 +613,43 @@ fn run(o: &mut String, d: &DayData) {
         esc(&d.pipeline),
         esc(&file)
     );
-    let days = m["window"]["days"].as_array().map(|a| a.len()).unwrap_or(0);
+    let days = m.window.days.len();
+    let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "–".into());
     let rows: Vec<(&str, String)> = vec![
-        ("run", v_str(&m["run_id"])),
-        ("trigger", v_str(&m["trigger"])),
-        ("started", v_str(&m["started_at"])),
-        ("finished", v_str(&m["finished_at"])),
+        ("run", m.run_id.clone()),
+        ("trigger", m.trigger.clone()),
+        ("started", m.started_at.clone()),
+        ("finished", m.finished_at.clone()),
         (
             "outcome",
-            format!(
-                "{} (exit code {})",
-                v_str(&m["outcome"]),
-                v_str(&m["exit_code"])
-            ),
+            format!("{} (exit code {})", m.outcome, m.exit_code),
         ),
         (
             "window",
             format!(
                 "{} to {} ({days} day{}{})",
-                v_str(&m["window"]["from"]),
-                v_str(&m["window"]["to"]),
+                or_dash(&m.window.from),
+                or_dash(&m.window.to),
                 if days == 1 { "" } else { "s" },
-                if m["window"]["explicit"].as_bool() == Some(true) {
+                if m.window.explicit {
                     ", --from/--to"
                 } else {
                     ""
                 }
             ),
         ),
-        (
-            "days completed",
-            m["days_completed"]
-                .as_array()
-                .map(|a| a.len().to_string())
-                .unwrap_or_default(),
-        ),
+        ("days completed", m.days_completed.len().to_string()),
         (
             "agent events of this day from",
-            v_str(&m["agent_event_sources"][&day]),
+            or_dash(&m.agent_event_sources.get(&day).cloned()),
         ),
         (
             "requests",
             ["gladly", "wfm"]
                 .iter()
                 .map(|k| {
-                    let q = &m["requests"][k];
+                    // The HTTP layer's counters, as it names them.
+                    let q = &m.requests[k];
                     format!(
                         "{k}: {} requests, {} retries, {} × 429, {} × 5xx",
                         v_str(&q["requests"]),
@@ -668,31 +661,24 @@ fn run(o: &mut String, d: &DayData) {
                 .collect::<Vec<_>>()
                 .join("; "),
         ),
-        ("records set aside", v_str(&m["set_aside"]["count"])),
-        ("dry run", v_str(&m["dry_run"])),
+        ("records set aside", m.set_aside.count.to_string()),
+        ("dry run", m.dry_run.to_string()),
     ];
     for (k, v) in rows {
         let _ = write!(o, "<tr><th>{}</th><td>{}</td></tr>", esc(k), esc(&v));
     }
-    if let Some(e) = m["error"].as_str() {
+    if let Some(e) = &m.error {
         let _ = write!(o, "<tr><th>error</th><td>{}</td></tr>", esc(e));
     }
     o.push_str("</tbody></table><h3>Rows written for this day</h3><table><thead><tr><th>dataset</th><th class=\"n\">rows</th></tr></thead><tbody>");
-    if let Some(rows) = m["rows"].as_object() {
-        for (ds, per_day) in rows {
-            if let Some(n) = per_day.get(&day) {
-                let _ = write!(
-                    o,
-                    r#"<tr><td>{}</td><td class="n">{}</td></tr>"#,
-                    esc(ds),
-                    v_str(n)
-                );
-            }
+    for (ds, per_day) in &m.rows {
+        if let Some(n) = per_day.get(&day) {
+            let _ = write!(o, r#"<tr><td>{}</td><td class="n">{n}</td></tr>"#, esc(ds),);
         }
     }
     o.push_str("</tbody></table><h3>WFM answers (the whole run)</h3>");
-    match m["wfm"].as_object() {
-        Some(k) if !k.is_empty() => {
+    match &m.wfm {
+        k if !k.is_empty() => {
             o.push_str(r#"<table class="wfm"><thead><tr><th>kind</th><th class="n">batches sent</th><th class="n">skipped on resume</th><th class="n">records</th><th class="n">inserted</th><th class="n">updated</th><th class="n">duplicate</th><th class="n">rejected</th><th class="n">unknown users</th></tr></thead><tbody>"#);
             let mut errors = Vec::new();
             for (kind, t) in k {
@@ -700,16 +686,16 @@ fn run(o: &mut String, d: &DayData) {
                     o,
                     r#"<tr><td>{}</td><td class="n">{}</td><td class="n">{}</td><td class="n">{}</td><td class="n">{}</td><td class="n">{}</td><td class="n">{}</td><td class="n">{}</td><td class="n">{}</td></tr>"#,
                     esc(kind),
-                    v_str(&t["batches_sent"]),
-                    v_str(&t["batches_skipped_resumed"]),
-                    v_str(&t["records"]),
-                    v_str(&t["inserted"]),
-                    v_str(&t["updated"]),
-                    v_str(&t["duplicate"]),
-                    v_str(&t["rejected"]),
-                    t["unknown_users"].as_array().map(|a| a.len()).unwrap_or(0)
+                    t.batches_sent,
+                    t.batches_skipped_resumed,
+                    t.records,
+                    t.inserted,
+                    t.updated,
+                    t.duplicate,
+                    t.rejected,
+                    t.unknown_users.len()
                 );
-                for e in t["errors"].as_array().into_iter().flatten().take(5) {
+                for e in t.errors.iter().take(5) {
                     errors.push(format!("{kind}: {e}"));
                 }
             }

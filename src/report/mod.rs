@@ -167,6 +167,7 @@ pub fn write(
 mod tests {
     use super::data::{AgentDay, DayData, Piece, TaskHours, TeamGroup};
     use super::*;
+    use crate::model::{Axis, State};
     use crate::time;
 
     /// A synthetic day of `agents` agents, each with a 9-hour shift of `per_agent` status
@@ -191,8 +192,8 @@ mod tests {
         ]
         .map(String::from)
         .to_vec();
-        let piece = |state: &str, label: &str, task: Option<&str>, a: Ms, b: Ms| Piece {
-            state: state.into(),
+        let piece = |state: State, label: &str, task: Option<&str>, a: Ms, b: Ms| Piece {
+            state,
             label: label.into(),
             task: task.map(String::from),
             start: a,
@@ -207,7 +208,7 @@ mod tests {
                 let shift = s + (n as Ms % 12) * time::MS_PER_HOUR;
                 let step = 9 * time::MS_PER_HOUR / per_agent as Ms;
                 let mut status = vec![piece(
-                    "logged_out",
+                    State::LoggedOut,
                     "LOGGED_OUT",
                     Some("Logged Out"),
                     s,
@@ -217,7 +218,7 @@ mod tests {
                 for k in 0..per_agent {
                     let len = if k % 5 == 0 { 20_000 } else { step };
                     status.push(piece(
-                        "away",
+                        State::Away,
                         "Lunch",
                         Some("Agent Status – Went Away"),
                         at,
@@ -225,12 +226,18 @@ mod tests {
                     ));
                     at += len;
                 }
-                status.push(piece("logged_out", "LOGGED_OUT", Some("Logged Out"), at, e));
+                status.push(piece(
+                    State::LoggedOut,
+                    "LOGGED_OUT",
+                    Some("Logged Out"),
+                    at,
+                    e,
+                ));
                 let availability = (0..per_agent / 3)
                     .map(|k| {
                         let a = shift + k as Ms * 3 * step;
                         piece(
-                            "available",
+                            State::Available,
                             "AvailableFor:MESSAGING,VOICE",
                             None,
                             a,
@@ -263,7 +270,7 @@ mod tests {
             groups,
             idle_agents: 0,
             hours: vec![TaskHours {
-                axis: "status".into(),
+                axis: Axis::Status,
                 task: None,
                 segments: 1,
                 seconds: 1.0,

@@ -12,6 +12,7 @@ use std::fmt::Write;
 
 use super::data::{AgentDay, DayData, Piece};
 use super::format::{clock, duration, esc, num};
+use crate::model::State;
 use crate::time::{Ms, MS_PER_HOUR};
 
 /// Horizontal scale: 48 px per hour, 75 s per pixel.
@@ -185,7 +186,7 @@ fn status_bars(out: &mut String, d: &DayData, sc: &Scale, pieces: &[Piece]) {
         // Logged-out time is drawn as a thin line in its task's colour, so the working day
         // stands out.
         // The row is translated so a full bar needs no `y` (2,000 agents: every byte counts).
-        let (y, h) = if p.state == "logged_out" {
+        let (y, h) = if p.state == State::LoggedOut {
             class.push_str(" lo");
             (r#" y="3""#, 3)
         } else {
@@ -217,13 +218,13 @@ fn status_bars(out: &mut String, d: &DayData, sc: &Scale, pieces: &[Piece]) {
 fn availability_band(out: &mut String, d: &DayData, sc: &Scale, pieces: &[Piece]) {
     let mut i = 0;
     while i < pieces.len() {
-        if pieces[i].state != "available" {
+        if pieces[i].state != State::Available {
             i += 1;
             continue;
         }
         let mut j = i + 1;
         while j < pieces.len()
-            && pieces[j].state == "available"
+            && pieces[j].state == State::Available
             && pieces[j].start == pieces[j - 1].end
         {
             j += 1;
@@ -350,7 +351,7 @@ mod tests {
 
     fn p(start: Ms, end: Ms, label: &str) -> Piece {
         Piece {
-            state: "active".into(),
+            state: State::Active,
             label: label.into(),
             task: None,
             start,

@@ -10,8 +10,8 @@ use super::labels::label;
 use super::rules::{first_match, LabelMatcher};
 use super::segments::{state_of, Segment};
 use crate::config::Rule;
-use crate::frames::{DataFrame, FrameBuilder, FrameReader};
-use crate::model::{normalize_email, AgentDim, AgentEvent, InboxDim};
+use crate::frames::{DataFrame, FrameBuilder, FrameReader, Need};
+use crate::model::{normalize_email, AgentDim, AgentEvent, Axis, InboxDim, State};
 use crate::time::Ms;
 
 pub const AGENTS: &str = "agents";
@@ -96,10 +96,7 @@ pub fn events_frame(
         .collect();
     FrameBuilder::new(sorted.len())
         .str("event_id", sorted.iter().map(|e| Some(e.event_id.as_str())))
-        .str(
-            "event_type",
-            sorted.iter().map(|e| Some(e.event_type.as_str())),
-        )
+        .str("event_type", sorted.iter().map(|e| Some(e.kind.as_str())))
         .str("agent_id", sorted.iter().map(|e| Some(e.agent_id.as_str())))
         .str(
             "agent_email",
@@ -143,7 +140,10 @@ pub fn segments_frame(
                 .map(|s| emails.get(s.agent_id).map(String::as_str)),
         )
         .str("axis", segs.iter().map(|s| Some(s.axis.as_str())))
-        .str("state", segs.iter().map(|s| Some(state_of(s.opened_by))))
+        .str(
+            "state",
+            segs.iter().map(|s| Some(state_of(s.opened_by).as_str())),
+        )
         .str("label", labels.iter().map(|l| Some(l.as_ref())))
         .str("task", tasks.into_iter())
         .ts("start_at", segs.iter().map(|s| Some(s.start_at)))
@@ -165,8 +165,8 @@ pub fn segments_frame(
 pub struct SegmentRow {
     pub agent_id: String,
     pub agent_email: Option<String>,
-    pub axis: String,
-    pub state: String,
+    pub axis: Axis,
+    pub state: State,
     pub label: String,
     pub task: Option<String>,
     pub start_at: Ms,
@@ -187,17 +187,20 @@ pub fn segments_from(df: &DataFrame) -> PolarsResult<Vec<SegmentRow>> {
         r.ts("end_at")?,
         r.str("opened_by")?,
     );
-    Ok((0..r.height())
-        .map(|i| SegmentRow {
-            agent_id: a[i].clone().unwrap_or_default(),
-            agent_email: e[i].clone(),
-            axis: ax[i].clone().unwrap_or_default(),
-            state: st[i].clone().unwrap_or_default(),
-            label: l[i].clone().unwrap_or_default(),
-            task: t[i].clone(),
-            start_at: s[i].unwrap_or_default(),
-            end_at: en[i],
-            opened_by: o[i].clone().unwrap_or_default(),
+    (0..r.height())
+        .map(|i| {
+            let n = Need(i);
+            Ok(SegmentRow {
+                agent_id: n.some("agent_id", a[i].clone())?,
+                agent_email: e[i].clone(),
+                axis: n.parsed("axis", ax[i].clone(), Axis::parse)?,
+                state: n.parsed("state", st[i].clone(), State::parse)?,
+                label: n.some("label", l[i].clone())?,
+                task: t[i].clone(),
+                start_at: n.some("start_at", s[i])?,
+                end_at: en[i],
+                opened_by: n.some("opened_by", o[i].clone())?,
+            })
         })
-        .collect())
+        .collect()
 }

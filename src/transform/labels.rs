@@ -2,20 +2,20 @@
 
 use std::borrow::Cow;
 
-use crate::model::AgentEvent;
+use crate::model::{AgentEvent, AgentEventKind as K};
 
 /// Borrowed or static where it can be (most labels), so labelling a day allocates little.
 pub fn label(ev: &AgentEvent) -> Cow<'_, str> {
-    match ev.event_type.as_str() {
-        "AGENT_STATUS/LOGGED_IN" => "LOGGED_IN".into(),
-        "AGENT_STATUS/LOGGED_OUT" => "LOGGED_OUT".into(),
+    match ev.kind {
+        K::LoggedIn => "LOGGED_IN".into(),
+        K::LoggedOut => "LOGGED_OUT".into(),
         // An idle agent goes away with no reason.
-        "AGENT_STATUS/WENT_AWAY" => ev.away_reason.as_deref().unwrap_or("WENT_AWAY").into(),
-        "AGENT_STATUS/RETURNED_FROM_AWAY" => "RETURNED_FROM_AWAY".into(),
-        "AGENT_STATUS/CHANGED_ACTIVE_REASON" => {
+        K::WentAway => ev.away_reason.as_deref().unwrap_or("WENT_AWAY").into(),
+        K::ReturnedFromAway => "RETURNED_FROM_AWAY".into(),
+        K::ChangedActiveReason => {
             format!("ActiveReason:{}", ev.active_reason.as_deref().unwrap_or("")).into()
         }
-        "AGENT_AVAILABILITY/UPDATED" => match &ev.available_for {
+        K::AvailabilityUpdated => match &ev.available_for {
             Some(ch) if !ch.is_empty() => {
                 let mut ch: Vec<&str> = ch.iter().map(String::as_str).collect();
                 ch.sort_unstable();
@@ -23,9 +23,8 @@ pub fn label(ev: &AgentEvent) -> Cow<'_, str> {
             }
             _ => "Unavailable".into(),
         },
-        "AGENT_AVAILABILITY/FOCUS_ENTERED" => "FOCUS_ENTERED".into(),
-        "AGENT_AVAILABILITY/FOCUS_EXITED" => "FOCUS_EXITED".into(),
-        other => other.into(),
+        K::FocusEntered => "FOCUS_ENTERED".into(),
+        K::FocusExited => "FOCUS_EXITED".into(),
     }
 }
 
@@ -36,14 +35,14 @@ mod tests {
     fn ev(t: &str, away: Option<&str>, active: Option<&str>, ch: Option<&[&str]>) -> AgentEvent {
         AgentEvent {
             event_id: "e".into(),
-            event_type: t.into(),
+            kind: K::parse(t).expect("a known type"),
             agent_id: "a".into(),
             occurred_at: 0,
             recorded_at: 0,
             away_reason: away.map(Into::into),
             active_reason: active.map(Into::into),
             available_for: ch.map(|c| c.iter().map(|s| s.to_string()).collect()),
-            source: "report".into(),
+            source: crate::model::Source::Report,
         }
     }
 

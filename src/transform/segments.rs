@@ -6,46 +6,11 @@ use rustc_hash::FxHashMap as HashMap;
 use crate::model::AgentEvent;
 use crate::time::Ms;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Axis {
-    Status,
-    Availability,
-}
-
-impl Axis {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Axis::Status => "status",
-            Axis::Availability => "availability",
-        }
-    }
-
-    /// Which axis an event moves; focus events move none.
-    pub fn of(ev: &AgentEvent) -> Option<Axis> {
-        if ev.event_type.starts_with("AGENT_STATUS/") {
-            Some(Axis::Status)
-        } else if ev.event_type == "AGENT_AVAILABILITY/UPDATED" {
-            Some(Axis::Availability)
-        } else {
-            None
-        }
-    }
-}
+pub use crate::model::{Axis, State};
 
 /// The state an event puts its axis in.
-pub fn state_of(ev: &AgentEvent) -> &'static str {
-    match ev.event_type.as_str() {
-        "AGENT_STATUS/LOGGED_OUT" => "logged_out",
-        "AGENT_STATUS/WENT_AWAY" => "away",
-        "AGENT_AVAILABILITY/UPDATED" => {
-            if ev.available_for.as_ref().is_some_and(|c| !c.is_empty()) {
-                "available"
-            } else {
-                "unavailable"
-            }
-        }
-        _ => "active",
-    }
+pub fn state_of(ev: &AgentEvent) -> State {
+    ev.state()
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -72,7 +37,7 @@ pub fn day_segments<'a>(
 ) -> Vec<Segment<'a>> {
     let mut by_key: HashMap<(&'a str, Axis), Vec<&'a AgentEvent>> = HashMap::default();
     for ev in events {
-        if let Some(axis) = Axis::of(ev) {
+        if let Some(axis) = ev.kind.axis() {
             by_key
                 .entry((ev.agent_id.as_str(), axis))
                 .or_default()
@@ -139,7 +104,7 @@ pub fn advance_state(state: &mut StartState, events: &[AgentEvent]) {
     // The newest event per agent and axis first, so each is cloned once, not every event.
     let mut newest: HashMap<(&str, Axis), &AgentEvent> = HashMap::default();
     for ev in events {
-        let Some(axis) = Axis::of(ev) else { continue };
+        let Some(axis) = ev.kind.axis() else { continue };
         let e = newest.entry((ev.agent_id.as_str(), axis)).or_insert(ev);
         if ev.order_key() > e.order_key() {
             *e = ev;
@@ -162,14 +127,14 @@ mod tests {
     fn ev(id: &str, t: &str, at: Ms, away: Option<&str>) -> AgentEvent {
         AgentEvent {
             event_id: id.into(),
-            event_type: t.into(),
+            kind: crate::model::AgentEventKind::parse(t).expect("a known type"),
             agent_id: "a".into(),
             occurred_at: at,
             recorded_at: at + 5,
             away_reason: away.map(Into::into),
             active_reason: None,
             available_for: None,
-            source: "report".into(),
+            source: crate::model::Source::Report,
         }
     }
 
@@ -195,7 +160,7 @@ mod tests {
                 ("3", 300, Some(1000))
             ]
         );
-        assert_eq!(state_of(segs[1].opened_by), "away");
+        assert_eq!(state_of(segs[1].opened_by), State::Away);
         // Today (incomplete): the last segment stays open.
         let segs = day_segments(0, 1000, false, &evs, &none);
         assert_eq!(segs[2].end_at, None);

@@ -10,8 +10,8 @@ use polars::prelude::PolarsResult;
 
 use super::datasets::inbox_workstream;
 use crate::config::Rule;
-use crate::frames::{DataFrame, FrameBuilder};
-use crate::model::{ConversationEvent, InboxDim, WorkSession};
+use crate::frames::{DataFrame, FrameBuilder, Need};
+use crate::model::{ConversationEvent, ConversationEventKind, InboxDim, WorkSession};
 use crate::time::Ms;
 
 pub const CONVERSATIONS: &str = "conversations";
@@ -108,20 +108,20 @@ pub fn conversations_day(
         };
         let mut reopened = 0;
         for e in &evs {
-            match e.event_type.as_str() {
-                "CONVERSATION/CREATED" => {
+            match e.kind {
+                ConversationEventKind::Created => {
                     st.created_at = Some(e.recorded_at);
                     st.closed = false;
                 }
-                "CONVERSATION/CLOSED" => {
+                ConversationEventKind::Closed => {
                     st.closed = true;
                     st.closed_at = Some(e.recorded_at);
                 }
-                "CONVERSATION/REOPENED" => {
+                ConversationEventKind::Reopened => {
                     st.closed = false;
                     reopened += 1;
                 }
-                _ => {}
+                ConversationEventKind::AssigneeUpdated => {}
             }
         }
         st.last_day = Some(day);
@@ -277,19 +277,22 @@ pub fn intervals_from(df: &DataFrame) -> PolarsResult<Vec<IntervalRow>> {
         r.f64("handle_time_seconds")?,
         r.f64("after_contact_time_seconds")?,
     );
-    Ok((0..r.height())
-        .map(|i| IntervalRow {
-            workstream: w[i].clone(),
-            channel: c[i].clone(),
-            interval_start: s[i].unwrap_or_default(),
-            interval_minutes: m[i].unwrap_or_default(),
-            offered: o[i].unwrap_or_default(),
-            handled: h[i].unwrap_or_default(),
-            within_sla: ws[i].unwrap_or_default(),
-            handle_time_seconds: ht[i].unwrap_or_default(),
-            after_contact_time_seconds: acw[i].unwrap_or_default(),
+    (0..r.height())
+        .map(|i| {
+            let n = Need(i);
+            Ok(IntervalRow {
+                workstream: w[i].clone(),
+                channel: c[i].clone(),
+                interval_start: n.some("interval_start", s[i])?,
+                interval_minutes: n.some("interval_minutes", m[i])?,
+                offered: n.some("offered", o[i])?,
+                handled: n.some("handled", h[i])?,
+                within_sla: n.some("within_sla", ws[i])?,
+                handle_time_seconds: n.some("handle_time_seconds", ht[i])?,
+                after_contact_time_seconds: n.some("after_contact_time_seconds", acw[i])?,
+            })
         })
-        .collect())
+        .collect()
 }
 
 pub fn conversations_from(df: &DataFrame) -> PolarsResult<Vec<ConversationRow>> {
@@ -305,19 +308,22 @@ pub fn conversations_from(df: &DataFrame) -> PolarsResult<Vec<ConversationRow>> 
         r.ts("closed_at")?,
         r.i64("reopened_count")?,
     );
-    Ok((0..r.height())
-        .map(|i| ConversationRow {
-            conversation_id: id[i].clone().unwrap_or_default(),
-            customer_id: cu[i].clone(),
-            inbox_id: ib[i].clone(),
-            inbox_name: ibn[i].clone(),
-            workstream: w[i].clone(),
-            agent_id: ag[i].clone(),
-            created_at: cr[i],
-            closed_at: cl[i],
-            reopened_count: ro[i].unwrap_or_default(),
+    (0..r.height())
+        .map(|i| {
+            let n = Need(i);
+            Ok(ConversationRow {
+                conversation_id: n.some("conversation_id", id[i].clone())?,
+                customer_id: cu[i].clone(),
+                inbox_id: ib[i].clone(),
+                inbox_name: ibn[i].clone(),
+                workstream: w[i].clone(),
+                agent_id: ag[i].clone(),
+                created_at: cr[i],
+                closed_at: cl[i],
+                reopened_count: n.some("reopened_count", ro[i])?,
+            })
         })
-        .collect())
+        .collect()
 }
 
 #[cfg(test)]
