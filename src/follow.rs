@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::config::Pipeline;
-use crate::extract::Extractor;
+use crate::extract::{ExtractError, Extractor};
 use crate::gladly::{decode, GladlyClient, GladlyError};
 use crate::http::Stats;
 use crate::interrupt::Interrupt;
@@ -140,6 +140,10 @@ enum FollowError {
     Storage(#[from] StorageError),
     #[error("{0}")]
     Transform(#[from] TransformError),
+    #[error(transparent)]
+    Extract(#[from] ExtractError),
+    #[error(transparent)]
+    Lock(#[from] LockError),
     #[error("{0}")]
     Failed(String),
 }
@@ -149,6 +153,7 @@ impl FollowError {
         matches!(
             self,
             FollowError::Gladly(GladlyError::Auth { .. })
+                | FollowError::Extract(ExtractError::Gladly(GladlyError::Auth { .. }))
                 | FollowError::Push(PushError::Wfm(WfmError::Auth { .. }))
         )
     }
@@ -314,7 +319,7 @@ impl Follower<'_> {
                 log::info(format!("follow: {e}; polling at the next tick"));
                 return Ok(());
             }
-            Err(e) => return Err(FollowError::Failed(e.to_string())),
+            Err(e) => return Err(e.into()),
         };
         let (t, cpu) = (std::time::Instant::now(), process_cpu_ms());
         // First a day another run was committing when it was killed is completed (and, at the
@@ -698,13 +703,10 @@ impl Follower<'_> {
             now,
             pending: pending.clone(),
         };
-        let fetched = x
-            .fetch_work_sessions(today)
-            .await
-            .map_err(|e| FollowError::Failed(e.to_string()))?;
+        // A refused credential here stops the follower (exit 4) like one anywhere else.
+        let fetched = x.fetch_work_sessions(today).await?;
         let mut landed = Default::default();
-        x.land_work_sessions(fetched, &mut landed)
-            .map_err(|e| FollowError::Failed(e.to_string()))?;
+        x.land_work_sessions(fetched, &mut landed)?;
         let generation = pending.generation(today);
         self.transformer(now).transform_work(today, &self.inboxes)?;
         pending.transformed(today, generation, false)?;

@@ -211,6 +211,61 @@ fn secs(d: Duration) -> String {
     format!("{:.1} s", d.as_secs_f64())
 }
 
+/// What a whole answer means for a retry loop: the one classification both loops use.
+enum Verdict {
+    /// 2xx or a 4xx other than 429: the caller's to read.
+    Final,
+    /// 429 (waiting out its `Retry-After` when given) or 5xx.
+    Retry {
+        why: String,
+        throttled: bool,
+        wait: Option<Duration>,
+    },
+}
+
+fn classify(answer: &Answer, stats: &Stats) -> Verdict {
+    if answer.status == 429 {
+        stats.throttled.fetch_add(1, Ordering::Relaxed);
+        Verdict::Retry {
+            why: answer.detail(),
+            throttled: true,
+            wait: retry_after(&answer.headers)
+                .map(|secs| Duration::from_secs_f64(secs) + Duration::from_millis(50)),
+        }
+    } else if answer.status >= 500 {
+        stats.server_errors.fetch_add(1, Ordering::Relaxed);
+        Verdict::Retry {
+            why: answer.detail(),
+            throttled: false,
+            wait: None,
+        }
+    } else {
+        Verdict::Final
+    }
+}
+
+/// A request that got no answer: retried (`Ok`, why), except a host that does not resolve,
+/// which no retry mends.
+fn no_answer(what: &str, e: &reqwest::Error, stats: &Stats) -> Result<String, HttpError> {
+    stats.transport_errors.fetch_add(1, Ordering::Relaxed);
+    if let Some(detail) = dns_failure(e) {
+        return Err(HttpError::Unresolvable {
+            what: what.to_string(),
+            host: e.url().and_then(|u| u.host_str()).unwrap_or("").to_string(),
+            detail,
+        });
+    }
+    Ok(transport_message(e))
+}
+
+fn redirected(what: &str, resp: &reqwest::Response) -> HttpError {
+    HttpError::Redirected {
+        what: what.to_string(),
+        status: resp.status().as_u16(),
+        target: redirect_target(resp),
+    }
+}
+
 /// Sends the request `build` makes (again on each attempt) until it gets a final answer.
 /// `limiters` are acquired before every attempt, so retries respect the rate limits too.
 /// Every retry is logged (what failed, attempt n of m, the wait), so a slow or failing server
@@ -234,25 +289,11 @@ pub async fn execute(
         let mut wait = policy.backoff(attempt);
         let mut throttled = false;
         match build().send().await {
-            Err(e) => {
-                stats.transport_errors.fetch_add(1, Ordering::Relaxed);
-                if let Some(detail) = dns_failure(&e) {
-                    return Err(HttpError::Unresolvable {
-                        what: what.to_string(),
-                        host: e.url().and_then(|u| u.host_str()).unwrap_or("").to_string(),
-                        detail,
-                    });
-                }
-                last = transport_message(&e);
-            }
+            Err(e) => last = no_answer(what, &e, stats)?,
             Ok(resp) => {
                 let status = resp.status().as_u16();
-                if (300..400).contains(&status) {
-                    return Err(HttpError::Redirected {
-                        what: what.to_string(),
-                        status,
-                        target: redirect_target(&resp),
-                    });
+                if resp.status().is_redirection() {
+                    return Err(redirected(what, &resp));
                 }
                 let headers = resp.headers().clone();
                 match resp.bytes().await {
@@ -267,18 +308,16 @@ pub async fn execute(
                             headers,
                             body,
                         };
-                        if status == 429 {
-                            stats.throttled.fetch_add(1, Ordering::Relaxed);
-                            throttled = true;
-                            if let Some(secs) = retry_after(&answer.headers) {
-                                wait = Duration::from_secs_f64(secs) + Duration::from_millis(50);
+                        match classify(&answer, stats) {
+                            Verdict::Final => return Ok(answer),
+                            Verdict::Retry {
+                                why,
+                                throttled: t,
+                                wait: w,
+                            } => {
+                                (last, throttled) = (why, t);
+                                wait = w.unwrap_or(wait);
                             }
-                            last = answer.detail();
-                        } else if status >= 500 {
-                            stats.server_errors.fetch_add(1, Ordering::Relaxed);
-                            last = answer.detail();
-                        } else {
-                            return Ok(answer);
                         }
                     }
                 }
@@ -356,25 +395,9 @@ pub async fn execute_streamed(
         stats.requests.fetch_add(1, Ordering::Relaxed);
         let mut throttled = false;
         let outcome = match build().send().await {
-            Err(e) => {
-                stats.transport_errors.fetch_add(1, Ordering::Relaxed);
-                if let Some(detail) = dns_failure(&e) {
-                    return Err(HttpError::Unresolvable {
-                        what: what.to_string(),
-                        host: e.url().and_then(|u| u.host_str()).unwrap_or("").to_string(),
-                        detail,
-                    }
-                    .into());
-                }
-                Attempt::Retry(transport_message(&e))
-            }
+            Err(e) => Attempt::Retry(no_answer(what, &e, stats)?),
             Ok(resp) if resp.status().is_redirection() => {
-                return Err(HttpError::Redirected {
-                    what: what.to_string(),
-                    status: resp.status().as_u16(),
-                    target: redirect_target(&resp),
-                }
-                .into());
+                return Err(redirected(what, &resp).into());
             }
             Ok(resp) if resp.status().is_success() => {
                 let status = resp.status().as_u16();
@@ -414,21 +437,24 @@ pub async fn execute_streamed(
                     headers,
                     body: body.into(),
                 };
-                if status == 429 {
-                    stats.throttled.fetch_add(1, Ordering::Relaxed);
-                    throttled = true;
-                    if let Some(secs) = retry_after(&answer.headers) {
-                        wait = Duration::from_secs_f64(secs) + Duration::from_millis(50);
+                match (classify(&answer, stats), cut) {
+                    (
+                        Verdict::Retry {
+                            why,
+                            throttled: t,
+                            wait: w,
+                        },
+                        _,
+                    ) => {
+                        throttled = t;
+                        wait = w.unwrap_or(wait);
+                        Attempt::Retry(why)
                     }
-                    Attempt::Retry(answer.detail())
-                } else if status >= 500 {
-                    stats.server_errors.fetch_add(1, Ordering::Relaxed);
-                    Attempt::Retry(answer.detail())
-                } else if let Some(why) = cut {
-                    stats.transport_errors.fetch_add(1, Ordering::Relaxed);
-                    Attempt::Retry(format!("HTTP {status}, body cut off: {why}"))
-                } else {
-                    return Ok(answer);
+                    (Verdict::Final, Some(why)) => {
+                        stats.transport_errors.fetch_add(1, Ordering::Relaxed);
+                        Attempt::Retry(format!("HTTP {status}, body cut off: {why}"))
+                    }
+                    (Verdict::Final, None) => return Ok(answer),
                 }
             }
         };
