@@ -331,7 +331,15 @@ impl Follower<'_> {
             self.recovered = true;
         }
         self.latencies.clear();
-        let r = self.poll().await?;
+        let r = match self.poll().await {
+            Ok(r) => r,
+            Err(e) => {
+                // A poll that failed half-way may have staged partitions it never committed:
+                // the next poll sweeps them (a full recover), so they cannot pile up.
+                self.recovered = false;
+                return Err(e);
+            }
+        };
         let samples = std::mem::take(&mut self.latencies);
         for l in &samples {
             if self.fs.recent_latencies_ms.len() == RECENT {
@@ -365,7 +373,7 @@ impl Follower<'_> {
                 .map(|l| format!("{:.1} s", l as f64 / 1000.0))
                 .unwrap_or_else(|| "unknown".into()),
             t.elapsed().as_millis(),
-            process_cpu_ms() - cpu,
+            process_cpu_ms().saturating_sub(cpu),
         ));
         if latency.is_some() {
             self.fs.latency = latency;

@@ -195,6 +195,10 @@ fn plain_arrow_schema(df: &DataFrame) -> KeyValueMetadata {
 
 pub fn read_parquet(path: &Path) -> PolarsResult<DataFrame> {
     let f = std::fs::File::open(path)?;
+    read_parquet_file(f)
+}
+
+pub fn read_parquet_file(f: std::fs::File) -> PolarsResult<DataFrame> {
     ParquetReader::new(f).finish()
 }
 

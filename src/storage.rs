@@ -150,10 +150,14 @@ impl Storage {
                 .map_err(|e| StorageError::new(self.root.describe(key), e));
         };
         let path = base.join(key);
-        if !path.exists() {
-            return Ok(None);
-        }
-        frames::read_parquet(&path)
+        // Opened, not tested for existence first: a staged file a commit moves away between
+        // the two would fail the read instead of falling back to the partition.
+        let f = match std::fs::File::open(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(err(&path, e)),
+            Ok(f) => f,
+        };
+        frames::read_parquet_file(f)
             .map(Some)
             .map_err(|e| err(&path, e))
     }

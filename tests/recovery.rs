@@ -443,4 +443,33 @@ async fn a_crash_between_two_datasets_of_a_day_never_leaves_a_mixed_day() {
             .unwrap_or_default();
         assert!(records.is_empty(), "{at}: commit records left: {records:?}");
     }
+
+    // A staged file lost after its record was written (a power cut before its folder reached
+    // the disk, a lifecycle rule): the next run does not pass it off as moved; it stops,
+    // naming the day and the record, and the visible day stays the old one whole.
+    let case = tempfile::tempdir().unwrap();
+    copy_tree(&old.path().join("output"), &case.path().join("output"));
+    let p = v2(case.path());
+    let root = case.path().join("output");
+    let crash = [("GLADLY_WFM_CRASH_AT", "day-commit-recorded:1")];
+    let o = run_env(case.path(), &p, NOW, &range, &crash).await;
+    assert!(o.stderr.contains("dying at"), "{o}");
+    let seg_dir = root.join(format!("agent_status_segments/date={DAY}"));
+    let staged: Vec<_> = std::fs::read_dir(&seg_dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
+        .collect();
+    assert_eq!(staged.len(), 1, "one staged segments file");
+    std::fs::remove_file(staged[0].path()).unwrap();
+    let o = run(case.path(), &p, NOW, &range).await;
+    assert_eq!(o.code, 1, "{o}");
+    let said = format!("{}{}", o.stdout, o.stderr);
+    assert!(
+        said.contains(&format!("a staged partition of {DAY}'s commit is gone"))
+            && said.contains("_commits/")
+            && said.contains(&format!("--from {DAY} --to {DAY}")),
+        "{o}"
+    );
+    assert_eq!(visible_day(&root, DAY), old_day, "the old day, whole");
 }

@@ -8,8 +8,9 @@
 //!
 //! - Killed before the record: the old day is untouched and whole; the staged files are swept.
 //! - Killed after it: the next `run` or `follow` completes the record before it does anything
-//!   else, and this crate's own readers (`report`, `check`) read through a pending record, so
-//!   they see the new day whole meanwhile.
+//!   else, and this crate's own readers (`report`, `check`) read through a record a killed run
+//!   left, so they see the new day whole meanwhile. (A reader racing a live commit reads what
+//!   an outside reader does; commits take milliseconds.)
 //!
 //! A Hive layout puts a day's datasets in five directories, so no single rename can swap them:
 //! an outside reader can meet a mixed day only in the few renames after the record is durable,
@@ -36,11 +37,18 @@ pub struct Staged {
     pub day: NaiveDate,
     /// The staged file's key, relative to the root.
     pub staged: String,
+    /// Its size: a resumed commit that finds the staged file gone checks the partition in its
+    /// place has this size (moved, not lost) before it lets the record go.
+    #[serde(default)]
+    pub bytes: u64,
 }
 
 #[derive(Serialize, Deserialize)]
 struct CommitRecord {
     day: NaiveDate,
+    /// When it was written (epoch ms): pending records are completed oldest first.
+    #[serde(default)]
+    at_ms: i64,
     partitions: Vec<Staged>,
 }
 
@@ -83,22 +91,31 @@ impl Storage {
                 frames::write_parquet(df, &mut f, self.compression)
                     .map_err(|e| super::err(&path, e))?;
                 f.sync_all().map_err(|e| super::err(&path, e))?;
-                rel
+                let bytes = f.metadata().map_err(|e| super::err(&path, e))?.len();
+                // The file's name must be as durable as the record that will name it: the
+                // folder (and a new folder's own entry) are synced too.
+                sync_dir(&dir);
+                if let Some(parent) = dir.parent() {
+                    sync_dir(parent);
+                }
+                (rel, bytes)
             }
             Root::Object(_) => {
                 let rel = format!("{STAGING}/{}/{}", unique(), partition_key(dataset, day));
                 let mut buf = Vec::new();
                 frames::write_parquet(df, &mut buf, self.compression)
                     .map_err(|e| StorageError::new(self.root.describe(&rel), e))?;
+                let bytes = buf.len() as u64;
                 self.root.write(&rel, buf, WriteMode::Overwrite)?;
-                rel
+                (rel, bytes)
             }
         };
         crate::fault_point("partition-temp-written");
         Ok(Staged {
             dataset: dataset.to_string(),
             day,
-            staged,
+            staged: staged.0,
+            bytes: staged.1,
         })
     }
 
@@ -109,25 +126,39 @@ impl Storage {
             return Ok(());
         }
         let key = format!("{COMMITS}/{day}.{}.json", unique());
-        let record = CommitRecord { day, partitions };
+        let record = CommitRecord {
+            day,
+            at_ms: crate::time::now_ms(),
+            partitions,
+        };
         let bytes = serde_json::to_vec_pretty(&record).expect("a commit record serialises");
         self.root.write(&key, bytes, WriteMode::Overwrite)?;
         crate::fault_point("day-commit-recorded");
-        self.complete(&record, false)
+        self.complete(&record, None)
             .map_err(|e| StorageError::new(e.path, format!("committing {day}: {}", e.detail)))?;
         self.root.delete(&key)
     }
 
-    /// Moves every partition of a record into place. `resumed`: a record a killed run left,
-    /// some of whose partitions may already be in place.
-    fn complete(&self, record: &CommitRecord, resumed: bool) -> Result<(), StorageError> {
+    /// Moves every partition of a record into place. `resumed`: the key of a record a killed
+    /// run left, some of whose partitions may already be in place.
+    fn complete(&self, record: &CommitRecord, resumed: Option<&str>) -> Result<(), StorageError> {
+        if let Some(key) = resumed {
+            // Every partition must still be staged or already in place before any is moved:
+            // a lost one stops the run with the day as it was, not half moved.
+            for p in &record.partitions {
+                let target = partition_key(&p.dataset, p.day);
+                if self.size_of(&p.staged)?.is_none() && self.size_of(&target)? != Some(p.bytes) {
+                    return Err(lost(&self.root, p, Some(key)));
+                }
+            }
+        }
         for p in &record.partitions {
             let target = partition_key(&p.dataset, p.day);
-            if !self.root.publish(&p.staged, &target)? && !resumed {
-                return Err(StorageError::new(
-                    self.root.describe(&p.staged),
-                    "the staged partition vanished before its commit",
-                ));
+            if !self.root.publish(&p.staged, &target)? {
+                // Gone: moved by the run that was killed (checked above), or lost.
+                if resumed.is_none() || self.size_of(&target)? != Some(p.bytes) {
+                    return Err(lost(&self.root, p, resumed));
+                }
             }
             self.written
                 .lock()
@@ -143,6 +174,19 @@ impl Storage {
         Ok(())
     }
 
+    /// The size of a file under the root, `None` when there is none.
+    fn size_of(&self, key: &str) -> Result<Option<u64>, StorageError> {
+        match &self.root {
+            Root::Local(base) => match std::fs::metadata(base.join(key)) {
+                Ok(m) => Ok(Some(m.len())),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(super::err(&base.join(key), e)),
+            },
+            Root::Object(_) => Ok(self.root.read(key)?.map(|(b, _)| b.len() as u64)),
+        }
+    }
+
+    /// Pending records, oldest first.
     fn records(&self) -> Result<Vec<(String, CommitRecord)>, StorageError> {
         let mut out = Vec::new();
         for key in self.root.list(COMMITS)? {
@@ -161,6 +205,7 @@ impl Storage {
             })?;
             out.push((key, record));
         }
+        out.sort_by(|a, b| (a.1.at_ms, &a.0).cmp(&(b.1.at_ms, &b.0)));
         Ok(out)
     }
 
@@ -184,7 +229,7 @@ impl Storage {
     pub fn complete_commits(&self) -> Result<usize, StorageError> {
         let records = self.records()?;
         for (key, record) in &records {
-            self.complete(record, true)?;
+            self.complete(record, Some(key))?;
             self.root.delete(key)?;
         }
         *self.pending.lock().unwrap() = Some(Pending::new());
@@ -226,4 +271,23 @@ impl Storage {
                 .collect()
         })
     }
+}
+
+/// A staged partition that is neither staged nor in its place any more.
+fn lost(root: &Root, p: &Staged, record: Option<&str>) -> StorageError {
+    let fix = match record {
+        Some(key) => format!(
+            "remove the commit record {} and redo the day (`gladly-wfm run --from {d} --to {d}`)",
+            root.describe(key),
+            d = p.day
+        ),
+        None => "it vanished before its commit".to_string(),
+    };
+    StorageError::new(
+        root.describe(&p.staged),
+        format!(
+            "a staged partition of {}'s commit is gone and its place does not hold it: {fix}",
+            p.day
+        ),
+    )
 }
