@@ -202,27 +202,21 @@ pub fn manifest(t: &Tally, f: &RunFacts) -> Manifest {
 }
 
 /// The one line a run prints last.
-pub fn summary(t: &Tally, f: &RunFacts, manifest_path: Option<&str>) -> String {
-    let rows = |d: &str| {
-        t.rows
-            .get(d)
-            .map(|m| m.values().sum::<usize>())
-            .unwrap_or(0)
-    };
-    let w = |g: fn(&PushTotals) -> u64| t.wfm.values().map(g).sum::<u64>();
+pub fn summary(m: &Manifest, elapsed_s: f64, manifest_path: Option<&str>) -> String {
+    let w = |g: fn(&PushTotals) -> u64| m.wfm.values().map(g).sum::<u64>();
     log::redact(&format!(
         "gladly-wfm {}: {} — {} day(s){}; events {}, segments {}; unmatched labels {}; set aside {}; wfm inserted {} updated {} duplicate {} rejected {}{}; {:.1}s{}{}",
-        f.pipeline.name,
-        f.outcome,
-        t.days_done.len(),
-        match (f.window.first(), f.window.last()) {
+        m.pipeline,
+        m.outcome,
+        m.days_completed.len(),
+        match (&m.window.from, &m.window.to) {
             (Some(a), Some(b)) => format!(" ({a}..{b})"),
             _ => String::new(),
         },
-        rows(ds::AGENT_STATUS_EVENTS),
-        rows(ds::AGENT_STATUS_SEGMENTS),
-        t.unmatched_labels.len(),
-        t.set_aside_count,
+        m.rows_of(ds::AGENT_STATUS_EVENTS),
+        m.rows_of(ds::AGENT_STATUS_SEGMENTS),
+        m.unmatched_labels.len(),
+        m.set_aside.count,
         w(|x| x.inserted),
         w(|x| x.updated),
         w(|x| x.duplicate),
@@ -231,8 +225,8 @@ pub fn summary(t: &Tally, f: &RunFacts, manifest_path: Option<&str>) -> String {
             0 => String::new(),
             n => format!(" (unmatched volume: {n} interval records with no workstream)"),
         },
-        f.elapsed_s,
-        manifest_path.map(|m| format!("; manifest {m}")).unwrap_or_default(),
-        f.error.as_ref().map(|e| format!("; error: {e}")).unwrap_or_default(),
+        elapsed_s,
+        manifest_path.map(|p| format!("; manifest {p}")).unwrap_or_default(),
+        m.error.as_ref().map(|e| format!("; error: {e}")).unwrap_or_default(),
     ))
 }

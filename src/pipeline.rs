@@ -249,7 +249,7 @@ pub async fn run(p: &Pipeline, opts: &RunOptions) -> RunOutcome {
             None
         }
     };
-    let summary = manifest::summary(&r.tally, &facts, manifest_path.as_deref());
+    let summary = manifest::summary(&manifest, facts.elapsed_s, manifest_path.as_deref());
     RunOutcome {
         exit_code: code,
         interrupted: outcome == "interrupted",

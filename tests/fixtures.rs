@@ -6,7 +6,7 @@ use std::path::Path;
 use gladly_wfm::gladly::decode;
 use gladly_wfm::time::{self, fmt_ts};
 use gladly_wfm::transform::labels::label;
-use gladly_wfm::transform::segments::{day_segments, state_of, StartState};
+use gladly_wfm::transform::segments::{day_segments, StartState};
 use serde_json::{json, Value};
 
 /// A request for 2024-05-06 in New York, the day the fixtures were recorded.
@@ -100,7 +100,7 @@ fn events_api_lines_decode_and_the_idle_away_closes_at_logout() {
             json!({
                 "axis": s.axis.as_str(),
                 "opened_by": format!("{}@{}", s.opened_by.kind, fmt_ts(s.opened_by.occurred_at)),
-                "state": state_of(s.opened_by).as_str(),
+                "state": s.opened_by.state().as_str(),
                 "label": label(s.opened_by),
                 "start": fmt_ts(s.start_at),
                 "end": s.end_at.map(fmt_ts),

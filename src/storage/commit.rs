@@ -147,18 +147,17 @@ impl Storage {
             // a lost one stops the run with the day as it was, not half moved.
             for p in &record.partitions {
                 let target = partition_key(&p.dataset, p.day);
-                if self.size_of(&p.staged)?.is_none() && self.size_of(&target)? != Some(p.bytes) {
+                if self.root.size(&p.staged)?.is_none() && self.root.size(&target)? != Some(p.bytes)
+                {
                     return Err(lost(&self.root, p, Some(key)));
                 }
             }
         }
         for p in &record.partitions {
             let target = partition_key(&p.dataset, p.day);
-            if !self.root.publish(&p.staged, &target)? {
-                // Gone: moved by the run that was killed (checked above), or lost.
-                if resumed.is_none() || self.size_of(&target)? != Some(p.bytes) {
-                    return Err(lost(&self.root, p, resumed));
-                }
+            // Nothing to move on a resumed record means moved already (checked above).
+            if !self.root.publish(&p.staged, &target)? && resumed.is_none() {
+                return Err(lost(&self.root, p, None));
             }
             self.written
                 .lock()
@@ -172,18 +171,6 @@ impl Storage {
             }
         }
         Ok(())
-    }
-
-    /// The size of a file under the root, `None` when there is none.
-    fn size_of(&self, key: &str) -> Result<Option<u64>, StorageError> {
-        match &self.root {
-            Root::Local(base) => match std::fs::metadata(base.join(key)) {
-                Ok(m) => Ok(Some(m.len())),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(e) => Err(super::err(&base.join(key), e)),
-            },
-            Root::Object(_) => Ok(self.root.read(key)?.map(|(b, _)| b.len() as u64)),
-        }
     }
 
     /// Pending records, oldest first.

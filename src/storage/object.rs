@@ -205,6 +205,19 @@ impl ObjectRoot {
         })
     }
 
+    /// The object's size, or `None` when there is none (a HEAD: no bytes are fetched).
+    pub fn size(&self, rel: &str) -> Result<Option<u64>, ObjectError> {
+        self.count(1);
+        let (store, path) = (self.store.clone(), self.path(rel));
+        block_on(async move {
+            match store.head(&path).await {
+                Ok(m) => Ok(Some(m.size)),
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(ObjectError::Other(e.to_string())),
+            }
+        })
+    }
+
     /// Writes one object whole (one PUT, or a multipart upload above the threshold) and returns
     /// its new ETag. Readers see the old object or the new one, never part of it.
     pub fn put(

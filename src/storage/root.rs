@@ -168,6 +168,18 @@ impl Root {
         Ok(out)
     }
 
+    /// A file's size, `None` when there is none.
+    pub fn size(&self, rel: &str) -> Result<Option<u64>, StorageError> {
+        match self {
+            Root::Local(p) => match std::fs::metadata(p.join(rel)) {
+                Ok(m) => Ok(Some(m.len())),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(StorageError::new(p.join(rel).display().to_string(), e)),
+            },
+            Root::Object(o) => o.size(rel).map_err(|e| obj_err(self, rel, e)),
+        }
+    }
+
     /// Moves a staged file into its place: a rename on disk (atomic, same folder), a copy and
     /// a delete in an object store. `false` when nothing is staged at `from` (already moved).
     pub fn publish(&self, from: &str, to: &str) -> Result<bool, StorageError> {

@@ -8,7 +8,7 @@ use polars::prelude::PolarsResult;
 
 use super::labels::label;
 use super::rules::{first_match, LabelMatcher};
-use super::segments::{state_of, Segment};
+use super::segments::Segment;
 use crate::config::Rule;
 use crate::frames::{DataFrame, FrameBuilder, FrameReader, Need};
 use crate::model::{normalize_email, AgentDim, AgentEvent, Axis, InboxDim, State};
@@ -142,7 +142,7 @@ pub fn segments_frame(
         .str("axis", segs.iter().map(|s| Some(s.axis.as_str())))
         .str(
             "state",
-            segs.iter().map(|s| Some(state_of(s.opened_by).as_str())),
+            segs.iter().map(|s| Some(s.opened_by.state().as_str())),
         )
         .str("label", labels.iter().map(|l| Some(l.as_ref())))
         .str("task", tasks.into_iter())

@@ -8,11 +8,6 @@ use crate::time::Ms;
 
 pub use crate::model::{Axis, State};
 
-/// The state an event puts its axis in.
-pub fn state_of(ev: &AgentEvent) -> State {
-    ev.state()
-}
-
 #[derive(Clone, Debug, PartialEq)]
 pub struct Segment<'a> {
     pub agent_id: &'a str,
@@ -160,7 +155,7 @@ mod tests {
                 ("3", 300, Some(1000))
             ]
         );
-        assert_eq!(state_of(segs[1].opened_by), State::Away);
+        assert_eq!(segs[1].opened_by.state(), State::Away);
         // Today (incomplete): the last segment stays open.
         let segs = day_segments(0, 1000, false, &evs, &none);
         assert_eq!(segs[2].end_at, None);
