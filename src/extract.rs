@@ -31,12 +31,62 @@ pub enum ExtractError {
     Answer(String),
 }
 
-/// A day as fetched and decoded, not yet landed.
+/// A day as fetched, not yet decoded nor landed: its answers wait on disk, so the days fetched
+/// ahead of the one being landed cost files, not memory (a week's extraction held two decoded
+/// days beside the one being landed and the one being transformed).
 pub struct Fetched {
     pub day: NaiveDate,
-    agents: (Vec<crate::model::AgentEvent>, Vec<SetAside>, &'static str),
-    conversations: (Vec<crate::model::ConversationEvent>, Vec<SetAside>),
-    sessions: (Vec<WorkSession>, Vec<SetAside>),
+    agents: (Spooled<Decoded<crate::model::AgentEvent>>, &'static str),
+    conversations: Spooled<Decoded<crate::model::ConversationEvent>>,
+    sessions: Option<Spooled<(Decoded<WorkSession>, usize)>>,
+}
+
+/// One answer spooled to disk with what decodes it.
+pub struct Spooled<O> {
+    body: SpooledBody,
+    req: Request,
+    decode: fn(Box<dyn std::io::Read + Send>, &Request) -> Result<O, String>,
+}
+
+impl<O: Checked> Spooled<O> {
+    /// Decodes the answer (CPU: call it off the async workers), then applies the rule that a
+    /// mostly unreadable answer fails its day (the day is then not marked done; the next run
+    /// retries it).
+    fn decode(self) -> Result<O, ExtractError> {
+        let reader = self.body.open().map_err(|e| {
+            ExtractError::Answer(format!(
+                "{}: reading the spooled answer {}: {e}",
+                self.req.what,
+                self.body.path().display()
+            ))
+        })?;
+        let out = (self.decode)(reader, &self.req)
+            .map_err(|d| ExtractError::Answer(format!("Gladly's answer could not be read: {d}")))?;
+        out.check().map_err(ExtractError::Answer)?;
+        Ok(out)
+    }
+}
+
+/// Agent events of a report close to its row cap are probably cut short: said, not hidden.
+fn warn_if_capped<T>(d: &Decoded<T>, source: &str) {
+    if source == Source::Report.as_str() && d.rows.len() >= 95_000 {
+        crate::log::warn(format!(
+            "{}: {} rows, close to the reports' reported cap; the day may be truncated",
+            d.what,
+            d.rows.len()
+        ));
+    }
+}
+
+/// Work sessions as decoded, the still-open ones only counted (stored once they end).
+fn sessions_of((d, open): (Decoded<WorkSession>, usize)) -> (Vec<WorkSession>, Vec<SetAside>) {
+    if open > 0 {
+        crate::log::debug(format!(
+            "{}: {open} session(s) still open, stored once they end",
+            d.what
+        ));
+    }
+    (d.rows, d.aside)
 }
 
 /// What extracting a day did, for the manifest and for the transform.
@@ -58,36 +108,8 @@ pub struct Extractor {
     pub pending: Arc<PendingWorkFile>,
 }
 
-/// Decodes a spooled answer off the async workers, then applies the rule that a mostly
-/// unreadable answer fails its day (the day is then not marked done; the next run retries it).
-async fn decode_spooled<O: Checked + Send + 'static>(
-    body: SpooledBody,
-    req: Request,
-    decode: fn(Box<dyn std::io::Read + Send>, &Request) -> Result<O, String>,
-) -> Result<O, ExtractError> {
-    tokio::task::spawn_blocking(move || {
-        let reader = body.open().map_err(|e| {
-            ExtractError::Answer(format!(
-                "{}: reading the spooled answer {}: {e}",
-                req.what,
-                body.path().display()
-            ))
-        })?;
-        let out = decode(reader, &req)
-            .map_err(|d| ExtractError::Answer(format!("Gladly's answer could not be read: {d}")))?;
-        out.check().map_err(ExtractError::Answer)?;
-        Ok(out)
-    })
-    .await
-    .unwrap_or_else(|e| {
-        Err(ExtractError::Answer(format!(
-            "decoding an answer failed: {e}"
-        )))
-    })
-}
-
 /// A decoded answer that can say whether it is trusted.
-trait Checked {
+pub trait Checked {
     fn check(&self) -> Result<(), String>;
 }
 
@@ -122,7 +144,7 @@ impl Extractor {
             tokio::try_join!(
                 self.fetch_agent_events(day),
                 self.fetch_conversations(day),
-                self.fetch_work_sessions(day)
+                self.spool_work_sessions(day)
             )
         };
         let (agents, conversations, sessions) = tokio::time::timeout(limit, all)
@@ -145,15 +167,23 @@ impl Extractor {
     pub fn land(&self, f: Fetched) -> Result<Extracted, ExtractError> {
         let day = f.day;
         let mut x = Extracted::default();
-        let (agent_events, aside, source) = f.agents;
-        x.set_aside.extend(aside);
+        // Each answer decoded just before it lands, and dropped after: one stream's rows in
+        // memory at a time.
+        let (agents, source) = f.agents;
+        let agents = agents.decode()?;
+        warn_if_capped(&agents, source);
+        x.set_aside.extend(agents.aside);
         x.source = source;
-        self.land_events(day, source, agent_events, &mut x)?;
+        self.land_events(day, source, agents.rows, &mut x)?;
         crate::fault_point("raw-written");
-        let (conversation_events, aside) = f.conversations;
-        x.set_aside.extend(aside);
-        self.land_events(day, "conversation events", conversation_events, &mut x)?;
-        self.land_work_sessions(f.sessions, &mut x)?;
+        let conversations = f.conversations.decode()?;
+        x.set_aside.extend(conversations.aside);
+        self.land_events(day, "conversation events", conversations.rows, &mut x)?;
+        let sessions = match f.sessions {
+            Some(s) => sessions_of(s.decode()?),
+            None => Default::default(),
+        };
+        self.land_work_sessions(sessions, &mut x)?;
         Ok(x)
     }
 
@@ -206,7 +236,7 @@ impl Extractor {
     async fn fetch_agent_events(
         &self,
         day: NaiveDate,
-    ) -> Result<(Vec<crate::model::AgentEvent>, Vec<SetAside>, &'static str), ExtractError> {
+    ) -> Result<(Spooled<Decoded<crate::model::AgentEvent>>, &'static str), ExtractError> {
         let (start, end) = (time::day_start(self.tz, day), time::day_end(self.tz, day));
         if self.served_by_events_api(day) {
             let req = Request::new(format!("events {day}"), start, end.min(self.now), self.tz);
@@ -217,8 +247,8 @@ impl Extractor {
                 .await
             {
                 Ok(body) => {
-                    let d = decode_spooled(body, req, decode::agent_events_jsonl).await?;
-                    return Ok((d.rows, d.aside, Source::EventsApi.as_str()));
+                    let decode = decode::agent_events_jsonl;
+                    return Ok((Spooled { body, req, decode }, Source::EventsApi.as_str()));
                 }
                 Err(e) => self.fall_back_to_report(e, day, "AgentTimestampsReport")?,
             }
@@ -228,15 +258,8 @@ impl Extractor {
             .gladly
             .report("AgentTimestampsReport", self.tz, day, &self.spool_dir())
             .await?;
-        let d = decode_spooled(body, req, decode::agent_events_csv).await?;
-        if d.rows.len() >= 95_000 {
-            crate::log::warn(format!(
-                "{}: {} rows, close to the reports' reported cap; the day may be truncated",
-                d.what,
-                d.rows.len()
-            ));
-        }
-        Ok((d.rows, d.aside, Source::Report.as_str()))
+        let decode = decode::agent_events_csv;
+        Ok((Spooled { body, req, decode }, Source::Report.as_str()))
     }
 
     /// An Events API window near its 24-hour edge (clocks skewed between here and Gladly) may
@@ -267,7 +290,7 @@ impl Extractor {
     async fn fetch_conversations(
         &self,
         day: NaiveDate,
-    ) -> Result<(Vec<crate::model::ConversationEvent>, Vec<SetAside>), ExtractError> {
+    ) -> Result<Spooled<Decoded<crate::model::ConversationEvent>>, ExtractError> {
         let (start, end) = (time::day_start(self.tz, day), time::day_end(self.tz, day));
         if self.served_by_events_api(day) {
             let req = Request::new(
@@ -282,8 +305,8 @@ impl Extractor {
                 .await
             {
                 Ok(body) => {
-                    let d = decode_spooled(body, req, decode::conversation_events_jsonl).await?;
-                    return Ok((d.rows, d.aside));
+                    let decode = decode::conversation_events_jsonl;
+                    return Ok(Spooled { body, req, decode });
                 }
                 Err(e) => self.fall_back_to_report(e, day, "ConversationTimestampsReport")?,
             }
@@ -303,19 +326,38 @@ impl Extractor {
                 &self.spool_dir(),
             )
             .await?;
-        let d = decode_spooled(body, req, decode::conversation_events_csv).await?;
-        Ok((d.rows, d.aside))
+        let decode = decode::conversation_events_csv;
+        Ok(Spooled { body, req, decode })
     }
 
+    /// The work sessions created from the day's start until a day after its end (or now),
+    /// decoded (for `follow`, which lands them at once).
     pub async fn fetch_work_sessions(
         &self,
         day: NaiveDate,
     ) -> Result<(Vec<WorkSession>, Vec<SetAside>), ExtractError> {
+        let Some(spooled) = self.spool_work_sessions(day).await? else {
+            return Ok(Default::default());
+        };
+        tokio::task::spawn_blocking(move || spooled.decode().map(sessions_of))
+            .await
+            .unwrap_or_else(|e| {
+                Err(ExtractError::Answer(format!(
+                    "decoding an answer failed: {e}"
+                )))
+            })
+    }
+
+    /// The same answer, spooled and not yet decoded; none when the window is empty.
+    async fn spool_work_sessions(
+        &self,
+        day: NaiveDate,
+    ) -> Result<Option<Spooled<(Decoded<WorkSession>, usize)>>, ExtractError> {
         let start = time::day_start(self.tz, day);
         let now_minute = self.now.div_euclid(60_000) * 60_000;
         let end = (time::day_end(self.tz, day) + time::MS_PER_DAY).min(now_minute);
         if end <= start {
-            return Ok((Vec::new(), Vec::new()));
+            return Ok(None);
         }
         let body = self
             .gladly
@@ -328,14 +370,8 @@ impl Extractor {
             end,
             chrono_tz::UTC,
         );
-        let (d, open) = decode_spooled(body, req, decode::work_sessions_csv).await?;
-        if open > 0 {
-            crate::log::debug(format!(
-                "{}: {open} session(s) still open, stored once they end",
-                d.what
-            ));
-        }
-        Ok((d.rows, d.aside))
+        let decode = decode::work_sessions_csv;
+        Ok(Some(Spooled { body, req, decode }))
     }
 
     /// Lands a day of events: rows recorded outside the day are set aside (they would be
