@@ -638,7 +638,7 @@ impl Run<'_> {
             push::USERS_PATH,
             true,
             None,
-            user_records.clone(),
+            &user_records,
             batch,
         );
         let mut rejected = 0;
@@ -681,7 +681,7 @@ impl Run<'_> {
                         push::TASKS_PATH,
                         false,
                         Some(window),
-                        push::segment_records(day, &segs),
+                        push::segment_rows(day, &segs),
                         batch,
                     ),
                 ));
@@ -693,7 +693,7 @@ impl Run<'_> {
                         push::CONVERSATIONS_PATH,
                         false,
                         Some(window),
-                        push::conversation_records(day, window.0, &convs),
+                        push::conversation_rows(day, window.0, &convs),
                         batch,
                     ),
                 ));
@@ -701,7 +701,7 @@ impl Run<'_> {
             if days.contains(&day) || pending_load.contains(&day) {
                 let rows =
                     self.read_curated(wsd::WORKSTREAM_INTERVALS, day, wsd::intervals_from)?;
-                let (recs, unmatched) = push::interval_records(&rows);
+                let (recs, unmatched) = push::interval_rows(&rows);
                 self.tally
                     .wfm
                     .entry("intervals".into())

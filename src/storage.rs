@@ -234,21 +234,6 @@ impl Storage {
     }
 }
 
-/// Replaces a small file atomically (write, rename) without waiting for the disk: a killed
-/// process leaves the old content or the new, whole; a power cut may lose the newest writes or
-/// tear the file. Only for files whose loss costs repeated work, never a wrong result (the
-/// push's progress within a plan: DESIGN §8, docs/decisions).
-pub fn write_replace(path: &Path, bytes: &[u8]) -> Result<(), StorageError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}{TMP_MARK}{}", std::process::id()));
-    std::fs::write(&tmp, bytes).map_err(|e| err(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| err(path, e))
-}
-
 /// Writes a small file atomically: write, fsync, rename, fsync the folder.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StorageError> {
     let dir = path.parent().unwrap_or(Path::new("."));

@@ -152,12 +152,18 @@ async fn a_push_killed_mid_way_resumes_without_resending_acknowledged_batches() 
     .await;
     assert_ne!(o.code, 0, "{o}");
     assert!(o.stderr.contains("dying at push-batch"), "{o}");
-    assert_eq!(task_posts(&s), 4);
+    // Two batches are in flight at a time: the 5th may have been stored, unacknowledged,
+    // when the run died after taking the 4th's answer.
+    let at_crash = task_posts(&s);
+    assert!(
+        (4..=5).contains(&at_crash),
+        "{at_crash} task batches stored"
+    );
     let o = run_env(dir.path(), &p, NOW, &RANGE, &[]).await;
     assert_eq!(o.code, 0, "{o}");
     assert_eq!(
-        task_posts(&s),
-        total,
+        task_posts(&s) - at_crash,
+        total - 4,
         "the resumed run sent only the unacknowledged batches"
     );
     let m = latest_manifest(&dir.path().join("output"));

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use futures_util::StreamExt;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -39,7 +40,7 @@ pub struct PushTotals {
 }
 
 impl PushTotals {
-    fn add(&mut self, a: &PushAnswer, plan: &str, batch: usize, records: &[Value]) {
+    fn add(&mut self, a: &PushAnswer, plan: &PushPlan, batch: usize) {
         self.batches_sent += 1;
         self.records += a.received;
         self.inserted += a.inserted;
@@ -51,10 +52,10 @@ impl PushTotals {
             if self.errors.len() < 200 {
                 let record = e["index"]
                     .as_u64()
-                    .and_then(|i| records.get(i as usize))
-                    .map(record_key);
+                    .and_then(|i| plan.record(batch, i as usize))
+                    .map(|r| record_key(&r));
                 self.errors.push(json!({
-                    "plan": plan, "batch": batch + 1, "record": record,
+                    "plan": plan.key, "batch": batch + 1, "record": record,
                     "code": e["code"], "message": e["message"],
                 }));
             }
@@ -144,24 +145,127 @@ fn channels_of(label: &str) -> Vec<&str> {
         .unwrap_or_default()
 }
 
-pub fn segment_records(day: chrono::NaiveDate, segs: &[SegmentRow]) -> Vec<Value> {
-    segs.iter()
-        .map(|s| {
-            let avail = (s.axis == Axis::Availability).then(|| channels_of(&s.label));
-            json!({
-                "eventId": format!("{}:{day}", s.opened_by),
-                "userIdentifier": s.agent_id,
-                "userEmail": s.agent_email,
-                "axis": s.axis.as_str(),
-                "status": s.label,
-                "task": s.task,
-                "statusCategory": category(s.state),
-                "availableFor": avail,
-                "startTime": time::fmt_ts(s.start_at),
-                "endTime": s.end_at.map(time::fmt_ts),
-            })
-        })
+/// An instant as the WFM writes it (`time::fmt_ts`), serialised straight into the request body.
+struct Ts(Ms);
+
+impl serde::Serialize for Ts {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&time::UtcMs(self.0))
+    }
+}
+
+// The records below are typed so that a request body is written in one pass, without a map per
+// record. Their fields are in alphabetical order on purpose: the bytes are those of the sorted
+// JSON objects earlier versions built, so a checkpoint or an idempotency key of a push in
+// progress stays valid across an upgrade (and `follow`'s change digests too).
+
+/// Task data: one segment piece (wfm-api.md §4).
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SegmentRecord<'a> {
+    available_for: Option<Vec<&'a str>>,
+    axis: &'static str,
+    end_time: Option<Ts>,
+    event_id: String,
+    start_time: Ts,
+    status: &'a str,
+    status_category: &'static str,
+    task: Option<&'a str>,
+    user_email: Option<&'a str>,
+    user_identifier: &'a str,
+}
+
+/// A conversation on one business day (wfm-api.md §4).
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConversationRecord<'a> {
+    closed_at: Option<Ts>,
+    created_at: Option<Ts>,
+    day_start: Ts,
+    external_id: String,
+    inbox_id: Option<&'a str>,
+    inbox_name: Option<&'a str>,
+    user_identifier: Option<&'a str>,
+    workstream: Option<&'a str>,
+}
+
+/// Interval totals of a workstream and channel (wfm-api.md §4).
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IntervalRecord<'a> {
+    after_contact_time_seconds: f64,
+    channel: Option<&'a str>,
+    handle_time_seconds: f64,
+    handled: i64,
+    interval_minutes: i64,
+    interval_start: Ts,
+    offered: i64,
+    within_sla: i64,
+    workstream: Option<&'a str>,
+}
+
+pub fn segment_rows(
+    day: chrono::NaiveDate,
+    segs: &[SegmentRow],
+) -> impl Iterator<Item = SegmentRecord<'_>> {
+    segs.iter().map(move |s| SegmentRecord {
+        available_for: (s.axis == Axis::Availability).then(|| channels_of(&s.label)),
+        axis: s.axis.as_str(),
+        end_time: s.end_at.map(Ts),
+        event_id: format!("{}:{day}", s.opened_by),
+        start_time: Ts(s.start_at),
+        status: &s.label,
+        status_category: category(s.state),
+        task: s.task.as_deref(),
+        user_email: s.agent_email.as_deref(),
+        user_identifier: &s.agent_id,
+    })
+}
+
+pub fn conversation_rows(
+    day: chrono::NaiveDate,
+    day_start: Ms,
+    rows: &[ConversationRow],
+) -> impl Iterator<Item = ConversationRecord<'_>> {
+    rows.iter().map(move |r| ConversationRecord {
+        closed_at: r.closed_at.map(Ts),
+        created_at: r.created_at.map(Ts),
+        day_start: Ts(day_start),
+        external_id: format!("{}:{day}", r.conversation_id),
+        inbox_id: r.inbox_id.as_deref(),
+        inbox_name: r.inbox_name.as_deref(),
+        user_identifier: r.agent_id.as_deref(),
+        workstream: r.workstream.as_deref(),
+    })
+}
+
+/// Interval totals as records. Rows of inboxes no workstream rule matches go with a null
+/// `workstream` (DESIGN §8: the WFM lists them as unmatched volume; nothing is dropped); the
+/// second value counts them for the summary.
+pub fn interval_rows(rows: &[IntervalRow]) -> (impl Iterator<Item = IntervalRecord<'_>>, u64) {
+    let unmatched = rows.iter().filter(|r| r.workstream.is_none()).count() as u64;
+    let recs = rows.iter().map(|r| IntervalRecord {
+        after_contact_time_seconds: r.after_contact_time_seconds,
+        channel: r.channel.as_deref(),
+        handle_time_seconds: r.handle_time_seconds,
+        handled: r.handled,
+        interval_minutes: r.interval_minutes,
+        interval_start: Ts(r.interval_start),
+        offered: r.offered,
+        within_sla: r.within_sla,
+        workstream: r.workstream.as_deref(),
+    });
+    (recs, unmatched)
+}
+
+fn to_values<R: serde::Serialize>(recs: impl Iterator<Item = R>) -> Vec<Value> {
+    recs.map(|r| serde_json::to_value(r).expect("a record serialises"))
         .collect()
+}
+
+/// The same records as JSON values (what `follow` compares and sends).
+pub fn segment_records(day: chrono::NaiveDate, segs: &[SegmentRow]) -> Vec<Value> {
+    to_values(segment_rows(day, segs))
 }
 
 pub fn conversation_records(
@@ -169,40 +273,12 @@ pub fn conversation_records(
     day_start: Ms,
     rows: &[ConversationRow],
 ) -> Vec<Value> {
-    rows.iter()
-        .map(|r| {
-            json!({
-                "externalId": format!("{}:{day}", r.conversation_id),
-                "dayStart": time::fmt_ts(day_start),
-                "workstream": r.workstream,
-                "inboxId": r.inbox_id,
-                "inboxName": r.inbox_name,
-                "createdAt": r.created_at.map(time::fmt_ts),
-                "closedAt": r.closed_at.map(time::fmt_ts),
-                "userIdentifier": r.agent_id,
-            })
-        })
-        .collect()
+    to_values(conversation_rows(day, day_start, rows))
 }
 
-/// Interval totals as records. Rows of inboxes no workstream rule matches go with a null
-/// `workstream` (DESIGN §8: the WFM lists them as unmatched volume; nothing is dropped); the
-/// second value counts them for the summary.
 pub fn interval_records(rows: &[IntervalRow]) -> (Vec<Value>, u64) {
-    let unmatched = rows.iter().filter(|r| r.workstream.is_none()).count() as u64;
-    let recs = rows
-        .iter()
-        .map(|r| {
-            json!({
-                "workstream": r.workstream, "channel": r.channel,
-                "intervalStart": time::fmt_ts(r.interval_start),
-                "intervalMinutes": r.interval_minutes, "offered": r.offered, "handled": r.handled,
-                "withinSla": r.within_sla, "handleTimeSeconds": r.handle_time_seconds,
-                "afterContactTimeSeconds": r.after_contact_time_seconds,
-            })
-        })
-        .collect();
-    (recs, unmatched)
+    let (recs, unmatched) = interval_rows(rows);
+    (to_values(recs), unmatched)
 }
 
 /// Checks that an answer accounts for every record sent (DESIGN §8 "nothing trusted that the
@@ -251,28 +327,34 @@ pub fn digest(parts: &[&[u8]]) -> String {
         .collect()
 }
 
-/// One kind of record for one window (a day), ready to send.
+/// One kind of record for one window (a day), ready to send: each record serialised once, as
+/// the JSON text that goes into the request body.
 pub struct PushPlan {
     pub key: String,
     pub path: &'static str,
     pub put: bool,
     pub window: Option<(Ms, Ms)>,
-    pub batches: Vec<Vec<Value>>,
+    pub batches: Vec<Vec<String>>,
 }
 
 impl PushPlan {
-    pub fn new(
+    pub fn new<R: serde::Serialize>(
         key: String,
         path: &'static str,
         put: bool,
         window: Option<(Ms, Ms)>,
-        records: Vec<Value>,
+        records: impl IntoIterator<Item = R>,
         batch_size: usize,
     ) -> PushPlan {
-        let mut batches: Vec<Vec<Value>> = records
-            .chunks(batch_size.max(1))
-            .map(|c| c.to_vec())
-            .collect();
+        let batch_size = batch_size.max(1);
+        let mut batches: Vec<Vec<String>> = Vec::new();
+        for r in records {
+            if batches.last().is_none_or(|b| b.len() == batch_size) {
+                batches.push(Vec::with_capacity(batch_size));
+            }
+            let json = serde_json::to_string(&r).expect("a record serialises");
+            batches.last_mut().expect("pushed above").push(json);
+        }
         if batches.is_empty() && window.is_some() {
             // An empty day still replaces what an earlier run stored for it.
             batches.push(Vec::new());
@@ -286,25 +368,51 @@ impl PushPlan {
         }
     }
 
-    fn envelope(&self, integration: &str, i: usize) -> Value {
-        let mut env =
-            json!({"integrationId": integration, "source": "gladly", "data": self.batches[i]});
-        if i == 0 {
-            if let Some((s, e)) = self.window {
-                env["replaceWindow"] = json!({"start": time::fmt_ts(s), "end": time::fmt_ts(e)});
+    /// Batch `i`'s request body: the envelope of wfm-api.md §3, the window on the first batch
+    /// only. Written by hand around the records' text, in the bytes `serde_json` writes for
+    /// the envelope as a sorted map (what earlier versions sent and digested).
+    fn body(&self, integration: &str, i: usize) -> String {
+        let recs = &self.batches[i];
+        let mut s = String::with_capacity(recs.iter().map(|r| r.len() + 1).sum::<usize>() + 160);
+        s.push_str("{\"data\":[");
+        for (n, r) in recs.iter().enumerate() {
+            if n > 0 {
+                s.push(',');
             }
+            s.push_str(r);
         }
-        env
+        s.push_str("],\"integrationId\":");
+        s.push_str(&Value::from(integration).to_string());
+        if let (0, Some((start, end))) = (i, self.window) {
+            s.push_str(&format!(
+                ",\"replaceWindow\":{{\"end\":\"{}\",\"start\":\"{}\"}}",
+                time::UtcMs(end),
+                time::UtcMs(start)
+            ));
+        }
+        s.push_str(",\"source\":\"gladly\"}");
+        s
     }
 
     /// Every batch's request body, serialised once: the plan's digest, each batch's
     /// idempotency key and the request itself all use these bytes.
     fn bodies(&self, integration: &str) -> Vec<bytes::Bytes> {
         (0..self.batches.len())
-            .map(|i| self.envelope(integration, i).to_string().into())
+            .map(|i| self.body(integration, i).into())
             .collect()
     }
+
+    /// Record `index` of batch `batch`, read back to name it (only for a rejected record).
+    fn record(&self, batch: usize, index: usize) -> Option<Value> {
+        let text = self.batches.get(batch)?.get(index)?;
+        serde_json::from_str(text).ok()
+    }
 }
+
+/// Batches of a plan in flight at once after its first: two keep this process and the
+/// receiver busy at the same time (a 7-day push took the sum of both sides' CPU time, one
+/// waiting for the other).
+const IN_FLIGHT: usize = 2;
 
 /// Identifies a plan's content and its receiver: a checkpoint counts only for both.
 fn plan_digest(receiver: &str, bodies: &[bytes::Bytes]) -> String {
@@ -345,14 +453,12 @@ pub async fn push_plan(
     t.batches_skipped_resumed += start as u64;
     let mut rejected = 0;
     let mut acknowledged = false;
-    for (i, body) in bodies.iter().enumerate().skip(start) {
-        if interrupt.requested() {
-            return Err(PushError::Wfm(WfmError::Interrupted));
-        }
-        // The key makes the receiver replay its first answer to a retry of this very request
-        // (a timeout after the receiver stored the batch); it names this client's session too,
-        // because a later run that sends the same content after different content (a user
-        // active, inactive, active again) must be applied, not answered from the replay cache.
+    // The key makes the receiver replay its first answer to a retry of this very request
+    // (a timeout after the receiver stored the batch); it names this client's session too,
+    // because a later run that sends the same content after different content (a user
+    // active, inactive, active again) must be applied, not answered from the replay cache.
+    let send = |i: usize| {
+        let body = &bodies[i];
         let key = digest(&[
             client.session().as_bytes(),
             integration.as_bytes(),
@@ -360,14 +466,33 @@ pub async fn push_plan(
             i.to_string().as_bytes(),
             body.as_ref(),
         ]);
-        let answer = client.send(plan.put, plan.path, body, &key).await?;
+        async move {
+            if interrupt.requested() {
+                return Err(WfmError::Interrupted);
+            }
+            client.send(plan.put, plan.path, body, &key).await
+        }
+    };
+    // The first batch goes alone: it carries the replace window, whose deletion must come
+    // before any later batch is stored. The others go IN_FLIGHT at a time, so this process
+    // builds and reads while the receiver stores; their answers are taken in order, so the
+    // checkpoint still counts the batches acknowledged from the first on. A batch sent ahead
+    // of a failure is sent again by the next run, which its keys make harmless.
+    let first = (start == 0 && !bodies.is_empty()).then(|| send(0));
+    let first = futures_util::stream::iter(first).buffered(1);
+    let rest =
+        futures_util::stream::iter((start.max(1)..bodies.len()).map(send)).buffered(IN_FLIGHT);
+    let mut answers = std::pin::pin!(first.chain(rest));
+    let mut i = start;
+    while let Some(answer) = answers.next().await {
+        let answer = answer?;
         let sent = plan.batches[i].len();
         confirm(
             &answer,
             sent,
             &format!("{} batch {} of {}", plan.key, i + 1, plan.batches.len()),
         )?;
-        t.add(&answer, &plan.key, i, &plan.batches[i]);
+        t.add(&answer, plan, i);
         if answer.rejected > 0 {
             crate::log::warn(format!(
                 "the WFM rejected {} of {sent} records of {} batch {}",
@@ -388,6 +513,7 @@ pub async fn push_plan(
             acknowledged = true;
         }
         crate::fault_point("push-batch");
+        i += 1;
     }
     if acknowledged {
         // The plan's checkpoint joins the durable state once, not once per batch.
@@ -430,5 +556,125 @@ impl PlanProgress {
             checkpoint: cp.clone(),
         };
         Ok(state_dir.write_unsynced(Self::FILE, serde_json::to_vec(&p).unwrap_or_default())?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn segment(axis: Axis, label: &str, end: Option<Ms>) -> SegmentRow {
+        SegmentRow {
+            agent_id: "WmeA3Y51Q5ayCAaZ1AotIA".into(),
+            agent_email: Some("ana@example.com".into()),
+            axis,
+            state: if axis == Axis::Status {
+                State::Away
+            } else {
+                State::Available
+            },
+            label: label.into(),
+            task: Some("Agent Status – Went Away \"quoted\"".into()),
+            start_at: 1_714_572_003_120,
+            end_at: end,
+            opened_by: "ev1".into(),
+        }
+    }
+
+    /// The bodies are written by hand around typed records; they must be, byte for byte, what
+    /// `serde_json` writes for the same envelope and records as sorted maps: what earlier
+    /// versions sent, digested and keyed (a push in progress resumes across the upgrade).
+    #[test]
+    fn bodies_are_the_bytes_of_the_sorted_json_envelope() {
+        let day: chrono::NaiveDate = "2024-05-01".parse().unwrap();
+        let segs = vec![
+            segment(Axis::Status, "Lunch", Some(1_714_573_900_000)),
+            segment(Axis::Availability, "AvailableFor:MESSAGING,VOICE", None),
+            segment(Axis::Availability, "Unavailable", None),
+        ];
+        let convs = vec![ConversationRow {
+            conversation_id: "c1".into(),
+            customer_id: None,
+            inbox_id: Some("in1".into()),
+            inbox_name: Some("Customer_Support".into()),
+            workstream: None,
+            agent_id: None,
+            created_at: Some(1_714_571_700_000),
+            closed_at: None,
+            reopened_count: 0,
+        }];
+        let ivs = vec![IntervalRow {
+            workstream: Some("Customer_Support".into()),
+            channel: Some("EMAIL".into()),
+            interval_start: 1_714_572_000_000,
+            interval_minutes: 15,
+            offered: 37,
+            handled: 31,
+            within_sla: 28,
+            handle_time_seconds: 9420.0,
+            after_contact_time_seconds: 1310.5,
+        }];
+        let day_start = 1_714_536_000_000;
+        let window = Some((day_start, 1_714_622_400_000));
+        let cases: Vec<(Vec<Value>, PushPlan)> = vec![
+            (
+                segment_records(day, &segs),
+                PushPlan::new(
+                    "t".into(),
+                    TASKS_PATH,
+                    false,
+                    window,
+                    segment_rows(day, &segs),
+                    2,
+                ),
+            ),
+            (
+                conversation_records(day, day_start, &convs),
+                PushPlan::new(
+                    "c".into(),
+                    CONVERSATIONS_PATH,
+                    false,
+                    window,
+                    conversation_rows(day, day_start, &convs),
+                    2,
+                ),
+            ),
+            (
+                interval_records(&ivs).0,
+                PushPlan::new(
+                    "i".into(),
+                    INTERVALS_PATH,
+                    false,
+                    None,
+                    interval_rows(&ivs).0,
+                    2,
+                ),
+            ),
+        ];
+        for (values, plan) in cases {
+            for (i, chunk) in values.chunks(2).enumerate() {
+                let mut env =
+                    json!({"integrationId": "gladly-\"prod\"", "source": "gladly", "data": chunk});
+                if let (0, Some((s, e))) = (i, plan.window) {
+                    env["replaceWindow"] =
+                        json!({"start": time::fmt_ts(s), "end": time::fmt_ts(e)});
+                }
+                assert_eq!(
+                    plan.body("gladly-\"prod\"", i),
+                    env.to_string(),
+                    "{} batch {i}",
+                    plan.key
+                );
+            }
+        }
+        let first = &segment_records(day, &segs)[0];
+        assert_eq!(first["startTime"], "2024-05-01T14:00:03.120Z");
+        assert_eq!(first["endTime"], "2024-05-01T14:31:40.000Z");
+        assert_eq!(first["statusCategory"], "away");
+        assert_eq!(
+            segment_records(day, &segs)[1]["availableFor"],
+            json!(["MESSAGING", "VOICE"])
+        );
+        assert_eq!(segment_records(day, &segs)[2]["availableFor"], json!([]));
     }
 }

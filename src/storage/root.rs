@@ -281,17 +281,28 @@ impl Dir {
             .map(|_| ())
     }
 
-    /// Replaces a file whole without waiting for the disk (a local root: no fsync; an object
-    /// store: a plain put). Only for files whose loss costs repeated work, never a wrong result.
+    /// Rewrites a small file in place without waiting for the disk (a local root: no
+    /// temporary file, no rename, no fsync; an object store: a plain put). Only for files whose
+    /// loss or tearing costs repeated work, never a wrong result: a reader must take a file it
+    /// cannot parse for none (a process killed between the truncation and the write leaves it
+    /// empty). The push rewrites one after every batch, where a rename per batch cost as much
+    /// CPU as building the batch.
     pub fn write_unsynced(&self, name: &str, bytes: Vec<u8>) -> Result<(), StorageError> {
         match &self.root {
             Root::Local(p) => {
                 let path = p.join(self.key(name));
-                if let Some(dir) = path.parent() {
-                    std::fs::create_dir_all(dir)
-                        .map_err(|e| StorageError::new(dir.display().to_string(), e))?;
+                let write = |path: &std::path::Path| std::fs::write(path, &bytes);
+                match write(&path) {
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        if let Some(dir) = path.parent() {
+                            std::fs::create_dir_all(dir)
+                                .map_err(|e| StorageError::new(dir.display().to_string(), e))?;
+                        }
+                        write(&path)
+                    }
+                    other => other,
                 }
-                super::write_replace(&path, &bytes)
+                .map_err(|e| StorageError::new(path.display().to_string(), e))
             }
             Root::Object(_) => self.write(name, bytes),
         }
