@@ -524,10 +524,11 @@ pub async fn push_plan(
 
 /// How far the plan being sent has got, rewritten after every acknowledged batch. The durable
 /// state (written with fsync) takes a plan's checkpoint when the plan ends; in between, this
-/// small file is replaced without fsync: a fsync per batch cost more than the batch itself (a
-/// quarter's backfill sends about 50,000). A killed run keeps it whole; a power cut may lose
-/// or tear it, and then the plan resumes from its durable checkpoint and sends some batches
-/// again, which the receiver's upserts and the plan's replace window make harmless.
+/// small file is rewritten in place without fsync: a fsync per batch cost more than the batch
+/// itself (a quarter's backfill sends about 50,000), and a rename per batch as much as building
+/// it. A run killed after a write keeps it whole; one killed mid-write, or a power cut, may
+/// leave it empty or torn, and then the plan resumes from its durable checkpoint and sends some
+/// batches again, which the receiver's upserts and the plan's replace window make harmless.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct PlanProgress {
     key: String,

@@ -329,16 +329,22 @@ fn push(sim: &WfmSim, kind: Kind, body: &Bytes) -> (StatusCode, String) {
             json!({"error": {"code": code, "message": msg}}).to_string(),
         )
     };
-    let Ok(env) = serde_json::from_slice::<Value>(body) else {
+    let Ok(mut env) = serde_json::from_slice::<Value>(body) else {
         return bad("malformed", "body is not JSON");
     };
-    let Some(integration) = env["integrationId"].as_str().filter(|s| !s.is_empty()) else {
+    let Some(integration) = env["integrationId"]
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+    else {
         return bad("malformed", "integrationId is required");
     };
+    let integration = integration.as_str();
     if !sim.cfg.integrations.is_empty() && !sim.cfg.integrations.iter().any(|i| i == integration) {
         return (StatusCode::NOT_FOUND, json!({"error": {"code": "unknown_integration", "message": "integrationId is not known"}}).to_string());
     }
-    let Some(data) = env["data"].as_array() else {
+    // Taken out of the envelope: each record moves into the store, not a copy of it.
+    let Value::Array(data) = env["data"].take() else {
         return bad("malformed", "data must be an array");
     };
     if data.len() > 100 {
@@ -382,13 +388,13 @@ fn push(sim: &WfmSim, kind: Kind, body: &Bytes) -> (StatusCode, String) {
         received: data.len(),
         ..Default::default()
     };
-    for (index, rec) in data.iter().enumerate() {
+    for (index, rec) in data.into_iter().enumerate() {
         if kind == Kind::Tasks && misbehave == Misbehave::RejectTasks {
             out.rejected += 1;
             out.errors.push(json!({"index": index, "code": "rejected", "message": "rejected by the simulator (misbehave mode)"}));
             continue;
         }
-        match validate(kind, rec) {
+        match validate(kind, &rec) {
             Err((code, msg)) => {
                 out.rejected += 1;
                 out.errors
@@ -397,7 +403,7 @@ fn push(sim: &WfmSim, kind: Kind, body: &Bytes) -> (StatusCode, String) {
             }
             Ok(key) => {
                 if kind == Kind::Tasks {
-                    if let Err(msg) = store.check_overlap(integration, &key, rec) {
+                    if let Err(msg) = store.check_overlap(integration, &key, &rec) {
                         out.rejected += 1;
                         out.errors
                             .push(json!({"index": index, "code": "overlap", "message": msg}));
