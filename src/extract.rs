@@ -42,7 +42,7 @@ pub struct Fetched {
 }
 
 /// One answer spooled to disk with what decodes it.
-pub struct Spooled<O> {
+struct Spooled<O> {
     body: SpooledBody,
     req: Request,
     decode: fn(Box<dyn std::io::Read + Send>, &Request) -> Result<O, String>,
@@ -109,7 +109,7 @@ pub struct Extractor {
 }
 
 /// A decoded answer that can say whether it is trusted.
-pub trait Checked {
+trait Checked {
     fn check(&self) -> Result<(), String>;
 }
 

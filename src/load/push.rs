@@ -306,9 +306,8 @@ pub async fn upsert(
     records: &[Value],
     what: &str,
 ) -> Result<PushAnswer, PushError> {
-    let env =
-        json!({"integrationId": client.integration_id(), "source": "gladly", "data": records});
-    let body = bytes::Bytes::from(env.to_string());
+    let texts: Vec<String> = records.iter().map(Value::to_string).collect();
+    let body = bytes::Bytes::from(envelope(client.integration_id(), &texts, None));
     let key = digest(&[client.session().as_bytes(), path.as_bytes(), body.as_ref()]);
     let answer = client.send(put, path, &body, &key).await?;
     confirm(&answer, records.len(), what)?;
@@ -368,30 +367,10 @@ impl PushPlan {
         }
     }
 
-    /// Batch `i`'s request body: the envelope of wfm-api.md §3, the window on the first batch
-    /// only. Written by hand around the records' text, in the bytes `serde_json` writes for
-    /// the envelope as a sorted map (what earlier versions sent and digested).
+    /// Batch `i`'s request body; the replace window goes with the first batch only.
     fn body(&self, integration: &str, i: usize) -> String {
-        let recs = &self.batches[i];
-        let mut s = String::with_capacity(recs.iter().map(|r| r.len() + 1).sum::<usize>() + 160);
-        s.push_str("{\"data\":[");
-        for (n, r) in recs.iter().enumerate() {
-            if n > 0 {
-                s.push(',');
-            }
-            s.push_str(r);
-        }
-        s.push_str("],\"integrationId\":");
-        s.push_str(&Value::from(integration).to_string());
-        if let (0, Some((start, end))) = (i, self.window) {
-            s.push_str(&format!(
-                ",\"replaceWindow\":{{\"end\":\"{}\",\"start\":\"{}\"}}",
-                time::UtcMs(end),
-                time::UtcMs(start)
-            ));
-        }
-        s.push_str(",\"source\":\"gladly\"}");
-        s
+        let window = if i == 0 { self.window } else { None };
+        envelope(integration, &self.batches[i], window)
     }
 
     /// Every batch's request body, serialised once: the plan's digest, each batch's
@@ -407,6 +386,31 @@ impl PushPlan {
         let text = self.batches.get(batch)?.get(index)?;
         serde_json::from_str(text).ok()
     }
+}
+
+/// A request body (wfm-api.md §3) around records already serialised. Written by hand, in the
+/// bytes `serde_json` writes for the envelope as a sorted map (what earlier versions sent and
+/// digested).
+fn envelope(integration: &str, records: &[String], window: Option<(Ms, Ms)>) -> String {
+    let mut s = String::with_capacity(records.iter().map(|r| r.len() + 1).sum::<usize>() + 160);
+    s.push_str("{\"data\":[");
+    for (n, r) in records.iter().enumerate() {
+        if n > 0 {
+            s.push(',');
+        }
+        s.push_str(r);
+    }
+    s.push_str("],\"integrationId\":");
+    s.push_str(&Value::from(integration).to_string());
+    if let Some((start, end)) = window {
+        s.push_str(&format!(
+            ",\"replaceWindow\":{{\"end\":\"{}\",\"start\":\"{}\"}}",
+            time::UtcMs(end),
+            time::UtcMs(start)
+        ));
+    }
+    s.push_str(",\"source\":\"gladly\"}");
+    s
 }
 
 /// Batches of a plan in flight at once after its first: two keep this process and the

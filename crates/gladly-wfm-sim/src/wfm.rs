@@ -332,19 +332,15 @@ fn push(sim: &WfmSim, kind: Kind, body: &Bytes) -> (StatusCode, String) {
     let Ok(mut env) = serde_json::from_slice::<Value>(body) else {
         return bad("malformed", "body is not JSON");
     };
-    let Some(integration) = env["integrationId"]
-        .as_str()
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-    else {
+    // Taken out of the envelope (checked below): each record moves into the store, not a copy.
+    let data = env["data"].take();
+    let Some(integration) = env["integrationId"].as_str().filter(|s| !s.is_empty()) else {
         return bad("malformed", "integrationId is required");
     };
-    let integration = integration.as_str();
     if !sim.cfg.integrations.is_empty() && !sim.cfg.integrations.iter().any(|i| i == integration) {
         return (StatusCode::NOT_FOUND, json!({"error": {"code": "unknown_integration", "message": "integrationId is not known"}}).to_string());
     }
-    // Taken out of the envelope: each record moves into the store, not a copy of it.
-    let Value::Array(data) = env["data"].take() else {
+    let Value::Array(data) = data else {
         return bad("malformed", "data must be an array");
     };
     if data.len() > 100 {

@@ -234,12 +234,12 @@ impl IndexedStore {
         // not a copy: at a quarter's scale the copies were a large part of the push).
         let entry = Entry::of(kind, integration, &rec);
         let m = self.store.records.entry(kind).or_default();
-        let old = m.insert(key.clone(), (integration.to_string(), rec));
-        let change = match &old {
+        let change = match m.get(&key) {
             None => Change::Inserted,
-            Some((_, o)) if Some(o) == m.get(&key).map(|(_, r)| r) => Change::Duplicate,
+            Some((_, o)) if *o == rec => Change::Duplicate,
             Some(_) => Change::Updated,
         };
+        let old = m.insert(key.clone(), (integration.to_string(), rec));
         if let Some((integ, o)) = old {
             self.unindex(kind, &key, &integ, &o);
         }
