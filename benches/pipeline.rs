@@ -59,6 +59,11 @@ struct Cost {
 /// Runs a command to completion (it must succeed); returns its cost and stdout. The CPU time
 /// and peak RSS are the child's own, from `wait4`'s rusage.
 fn measure(cmd: &mut Command) -> (Cost, String) {
+    measure_logged(cmd, None)
+}
+
+/// As `measure`, keeping the command's log (stderr) in `log` for a look afterwards.
+fn measure_logged(cmd: &mut Command, log: Option<&Path>) -> (Cost, String) {
     let t0 = Instant::now();
     let child = cmd
         .stdout(Stdio::piped())
@@ -66,6 +71,9 @@ fn measure(cmd: &mut Command) -> (Cost, String) {
         .spawn()
         .expect("spawn");
     let (ok, cost, stdout, stderr) = wait_rusage(child, t0);
+    if let Some(log) = log {
+        std::fs::write(log, &stderr).expect("write the log");
+    }
     if !ok {
         panic!("command failed: {cmd:?}\n{stdout}\n{stderr}");
     }
@@ -465,7 +473,11 @@ fn backfill(dir: &Path, s: &Sizes, from: chrono::NaiveDate, to: chrono::NaiveDat
     ]);
     let p = pipeline_file(dir, &gladly.url, Some(&wfm.url), s.factor);
     let (from_s, to_s) = (from.to_string(), to.to_string());
-    let (all, _) = measure(&mut run_cmd(&p, "extract,transform,load", &from_s, &to_s));
+    // The run's log stays beside the data: its timestamps place a peak in the memory samples.
+    let (all, _) = measure_logged(
+        run_cmd(&p, "extract,transform,load", &from_s, &to_s).args(["-v", "--log-format", "json"]),
+        Some(&dir.join("backfill.log")),
+    );
     let m = newest_manifest(&dir.join("output/_runs/bench"));
     let log = get_json(&format!("{}/_sim/requests", gladly.url));
     let log = log.as_array().unwrap();

@@ -16,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use base64::Engine;
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use super::faults::{Fault, FaultInjector, FaultRates, SlidingWindow};
@@ -78,7 +79,17 @@ pub struct WfmSim {
     windows: Mutex<HashMap<String, Arc<SlidingWindow>>>,
     idempotency: Mutex<HashMap<String, (u16, String)>>,
     faults: FaultInjector,
-    log: Mutex<Vec<LoggedRequest>>,
+    log: Mutex<Vec<Logged>>,
+}
+
+/// A request as logged: its body kept as received (a quarter's push is a gigabyte of bodies;
+/// copying each into a `String` as it came was a tenth of the simulator's time).
+struct Logged {
+    method: Method,
+    path: String,
+    query: String,
+    body: Bytes,
+    status: u16,
 }
 
 #[derive(Default, Serialize)]
@@ -123,11 +134,23 @@ impl WfmSim {
     }
 
     pub fn store(&self) -> Store {
-        self.store.lock().unwrap().store().clone()
+        self.store.lock().unwrap().store()
     }
 
     pub fn requests(&self) -> Vec<LoggedRequest> {
-        self.log.lock().unwrap().clone()
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| LoggedRequest {
+                method: r.method.to_string(),
+                path: r.path.clone(),
+                query: r.query.clone(),
+                body: String::from_utf8_lossy(&r.body).to_string(),
+                status: r.status,
+                ms: 0,
+            })
+            .collect()
     }
 
     pub fn set_misbehave(&self, m: Misbehave) {
@@ -168,13 +191,14 @@ async fn handle(State(sim): State<Arc<WfmSim>>, req: Request) -> Response {
         .await
         .unwrap_or_default();
     let resp = answer(&sim, &method, &path, &query, &headers, &body).await;
-    sim.log.lock().unwrap().push(LoggedRequest {
-        method: method.to_string(),
+    sim.log.lock().unwrap().push(Logged {
+        method,
         path,
         query,
-        body: String::from_utf8_lossy(&body).to_string(),
+        // A copy of its own size: the body as read may be a slice of a larger receive buffer,
+        // which the log would otherwise keep whole.
+        body: Bytes::copy_from_slice(&body),
         status: resp.status().as_u16(),
-        ms: 0,
     });
     resp
 }
@@ -329,24 +353,35 @@ fn push(sim: &WfmSim, kind: Kind, body: &Bytes) -> (StatusCode, String) {
             json!({"error": {"code": code, "message": msg}}).to_string(),
         )
     };
-    let Ok(mut env) = serde_json::from_slice::<Value>(body) else {
+    let Ok(env) = serde_json::from_slice::<&RawValue>(body) else {
         return bad("malformed", "body is not JSON");
     };
-    // Taken out of the envelope (checked below): each record moves into the store, not a copy.
-    let data = env["data"].take();
-    let Some(integration) = env["integrationId"].as_str().filter(|s| !s.is_empty()) else {
+    // The envelope's fields as text: the records are parsed one at a time below, and each is
+    // stored as the text it came in (rendering it again was a seventh of the simulator's time).
+    let fields: HashMap<String, &RawValue> = serde_json::from_str(env.get()).unwrap_or_default();
+    let field = |name: &str| -> Value {
+        fields
+            .get(name)
+            .and_then(|r| serde_json::from_str(r.get()).ok())
+            .unwrap_or(Value::Null)
+    };
+    let integration = field("integrationId");
+    let Some(integration) = integration.as_str().filter(|s| !s.is_empty()) else {
         return bad("malformed", "integrationId is required");
     };
     if !sim.cfg.integrations.is_empty() && !sim.cfg.integrations.iter().any(|i| i == integration) {
         return (StatusCode::NOT_FOUND, json!({"error": {"code": "unknown_integration", "message": "integrationId is not known"}}).to_string());
     }
-    let Value::Array(data) = data else {
+    let data = fields
+        .get("data")
+        .map(|r| serde_json::from_str::<Vec<&RawValue>>(r.get()));
+    let Some(Ok(data)) = data else {
         return bad("malformed", "data must be an array");
     };
     if data.len() > 100 {
         return (StatusCode::PAYLOAD_TOO_LARGE, json!({"error": {"code": "batch_too_large", "message": "at most 100 records per request"}}).to_string());
     }
-    let window = match &env["replaceWindow"] {
+    let window = match &field("replaceWindow") {
         Value::Null => None,
         w => match (strict_ts(&w["start"]), strict_ts(&w["end"])) {
             (Ok(Some(s)), Ok(Some(e))) => {
@@ -384,7 +419,8 @@ fn push(sim: &WfmSim, kind: Kind, body: &Bytes) -> (StatusCode, String) {
         received: data.len(),
         ..Default::default()
     };
-    for (index, rec) in data.into_iter().enumerate() {
+    for (index, text) in data.into_iter().enumerate() {
+        let rec: Value = serde_json::from_str(text.get()).expect("a JSON value, checked above");
         if kind == Kind::Tasks && misbehave == Misbehave::RejectTasks {
             out.rejected += 1;
             out.errors.push(json!({"index": index, "code": "rejected", "message": "rejected by the simulator (misbehave mode)"}));
@@ -419,7 +455,7 @@ fn push(sim: &WfmSim, kind: Kind, body: &Bytes) -> (StatusCode, String) {
                         }
                     }
                 }
-                match store.upsert(kind, key, integration, rec) {
+                match store.upsert(kind, key, integration, &rec, text.get()) {
                     Change::Inserted => out.inserted += 1,
                     Change::Updated => out.updated += 1,
                     Change::Duplicate => out.duplicate += 1,
@@ -427,7 +463,9 @@ fn push(sim: &WfmSim, kind: Kind, body: &Bytes) -> (StatusCode, String) {
             }
         }
     }
-    sim.persist(store.store());
+    if sim.cfg.dump.is_some() {
+        sim.persist(&store.store());
+    }
     (StatusCode::OK, json!({"data": out}).to_string())
 }
 
@@ -510,21 +548,6 @@ fn read_tasks(sim: &WfmSim, query: &str) -> Response {
             _ => {}
         }
     }
-    let store = sim.store.lock().unwrap();
-    let tasks: Vec<Value> = store
-        .store()
-        .records
-        .get(&Kind::Tasks)
-        .into_iter()
-        .flat_map(|m| m.values())
-        .map(|(_, r)| r)
-        .filter(|r| {
-            strict_ts(&r["startTime"])
-                .ok()
-                .flatten()
-                .is_some_and(|s| s >= from && s < to)
-        })
-        .cloned()
-        .collect();
+    let tasks = sim.store.lock().unwrap().tasks_starting(from, to);
     axum::Json(json!({"data": tasks})).into_response()
 }

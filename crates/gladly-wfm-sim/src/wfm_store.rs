@@ -4,10 +4,14 @@
 //! incoming record then costs O(log n) and a replace window deletes a range, where a scan of the
 //! whole store per record made a long push quadratic.
 //!
-//! `Store` stays the plain map that tests compare and `--dump` writes; the indexes are derived
-//! from it (rebuilt on load) and changed only together with it, through `IndexedStore`.
+//! A record is held as its JSON text (serde_json's rendering of the parsed record: keys sorted,
+//! so equal records have equal text) beside the few fields the indexes need. A quarter's push
+//! held as `serde_json::Value` trees took 8 GiB, and walking and faulting in that heap was much
+//! of the simulator's time. `Store`, the plain map that tests compare and `--dump` writes, is
+//! rendered from it on demand.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -74,33 +78,36 @@ pub enum Change {
     Duplicate,
 }
 
+/// A record's key, shared by the record map and the indexes (one allocation, not three).
+type Key = Arc<str>;
+
 /// One user's segments on one axis (of one integration): the only records a task can overlap.
 #[derive(Default)]
 struct Lane {
     /// (start, key) → end, for closed segments.
-    closed: BTreeMap<(Ms, String), Ms>,
+    closed: BTreeMap<(Ms, Key), Ms>,
     /// (start, key) of open segments (no end yet): usually none or one.
-    open: BTreeSet<(Ms, String)>,
+    open: BTreeSet<(Ms, Key)>,
     /// The longest closed segment this lane has held: a closed segment that starts more than
     /// this long before an instant cannot reach it, which bounds the overlap search.
     max_len: Ms,
 }
 
 impl Lane {
-    fn add(&mut self, start: Ms, end: Option<Ms>, key: &str) {
+    fn add(&mut self, start: Ms, end: Option<Ms>, key: Key) {
         match end {
             Some(e) => {
                 self.max_len = self.max_len.max(e - start);
-                self.closed.insert((start, key.to_string()), e);
+                self.closed.insert((start, key), e);
             }
             None => {
-                self.open.insert((start, key.to_string()));
+                self.open.insert((start, key));
             }
         }
     }
 
-    fn remove(&mut self, start: Ms, end: Option<Ms>, key: &str) {
-        let k = (start, key.to_string());
+    fn remove(&mut self, start: Ms, end: Option<Ms>, key: &Key) {
+        let k = (start, key.clone());
         match end {
             Some(_) => self.closed.remove(&k),
             None => self.open.take(&k).map(|_| 0),
@@ -108,143 +115,243 @@ impl Lane {
     }
 }
 
-/// Where a task record sits in the lanes: (integration, user, axis), start, end. Only records
-/// whose user and axis are strings take part in overlap checks (as the receiver's rule reads).
-type LaneKey = (String, String, String);
-
-fn lane_of(integration: &str, rec: &Value) -> Option<(LaneKey, Ms, Option<Ms>)> {
-    let user = rec["userIdentifier"].as_str()?;
-    let axis = rec["axis"].as_str()?;
-    let start = strict_ts(&rec["startTime"]).ok().flatten().unwrap_or(0);
-    let end = strict_ts(&rec["endTime"]).ok().flatten();
-    Some((
-        (integration.to_string(), user.to_string(), axis.to_string()),
-        start,
-        end,
-    ))
+/// Where a task sits in the lanes: which lane, its start and its end. Only tasks whose user
+/// and axis are strings take part in overlap checks (as the receiver's rule reads).
+#[derive(Clone, Copy)]
+struct InLane {
+    lane: u32,
+    start: Ms,
+    end: Option<Ms>,
 }
 
-/// Where a record goes in the indexes: its start (replace windows) and, for a task, its lane.
-struct Entry {
+/// A stored record: its integration (by number), what indexes it, and its JSON text.
+struct Held {
+    integ: u32,
     start: Option<Ms>,
-    lane: Option<(LaneKey, Ms, Option<Ms>)>,
-}
-
-impl Entry {
-    fn of(kind: Kind, integ: &str, rec: &Value) -> Entry {
-        Entry {
-            start: strict_ts(&rec[kind.start_field()]).ok().flatten(),
-            lane: if kind == Kind::Tasks {
-                lane_of(integ, rec)
-            } else {
-                None
-            },
-        }
-    }
+    lane: Option<InLane>,
+    json: Box<str>,
 }
 
 /// The store with its indexes, changed only through these methods so they never disagree.
-#[derive(Default)]
 pub struct IndexedStore {
-    store: Store,
-    lanes: HashMap<LaneKey, Lane>,
+    /// Integration ids by number, and numbers by id: the indexes compare numbers, not strings.
+    integrations: Vec<Box<str>>,
+    integration_no: HashMap<Box<str>, u32>,
+    records: BTreeMap<Kind, HashMap<Key, Held>>,
+    /// Lanes by number, and numbers by "integration\0user\0axis".
+    lanes: Vec<Lane>,
+    lane_no: HashMap<Box<str>, u32>,
     /// kind → (integration, start, key) of every record with a start, for replace windows.
-    by_start: HashMap<Kind, BTreeSet<(String, Ms, String)>>,
+    by_start: HashMap<Kind, BTreeSet<(u32, Ms, Key)>>,
+    /// The least key, for the lower end of ranges.
+    no_key: Key,
+    /// A buffer for building lane names without allocating per record.
+    scratch: String,
+}
+
+impl Default for IndexedStore {
+    fn default() -> Self {
+        IndexedStore {
+            integrations: Vec::new(),
+            integration_no: HashMap::new(),
+            records: BTreeMap::new(),
+            lanes: Vec::new(),
+            lane_no: HashMap::new(),
+            by_start: HashMap::new(),
+            no_key: Arc::from(""),
+            scratch: String::new(),
+        }
+    }
 }
 
 impl IndexedStore {
     pub fn new(store: Store) -> IndexedStore {
         let mut ix = IndexedStore::default();
-        for (kind, m) in &store.records {
+        for (kind, m) in store.records {
+            ix.records.entry(kind).or_default();
             for (key, (integ, rec)) in m {
-                ix.index(*kind, key, integ, rec);
+                ix.upsert(kind, key, &integ, &rec, &rec.to_string());
             }
         }
-        ix.store = store;
         ix
     }
 
-    pub fn store(&self) -> &Store {
-        &self.store
+    /// The plain map of everything stored (what tests compare and `--dump` writes), rendered
+    /// from the held text.
+    pub fn store(&self) -> Store {
+        let records = self
+            .records
+            .iter()
+            .map(|(kind, m)| {
+                let m = m
+                    .iter()
+                    .map(|(k, h)| {
+                        let rec = serde_json::from_str(&h.json).expect("held text is JSON");
+                        let integ = self.integrations[h.integ as usize].to_string();
+                        (k.to_string(), (integ, rec))
+                    })
+                    .collect();
+                (*kind, m)
+            })
+            .collect();
+        Store { records }
+    }
+
+    /// The tasks whose start lies in `[from, to)`, by key.
+    pub fn tasks_starting(&self, from: Ms, to: Ms) -> Vec<Value> {
+        if from >= to {
+            return Vec::new();
+        }
+        let (Some(set), Some(held)) = (
+            self.by_start.get(&Kind::Tasks),
+            self.records.get(&Kind::Tasks),
+        ) else {
+            return Vec::new();
+        };
+        let mut keys: Vec<&Key> = (0..self.integrations.len() as u32)
+            .flat_map(|i| {
+                set.range((i, from, self.no_key.clone())..(i, to, self.no_key.clone()))
+                    .map(|(_, _, k)| k)
+            })
+            .collect();
+        keys.sort();
+        keys.into_iter()
+            .filter_map(|k| held.get(k))
+            .map(|h| serde_json::from_str(&h.json).expect("held text is JSON"))
+            .collect()
     }
 
     pub fn has_user(&self, email: &str) -> bool {
-        self.store
-            .records
+        self.records
             .get(&Kind::Users)
             .is_some_and(|m| m.contains_key(email))
     }
 
-    fn index(&mut self, kind: Kind, key: &str, integ: &str, rec: &Value) {
-        let entry = Entry::of(kind, integ, rec);
-        self.add_entry(kind, key, integ, entry);
+    fn integration(&mut self, id: &str) -> u32 {
+        if let Some(n) = self.integration_no.get(id) {
+            return *n;
+        }
+        let n = self.integrations.len() as u32;
+        self.integrations.push(id.into());
+        self.integration_no.insert(id.into(), n);
+        n
     }
 
-    fn add_entry(&mut self, kind: Kind, key: &str, integ: &str, entry: Entry) {
-        if let Some(start) = entry.start {
-            self.by_start.entry(kind).or_default().insert((
-                integ.to_string(),
-                start,
-                key.to_string(),
-            ));
+    /// The lane of (integration, user, axis); `create` adds it when it is new.
+    fn lane(&mut self, integ: &str, user: &str, axis: &str, create: bool) -> Option<u32> {
+        self.scratch.clear();
+        for (i, part) in [integ, user, axis].into_iter().enumerate() {
+            if i > 0 {
+                self.scratch.push('\0');
+            }
+            self.scratch.push_str(part);
         }
-        if let Some((lane, start, end)) = entry.lane {
-            self.lanes.entry(lane).or_default().add(start, end, key);
+        if let Some(n) = self.lane_no.get(self.scratch.as_str()) {
+            return Some(*n);
         }
+        if !create {
+            return None;
+        }
+        let n = self.lanes.len() as u32;
+        self.lanes.push(Lane::default());
+        self.lane_no.insert(self.scratch.as_str().into(), n);
+        Some(n)
     }
 
-    fn unindex(&mut self, kind: Kind, key: &str, integ: &str, rec: &Value) {
-        if let Some(start) = strict_ts(&rec[kind.start_field()]).ok().flatten() {
+    fn unindex(&mut self, kind: Kind, key: &Key, held: &Held) {
+        if let Some(start) = held.start {
             if let Some(s) = self.by_start.get_mut(&kind) {
-                s.remove(&(integ.to_string(), start, key.to_string()));
+                s.remove(&(held.integ, start, key.clone()));
             }
         }
-        if kind == Kind::Tasks {
-            if let Some((lane, start, end)) = lane_of(integ, rec) {
-                if let Some(l) = self.lanes.get_mut(&lane) {
-                    l.remove(start, end, key);
-                }
-            }
+        if let Some(l) = held.lane {
+            self.lanes[l.lane as usize].remove(l.start, l.end, key);
         }
     }
 
     /// Deletes the records of `kind` and `integration` whose start lies in `[start, end)`.
     pub fn delete_window(&mut self, kind: Kind, integration: &str, start: Ms, end: Ms) {
+        let Some(&integ) = self.integration_no.get(integration) else {
+            return;
+        };
         let Some(set) = self.by_start.get(&kind) else {
             return;
         };
-        let lo = (integration.to_string(), start, String::new());
-        let hi = (integration.to_string(), end, String::new());
-        let keys: Vec<String> = set.range(lo..hi).map(|(_, _, k)| k.clone()).collect();
+        let lo = (integ, start, self.no_key.clone());
+        let hi = (integ, end, self.no_key.clone());
+        let keys: Vec<Key> = set.range(lo..hi).map(|(_, _, k)| k.clone()).collect();
         for key in keys {
-            let removed = self
-                .store
-                .records
-                .get_mut(&kind)
-                .and_then(|m| m.remove(&key));
-            if let Some((integ, rec)) = removed {
-                self.unindex(kind, &key, &integ, &rec);
+            let removed = self.records.get_mut(&kind).and_then(|m| m.remove(&key));
+            if let Some(held) = removed {
+                self.unindex(kind, &key, &held);
             }
         }
     }
 
-    /// Stores a record under its key, replacing what was there.
-    pub fn upsert(&mut self, kind: Kind, key: String, integration: &str, rec: Value) -> Change {
-        // What indexes the new record, read before the record moves into the store (a move,
-        // not a copy: at a quarter's scale the copies were a large part of the push).
-        let entry = Entry::of(kind, integration, &rec);
-        let m = self.store.records.entry(kind).or_default();
-        let change = match m.get(&key) {
-            None => Change::Inserted,
-            Some((_, o)) if *o == rec => Change::Duplicate,
-            Some(_) => Change::Updated,
+    /// Stores a record (`rec`, parsed from `text`) under its key, replacing what was there.
+    pub fn upsert(
+        &mut self,
+        kind: Kind,
+        key: String,
+        integration: &str,
+        rec: &Value,
+        text: &str,
+    ) -> Change {
+        let integ = self.integration(integration);
+        // The same text is the same record; other text may still be (spacing, key order).
+        let same = |h: &Held| {
+            *h.json == *text || serde_json::from_str::<Value>(&h.json).is_ok_and(|old| old == *rec)
         };
-        let old = m.insert(key.clone(), (integration.to_string(), rec));
-        if let Some((integ, o)) = old {
-            self.unindex(kind, &key, &integ, &o);
+        let old = self
+            .records
+            .get_mut(&kind)
+            .and_then(|m| m.get_key_value(key.as_str()))
+            .map(|(k, h)| (k.clone(), same(h), h.integ == integ));
+        let json: Box<str> = text.into();
+        let key: Key = match old {
+            // The same record again: nothing to change, in the store or its indexes.
+            Some((_, true, true)) => return Change::Duplicate,
+            Some((ref k, _, _)) => {
+                let k = k.clone();
+                let held = self.records.get_mut(&kind).and_then(|m| m.remove(&k));
+                if let Some(held) = held {
+                    self.unindex(kind, &k, &held);
+                }
+                k
+            }
+            None => key.into(),
+        };
+        let start = strict_ts(&rec[kind.start_field()]).ok().flatten();
+        let lane = match (kind, rec["userIdentifier"].as_str(), rec["axis"].as_str()) {
+            (Kind::Tasks, Some(user), Some(axis)) => {
+                let lane = self.lane(integration, user, axis, true).expect("created");
+                let start = strict_ts(&rec["startTime"]).ok().flatten().unwrap_or(0);
+                let end = strict_ts(&rec["endTime"]).ok().flatten();
+                self.lanes[lane as usize].add(start, end, key.clone());
+                Some(InLane { lane, start, end })
+            }
+            _ => None,
+        };
+        if let Some(start) = start {
+            self.by_start
+                .entry(kind)
+                .or_default()
+                .insert((integ, start, key.clone()));
         }
-        self.add_entry(kind, &key, integration, entry);
-        change
+        let held = Held {
+            integ,
+            start,
+            lane,
+            json,
+        };
+        let m = self.records.entry(kind).or_default();
+        m.insert(key, held);
+        match old {
+            None => Change::Inserted,
+            // The same record from another integration: it moves, and is still a duplicate.
+            Some((_, true, _)) => Change::Duplicate,
+            Some(_) => Change::Updated,
+        }
     }
 
     /// Segments of one user on one axis must not overlap: a closed one that overlaps is
@@ -260,20 +367,20 @@ impl IndexedStore {
         let axis = rec["axis"].as_str().unwrap_or("");
         let start = strict_ts(&rec["startTime"]).ok().flatten().unwrap_or(0);
         let end = strict_ts(&rec["endTime"]).ok().flatten();
-        let lane_key = (integration.to_string(), user.to_string(), axis.to_string());
-        let Some(lane) = self.lanes.get_mut(&lane_key) else {
+        let Some(lane_no) = self.lane(integration, user, axis, false) else {
             return Ok(());
         };
+        let lane = &mut self.lanes[lane_no as usize];
         // The first conflicting segment by key, and whether it is open.
-        let mut first: Option<(String, bool)> = None;
-        let mut consider = |k: &str, open: bool| {
-            if first.as_ref().is_none_or(|(f, _)| k < f.as_str()) {
-                first = Some((k.to_string(), open));
+        let mut first: Option<(Key, bool)> = None;
+        let mut consider = |k: &Key, open: bool| {
+            if first.as_ref().is_none_or(|(f, _)| k < f) {
+                first = Some((k.clone(), open));
             }
         };
         let mut to_close = Vec::new();
         for (os, k) in &lane.open {
-            if k == key {
+            if &**k == key {
                 continue;
             }
             if *os <= start {
@@ -283,7 +390,7 @@ impl IndexedStore {
                 consider(k, true);
             }
         }
-        let lo = (start.saturating_sub(lane.max_len), String::new());
+        let lo = (start.saturating_sub(lane.max_len), self.no_key.clone());
         for ((os, k), oe) in lane.closed.range(lo..) {
             if end.is_some_and(|e| *os >= e) {
                 break;
@@ -292,7 +399,7 @@ impl IndexedStore {
                 Some(e) => start < *oe && *os < e,
                 None => start < *oe,
             };
-            if overlaps && k != key {
+            if overlaps && &**k != key {
                 consider(k, false);
             }
         }
@@ -307,13 +414,18 @@ impl IndexedStore {
             lane.open.remove(&(os, k.clone()));
             lane.max_len = lane.max_len.max(start - os);
             lane.closed.insert((os, k.clone()), start);
-            if let Some((_, other)) = self
-                .store
+            // The stored record is closed too: its text re-rendered with the new end.
+            if let Some(h) = self
                 .records
                 .get_mut(&Kind::Tasks)
                 .and_then(|m| m.get_mut(&k))
             {
+                let mut other: Value = serde_json::from_str(&h.json).expect("held text is JSON");
                 other["endTime"] = json!(time::fmt_ts(start));
+                h.json = other.to_string().into();
+                if let Some(l) = h.lane.as_mut() {
+                    l.end = Some(start);
+                }
             }
         }
         Ok(())
@@ -455,12 +567,30 @@ mod tests {
                     closed += 1;
                 }
                 let want = scan_upsert(&mut reference, Kind::Tasks, key.clone(), &integ, &rec);
-                assert_eq!(ix.upsert(Kind::Tasks, key, &integ, rec.clone()), want);
+                // Spacing differs from one insert to the next: equal records are still equal.
+                let text = if step % 2 == 0 {
+                    rec.to_string()
+                } else {
+                    serde_json::to_string_pretty(&rec).unwrap()
+                };
+                assert_eq!(ix.upsert(Kind::Tasks, key, &integ, &rec, &text), want);
                 assert_eq!(
                     ix.store().records,
                     reference.records,
                     "round {round} step {step}"
                 );
+                let (from, to) = (r.range(0, 600) * MIN, r.range(0, 600) * MIN);
+                let starting: Vec<Value> = reference.records[&Kind::Tasks]
+                    .values()
+                    .map(|(_, rec)| rec.clone())
+                    .filter(|rec| {
+                        strict_ts(&rec["startTime"])
+                            .ok()
+                            .flatten()
+                            .is_some_and(|s| s >= from && s < to)
+                    })
+                    .collect();
+                assert_eq!(ix.tasks_starting(from, to), starting);
             }
             // The rounds exercise every rule, not just inserts.
             assert!(
@@ -488,10 +618,17 @@ mod tests {
             ("a", "w", 20),
         ] {
             let rec = json!({"externalId": key, "dayStart": time::fmt_ts(start * MIN)});
-            ix.upsert(Kind::Conversations, key.into(), integ, rec.clone());
+            ix.upsert(
+                Kind::Conversations,
+                key.into(),
+                integ,
+                &rec,
+                &rec.to_string(),
+            );
         }
         ix.delete_window(Kind::Conversations, "a", 10 * MIN, 20 * MIN);
-        let keys: Vec<&String> = ix.store().records[&Kind::Conversations].keys().collect();
+        let store = ix.store();
+        let keys: Vec<&String> = store.records[&Kind::Conversations].keys().collect();
         assert_eq!(keys, ["w", "x", "z"]);
     }
 }
