@@ -39,27 +39,29 @@ pub fn agent_events_frame(evs: &[AgentEvent]) -> PolarsResult<DataFrame> {
 
 pub fn agent_events_from(df: &DataFrame) -> PolarsResult<Vec<AgentEvent>> {
     let r = FrameReader(df);
-    // Columns are moved into the records, not cloned: this runs for every event of every day.
-    let mut ids = r.str("event_id")?.into_iter();
-    let mut types = r.str("event_type")?.into_iter();
-    let mut agents = r.str("agent_id")?.into_iter();
+    // Borrowed columns, copied into the records that keep them: this runs for every event of
+    // every day.
+    let owned = |v: Option<&str>| v.map(str::to_string);
+    let mut ids = r.strs("event_id")?;
+    let mut types = r.strs("event_type")?;
+    let mut agents = r.strs("agent_id")?;
     let mut occ = r.ts("occurred_at")?.into_iter();
     let mut rec = r.ts("recorded_at")?.into_iter();
-    let mut away = r.str("away_reason")?.into_iter();
-    let mut active = r.str("active_reason")?.into_iter();
+    let mut away = r.strs("away_reason")?;
+    let mut active = r.strs("active_reason")?;
     let mut avail = r.list_str("available_for")?.into_iter();
-    let mut source = r.str("source")?.into_iter();
+    let mut source = r.strs("source")?;
     let mut out = Vec::with_capacity(r.height());
     for row in 0..r.height() {
         let need = Need(row);
         out.push(AgentEvent {
-            event_id: need.some("event_id", ids.next().flatten())?,
+            event_id: need.some("event_id", owned(ids.next().flatten()))?,
             kind: need.parsed("event_type", types.next().flatten(), AgentEventKind::parse)?,
-            agent_id: need.some("agent_id", agents.next().flatten())?,
+            agent_id: need.some("agent_id", owned(agents.next().flatten()))?,
             occurred_at: need.some("occurred_at", occ.next().flatten())?,
             recorded_at: need.some("recorded_at", rec.next().flatten())?,
-            away_reason: away.next().flatten(),
-            active_reason: active.next().flatten(),
+            away_reason: owned(away.next().flatten()),
+            active_reason: owned(active.next().flatten()),
             available_for: avail.next().flatten(),
             source: need.parsed("source", source.next().flatten(), Source::parse)?,
         });
@@ -221,33 +223,36 @@ pub fn conversation_events_frame(evs: &[ConversationEvent]) -> PolarsResult<Data
 
 pub fn conversation_events_from(df: &DataFrame) -> PolarsResult<Vec<ConversationEvent>> {
     let r = FrameReader(df);
-    let mut id = r.str("event_id")?.into_iter();
-    let mut t = r.str("event_type")?.into_iter();
-    let mut c = r.str("conversation_id")?.into_iter();
-    let mut cu = r.str("customer_id")?.into_iter();
+    // Borrowed columns: each row copies only the strings it keeps (this runs for every
+    // conversation event of every day, and for the look-back days).
+    let owned = |v: Option<&str>| v.map(str::to_string);
+    let mut id = r.strs("event_id")?;
+    let mut t = r.strs("event_type")?;
+    let mut c = r.strs("conversation_id")?;
+    let mut cu = r.strs("customer_id")?;
     let mut ts = r.ts("recorded_at")?.into_iter();
-    let mut ib = r.str("inbox_id")?.into_iter();
-    let mut ag = r.str("agent_id")?.into_iter();
-    let mut nib = r.str("new_inbox_id")?.into_iter();
-    let mut nag = r.str("new_agent_id")?.into_iter();
-    let mut src = r.str("source")?.into_iter();
+    let mut ib = r.strs("inbox_id")?;
+    let mut ag = r.strs("agent_id")?;
+    let mut nib = r.strs("new_inbox_id")?;
+    let mut nag = r.strs("new_agent_id")?;
+    let mut src = r.strs("source")?;
     (0..r.height())
         .map(|row| {
             let need = Need(row);
             Ok(ConversationEvent {
-                event_id: need.some("event_id", id.next().flatten())?,
+                event_id: need.some("event_id", owned(id.next().flatten()))?,
                 kind: need.parsed(
                     "event_type",
                     t.next().flatten(),
                     ConversationEventKind::parse,
                 )?,
-                conversation_id: need.some("conversation_id", c.next().flatten())?,
-                customer_id: cu.next().flatten(),
+                conversation_id: need.some("conversation_id", owned(c.next().flatten()))?,
+                customer_id: owned(cu.next().flatten()),
                 recorded_at: need.some("recorded_at", ts.next().flatten())?,
-                inbox_id: ib.next().flatten(),
-                agent_id: ag.next().flatten(),
-                new_inbox_id: nib.next().flatten(),
-                new_agent_id: nag.next().flatten(),
+                inbox_id: owned(ib.next().flatten()),
+                agent_id: owned(ag.next().flatten()),
+                new_inbox_id: owned(nib.next().flatten()),
+                new_agent_id: owned(nag.next().flatten()),
                 source: need.parsed("source", src.next().flatten(), Source::parse)?,
             })
         })

@@ -214,9 +214,11 @@ impl Transformer<'_> {
             }
         };
         let oldest = day - Duration::days(self.p.lookback_days as i64);
-        state.retain(|_, s| s.last_day.is_some_and(|d| d >= oldest));
+        state.retain(|_, s| s.last_day >= oldest);
         let mut map = InboxMap::new(inboxes, &self.p.workstreams);
         let rows = wsd::conversations_day(day, &evs, &mut state, &mut map);
+        // The day's events are done with: freed before the frame is built and encoded.
+        drop(evs);
         let mut df =
             wsd::conversations_frame(&rows).map_err(frame_err(format!("conversations {day}")))?;
         let staged = self.st.stage_partition(wsd::CONVERSATIONS, day, &mut df)?;

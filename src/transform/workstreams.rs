@@ -57,16 +57,46 @@ impl InboxMap {
     }
 }
 
-/// What is known of a conversation at the end of a day, carried to the next.
-#[derive(Clone, Debug, Default, PartialEq)]
+/// What is known of a conversation at the end of a day, carried to the next. Packed into 24
+/// bytes under an inline key: a run carries `lookback_days` of conversations (110k for a week
+/// of a 2,000-agent centre) all along, and a table of `String` keys and optional fields was
+/// 17 MiB of a quarter's backfill's peak.
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ConvState {
-    pub created_at: Option<Ms>,
-    pub closed_at: Option<Ms>,
-    pub closed: bool,
-    pub last_day: Option<NaiveDate>,
+    /// `NONE` when unknown.
+    created_at: Ms,
+    closed_at: Ms,
+    /// The last day the conversation had an event.
+    pub last_day: NaiveDate,
+    closed: bool,
 }
 
-pub type ConvStates = HashMap<String, ConvState>;
+const NONE: Ms = Ms::MIN;
+
+impl ConvState {
+    fn new(day: NaiveDate) -> ConvState {
+        ConvState {
+            created_at: NONE,
+            closed_at: NONE,
+            last_day: day,
+            closed: false,
+        }
+    }
+
+    pub fn created_at(&self) -> Option<Ms> {
+        (self.created_at != NONE).then_some(self.created_at)
+    }
+
+    /// When it was closed, if it is closed now.
+    pub fn closed_at(&self) -> Option<Ms> {
+        (self.closed && self.closed_at != NONE).then_some(self.closed_at)
+    }
+}
+
+/// By conversation id (Gladly's are 22 characters: stored inline, no allocation each). A B-tree,
+/// not a hash table: the day's conversations are visited in id order, and it grows node by
+/// node instead of doubling (a doubling table held both copies at the peak).
+pub type ConvStates = BTreeMap<compact_str::CompactString, ConvState>;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct ConversationRow {
@@ -104,18 +134,18 @@ pub fn conversations_day(
     for (cid, evs) in by_conversation(evs) {
         let st = match state.get_mut(cid) {
             Some(st) => st,
-            None => state.entry(cid.to_string()).or_default(),
+            None => state.entry(cid.into()).or_insert(ConvState::new(day)),
         };
         let mut reopened = 0;
         for e in &evs {
             match e.kind {
                 ConversationEventKind::Created => {
-                    st.created_at = Some(e.recorded_at);
+                    st.created_at = e.recorded_at;
                     st.closed = false;
                 }
                 ConversationEventKind::Closed => {
                     st.closed = true;
-                    st.closed_at = Some(e.recorded_at);
+                    st.closed_at = e.recorded_at;
                 }
                 ConversationEventKind::Reopened => {
                     st.closed = false;
@@ -124,7 +154,7 @@ pub fn conversations_day(
                 ConversationEventKind::AssigneeUpdated => {}
             }
         }
-        st.last_day = Some(day);
+        st.last_day = day;
         let last = evs.last().expect("a conversation with events");
         let (inbox_id, agent_id) = last.assignment();
         let (inbox_name, workstream) = inboxes.lookup(inbox_id);
@@ -135,8 +165,8 @@ pub fn conversations_day(
             inbox_name,
             workstream,
             agent_id: agent_id.map(str::to_string),
-            created_at: st.created_at,
-            closed_at: if st.closed { st.closed_at } else { None },
+            created_at: st.created_at(),
+            closed_at: st.closed_at(),
             reopened_count: reopened,
         });
     }
