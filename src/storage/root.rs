@@ -282,16 +282,30 @@ impl Dir {
     }
 
     /// Rewrites a small file in place without waiting for the disk (a local root: no
-    /// temporary file, no rename, no fsync; an object store: a plain put). Only for files whose
-    /// loss or tearing costs repeated work, never a wrong result: a reader must take a file it
-    /// cannot parse for none (a process killed between the truncation and the write leaves it
-    /// empty). The push rewrites one after every batch, where a rename per batch cost as much
-    /// CPU as building the batch.
+    /// temporary file, no rename, no fsync, no truncation; an object store: a plain put). Only
+    /// for files whose loss or tearing costs repeated work, never a wrong result: a reader must
+    /// take a file it cannot parse for none (a process killed mid-write may leave it torn). The
+    /// push rewrites one after every batch, where a rename per batch cost as much CPU as
+    /// building the batch. The new bytes overwrite the old from the start and a shorter text is
+    /// padded with spaces (which JSON allows) instead of truncating: a truncate-and-rewrite
+    /// makes ext4 start writing the file out on close (`auto_da_alloc`), a disk write per batch
+    /// that cost a 30-day push 15 % of its wall time.
     pub fn write_unsynced(&self, name: &str, bytes: Vec<u8>) -> Result<(), StorageError> {
         match &self.root {
             Root::Local(p) => {
                 let path = p.join(self.key(name));
-                let write = |path: &std::path::Path| std::fs::write(path, &bytes);
+                let write = |path: &std::path::Path| -> std::io::Result<()> {
+                    use std::os::unix::fs::FileExt;
+                    let f = std::fs::OpenOptions::new()
+                        .write(true)
+                        .create(true)
+                        .truncate(false)
+                        .open(path)?;
+                    let old = f.metadata()?.len() as usize;
+                    let mut text = bytes.clone();
+                    text.resize(old.max(bytes.len()), b' ');
+                    f.write_all_at(&text, 0)
+                };
                 match write(&path) {
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                         if let Some(dir) = path.parent() {
@@ -379,5 +393,24 @@ mod tests {
         d.write("b.json", b"2".to_vec()).unwrap();
         assert_eq!(d.list().unwrap(), vec!["a.json", "b.json"]);
         assert_eq!(&d.read("a.json").unwrap().unwrap()[..], b"1");
+    }
+
+    #[test]
+    fn an_unsynced_rewrite_pads_a_shorter_text_and_grows_for_a_longer() {
+        let t = tempfile::tempdir().unwrap();
+        let d = Root::local(t.path()).dir("_state/p");
+        d.write_unsynced("p.json", br#"{"n":12345}"#.to_vec())
+            .unwrap();
+        d.write_unsynced("p.json", br#"{"n":7}"#.to_vec()).unwrap();
+        let got = d.read("p.json").unwrap().unwrap();
+        assert_eq!(&got[..], br#"{"n":7}    "#);
+        let v: serde_json::Value = serde_json::from_slice(&got).unwrap();
+        assert_eq!(v["n"], 7);
+        d.write_unsynced("p.json", br#"{"n":123456789}"#.to_vec())
+            .unwrap();
+        assert_eq!(
+            &d.read("p.json").unwrap().unwrap()[..],
+            br#"{"n":123456789}"#
+        );
     }
 }
