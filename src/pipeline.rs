@@ -113,6 +113,87 @@ fn polars_err(what: String) -> impl FnOnce(polars::prelude::PolarsError) -> RunE
     move |e| RunError::Failed(format!("{what}: {e}"))
 }
 
+/// A day's push plans, and its interval records with no workstream (counted, still sent).
+struct DayPlans {
+    plans: Vec<(&'static str, PushPlan)>,
+    unmatched_workstream: u64,
+}
+
+/// The plans of `day` from its curated datasets: tasks and conversations when the day is in
+/// the run's range (`whole`), intervals also when only its work sessions changed.
+fn day_plans(
+    st: &Storage,
+    tz: Tz,
+    batch: usize,
+    day: NaiveDate,
+    whole: bool,
+    intervals: bool,
+) -> Result<DayPlans, RunError> {
+    let window = (time::day_start(tz, day), time::day_end(tz, day));
+    let mut plans = Vec::new();
+    let mut unmatched_workstream = 0;
+    if whole {
+        let segs = read_curated(st, ds::AGENT_STATUS_SEGMENTS, day, ds::segments_from)?;
+        plans.push((
+            "tasks",
+            PushPlan::new(
+                format!("tasks/{day}"),
+                push::TASKS_PATH,
+                false,
+                Some(window),
+                push::segment_rows(day, &segs),
+                batch,
+            ),
+        ));
+        let convs = read_curated(st, wsd::CONVERSATIONS, day, wsd::conversations_from)?;
+        plans.push((
+            "conversations",
+            PushPlan::new(
+                format!("conversations/{day}"),
+                push::CONVERSATIONS_PATH,
+                false,
+                Some(window),
+                push::conversation_rows(day, window.0, &convs),
+                batch,
+            ),
+        ));
+    }
+    if intervals {
+        let rows = read_curated(st, wsd::WORKSTREAM_INTERVALS, day, wsd::intervals_from)?;
+        let (recs, unmatched) = push::interval_rows(&rows);
+        unmatched_workstream = unmatched;
+        plans.push((
+            "intervals",
+            PushPlan::new(
+                format!("intervals/{day}"),
+                push::INTERVALS_PATH,
+                false,
+                Some(window),
+                recs,
+                batch,
+            ),
+        ));
+    }
+    Ok(DayPlans {
+        plans,
+        unmatched_workstream,
+    })
+}
+
+fn read_curated<T>(
+    st: &Storage,
+    dataset: &str,
+    day: NaiveDate,
+    from: fn(&crate::frames::DataFrame) -> polars::prelude::PolarsResult<Vec<T>>,
+) -> Result<Vec<T>, RunError> {
+    let df = st.read_partition(dataset, day)?.ok_or_else(|| {
+        RunError::Failed(format!(
+            "day {day} has no {dataset}: run the transform stage for it first"
+        ))
+    })?;
+    from(&df).map_err(polars_err(format!("{dataset} {day}")))
+}
+
 struct Run<'a> {
     p: &'a Pipeline,
     opts: &'a RunOptions,
@@ -668,57 +749,31 @@ impl Run<'_> {
             .copied()
             .chain(pending_load.iter().copied())
             .collect();
-        for day in all {
+        // The next day's plans are built (read, converted, serialised: CPU and disk) on a
+        // blocking thread while this day's are sent, so this process and the receiver work at
+        // the same time; days are still sent in order, each plan after the one before.
+        let days_set: BTreeSet<NaiveDate> = days.iter().copied().collect();
+        let (st, tz) = (self.st.clone(), self.tz);
+        let build = |day: NaiveDate| {
+            let st = st.clone();
+            let whole = days_set.contains(&day);
+            let intervals = whole || pending_load.contains(&day);
+            tokio::task::spawn_blocking(move || day_plans(&st, tz, batch, day, whole, intervals))
+        };
+        let all: Vec<NaiveDate> = all.into_iter().collect();
+        let mut next = all.first().map(|&d| build(d));
+        for (i, &day) in all.iter().enumerate() {
+            let built = next.take().expect("built ahead").await.map_err(|e| {
+                RunError::Failed(format!("building the push plans of {day} failed: {e}"))
+            })??;
+            next = all.get(i + 1).map(|&d| build(d));
             let mut day_rejected = 0;
-            let window = (time::day_start(self.tz, day), time::day_end(self.tz, day));
-            let mut plans = Vec::new();
-            if days.contains(&day) {
-                let segs = self.read_curated(ds::AGENT_STATUS_SEGMENTS, day, ds::segments_from)?;
-                plans.push((
-                    "tasks",
-                    PushPlan::new(
-                        format!("tasks/{day}"),
-                        push::TASKS_PATH,
-                        false,
-                        Some(window),
-                        push::segment_rows(day, &segs),
-                        batch,
-                    ),
-                ));
-                let convs = self.read_curated(wsd::CONVERSATIONS, day, wsd::conversations_from)?;
-                plans.push((
-                    "conversations",
-                    PushPlan::new(
-                        format!("conversations/{day}"),
-                        push::CONVERSATIONS_PATH,
-                        false,
-                        Some(window),
-                        push::conversation_rows(day, window.0, &convs),
-                        batch,
-                    ),
-                ));
-            }
-            if days.contains(&day) || pending_load.contains(&day) {
-                let rows =
-                    self.read_curated(wsd::WORKSTREAM_INTERVALS, day, wsd::intervals_from)?;
-                let (recs, unmatched) = push::interval_rows(&rows);
-                self.tally
-                    .wfm
-                    .entry("intervals".into())
-                    .or_default()
-                    .unmatched_workstream += unmatched;
-                plans.push((
-                    "intervals",
-                    PushPlan::new(
-                        format!("intervals/{day}"),
-                        push::INTERVALS_PATH,
-                        false,
-                        Some(window),
-                        recs,
-                        batch,
-                    ),
-                ));
-            }
+            self.tally
+                .wfm
+                .entry("intervals".into())
+                .or_default()
+                .unmatched_workstream += built.unmatched_workstream;
+            let plans = built.plans;
             for (kind, plan) in plans {
                 match push::push_plan(
                     client,
@@ -761,20 +816,6 @@ impl Run<'_> {
             )));
         }
         Ok(())
-    }
-
-    fn read_curated<T>(
-        &self,
-        dataset: &str,
-        day: NaiveDate,
-        from: fn(&crate::frames::DataFrame) -> polars::prelude::PolarsResult<Vec<T>>,
-    ) -> Result<Vec<T>, RunError> {
-        let df = self.st.read_partition(dataset, day)?.ok_or_else(|| {
-            RunError::Failed(format!(
-                "day {day} has no {dataset}: run the transform stage for it first"
-            ))
-        })?;
-        from(&df).map_err(polars_err(format!("{dataset} {day}")))
     }
 
     fn wfm_failed(&mut self, e: PushError) -> Result<(), RunError> {
