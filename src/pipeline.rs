@@ -744,23 +744,25 @@ impl Run<'_> {
             Err(e) => return self.wfm_failed(e),
         }
         let pending_load = self.pending.snapshot().load;
-        let all: BTreeSet<NaiveDate> = days
+        // The run's days and the days whose work sessions changed since they were pushed, in
+        // order, once each.
+        let all: Vec<NaiveDate> = days
             .iter()
             .copied()
             .chain(pending_load.iter().copied())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
             .collect();
         // The next day's plans are built (read, converted, serialised: CPU and disk) on a
         // blocking thread while this day's are sent, so this process and the receiver work at
         // the same time; days are still sent in order, each plan after the one before.
-        let days_set: BTreeSet<NaiveDate> = days.iter().copied().collect();
         let (st, tz) = (self.st.clone(), self.tz);
         let build = |day: NaiveDate| {
             let st = st.clone();
-            let whole = days_set.contains(&day);
+            let whole = days.contains(&day);
             let intervals = whole || pending_load.contains(&day);
             tokio::task::spawn_blocking(move || day_plans(&st, tz, batch, day, whole, intervals))
         };
-        let all: Vec<NaiveDate> = all.into_iter().collect();
         let mut next = all.first().map(|&d| build(d));
         for (i, &day) in all.iter().enumerate() {
             let built = next.take().expect("built ahead").await.map_err(|e| {
@@ -773,8 +775,7 @@ impl Run<'_> {
                 .entry("intervals".into())
                 .or_default()
                 .unmatched_workstream += built.unmatched_workstream;
-            let plans = built.plans;
-            for (kind, plan) in plans {
+            for (kind, plan) in built.plans {
                 match push::push_plan(
                     client,
                     &plan,
