@@ -4,8 +4,8 @@
 //! incoming record then costs O(log n) and a replace window deletes a range, where a scan of the
 //! whole store per record made a long push quadratic.
 //!
-//! A record is held as its JSON text (serde_json's rendering of the parsed record: keys sorted,
-//! so equal records have equal text) beside the few fields the indexes need. A quarter's push
+//! A record is held as the JSON text it arrived in, beside the few fields the indexes need; the
+//! same text is the same record, and other text is compared parsed (spacing, key order). A quarter's push
 //! held as `serde_json::Value` trees took 8 GiB, and walking and faulting in that heap was much
 //! of the simulator's time. `Store`, the plain map that tests compare and `--dump` writes, is
 //! rendered from it on demand.
@@ -325,7 +325,8 @@ impl IndexedStore {
         let lane = match (kind, rec["userIdentifier"].as_str(), rec["axis"].as_str()) {
             (Kind::Tasks, Some(user), Some(axis)) => {
                 let lane = self.lane(integration, user, axis, true).expect("created");
-                let start = strict_ts(&rec["startTime"]).ok().flatten().unwrap_or(0);
+                // A task's start field is `startTime`: read once, above.
+                let start = start.unwrap_or(0);
                 let end = strict_ts(&rec["endTime"]).ok().flatten();
                 self.lanes[lane as usize].add(start, end, key.clone());
                 Some(InLane { lane, start, end })
