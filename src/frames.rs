@@ -1,6 +1,7 @@
 //! The one module that speaks polars: building frames from records, reading them back, and
 //! Parquet encoding. Everything else works with plain Rust records.
 
+use std::io::Write;
 use std::path::Path;
 
 use polars::prelude::*;
@@ -162,14 +163,24 @@ pub fn write_parquet<W: std::io::Write>(
         Compression::Snappy => ParquetCompression::Snappy,
         Compression::None => ParquetCompression::Uncompressed,
     };
-    ParquetWriter::new(file)
+    // polars' writer hands its sink every page header and page on its own: unbuffered on a
+    // file, a 90-day transform made 395 k `write` calls (a third of its CPU time was the
+    // kernel's). One buffer per file turns them into a few large writes.
+    let mut sink = std::io::BufWriter::with_capacity(WRITE_BUFFER, file);
+    let n = ParquetWriter::new(&mut sink)
         .with_compression(c)
         .with_key_value_metadata(Some(plain_arrow_schema(df)))
         // min, max and null counts per column chunk (what readers prune with); distinct counts
         // would hash every value for little use.
         .with_statistics(StatisticsOptions::default())
-        .finish(df)
+        .finish(df)?;
+    // Flushed here so a failed write is this call's error, not lost in a drop.
+    sink.flush()?;
+    Ok(n)
 }
+
+/// The write buffer of one Parquet file: a day's partition is a few hundred KiB to a few MiB.
+const WRITE_BUFFER: usize = 1 << 20;
 
 /// The Arrow schema embedded in every file (`ARROW:schema`), with plain types: polars would
 /// embed its in-memory view types (`string_view`, `large_list<string_view>`), which pandas'
