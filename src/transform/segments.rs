@@ -23,6 +23,7 @@ pub type StartState = HashMap<(String, Axis), AgentEvent>;
 
 /// Builds one day's segments. `events` are the day's events (any order); `prior` holds the state
 /// at the start of the day; `complete` says whether the day is over (else open ends stay null).
+/// The pieces come sorted by the dataset's key: (agent_id, axis name, start_at).
 pub fn day_segments<'a>(
     day_start: Ms,
     day_end: Ms,
@@ -30,32 +31,46 @@ pub fn day_segments<'a>(
     events: &'a [AgentEvent],
     prior: &'a StartState,
 ) -> Vec<Segment<'a>> {
-    let mut by_key: HashMap<(&'a str, Axis), Vec<&'a AgentEvent>> = HashMap::default();
-    for ev in events {
-        if let Some(axis) = ev.kind.axis() {
-            by_key
-                .entry((ev.agent_id.as_str(), axis))
-                .or_default()
-                .push(ev);
-        }
-    }
-    for ((agent, axis), ev) in prior {
-        // An agent with no event today still carries yesterday's state through the day.
-        by_key.entry((agent.as_str(), *axis)).or_default();
-        let _ = ev;
-    }
+    // One sort puts every agent and axis in a run of its own, in the dataset's key order and
+    // each run in event order: the pieces come out sorted (a hash map of runs, a sort per run
+    // and a sort of all pieces cost twice as much).
+    let key = |agent: &'a str, axis: Axis| (agent, axis.as_str());
+    let mut evs: Vec<(&'a str, Axis, &'a AgentEvent)> = events
+        .iter()
+        .filter_map(|e| Some((e.agent_id.as_str(), e.kind.axis()?, e)))
+        .collect();
+    evs.sort_unstable_by(|a, b| {
+        (key(a.0, a.1), a.2.order_key()).cmp(&(key(b.0, b.1), b.2.order_key()))
+    });
+    // An agent with no event today still carries yesterday's state through the day.
+    let mut carried: Vec<(&'a str, Axis, &'a AgentEvent)> = prior
+        .iter()
+        .map(|((agent, axis), e)| (agent.as_str(), *axis, e))
+        .collect();
+    carried.sort_unstable_by(|a, b| key(a.0, a.1).cmp(&key(b.0, b.1)));
     let clamp = |t: Ms| t.clamp(day_start, day_end);
-    let mut out = Vec::new();
-    for ((agent, axis), mut evs) in by_key {
-        evs.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
-        let mut opens: Vec<(&'a AgentEvent, Ms)> = Vec::with_capacity(evs.len() + 1);
-        if let Some(p) = prior.get(&(agent.to_string(), axis)) {
-            opens.push((p, day_start));
+    let mut out = Vec::with_capacity(evs.len() + carried.len());
+    let mut opens: Vec<(&'a AgentEvent, Ms)> = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    while i < evs.len() || j < carried.len() {
+        // The next run: today's events or a carried state, whichever key comes first.
+        let (agent, axis) = match (evs.get(i), carried.get(j)) {
+            (Some(e), Some(c)) if key(c.0, c.1) < key(e.0, e.1) => (c.0, c.1),
+            (Some(e), _) => (e.0, e.1),
+            (None, Some(c)) => (c.0, c.1),
+            (None, None) => unreachable!("the loop runs while either has more"),
+        };
+        opens.clear();
+        if let Some(c) = carried.get(j).filter(|c| (c.0, c.1) == (agent, axis)) {
+            opens.push((c.2, day_start));
+            j += 1;
         }
-        opens.extend(evs.iter().map(|e| (*e, clamp(e.occurred_at))));
-        for i in 0..opens.len() {
-            let (ev, start) = opens[i];
-            let end = match opens.get(i + 1) {
+        while let Some(e) = evs.get(i).filter(|e| (e.0, e.1) == (agent, axis)) {
+            opens.push((e.2, clamp(e.2.occurred_at)));
+            i += 1;
+        }
+        for (n, &(ev, start)) in opens.iter().enumerate() {
+            let end = match opens.get(n + 1) {
                 Some((_, next)) => Some(*next),
                 None if complete => Some(day_end),
                 None => None,
@@ -63,7 +78,7 @@ pub fn day_segments<'a>(
             // A piece of zero duration is never emitted (DESIGN §5): the state carried into a
             // day that an event clamped to its midnight replaces at once, or the earlier of two
             // events at one instant (the later one is the state). So no two pieces of an agent
-            // and axis share a start.
+            // and axis share a start, and a run's pieces are in start order.
             if end == Some(start) {
                 continue;
             }
@@ -76,21 +91,6 @@ pub fn day_segments<'a>(
             });
         }
     }
-    // Sorted by the dataset's key as stored: (agent_id, axis name, start_at).
-    out.sort_by(|a, b| {
-        (
-            a.agent_id,
-            a.axis.as_str(),
-            a.start_at,
-            &a.opened_by.event_id,
-        )
-            .cmp(&(
-                b.agent_id,
-                b.axis.as_str(),
-                b.start_at,
-                &b.opened_by.event_id,
-            ))
-    });
     out
 }
 
@@ -207,5 +207,124 @@ mod tests {
         // An agent with no event today keeps its state all day.
         let segs = day_segments(0, 1000, true, &[], &st);
         assert_eq!((segs[0].start_at, segs[0].end_at), (0, Some(1000)));
+    }
+
+    /// The plain definition: group by agent and axis, sort each group, cut, sort every piece
+    /// by the dataset's key (what `day_segments` did before it sorted once).
+    fn reference<'a>(
+        ds: Ms,
+        de: Ms,
+        complete: bool,
+        events: &'a [AgentEvent],
+        prior: &'a StartState,
+    ) -> Vec<Segment<'a>> {
+        let mut groups: std::collections::BTreeMap<(&str, Axis), Vec<&AgentEvent>> =
+            Default::default();
+        for e in events {
+            if let Some(axis) = e.kind.axis() {
+                groups
+                    .entry((e.agent_id.as_str(), axis))
+                    .or_default()
+                    .push(e);
+            }
+        }
+        for (agent, axis) in prior.keys() {
+            groups.entry((agent.as_str(), *axis)).or_default();
+        }
+        let mut out = Vec::new();
+        for ((agent, axis), mut evs) in groups {
+            evs.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
+            let mut opens: Vec<(&AgentEvent, Ms)> = Vec::new();
+            if let Some(p) = prior.get(&(agent.to_string(), axis)) {
+                opens.push((p, ds));
+            }
+            opens.extend(evs.iter().map(|e| (*e, e.occurred_at.clamp(ds, de))));
+            for i in 0..opens.len() {
+                let end = match opens.get(i + 1) {
+                    Some((_, n)) => Some(*n),
+                    None if complete => Some(de),
+                    None => None,
+                };
+                if end != Some(opens[i].1) {
+                    out.push(Segment {
+                        agent_id: agent,
+                        axis,
+                        opened_by: opens[i].0,
+                        start_at: opens[i].1,
+                        end_at: end,
+                    });
+                }
+            }
+        }
+        out.sort_by(|a, b| {
+            (
+                a.agent_id,
+                a.axis.as_str(),
+                a.start_at,
+                &a.opened_by.event_id,
+            )
+                .cmp(&(
+                    b.agent_id,
+                    b.axis.as_str(),
+                    b.start_at,
+                    &b.opened_by.event_id,
+                ))
+        });
+        out
+    }
+
+    #[test]
+    fn one_sort_gives_the_pieces_of_the_plain_definition() {
+        // Pseudo-random days: agents with events on either axis or neither, carried states
+        // with and without events today, events before midnight, ties at one instant.
+        let kinds = [
+            "AGENT_STATUS/LOGGED_IN",
+            "AGENT_STATUS/LOGGED_OUT",
+            "AGENT_STATUS/WENT_AWAY",
+            "AGENT_AVAILABILITY/UPDATED",
+            "AGENT_AVAILABILITY/FOCUS_ENTERED",
+        ];
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        for round in 0..200 {
+            let mut prior = StartState::default();
+            let mut today = Vec::new();
+            for a in 0..next(6) {
+                let agent = format!("agent-{a}");
+                for _ in 0..next(3) {
+                    let mut e = ev(
+                        &format!("p{round}-{a}-{}", next(1000)),
+                        kinds[next(4) as usize],
+                        -(next(500) as Ms),
+                        None,
+                    );
+                    e.agent_id = agent.clone();
+                    advance_state(&mut prior, std::slice::from_ref(&e));
+                }
+                for k in 0..next(8) {
+                    let mut e = ev(
+                        &format!("e{round}-{a}-{k}"),
+                        kinds[next(5) as usize],
+                        next(1200) as Ms - 100,
+                        None,
+                    );
+                    e.agent_id = agent.clone();
+                    e.recorded_at = e.occurred_at.max(0) + next(3) as Ms;
+                    today.push(e);
+                }
+            }
+            for complete in [true, false] {
+                assert_eq!(
+                    day_segments(0, 1000, complete, &today, &prior),
+                    reference(0, 1000, complete, &today, &prior),
+                    "round {round}, complete {complete}"
+                );
+            }
+        }
     }
 }
