@@ -6,8 +6,8 @@ use rustc_hash::FxHashMap as HashMap;
 
 use polars::prelude::PolarsResult;
 
-use super::labels::label;
-use super::rules::{first_match, LabelMatcher};
+use super::labels::Labeler;
+use super::rules::first_match;
 use super::segments::Segment;
 use crate::config::Rule;
 use crate::frames::{DataFrame, FrameBuilder, FrameReader, Need};
@@ -78,22 +78,24 @@ pub type Unmatched = BTreeMap<String, u64>;
 pub fn events_frame(
     evs: &[AgentEvent],
     emails: &Emails,
-    matcher: &mut LabelMatcher,
+    rules: &[Rule],
     unmatched: &mut Unmatched,
 ) -> PolarsResult<DataFrame> {
     let mut sorted: Vec<&AgentEvent> = evs.iter().collect();
     sorted.sort_by(|a, b| a.event_id.cmp(&b.event_id));
-    let labels: Vec<_> = sorted.iter().map(|e| label(e)).collect();
-    let tasks: Vec<Option<&str>> = labels
-        .iter()
-        .map(|l| {
-            let t = matcher.task(l);
-            if t.is_none() {
-                *unmatched.entry(l.to_string()).or_default() += 1;
-            }
-            t
-        })
-        .collect();
+    let mut labeler = Labeler::new(rules);
+    let ids: Vec<u32> = sorted.iter().map(|e| labeler.id(e)).collect();
+    let mut per_id = vec![0u64; ids.iter().map(|&i| i as usize + 1).max().unwrap_or(0)];
+    for &i in &ids {
+        per_id[i as usize] += 1;
+    }
+    for (i, n) in per_id.into_iter().enumerate() {
+        if n > 0 && labeler.task(i as u32).is_none() {
+            *unmatched
+                .entry(labeler.label(i as u32).to_string())
+                .or_default() += n;
+        }
+    }
     FrameBuilder::new(sorted.len())
         .str("event_id", sorted.iter().map(|e| Some(e.event_id.as_str())))
         .str("event_type", sorted.iter().map(|e| Some(e.kind.as_str())))
@@ -118,8 +120,8 @@ pub fn events_frame(
             "available_for",
             sorted.iter().map(|e| e.available_for.as_deref()),
         )
-        .str("label", labels.iter().map(|l| Some(l.as_ref())))
-        .str("task", tasks.into_iter())
+        .str("label", ids.iter().map(|&i| Some(labeler.label(i))))
+        .str("task", ids.iter().map(|&i| labeler.task(i)))
         .str("source", sorted.iter().map(|e| Some(e.source.as_str())))
         .finish()
 }
@@ -128,10 +130,10 @@ pub fn events_frame(
 pub fn segments_frame(
     segs: &[Segment],
     emails: &Emails,
-    matcher: &mut LabelMatcher,
+    rules: &[Rule],
 ) -> PolarsResult<DataFrame> {
-    let labels: Vec<_> = segs.iter().map(|s| label(s.opened_by)).collect();
-    let tasks: Vec<Option<&str>> = labels.iter().map(|l| matcher.task(l)).collect();
+    let mut labeler = Labeler::new(rules);
+    let ids: Vec<u32> = segs.iter().map(|s| labeler.id(s.opened_by)).collect();
     FrameBuilder::new(segs.len())
         .str("agent_id", segs.iter().map(|s| Some(s.agent_id)))
         .str(
@@ -144,8 +146,8 @@ pub fn segments_frame(
             "state",
             segs.iter().map(|s| Some(s.opened_by.state().as_str())),
         )
-        .str("label", labels.iter().map(|l| Some(l.as_ref())))
-        .str("task", tasks.into_iter())
+        .str("label", ids.iter().map(|&i| Some(labeler.label(i))))
+        .str("task", ids.iter().map(|&i| labeler.task(i)))
         .ts("start_at", segs.iter().map(|s| Some(s.start_at)))
         .ts("end_at", segs.iter().map(|s| s.end_at))
         .f64(

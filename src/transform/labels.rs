@@ -2,6 +2,10 @@
 
 use std::borrow::Cow;
 
+use rustc_hash::FxHashMap as HashMap;
+
+use super::rules::LabelMatcher;
+use crate::config::Rule;
 use crate::model::{AgentEvent, AgentEventKind as K};
 
 /// Borrowed or static where it can be (most labels), so labelling a day allocates little.
@@ -25,6 +29,68 @@ pub fn label(ev: &AgentEvent) -> Cow<'_, str> {
         },
         K::FocusEntered => "FOCUS_ENTERED".into(),
         K::FocusExited => "FOCUS_EXITED".into(),
+    }
+}
+
+/// What decides an event's label: events with equal keys have equal labels.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum LabelKey<'e> {
+    Kind(K),
+    Away(&'e str),
+    Active(Option<&'e str>),
+    Available(&'e [String]),
+}
+
+impl<'e> LabelKey<'e> {
+    fn of(ev: &'e AgentEvent) -> LabelKey<'e> {
+        match (ev.kind, &ev.away_reason, &ev.available_for) {
+            (K::WentAway, Some(r), _) => LabelKey::Away(r),
+            (K::ChangedActiveReason, _, _) => LabelKey::Active(ev.active_reason.as_deref()),
+            (K::AvailabilityUpdated, _, Some(ch)) if !ch.is_empty() => LabelKey::Available(ch),
+            (k, _, _) => LabelKey::Kind(k),
+        }
+    }
+}
+
+/// Labels and their tasks, each distinct one built and matched once: a day has a handful of
+/// labels and tens of thousands of events, and building a label (a `format!` for channels and
+/// active reasons) and hashing it into the matcher per row was a twentieth of the transform.
+pub struct Labeler<'r, 'e> {
+    matcher: LabelMatcher<'r>,
+    ids: HashMap<LabelKey<'e>, u32>,
+    /// By id: the label and the task its first matching rule names.
+    table: Vec<(Box<str>, Option<&'r str>)>,
+}
+
+impl<'r, 'e> Labeler<'r, 'e> {
+    pub fn new(rules: &'r [Rule]) -> Labeler<'r, 'e> {
+        Labeler {
+            matcher: LabelMatcher::new(rules),
+            ids: HashMap::default(),
+            table: Vec::new(),
+        }
+    }
+
+    /// The id of an event's label, for `label` and `task`.
+    pub fn id(&mut self, ev: &'e AgentEvent) -> u32 {
+        let key = LabelKey::of(ev);
+        if let Some(id) = self.ids.get(&key) {
+            return *id;
+        }
+        let l = label(ev);
+        let task = self.matcher.task(&l);
+        let id = self.table.len() as u32;
+        self.table.push((l.into(), task));
+        self.ids.insert(key, id);
+        id
+    }
+
+    pub fn label(&self, id: u32) -> &str {
+        &self.table[id as usize].0
+    }
+
+    pub fn task(&self, id: u32) -> Option<&'r str> {
+        self.table[id as usize].1
     }
 }
 

@@ -8,11 +8,10 @@ use chrono::{Duration, NaiveDate};
 use chrono_tz::Tz;
 
 use super::datasets::{self as ds, Emails, Unmatched};
-use super::rules::LabelMatcher;
 use super::segments::{advance_state, day_segments, StartState};
 use super::workstreams::{self as wsd, ConvStates, InboxMap};
 use crate::config::Pipeline;
-use crate::model::InboxDim;
+use crate::model::{AgentEvent, ConversationEvent, InboxDim};
 use crate::raw;
 use crate::storage::{Staged, Storage, StorageError};
 use crate::time::{self, Ms};
@@ -52,6 +51,26 @@ impl DayOut {
     }
 }
 
+/// A day's raw event streams, read (decoded) before its transform: a run whose raw zone is
+/// already landed reads the next day on a thread of its own while this day is transformed
+/// (`RawDay::read`). `Default` reads nothing ahead: each stage reads its stream itself.
+#[derive(Default)]
+pub struct RawDay {
+    /// `None`: not read ahead; `Some(None)`: read, and the day has no partition.
+    agents: Option<Option<Vec<AgentEvent>>>,
+    conversations: Option<Option<Vec<ConversationEvent>>>,
+}
+
+impl RawDay {
+    /// Both of a day's event streams, as the stages would read them.
+    pub fn read(st: &Storage, day: NaiveDate) -> Result<RawDay, TransformError> {
+        Ok(RawDay {
+            agents: Some(raw::read_agent_events(st, day)?),
+            conversations: Some(raw::read_conversation_events(st, day)?),
+        })
+    }
+}
+
 pub struct Transformer<'a> {
     pub p: &'a Pipeline,
     pub st: &'a Storage,
@@ -83,11 +102,16 @@ impl Transformer<'_> {
     fn stage_agents(
         &self,
         day: NaiveDate,
+        ahead: Option<Option<Vec<AgentEvent>>>,
         emails: &Emails,
         carry: &mut Option<(NaiveDate, StartState)>,
     ) -> Result<DayOut, TransformError> {
         let tz = self.tz;
-        let evs = raw::read_agent_events(self.st, day)?.ok_or_else(|| {
+        let evs = match ahead {
+            Some(read) => read,
+            None => raw::read_agent_events(self.st, day)?,
+        };
+        let evs = evs.ok_or_else(|| {
             TransformError::Failed(format!(
                 "day {day} has no raw agent events: run the extract stage for it first"
             ))
@@ -104,9 +128,8 @@ impl Transformer<'_> {
         let mut out = DayOut::default();
         let (events, segments) = std::thread::scope(|sc| {
             let events = sc.spawn(|| -> Result<(Unmatched, Staged), TransformError> {
-                let mut matcher = LabelMatcher::new(&self.p.tasks);
                 let mut unmatched = Unmatched::new();
-                let mut df = ds::events_frame(&evs, emails, &mut matcher, &mut unmatched)
+                let mut df = ds::events_frame(&evs, emails, &self.p.tasks, &mut unmatched)
                     .map_err(frame_err(format!("agent_status_events {day}")))?;
                 let staged = self
                     .st
@@ -115,8 +138,7 @@ impl Transformer<'_> {
             });
             let segments = (|| -> Result<(usize, Staged), TransformError> {
                 let segs = day_segments(start, end, complete, &evs, &prior);
-                let mut matcher = LabelMatcher::new(&self.p.tasks);
-                let mut df = ds::segments_frame(&segs, emails, &mut matcher)
+                let mut df = ds::segments_frame(&segs, emails, &self.p.tasks)
                     .map_err(frame_err(format!("agent_status_segments {day}")))?;
                 let staged = self
                     .st
@@ -149,18 +171,23 @@ impl Transformer<'_> {
     pub fn transform_all(
         &self,
         day: NaiveDate,
+        raw: RawDay,
         emails: &Emails,
         inboxes: &[InboxDim],
         carry: &mut Option<(NaiveDate, StartState)>,
         conv_carry: &mut Option<(NaiveDate, ConvStates)>,
     ) -> Result<DayOut, TransformError> {
+        let RawDay {
+            agents,
+            conversations,
+        } = raw;
         let (agents, work) = std::thread::scope(|sc| {
             let work = sc.spawn(|| -> Result<DayOut, TransformError> {
-                let mut out = self.stage_conversations(day, inboxes, conv_carry)?;
+                let mut out = self.stage_conversations(day, conversations, inboxes, conv_carry)?;
                 out.merge(self.stage_work(day, inboxes)?);
                 Ok(out)
             });
-            let agents = self.stage_agents(day, emails, carry);
+            let agents = self.stage_agents(day, agents, emails, carry);
             (
                 agents,
                 work.join().unwrap_or_else(|_| {
@@ -184,18 +211,23 @@ impl Transformer<'_> {
         inboxes: &[InboxDim],
         carry: &mut Option<(NaiveDate, StartState)>,
     ) -> Result<DayOut, TransformError> {
-        let mut out = self.stage_agents(day, emails, carry)?;
-        out.merge(self.stage_conversations(day, inboxes, &mut None)?);
+        let mut out = self.stage_agents(day, None, emails, carry)?;
+        out.merge(self.stage_conversations(day, None, inboxes, &mut None)?);
         self.commit(day, out)
     }
 
     fn stage_conversations(
         &self,
         day: NaiveDate,
+        ahead: Option<Option<Vec<ConversationEvent>>>,
         inboxes: &[InboxDim],
         carry: &mut Option<(NaiveDate, ConvStates)>,
     ) -> Result<DayOut, TransformError> {
-        let evs = raw::read_conversation_events(self.st, day)?.ok_or_else(|| {
+        let evs = match ahead {
+            Some(read) => read,
+            None => raw::read_conversation_events(self.st, day)?,
+        };
+        let evs = evs.ok_or_else(|| {
             TransformError::Failed(format!(
                 "day {day} has no raw conversation events: run the extract stage for it first"
             ))
