@@ -31,43 +31,79 @@ pub fn day_segments<'a>(
     events: &'a [AgentEvent],
     prior: &'a StartState,
 ) -> Vec<Segment<'a>> {
+    day_segments_and_newest(day_start, day_end, complete, events, prior).0
+}
+
+/// `day_segments`, and the newest of the day's events for each agent and axis that has any:
+/// what `carry_newest` moves the state to (the runs the segments are cut from end with them).
+pub fn day_segments_and_newest<'a, 'e: 'a, 'p: 'a>(
+    day_start: Ms,
+    day_end: Ms,
+    complete: bool,
+    events: &'e [AgentEvent],
+    prior: &'p StartState,
+) -> (Vec<Segment<'a>>, Vec<&'e AgentEvent>) {
     // One sort puts every agent and axis in a run of its own, in the dataset's key order and
     // each run in event order: the pieces come out sorted (a hash map of runs, a sort per run
-    // and a sort of all pieces cost twice as much).
-    let key = |agent: &'a str, axis: Axis| (agent, axis.as_str());
-    let mut evs: Vec<(&'a str, Axis, &'a AgentEvent)> = events
+    // and a sort of all pieces cost twice as much). Agents are sorted by name once and then
+    // compared by rank, so the sort compares integers, not strings.
+    let mut rank: HashMap<&'a str, u32> = HashMap::default();
+    for agent in events
         .iter()
-        .filter_map(|e| Some((e.agent_id.as_str(), e.kind.axis()?, e)))
+        .map(|e| e.agent_id.as_str())
+        .chain(prior.keys().map(|(a, _)| a.as_str()))
+    {
+        rank.entry(agent).or_insert(0);
+    }
+    let mut names: Vec<&'a str> = rank.keys().copied().collect();
+    names.sort_unstable();
+    for (r, name) in names.iter().enumerate() {
+        rank.insert(name, r as u32);
+    }
+    // The axis by its name's order ("availability" < "status"), as the dataset is sorted.
+    let axis_rank = |a: Axis| a.as_str() == Axis::Status.as_str();
+    let mut evs: Vec<((u32, bool, Ms, Ms), Axis, &'e AgentEvent)> = events
+        .iter()
+        .filter_map(|e| {
+            let axis = e.kind.axis()?;
+            let r = rank[e.agent_id.as_str()];
+            Some(((r, axis_rank(axis), e.occurred_at, e.recorded_at), axis, e))
+        })
         .collect();
-    evs.sort_unstable_by(|a, b| {
-        (key(a.0, a.1), a.2.order_key()).cmp(&(key(b.0, b.1), b.2.order_key()))
-    });
+    evs.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.2.event_id.cmp(&b.2.event_id)));
     // An agent with no event today still carries yesterday's state through the day.
-    let mut carried: Vec<(&'a str, Axis, &'a AgentEvent)> = prior
+    let mut carried: Vec<((u32, bool), Axis, &'a AgentEvent)> = prior
         .iter()
-        .map(|((agent, axis), e)| (agent.as_str(), *axis, e))
+        .map(|((agent, axis), e)| ((rank[agent.as_str()], axis_rank(*axis)), *axis, e))
         .collect();
-    carried.sort_unstable_by(|a, b| key(a.0, a.1).cmp(&key(b.0, b.1)));
+    carried.sort_unstable_by_key(|c| c.0);
     let clamp = |t: Ms| t.clamp(day_start, day_end);
     let mut out = Vec::with_capacity(evs.len() + carried.len());
+    let mut newest = Vec::new();
     let mut opens: Vec<(&'a AgentEvent, Ms)> = Vec::new();
     let (mut i, mut j) = (0, 0);
     while i < evs.len() || j < carried.len() {
         // The next run: today's events or a carried state, whichever key comes first.
-        let (agent, axis) = match (evs.get(i), carried.get(j)) {
-            (Some(e), Some(c)) if key(c.0, c.1) < key(e.0, e.1) => (c.0, c.1),
-            (Some(e), _) => (e.0, e.1),
+        let run = |e: &((u32, bool, Ms, Ms), Axis, &'e AgentEvent)| (e.0 .0, e.0 .1);
+        let (key, axis) = match (evs.get(i), carried.get(j)) {
+            (Some(e), Some(c)) if c.0 < run(e) => (c.0, c.1),
+            (Some(e), _) => (run(e), e.1),
             (None, Some(c)) => (c.0, c.1),
             (None, None) => unreachable!("the loop runs while either has more"),
         };
+        let agent = names[key.0 as usize];
         opens.clear();
-        if let Some(c) = carried.get(j).filter(|c| (c.0, c.1) == (agent, axis)) {
+        if let Some(c) = carried.get(j).filter(|c| c.0 == key) {
             opens.push((c.2, day_start));
             j += 1;
         }
-        while let Some(e) = evs.get(i).filter(|e| (e.0, e.1) == (agent, axis)) {
+        let first = i;
+        while let Some(e) = evs.get(i).filter(|e| run(e) == key) {
             opens.push((e.2, clamp(e.2.occurred_at)));
             i += 1;
+        }
+        if i > first {
+            newest.push(evs[i - 1].2);
         }
         for (n, &(ev, start)) in opens.iter().enumerate() {
             let end = match opens.get(n + 1) {
@@ -91,7 +127,22 @@ pub fn day_segments<'a>(
             });
         }
     }
-    out
+    (out, newest)
+}
+
+/// Moves the state to the newest events `day_segments_and_newest` found (one per agent and
+/// axis), unless the state already holds a later one.
+pub fn carry_newest(state: &mut StartState, newest: &[&AgentEvent]) {
+    for ev in newest {
+        let Some(axis) = ev.kind.axis() else { continue };
+        let key = (ev.agent_id.clone(), axis);
+        match state.get(&key) {
+            Some(cur) if cur.order_key() >= ev.order_key() => {}
+            _ => {
+                state.insert(key, (*ev).clone());
+            }
+        }
+    }
 }
 
 /// Carries the state forward past `events` (a day's), dropping what is older than the lookback.
@@ -325,6 +376,12 @@ mod tests {
                     "round {round}, complete {complete}"
                 );
             }
+            // The state carried from the runs' last events is `advance_state`'s.
+            let (_, newest) = day_segments_and_newest(0, 1000, true, &today, &prior);
+            let (mut a, mut b) = (prior.clone(), prior.clone());
+            carry_newest(&mut a, &newest);
+            advance_state(&mut b, &today);
+            assert_eq!(a, b, "round {round}: carried state");
         }
     }
 }

@@ -8,7 +8,7 @@ use chrono::{Duration, NaiveDate};
 use chrono_tz::Tz;
 
 use super::datasets::{self as ds, Emails, Unmatched};
-use super::segments::{advance_state, day_segments, StartState};
+use super::segments::{advance_state, carry_newest, day_segments_and_newest, StartState};
 use super::workstreams::{self as wsd, ConvStates, InboxMap};
 use crate::config::Pipeline;
 use crate::model::{AgentEvent, ConversationEvent, InboxDim};
@@ -136,14 +136,14 @@ impl Transformer<'_> {
                     .stage_partition(ds::AGENT_STATUS_EVENTS, day, &mut df)?;
                 Ok((unmatched, staged))
             });
-            let segments = (|| -> Result<(usize, Staged), TransformError> {
-                let segs = day_segments(start, end, complete, &evs, &prior);
+            let segments = (|| -> Result<(usize, Staged, Vec<&AgentEvent>), TransformError> {
+                let (segs, newest) = day_segments_and_newest(start, end, complete, &evs, &prior);
                 let mut df = ds::segments_frame(&segs, emails, &self.p.tasks)
                     .map_err(frame_err(format!("agent_status_segments {day}")))?;
                 let staged = self
                     .st
                     .stage_partition(ds::AGENT_STATUS_SEGMENTS, day, &mut df)?;
-                Ok((segs.len(), staged))
+                Ok((segs.len(), staged, newest))
             })();
             (
                 events.join().unwrap_or_else(|_| {
@@ -155,13 +155,13 @@ impl Transformer<'_> {
             )
         });
         let (unmatched, events) = events?;
-        let (segments, staged) = segments?;
+        let (segments, staged, newest) = segments?;
         out.unmatched_labels = unmatched;
         out.staged = vec![events, staged];
         out.rows.push((ds::AGENT_STATUS_EVENTS, day, evs.len()));
         out.rows.push((ds::AGENT_STATUS_SEGMENTS, day, segments));
         crate::fault_point("curated-written");
-        advance_state(&mut prior, &evs);
+        carry_newest(&mut prior, &newest);
         *carry = Some((day, prior));
         Ok(out)
     }

@@ -2,7 +2,7 @@
 //! envelope, replace windows, upserts, overlap rejection, idempotency keys, 429 with Retry-After),
 //! keeping everything it stored so tests can compare receivers record by record.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -117,10 +117,10 @@ impl WfmSim {
             cfg,
             misbehave: Mutex::new(Misbehave::None),
             store: Mutex::new(IndexedStore::new(store)),
-            tokens: Mutex::new(HashMap::new()),
+            tokens: Mutex::new(HashMap::default()),
             token_counter: AtomicU64::new(0),
-            windows: Mutex::new(HashMap::new()),
-            idempotency: Mutex::new(HashMap::new()),
+            windows: Mutex::new(HashMap::default()),
+            idempotency: Mutex::new(HashMap::default()),
             log: Mutex::new(Vec::new()),
         })
     }

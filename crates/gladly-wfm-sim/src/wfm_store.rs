@@ -10,7 +10,11 @@
 //! of the simulator's time. `Store`, the plain map that tests compare and `--dump` writes, is
 //! rendered from it on demand.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+// FxHash: the store hashes every record's key several times; SipHash was a twentieth of the
+// simulator's time under a quarter's push (its keys are our own ids, not an attacker's).
+use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -153,11 +157,11 @@ impl Default for IndexedStore {
     fn default() -> Self {
         IndexedStore {
             integrations: Vec::new(),
-            integration_no: HashMap::new(),
+            integration_no: HashMap::default(),
             records: BTreeMap::new(),
             lanes: Vec::new(),
-            lane_no: HashMap::new(),
-            by_start: HashMap::new(),
+            lane_no: HashMap::default(),
+            by_start: HashMap::default(),
             no_key: Arc::from(""),
             scratch: String::new(),
         }
