@@ -62,11 +62,11 @@ pub struct RawDay {
 }
 
 impl RawDay {
-    /// Both of a day's event streams, as the stages would read them.
+    /// The day's agent events, as the agent stage would read them.
     pub fn read(st: &Storage, day: NaiveDate) -> Result<RawDay, TransformError> {
         Ok(RawDay {
             agents: Some(raw::read_agent_events(st, day)?),
-            conversations: Some(raw::read_conversation_events(st, day)?),
+            conversations: None,
         })
     }
 }
