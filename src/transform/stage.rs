@@ -52,8 +52,8 @@ impl DayOut {
 }
 
 /// A day's raw event streams, read (decoded) before its transform: a run whose raw zone is
-/// already landed reads the next day on a thread of its own while this day is transformed
-/// (`RawDay::read`). `Default` reads nothing ahead: each stage reads its stream itself.
+/// already landed reads the next day's agent events on a thread of its own while this day is
+/// transformed (`RawDay::read`). `Default` reads nothing ahead: each stage reads its stream.
 #[derive(Default)]
 pub struct RawDay {
     /// `None`: not read ahead; `Some(None)`: read, and the day has no partition.
