@@ -21,6 +21,10 @@ pub struct Segment<'a> {
 /// The last event of each agent on each axis: the state carried into the next day.
 pub type StartState = HashMap<(String, Axis), AgentEvent>;
 
+/// A day's event in the one sort of `day_segments_and_newest`: its key (agent rank, axis in
+/// name order, occurred, recorded; the event id breaks ties), its axis, the event.
+type Keyed<'e> = ((u32, bool, Ms, Ms), Axis, &'e AgentEvent);
+
 /// Builds one day's segments. `events` are the day's events (any order); `prior` holds the state
 /// at the start of the day; `complete` says whether the day is over (else open ends stay null).
 /// The pieces come sorted by the dataset's key: (agent_id, axis name, start_at).
@@ -62,7 +66,7 @@ pub fn day_segments_and_newest<'a, 'e: 'a, 'p: 'a>(
     }
     // The axis by its name's order ("availability" < "status"), as the dataset is sorted.
     let axis_rank = |a: Axis| a.as_str() == Axis::Status.as_str();
-    let mut evs: Vec<((u32, bool, Ms, Ms), Axis, &'e AgentEvent)> = events
+    let mut evs: Vec<Keyed<'e>> = events
         .iter()
         .filter_map(|e| {
             let axis = e.kind.axis()?;
@@ -84,7 +88,7 @@ pub fn day_segments_and_newest<'a, 'e: 'a, 'p: 'a>(
     let (mut i, mut j) = (0, 0);
     while i < evs.len() || j < carried.len() {
         // The next run: today's events or a carried state, whichever key comes first.
-        let run = |e: &((u32, bool, Ms, Ms), Axis, &'e AgentEvent)| (e.0 .0, e.0 .1);
+        let run = |e: &Keyed<'e>| (e.0 .0, e.0 .1);
         let (key, axis) = match (evs.get(i), carried.get(j)) {
             (Some(e), Some(c)) if c.0 < run(e) => (c.0, c.1),
             (Some(e), _) => (run(e), e.1),
