@@ -10,7 +10,7 @@ use chrono_tz::Tz;
 use serde_json::json;
 
 use crate::config::Pipeline;
-use crate::extract::{ExtractError, Extracted, Extractor};
+use crate::extract::{ExtractError, Extractor, Fetched};
 use crate::gladly::{GladlyClient, GladlyError};
 use crate::http::Stats;
 use crate::interrupt::Interrupt;
@@ -517,19 +517,23 @@ impl Run<'_> {
         let mut carry: Option<(NaiveDate, StartState)> = None;
         let mut conv_carry: Option<(NaiveDate, ConvStates)> = None;
         let days = self.window.clone();
-        // Extraction runs ahead on its own task (a day or two: the raw zone is on disk, so memory
-        // stays flat) while this task transforms: the rate limits, not the CPU, pace extraction.
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Extracted, ExtractError>>(2);
-        let ahead = self.opts.stages.extract.then(|| {
-            let x = Arc::new(Extractor {
-                gladly: self.gladly.clone(),
-                st: self.st.clone(),
-                tz: self.tz,
-                now: self.opts.now,
-                pending: self.pending.clone(),
-            });
-            AbortOnDrop(tokio::spawn(x.run(days.clone(), 2, tx)))
+        // Fetching runs ahead on its own task (a day or two, spooled to disk, so memory stays
+        // flat) while this task lands and transforms: the rate limits, not the CPU, pace
+        // extraction. Landing and transforming on one thread, one after the other, reuse one
+        // set of allocator pages (Extractor::run).
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Fetched, ExtractError>>(2);
+        let extractor = Arc::new(Extractor {
+            gladly: self.gladly.clone(),
+            st: self.st.clone(),
+            tz: self.tz,
+            now: self.opts.now,
+            pending: self.pending.clone(),
         });
+        let ahead = self
+            .opts
+            .stages
+            .extract
+            .then(|| AbortOnDrop(tokio::spawn(extractor.clone().run(days.clone(), 2, tx))));
         // A run that extracts nothing finds every day landed: the next day's raw agent events
         // are read on a thread of their own while this day is transformed (their read was a
         // tenth of the agent transform, and its only part not already on two threads). An
@@ -552,8 +556,11 @@ impl Run<'_> {
                     x = rx.recv() => x,
                     _ = self.interrupt.wait() => return Err(RunError::Interrupted),
                 };
-                let x = x.ok_or_else(|| RunError::Failed("the extract task stopped".into()))??;
+                let f = x.ok_or_else(|| RunError::Failed("the extract task stopped".into()))??;
                 self.tally.time("extract_wait", t);
+                let t = Instant::now();
+                let x = tokio::task::block_in_place(|| extractor.land(f))?;
+                self.tally.time("land", t);
                 self.tally.aside(x.set_aside);
                 self.tally
                     .sources
