@@ -130,6 +130,33 @@ fn frame_err(what: String) -> impl FnOnce(polars::prelude::PolarsError) -> Extra
     move |e| ExtractError::Answer(format!("{what}: {e}"))
 }
 
+/// Days being fetched, aborted when the task ends or is aborted (the run stopped): a dropped
+/// task handle would let them go on spending the reports budget.
+#[derive(Default)]
+struct Fetching(std::collections::VecDeque<tokio::task::JoinHandle<Result<Fetched, ExtractError>>>);
+
+impl std::ops::Deref for Fetching {
+    type Target =
+        std::collections::VecDeque<tokio::task::JoinHandle<Result<Fetched, ExtractError>>>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Fetching {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for Fetching {
+    fn drop(&mut self) {
+        for h in &self.0 {
+            h.abort();
+        }
+    }
+}
+
 impl Extractor {
     /// Whether a day is read from the Events API: its start lies within the last 23 hours.
     pub fn served_by_events_api(&self, day: NaiveDate) -> bool {
@@ -188,8 +215,8 @@ impl Extractor {
         Ok(x)
     }
 
-    /// Fetches `days` in order, up to `ahead` at once so the reports' in-flight slots stay busy,
-    /// and sends each day as fetched (its answers spooled to disk); the receiver lands it
+    /// Fetches `days` in order, `ahead` at once so the reports' in-flight slots stay busy, and
+    /// sends each day as fetched (its answers spooled to disk); the receiver lands it
     /// (`land`) on the thread that then transforms it. Landing here, on the blocking pool, kept
     /// a second set of allocator pages for the decoded rows beside the transform's: a 30-day
     /// backfill peaked at the sum of the two stages' memory rather than at the larger.
@@ -199,9 +226,7 @@ impl Extractor {
         ahead: usize,
         tx: tokio::sync::mpsc::Sender<Result<Fetched, ExtractError>>,
     ) {
-        let mut pending: std::collections::VecDeque<
-            tokio::task::JoinHandle<Result<Fetched, ExtractError>>,
-        > = Default::default();
+        let mut pending = Fetching::default();
         let mut next = days.into_iter();
         loop {
             while pending.len() < ahead.max(1) {
@@ -209,18 +234,17 @@ impl Extractor {
                 let x = self.clone();
                 pending.push_back(tokio::spawn(async move { x.fetch(day).await }));
             }
-            let Some(h) = pending.pop_front() else { break };
+            // Awaited in place, so an abort while waiting aborts this fetch too.
+            let Some(h) = pending.front_mut() else { break };
             let r = match h.await {
                 Ok(r) => r,
                 Err(e) => Err(ExtractError::Answer(format!("fetching a day failed: {e}"))),
             };
+            pending.pop_front();
             let failed = r.is_err();
             if tx.send(r).await.is_err() || failed {
                 break;
             }
-        }
-        for h in pending {
-            h.abort();
         }
     }
 

@@ -393,7 +393,7 @@ impl ReadAhead {
         if self.asked.take() != Some(day) {
             return Ok(RawDay::default());
         }
-        match self.answers.recv() {
+        match tokio::task::block_in_place(|| self.answers.recv()) {
             Ok((d, raw)) if d == day => Ok(raw?),
             _ => Err(RunError::Failed(format!(
                 "reading the raw events of {day}: the reading thread stopped"
@@ -517,7 +517,7 @@ impl Run<'_> {
         let mut carry: Option<(NaiveDate, StartState)> = None;
         let mut conv_carry: Option<(NaiveDate, ConvStates)> = None;
         let days = self.window.clone();
-        // Fetching runs ahead on its own task (a day or two, spooled to disk, so memory stays
+        // Fetching runs ahead on its own task (a few days, spooled to disk, so memory stays
         // flat) while this task lands and transforms: the rate limits, not the CPU, pace
         // extraction. Landing and transforming on one thread, one after the other, reuse one
         // set of allocator pages (Extractor::run).
@@ -559,7 +559,12 @@ impl Run<'_> {
                 let f = x.ok_or_else(|| RunError::Failed("the extract task stopped".into()))??;
                 self.tally.time("extract_wait", t);
                 let t = Instant::now();
-                let x = tokio::task::block_in_place(|| extractor.land(f))?;
+                // A panic while decoding fails the run with its manifest, as an error does (it
+                // was a failed task when landing ran on the blocking pool).
+                let x = tokio::task::block_in_place(|| {
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| extractor.land(f)))
+                })
+                .map_err(|_| RunError::Failed(format!("landing {day} failed: a panic")))??;
                 self.tally.time("land", t);
                 self.tally.aside(x.set_aside);
                 self.tally
@@ -570,6 +575,10 @@ impl Run<'_> {
                 }
                 self.state.mark("extract", day);
                 self.state.save(&self.state_dir)?;
+                // A signal that came while the day landed stops the run before its transform.
+                if self.interrupt.requested() {
+                    return Err(RunError::Interrupted);
+                }
             }
             if self.opts.stages.transform {
                 log::progress(
