@@ -163,17 +163,24 @@ pub fn write_parquet<W: std::io::Write>(
         Compression::Snappy => ParquetCompression::Snappy,
         Compression::None => ParquetCompression::Uncompressed,
     };
-    // polars' writer hands its sink every page header and page on its own: unbuffered on a
-    // file, a 90-day transform made 395 k `write` calls (a third of its CPU time was the
-    // kernel's). One buffer per file turns them into a few large writes.
-    let mut sink = std::io::BufWriter::with_capacity(WRITE_BUFFER, file);
-    let n = ParquetWriter::new(&mut sink)
+    ParquetWriter::new(file)
         .with_compression(c)
         .with_key_value_metadata(Some(plain_arrow_schema(df)))
         // min, max and null counts per column chunk (what readers prune with); distinct counts
         // would hash every value for little use.
         .with_statistics(StatisticsOptions::default())
-        .finish(df)?;
+        .finish(df)
+}
+
+/// `write_parquet` into a file through a buffer: polars' writer hands its sink every page
+/// header and page on its own, and unbuffered a 90-day transform made 395 k `write` calls.
+pub fn write_parquet_file(
+    df: &mut DataFrame,
+    file: &mut std::fs::File,
+    compression: Compression,
+) -> PolarsResult<u64> {
+    let mut sink = std::io::BufWriter::with_capacity(WRITE_BUFFER, file);
+    let n = write_parquet(df, &mut sink, compression)?;
     // Flushed here so a failed write is this call's error, not lost in a drop.
     sink.flush()?;
     Ok(n)

@@ -117,7 +117,7 @@ impl Storage {
         let target = dir.join("part-0.parquet");
         let tmp = dir.join(format!(".part-0.parquet{TMP_MARK}{}", std::process::id()));
         let mut f = std::fs::File::create(&tmp).map_err(|e| err(&tmp, e))?;
-        frames::write_parquet(df, &mut f, self.compression).map_err(|e| err(&tmp, e))?;
+        frames::write_parquet_file(df, &mut f, self.compression).map_err(|e| err(&tmp, e))?;
         f.sync_all().map_err(|e| err(&tmp, e))?;
         drop(f);
         crate::fault_point("partition-temp-written");

@@ -88,7 +88,7 @@ impl Storage {
                 let rel = format!("{dataset}/date={day}/.part-0.parquet{TMP_MARK}{}", unique());
                 let path = base.join(&rel);
                 let mut f = std::fs::File::create(&path).map_err(|e| super::err(&path, e))?;
-                frames::write_parquet(df, &mut f, self.compression)
+                frames::write_parquet_file(df, &mut f, self.compression)
                     .map_err(|e| super::err(&path, e))?;
                 f.sync_all().map_err(|e| super::err(&path, e))?;
                 let bytes = f.metadata().map_err(|e| super::err(&path, e))?.len();
