@@ -21,9 +21,17 @@ pub struct Segment<'a> {
 /// The last event of each agent on each axis: the state carried into the next day.
 pub type StartState = HashMap<(String, Axis), AgentEvent>;
 
+/// An axis's place in the dataset's sort order, which is by its name.
+fn axis_rank(a: Axis) -> u8 {
+    match a {
+        Axis::Availability => 0,
+        Axis::Status => 1,
+    }
+}
+
 /// A day's event in the one sort of `day_segments_and_newest`: its key (agent rank, axis in
 /// name order, occurred, recorded; the event id breaks ties), its axis, the event.
-type Keyed<'e> = ((u32, bool, Ms, Ms), Axis, &'e AgentEvent);
+type Keyed<'e> = ((u32, u8, Ms, Ms), Axis, &'e AgentEvent);
 
 /// Builds one day's segments. `events` are the day's events (any order); `prior` holds the state
 /// at the start of the day; `complete` says whether the day is over (else open ends stay null).
@@ -64,8 +72,7 @@ pub fn day_segments_and_newest<'a, 'e: 'a, 'p: 'a>(
     for (r, name) in names.iter().enumerate() {
         rank.insert(name, r as u32);
     }
-    // The axis by its name's order ("availability" < "status"), as the dataset is sorted.
-    let axis_rank = |a: Axis| a.as_str() == Axis::Status.as_str();
+
     let mut evs: Vec<Keyed<'e>> = events
         .iter()
         .filter_map(|e| {
@@ -76,7 +83,7 @@ pub fn day_segments_and_newest<'a, 'e: 'a, 'p: 'a>(
         .collect();
     evs.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.2.event_id.cmp(&b.2.event_id)));
     // An agent with no event today still carries yesterday's state through the day.
-    let mut carried: Vec<((u32, bool), Axis, &'a AgentEvent)> = prior
+    let mut carried: Vec<((u32, u8), Axis, &'a AgentEvent)> = prior
         .iter()
         .map(|((agent, axis), e)| ((rank[agent.as_str()], axis_rank(*axis)), *axis, e))
         .collect();
@@ -326,6 +333,15 @@ mod tests {
                 ))
         });
         out
+    }
+
+    #[test]
+    fn axes_rank_as_their_names_sort() {
+        let mut by_name: Vec<Axis> = Axis::ALL.to_vec();
+        by_name.sort_by_key(|a| a.as_str());
+        let mut by_rank: Vec<Axis> = Axis::ALL.to_vec();
+        by_rank.sort_by_key(|a| axis_rank(*a));
+        assert_eq!(by_name, by_rank);
     }
 
     #[test]

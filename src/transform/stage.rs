@@ -11,7 +11,7 @@ use super::datasets::{self as ds, Emails, Unmatched};
 use super::segments::{advance_state, carry_newest, day_segments_and_newest, StartState};
 use super::workstreams::{self as wsd, ConvStates, InboxMap};
 use crate::config::Pipeline;
-use crate::model::{AgentEvent, ConversationEvent, InboxDim};
+use crate::model::{AgentEvent, InboxDim};
 use crate::raw;
 use crate::storage::{Staged, Storage, StorageError};
 use crate::time::{self, Ms};
@@ -51,14 +51,14 @@ impl DayOut {
     }
 }
 
-/// A day's raw event streams, read (decoded) before its transform: a run whose raw zone is
-/// already landed reads the next day's agent events on a thread of its own while this day is
-/// transformed (`RawDay::read`). `Default` reads nothing ahead: each stage reads its stream.
+/// A day's raw agent events, read (decoded) before its transform: a run whose raw zone is
+/// already landed reads the next day's on a thread of their own while this day is transformed
+/// (`RawDay::read`). `Default` reads nothing ahead: the stage reads them itself. (Conversation
+/// events are not read ahead: see `pipeline::ReadAhead`.)
 #[derive(Default)]
 pub struct RawDay {
     /// `None`: not read ahead; `Some(None)`: read, and the day has no partition.
     agents: Option<Option<Vec<AgentEvent>>>,
-    conversations: Option<Option<Vec<ConversationEvent>>>,
 }
 
 impl RawDay {
@@ -66,7 +66,6 @@ impl RawDay {
     pub fn read(st: &Storage, day: NaiveDate) -> Result<RawDay, TransformError> {
         Ok(RawDay {
             agents: Some(raw::read_agent_events(st, day)?),
-            conversations: None,
         })
     }
 }
@@ -177,17 +176,13 @@ impl Transformer<'_> {
         carry: &mut Option<(NaiveDate, StartState)>,
         conv_carry: &mut Option<(NaiveDate, ConvStates)>,
     ) -> Result<DayOut, TransformError> {
-        let RawDay {
-            agents,
-            conversations,
-        } = raw;
         let (agents, work) = std::thread::scope(|sc| {
             let work = sc.spawn(|| -> Result<DayOut, TransformError> {
-                let mut out = self.stage_conversations(day, conversations, inboxes, conv_carry)?;
+                let mut out = self.stage_conversations(day, inboxes, conv_carry)?;
                 out.merge(self.stage_work(day, inboxes)?);
                 Ok(out)
             });
-            let agents = self.stage_agents(day, agents, emails, carry);
+            let agents = self.stage_agents(day, raw.agents, emails, carry);
             (
                 agents,
                 work.join().unwrap_or_else(|_| {
@@ -212,22 +207,17 @@ impl Transformer<'_> {
         carry: &mut Option<(NaiveDate, StartState)>,
     ) -> Result<DayOut, TransformError> {
         let mut out = self.stage_agents(day, None, emails, carry)?;
-        out.merge(self.stage_conversations(day, None, inboxes, &mut None)?);
+        out.merge(self.stage_conversations(day, inboxes, &mut None)?);
         self.commit(day, out)
     }
 
     fn stage_conversations(
         &self,
         day: NaiveDate,
-        ahead: Option<Option<Vec<ConversationEvent>>>,
         inboxes: &[InboxDim],
         carry: &mut Option<(NaiveDate, ConvStates)>,
     ) -> Result<DayOut, TransformError> {
-        let evs = match ahead {
-            Some(read) => read,
-            None => raw::read_conversation_events(self.st, day)?,
-        };
-        let evs = evs.ok_or_else(|| {
+        let evs = raw::read_conversation_events(self.st, day)?.ok_or_else(|| {
             TransformError::Failed(format!(
                 "day {day} has no raw conversation events: run the extract stage for it first"
             ))
