@@ -508,10 +508,12 @@ fn backfill(dir: &Path, s: &Sizes, from: chrono::NaiveDate, to: chrono::NaiveDat
         let tail = reports - windows * per_minute;
         windows as f64 * 60.0 + tail as f64 / REAL_REPORTS_IN_FLIGHT * mean_ms / 1000.0
     };
-    let (transform, load, waited) = (
+    let (transform, load, waited, land) = (
         stage_s(&m, "transform"),
         stage_s(&m, "load"),
         stage_s(&m, "extract_wait"),
+        // Decoding and writing each fetched day, on the run's thread before its transform.
+        stage_s(&m, "land"),
     );
     // Extraction runs ahead of the transform, which waits for each day: everything has landed
     // by the time the last day's transform starts.
@@ -532,7 +534,7 @@ fn backfill(dir: &Path, s: &Sizes, from: chrono::NaiveDate, to: chrono::NaiveDat
         all.rss_mib
     );
     println!(
-        "   stages: extraction ≈ {extract:.1} s ({reports} report requests at {}/min, 429s {throttled}; floor at these limits {:.1} s); transform {transform:.1} s (beside extraction; waited {waited:.1} s for it); load {load:.1} s ({:.0} batches/s)",
+        "   stages: extraction ≈ {extract:.1} s ({reports} report requests at {}/min, 429s {throttled}; floor at these limits {:.1} s; of it landing {land:.1} s on the run's thread); transform {transform:.1} s (beside extraction; waited {waited:.1} s for it); load {load:.1} s ({:.0} batches/s)",
         REAL_REPORTS_PER_MINUTE * s.factor,
         floor(REAL_REPORTS_PER_MINUTE * s.factor),
         wfm_totals as f64 / load.max(1e-9),
