@@ -180,6 +180,10 @@ async fn a_failed_second_night_then_a_clean_rerun_equals_two_clean_nights() {
         let m = latest_manifest(&n.root());
         if what.starts_with("SIGTERM") {
             assert_eq!(m["outcome"], "interrupted", "{what}: {m}");
+            if what.ends_with("extract") {
+                // Stopped at the day being landed: nothing transformed after the signal.
+                assert!(m["stage_ms"]["transform"].is_null(), "{what}: {m}");
+            }
         } else {
             assert_eq!(m["outcome"], "failed", "{what}: {m}");
         }
