@@ -167,14 +167,8 @@ pub fn advance_state(state: &mut StartState, events: &[AgentEvent]) {
             *e = ev;
         }
     }
-    for ((agent, axis), ev) in newest {
-        match state.get(&(agent.to_string(), axis)) {
-            Some(cur) if cur.order_key() >= ev.order_key() => {}
-            _ => {
-                state.insert((agent.to_string(), axis), ev.clone());
-            }
-        }
-    }
+    let newest: Vec<&AgentEvent> = newest.into_values().collect();
+    carry_newest(state, &newest);
 }
 
 #[cfg(test)]
