@@ -85,7 +85,7 @@ pub fn events_frame(
     sorted.sort_by(|a, b| a.event_id.cmp(&b.event_id));
     let mut labeler = Labeler::new(rules);
     let ids: Vec<u32> = sorted.iter().map(|e| labeler.id(e)).collect();
-    let mut per_id = vec![0u64; ids.iter().map(|&i| i as usize + 1).max().unwrap_or(0)];
+    let mut per_id = vec![0u64; labeler.distinct()];
     for &i in &ids {
         per_id[i as usize] += 1;
     }

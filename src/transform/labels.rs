@@ -85,6 +85,11 @@ impl<'r, 'e> Labeler<'r, 'e> {
         id
     }
 
+    /// How many distinct labels were seen: ids run from 0 below it.
+    pub fn distinct(&self) -> usize {
+        self.table.len()
+    }
+
     pub fn label(&self, id: u32) -> &str {
         &self.table[id as usize].0
     }
