@@ -130,30 +130,14 @@ fn frame_err(what: String) -> impl FnOnce(polars::prelude::PolarsError) -> Extra
     move |e| ExtractError::Answer(format!("{what}: {e}"))
 }
 
-/// Days being fetched, aborted when the task ends or is aborted (the run stopped): a dropped
-/// task handle would let them go on spending the reports budget.
-#[derive(Default)]
-struct Fetching(std::collections::VecDeque<tokio::task::JoinHandle<Result<Fetched, ExtractError>>>);
+/// A spawned task aborted when its handle is dropped (a plain `JoinHandle` detaches it): the
+/// run's extract task when the run stops early, and each day's fetch when that task ends, so
+/// nothing goes on spending the reports budget.
+pub struct AbortOnDrop<T>(pub tokio::task::JoinHandle<T>);
 
-impl std::ops::Deref for Fetching {
-    type Target =
-        std::collections::VecDeque<tokio::task::JoinHandle<Result<Fetched, ExtractError>>>;
-    fn deref(&self) -> &Self::Target {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Fetching {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.0
-    }
-}
-
-impl Drop for Fetching {
+impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {
-        for h in &self.0 {
-            h.abort();
-        }
+        self.0.abort();
     }
 }
 
@@ -226,17 +210,18 @@ impl Extractor {
         ahead: usize,
         tx: tokio::sync::mpsc::Sender<Result<Fetched, ExtractError>>,
     ) {
-        let mut pending = Fetching::default();
+        let mut pending: std::collections::VecDeque<AbortOnDrop<Result<Fetched, ExtractError>>> =
+            Default::default();
         let mut next = days.into_iter();
         loop {
             while pending.len() < ahead.max(1) {
                 let Some(day) = next.next() else { break };
                 let x = self.clone();
-                pending.push_back(tokio::spawn(async move { x.fetch(day).await }));
+                pending.push_back(AbortOnDrop(tokio::spawn(async move { x.fetch(day).await })));
             }
             // Awaited in place, so an abort while waiting aborts this fetch too.
             let Some(h) = pending.front_mut() else { break };
-            let r = match h.await {
+            let r = match (&mut h.0).await {
                 Ok(r) => r,
                 Err(e) => Err(ExtractError::Answer(format!("fetching a day failed: {e}"))),
             };

@@ -10,7 +10,7 @@ use chrono_tz::Tz;
 use serde_json::json;
 
 use crate::config::Pipeline;
-use crate::extract::{ExtractError, Extractor, Fetched};
+use crate::extract::{AbortOnDrop, ExtractError, Extractor, Fetched};
 use crate::gladly::{GladlyClient, GladlyError};
 use crate::http::Stats;
 use crate::interrupt::Interrupt;
@@ -399,15 +399,6 @@ impl ReadAhead {
                 "reading the raw events of {day}: the reading thread stopped"
             ))),
         }
-    }
-}
-
-/// Aborts the extract task if the run stops early (an error, a signal).
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 
