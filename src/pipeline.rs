@@ -128,6 +128,7 @@ fn day_plans(
     day: NaiveDate,
     whole: bool,
     intervals: bool,
+    integration: &str,
 ) -> Result<DayPlans, RunError> {
     let window = (time::day_start(tz, day), time::day_end(tz, day));
     let mut plans = Vec::new();
@@ -143,6 +144,7 @@ fn day_plans(
                 Some(window),
                 push::segment_rows(day, &segs),
                 batch,
+                integration,
             ),
         ));
         let convs = read_curated(st, wsd::CONVERSATIONS, day, wsd::conversations_from)?;
@@ -155,6 +157,7 @@ fn day_plans(
                 Some(window),
                 push::conversation_rows(day, window.0, &convs),
                 batch,
+                integration,
             ),
         ));
     }
@@ -171,6 +174,7 @@ fn day_plans(
                 Some(window),
                 recs,
                 batch,
+                integration,
             ),
         ));
     }
@@ -796,6 +800,7 @@ impl Run<'_> {
             None,
             &user_records,
             batch,
+            client.integration_id(),
         );
         let mut rejected = 0;
         match push::push_plan(
@@ -836,7 +841,10 @@ impl Run<'_> {
             let st = st.clone();
             let whole = days.contains(&day);
             let intervals = whole || pending_load.contains(&day);
-            tokio::task::spawn_blocking(move || day_plans(&st, tz, batch, day, whole, intervals))
+            let integration = client.integration_id().to_string();
+            tokio::task::spawn_blocking(move || {
+                day_plans(&st, tz, batch, day, whole, intervals, &integration)
+            })
         };
         let mut next = all.first().map(|&d| build(d));
         for (i, &day) in all.iter().enumerate() {

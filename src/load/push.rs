@@ -326,17 +326,24 @@ pub fn digest(parts: &[&[u8]]) -> String {
         .collect()
 }
 
-/// One kind of record for one window (a day), ready to send: each record serialised once, as
-/// the JSON text that goes into the request body.
+/// One kind of record for one window (a day), ready to send: each batch's request body
+/// serialised once, records written straight into it. The bodies are all the plan keeps (no
+/// text per record beside them, no second copy to send): a 90-day push held three copies of a
+/// day's records at once (per-record texts and the bodies of the day being sent, the texts of
+/// the day built ahead), the largest part of the backfill's peak memory.
 pub struct PushPlan {
     pub key: String,
     pub path: &'static str,
     pub put: bool,
     pub window: Option<(Ms, Ms)>,
-    pub batches: Vec<Vec<String>>,
+    bodies: Vec<bytes::Bytes>,
+    /// Records in each batch.
+    counts: Vec<usize>,
 }
 
 impl PushPlan {
+    /// `integration` is the receiver's integration id, which every body names.
+    #[allow(clippy::too_many_arguments)]
     pub fn new<R: serde::Serialize>(
         key: String,
         path: &'static str,
@@ -344,47 +351,65 @@ impl PushPlan {
         window: Option<(Ms, Ms)>,
         records: impl IntoIterator<Item = R>,
         batch_size: usize,
+        integration: &str,
     ) -> PushPlan {
         let batch_size = batch_size.max(1);
-        let mut batches: Vec<Vec<String>> = Vec::new();
+        let mut bodies = Vec::new();
+        let mut counts = Vec::new();
+        let close = |body: &mut Vec<u8>, first: bool| {
+            envelope_tail(body, integration, if first { window } else { None })
+        };
+        let mut body: Vec<u8> = Vec::new();
+        let mut n = 0;
         for r in records {
-            if batches.last().is_none_or(|b| b.len() == batch_size) {
-                batches.push(Vec::with_capacity(batch_size));
+            if n == batch_size {
+                close(&mut body, bodies.is_empty());
+                bodies.push(bytes::Bytes::from(std::mem::take(&mut body)));
+                counts.push(n);
+                n = 0;
             }
-            let json = serde_json::to_string(&r).expect("a record serialises");
-            batches.last_mut().expect("pushed above").push(json);
+            if n == 0 {
+                // Sized by the batch before (the last one of a plan is often smaller).
+                body.reserve(
+                    bodies
+                        .last()
+                        .map_or(4096, |b: &bytes::Bytes| b.len() * 9 / 8),
+                );
+                body.extend_from_slice(b"{\"data\":[");
+            } else {
+                body.push(b',');
+            }
+            serde_json::to_writer(&mut body, &r).expect("a record serialises");
+            n += 1;
         }
-        if batches.is_empty() && window.is_some() {
-            // An empty day still replaces what an earlier run stored for it.
-            batches.push(Vec::new());
+        // An empty day still replaces what an earlier run stored for it (one empty batch).
+        if n > 0 || (bodies.is_empty() && window.is_some()) {
+            if n == 0 {
+                body.extend_from_slice(b"{\"data\":[");
+            }
+            close(&mut body, bodies.is_empty());
+            bodies.push(bytes::Bytes::from(body));
+            counts.push(n);
         }
         PushPlan {
             key,
             path,
             put,
             window,
-            batches,
+            bodies,
+            counts,
         }
     }
 
-    /// Batch `i`'s request body; the replace window goes with the first batch only.
-    fn body(&self, integration: &str, i: usize) -> String {
-        let window = if i == 0 { self.window } else { None };
-        envelope(integration, &self.batches[i], window)
+    pub fn batches(&self) -> usize {
+        self.bodies.len()
     }
 
-    /// Every batch's request body, serialised once: the plan's digest, each batch's
-    /// idempotency key and the request itself all use these bytes.
-    fn bodies(&self, integration: &str) -> Vec<bytes::Bytes> {
-        (0..self.batches.len())
-            .map(|i| self.body(integration, i).into())
-            .collect()
-    }
-
-    /// Record `index` of batch `batch`, read back to name it (only for a rejected record).
+    /// Record `index` of batch `batch`, read back from its body to name it (only for a
+    /// rejected record).
     fn record(&self, batch: usize, index: usize) -> Option<Value> {
-        let text = self.batches.get(batch)?.get(index)?;
-        serde_json::from_str(text).ok()
+        let body: Value = serde_json::from_slice(self.bodies.get(batch)?).ok()?;
+        body["data"].get(index).cloned()
     }
 }
 
@@ -392,25 +417,35 @@ impl PushPlan {
 /// bytes `serde_json` writes for the envelope as a sorted map (what earlier versions sent and
 /// digested).
 fn envelope(integration: &str, records: &[String], window: Option<(Ms, Ms)>) -> String {
-    let mut s = String::with_capacity(records.iter().map(|r| r.len() + 1).sum::<usize>() + 160);
-    s.push_str("{\"data\":[");
+    let mut s: Vec<u8> =
+        Vec::with_capacity(records.iter().map(|r| r.len() + 1).sum::<usize>() + 160);
+    s.extend_from_slice(b"{\"data\":[");
     for (n, r) in records.iter().enumerate() {
         if n > 0 {
-            s.push(',');
+            s.push(b',');
         }
-        s.push_str(r);
+        s.extend_from_slice(r.as_bytes());
     }
-    s.push_str("],\"integrationId\":");
-    s.push_str(&Value::from(integration).to_string());
+    envelope_tail(&mut s, integration, window);
+    String::from_utf8(s).expect("JSON text is UTF-8")
+}
+
+/// Closes a body whose records are written: the data array, then the envelope's other keys in
+/// sorted order.
+fn envelope_tail(s: &mut Vec<u8>, integration: &str, window: Option<(Ms, Ms)>) {
+    use std::io::Write;
+    s.extend_from_slice(b"],\"integrationId\":");
+    serde_json::to_writer(&mut *s, integration).expect("a string serialises");
     if let Some((start, end)) = window {
-        s.push_str(&format!(
+        write!(
+            s,
             ",\"replaceWindow\":{{\"end\":\"{}\",\"start\":\"{}\"}}",
             time::UtcMs(end),
             time::UtcMs(start)
-        ));
+        )
+        .expect("writing to memory");
     }
-    s.push_str(",\"source\":\"gladly\"}");
-    s
+    s.extend_from_slice(b",\"source\":\"gladly\"}");
 }
 
 /// Batches of a plan in flight at once after its first: two keep this process and the
@@ -442,9 +477,9 @@ pub async fn push_plan(
     kind: &str,
     interrupt: &crate::interrupt::Interrupt,
 ) -> Result<u64, PushError> {
-    let integration = client.integration_id().to_string();
-    let bodies = plan.bodies(&integration);
-    let pd = plan_digest(&client.receiver(), &bodies);
+    let integration = client.integration_id();
+    let bodies = &plan.bodies;
+    let pd = plan_digest(&client.receiver(), bodies);
     let durable = state
         .push
         .get(&plan.key)
@@ -490,11 +525,11 @@ pub async fn push_plan(
     let mut i = start;
     while let Some(answer) = answers.next().await {
         let answer = answer?;
-        let sent = plan.batches[i].len();
+        let sent = plan.counts[i];
         confirm(
             &answer,
             sent,
-            &format!("{} batch {} of {}", plan.key, i + 1, plan.batches.len()),
+            &format!("{} batch {} of {}", plan.key, i + 1, plan.batches()),
         )?;
         t.add(&answer, plan, i);
         if answer.rejected > 0 {
@@ -509,7 +544,7 @@ pub async fn push_plan(
         if rejected == 0 {
             let cp = PushCheckpoint {
                 plan_digest: pd.clone(),
-                batches_total: plan.batches.len(),
+                batches_total: plan.batches(),
                 batches_acknowledged: i + 1,
             };
             PlanProgress::write(state_dir, &plan.key, &cp)?;
@@ -620,7 +655,8 @@ mod tests {
             after_contact_time_seconds: 1310.5,
         }];
         let day_start = 1_714_536_000_000;
-        let window = Some((day_start, 1_714_622_400_000));
+        let day_end = 1_714_622_400_000;
+        let window = Some((day_start, day_end));
         let cases: Vec<(Vec<Value>, PushPlan)> = vec![
             (
                 segment_records(day, &segs),
@@ -631,6 +667,7 @@ mod tests {
                     window,
                     segment_rows(day, &segs),
                     2,
+                    "gladly-\"prod\"",
                 ),
             ),
             (
@@ -642,6 +679,7 @@ mod tests {
                     window,
                     conversation_rows(day, day_start, &convs),
                     2,
+                    "gladly-\"prod\"",
                 ),
             ),
             (
@@ -653,11 +691,17 @@ mod tests {
                     None,
                     interval_rows(&ivs).0,
                     2,
+                    "gladly-\"prod\"",
                 ),
             ),
         ];
         for (values, plan) in cases {
+            assert_eq!(plan.batches(), values.len().div_ceil(2), "{}", plan.key);
             for (i, chunk) in values.chunks(2).enumerate() {
+                assert_eq!(plan.counts[i], chunk.len());
+                for (j, v) in chunk.iter().enumerate() {
+                    assert_eq!(plan.record(i, j).as_ref(), Some(v), "{} {i} {j}", plan.key);
+                }
                 let mut env =
                     json!({"integrationId": "gladly-\"prod\"", "source": "gladly", "data": chunk});
                 if let (0, Some((s, e))) = (i, plan.window) {
@@ -665,13 +709,30 @@ mod tests {
                         json!({"start": time::fmt_ts(s), "end": time::fmt_ts(e)});
                 }
                 assert_eq!(
-                    plan.body("gladly-\"prod\"", i),
+                    std::str::from_utf8(&plan.bodies[i]).unwrap(),
                     env.to_string(),
                     "{} batch {i}",
                     plan.key
                 );
             }
         }
+        // An empty day still sends one empty batch with its window, to replace what an
+        // earlier run stored; with no window there is nothing to send.
+        let none: [SegmentRecord; 0] = [];
+        let empty = PushPlan::new("e".into(), TASKS_PATH, false, window, none, 2, "x");
+        assert_eq!(
+            std::str::from_utf8(&empty.bodies[0]).unwrap(),
+            json!({"integrationId": "x", "source": "gladly", "data": [],
+                   "replaceWindow": {"start": time::fmt_ts(day_start),
+                                     "end": time::fmt_ts(day_end)}})
+            .to_string()
+        );
+        assert_eq!((empty.batches(), empty.counts[0]), (1, 0));
+        let none: [SegmentRecord; 0] = [];
+        assert_eq!(
+            PushPlan::new("e".into(), TASKS_PATH, false, None, none, 2, "x").batches(),
+            0
+        );
         let first = &segment_records(day, &segs)[0];
         assert_eq!(first["startTime"], "2024-05-01T14:00:03.120Z");
         assert_eq!(first["endTime"], "2024-05-01T14:31:40.000Z");
