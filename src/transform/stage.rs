@@ -236,7 +236,7 @@ impl Transformer<'_> {
             }
         };
         let oldest = day - Duration::days(self.p.lookback_days as i64);
-        state.retain(|_, s| s.last_day >= oldest);
+        state.forget_before(oldest);
         let mut map = InboxMap::new(inboxes, &self.p.workstreams);
         let rows = wsd::conversations_day(day, &evs, &mut state, &mut map);
         // The day's events are done with: freed before the frame is built and encoded.

@@ -93,10 +93,58 @@ impl ConvState {
     }
 }
 
-/// By conversation id (Gladly's are 22 characters: stored inline, no allocation each). A B-tree,
-/// not a hash table: the day's conversations are visited in id order, and it grows node by
-/// node instead of doubling (a doubling table held both copies at the peak).
-pub type ConvStates = BTreeMap<compact_str::CompactString, ConvState>;
+/// What is carried, by conversation id in id order (Gladly's ids are 22 characters: stored
+/// inline, no allocation each). One sorted vector, updated in place: a run carries
+/// `lookback_days` of conversations (about 130,000 for a week of a 2,000-agent centre) from day
+/// to day. A B-tree (before) grew a few hundred 500-byte nodes a day on that day's transform
+/// thread, among the day's short-lived rows of the same size, and its nodes kept those pages of
+/// every day in use; a hash table held two copies while it doubled. The vector is one block,
+/// 48 bytes a conversation, and a day's new conversations are merged in from its end.
+#[derive(Clone, Debug, Default)]
+pub struct ConvStates(Vec<(compact_str::CompactString, ConvState)>);
+
+impl ConvStates {
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn get(&self, conversation_id: &str) -> Option<&ConvState> {
+        self.0
+            .binary_search_by(|(k, _)| k.as_str().cmp(conversation_id))
+            .ok()
+            .map(|i| &self.0[i].1)
+    }
+
+    /// Forgets the conversations last seen before `oldest`.
+    pub fn forget_before(&mut self, oldest: NaiveDate) {
+        self.0.retain(|(_, s)| s.last_day >= oldest);
+    }
+
+    /// Merges `fresh` (sorted, no id already here) into place, from the back: no second copy.
+    fn merge_in(&mut self, mut fresh: Vec<(compact_str::CompactString, ConvState)>) {
+        let Some(filler) = fresh.first().map(|f| f.1) else {
+            return;
+        };
+        let v = &mut self.0;
+        let mut old = v.len();
+        v.resize_with(old + fresh.len(), || (Default::default(), filler));
+        // Invariant: v[..old] are the old entries not yet moved, `fresh` the new ones not yet
+        // placed, and every slot from old + fresh.len() on holds its final entry.
+        while let Some(newest) = fresh.last() {
+            let w = old + fresh.len() - 1;
+            if old > 0 && v[old - 1].0 > newest.0 {
+                v.swap(old - 1, w);
+                old -= 1;
+            } else {
+                v[w] = fresh.pop().expect("looked at above");
+            }
+        }
+    }
+}
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct ConversationRow {
@@ -111,15 +159,18 @@ pub struct ConversationRow {
     pub reopened_count: i64,
 }
 
-fn by_conversation(evs: &[ConversationEvent]) -> BTreeMap<&str, Vec<&ConversationEvent>> {
-    let mut m: BTreeMap<&str, Vec<&ConversationEvent>> = BTreeMap::new();
-    for e in evs {
-        m.entry(e.conversation_id.as_str()).or_default().push(e);
-    }
-    for v in m.values_mut() {
-        v.sort_by(|a, b| (a.recorded_at, &a.event_id).cmp(&(b.recorded_at, &b.event_id)));
-    }
-    m
+/// The day's events by conversation in id order, each conversation's by time (one sort of
+/// references, not a map of vectors).
+fn by_conversation(evs: &[ConversationEvent]) -> Vec<&ConversationEvent> {
+    let mut v: Vec<&ConversationEvent> = evs.iter().collect();
+    v.sort_unstable_by(|a, b| {
+        (&a.conversation_id, a.recorded_at, &a.event_id).cmp(&(
+            &b.conversation_id,
+            b.recorded_at,
+            &b.event_id,
+        ))
+    });
+    v
 }
 
 /// One row per conversation with at least one event that day, sorted by `conversation_id`;
@@ -131,13 +182,23 @@ pub fn conversations_day(
     inboxes: &mut InboxMap,
 ) -> Vec<ConversationRow> {
     let mut rows = Vec::new();
-    for (cid, evs) in by_conversation(evs) {
-        let st = match state.get_mut(cid) {
-            Some(st) => st,
-            None => state.entry(cid.into()).or_insert(ConvState::new(day)),
+    let sorted = by_conversation(evs);
+    // The day's conversations come in id order, as the state's: each is looked for after the
+    // one before. New ones are gathered apart and merged in at the end.
+    let mut fresh: Vec<(compact_str::CompactString, ConvState)> = Vec::new();
+    let mut at = 0;
+    for evs in sorted.chunk_by(|a, b| a.conversation_id == b.conversation_id) {
+        let cid = evs[0].conversation_id.as_str();
+        at += state.0[at..].partition_point(|(k, _)| k.as_str() < cid);
+        let st = match state.0.get_mut(at) {
+            Some((k, st)) if k.as_str() == cid => st,
+            _ => {
+                fresh.push((cid.into(), ConvState::new(day)));
+                &mut fresh.last_mut().expect("pushed").1
+            }
         };
         let mut reopened = 0;
-        for e in &evs {
+        for e in evs {
             match e.kind {
                 ConversationEventKind::Created => {
                     st.created_at = e.recorded_at;
@@ -170,6 +231,7 @@ pub fn conversations_day(
             reopened_count: reopened,
         });
     }
+    state.merge_in(fresh);
     rows
 }
 
@@ -382,6 +444,93 @@ mod tests {
             work_session_unknown_time_seconds: None,
             accepted_inbox_id: None,
         }
+    }
+
+    /// The carried states, merged in place day after day, against a plain map replaying the
+    /// same events: ids drawn from a small pool, so conversations recur, are forgotten and come
+    /// back.
+    #[test]
+    fn carried_states_are_those_of_a_plain_map() {
+        use crate::model::Source;
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let kinds = [
+            ConversationEventKind::Created,
+            ConversationEventKind::Closed,
+            ConversationEventKind::Reopened,
+            ConversationEventKind::AssigneeUpdated,
+        ];
+        let mut states = ConvStates::default();
+        let mut plain: BTreeMap<String, ConvState> = BTreeMap::new();
+        let first: NaiveDate = "2026-03-01".parse().unwrap();
+        for k in 0..40 {
+            let day = first + chrono::Duration::days(k);
+            let evs: Vec<ConversationEvent> = (0..next(60))
+                .map(|i| {
+                    let cid = format!("c{:03}", next(150));
+                    let kind = kinds[next(4) as usize];
+                    let at = 1_000 * k as Ms + next(500) as Ms;
+                    ConversationEvent {
+                        event_id: format!("{cid}|{i}"),
+                        kind,
+                        conversation_id: cid,
+                        customer_id: None,
+                        recorded_at: at,
+                        inbox_id: None,
+                        agent_id: None,
+                        new_inbox_id: None,
+                        new_agent_id: None,
+                        source: Source::Report,
+                    }
+                })
+                .collect();
+            let oldest = day - chrono::Duration::days(3);
+            states.forget_before(oldest);
+            plain.retain(|_, s| s.last_day >= oldest);
+            let rows = conversations_day(day, &evs, &mut states, &mut InboxMap::new(&[], &[]));
+            let mut sorted: Vec<&ConversationEvent> = evs.iter().collect();
+            sorted.sort_by_key(|e| (e.conversation_id.clone(), e.recorded_at, e.event_id.clone()));
+            for e in sorted {
+                let st = plain
+                    .entry(e.conversation_id.clone())
+                    .or_insert(ConvState::new(day));
+                match e.kind {
+                    ConversationEventKind::Created => {
+                        (st.created_at, st.closed) = (e.recorded_at, false)
+                    }
+                    ConversationEventKind::Closed => {
+                        (st.closed, st.closed_at) = (true, e.recorded_at)
+                    }
+                    ConversationEventKind::Reopened => st.closed = false,
+                    ConversationEventKind::AssigneeUpdated => {}
+                }
+                st.last_day = day;
+            }
+            let got: Vec<(String, ConvState)> =
+                states.0.iter().map(|(k, s)| (k.to_string(), *s)).collect();
+            let want: Vec<(String, ConvState)> = plain.clone().into_iter().collect();
+            assert_eq!(got, want, "day {day}");
+            let ids: BTreeSet<&str> = evs.iter().map(|e| e.conversation_id.as_str()).collect();
+            assert_eq!(
+                rows.iter()
+                    .map(|r| r.conversation_id.as_str())
+                    .collect::<Vec<_>>(),
+                ids.into_iter().collect::<Vec<_>>()
+            );
+            for r in &rows {
+                let st = states.get(&r.conversation_id).expect("carried");
+                assert_eq!(
+                    (r.created_at, r.closed_at),
+                    (st.created_at(), st.closed_at())
+                );
+            }
+        }
+        assert!(states.len() > 50, "the pool recurs: {}", states.len());
     }
 
     #[test]
