@@ -364,7 +364,7 @@ impl PushPlan {
         for r in records {
             if n == batch_size {
                 close(&mut body, bodies.is_empty());
-                bodies.push(bytes::Bytes::from(std::mem::take(&mut body)));
+                bodies.push(sealed(std::mem::take(&mut body)));
                 counts.push(n);
                 n = 0;
             }
@@ -388,7 +388,7 @@ impl PushPlan {
                 body.extend_from_slice(b"{\"data\":[");
             }
             close(&mut body, bodies.is_empty());
-            bodies.push(bytes::Bytes::from(body));
+            bodies.push(sealed(body));
             counts.push(n);
         }
         PushPlan {
@@ -411,6 +411,16 @@ impl PushPlan {
         let body: Value = serde_json::from_slice(self.bodies.get(batch)?).ok()?;
         body["data"].get(index).cloned()
     }
+}
+
+/// A finished body as the bytes to send. `Bytes` keeps a vector's spare capacity, so one that
+/// outgrew its estimate (and doubled) is trimmed first; one within a quarter of its length is
+/// kept as it is (no copy).
+fn sealed(mut body: Vec<u8>) -> bytes::Bytes {
+    if body.capacity() - body.len() > body.len() / 4 {
+        body.shrink_to_fit();
+    }
+    bytes::Bytes::from(body)
 }
 
 /// A request body (wfm-api.md §3) around records already serialised. Written by hand, in the
