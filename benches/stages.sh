@@ -24,6 +24,8 @@ pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT
 start() { # OUTFILE ARGS...: a simulator in the background; sets `url` and `pid`
     local out=$1; shift
+    # Removed first: a reused DIR's file from the last run would name the old address.
+    rm -f "$out"
     "$BIN" simulate "$@" >"$out" 2>/dev/null &
     pid=$!
     pids+=("$pid")
