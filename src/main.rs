@@ -222,6 +222,10 @@ enum SimCmd {
         /// How long a `slow` fault holds an answer, in milliseconds.
         #[arg(long, default_value_t = 5000)]
         slow_ms: u64,
+        /// Request bodies its log (`/_sim/requests`) keeps, in MiB, newest first; older
+        /// requests stay listed with `body_dropped`.
+        #[arg(long, default_value_t = 256)]
+        log_body_mib: usize,
     },
 }
 
@@ -453,6 +457,7 @@ async fn main() -> ExitCode {
                     token_ttl,
                     requests_per_30s,
                     slow_ms,
+                    log_body_mib,
                 } => {
                     simulate::run_wfm(simulate::WfmArgs {
                         addr,
@@ -463,6 +468,7 @@ async fn main() -> ExitCode {
                         token_ttl,
                         requests_per_30s,
                         slow_ms,
+                        log_body_mib,
                     })
                     .await
                 }

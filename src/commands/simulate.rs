@@ -85,6 +85,7 @@ pub struct WfmArgs {
     pub token_ttl: u64,
     pub requests_per_30s: usize,
     pub slow_ms: u64,
+    pub log_body_mib: usize,
 }
 
 pub async fn run_wfm(a: WfmArgs) -> Result<(), String> {
@@ -96,6 +97,7 @@ pub async fn run_wfm(a: WfmArgs) -> Result<(), String> {
         faults: FaultRates::parse(&a.faults).map_err(|e| format!("--faults: {e}"))?,
         dump: a.dump,
         slow_ms: a.slow_ms,
+        log_body_bytes: a.log_body_mib << 20,
         ..WfmSimConfig::default()
     };
     let sim = WfmSim::new(cfg);

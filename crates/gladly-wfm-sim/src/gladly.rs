@@ -96,6 +96,10 @@ pub struct LoggedRequest {
     pub path: String,
     pub query: String,
     pub body: String,
+    /// The body was dropped from the log to bound its memory (the WFM simulator's
+    /// `log_body_bytes`); the request itself was served.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub body_dropped: bool,
     pub status: u16,
     /// How long the server took to answer, in milliseconds.
     #[serde(default)]
@@ -223,6 +227,7 @@ impl GladlySim {
             path: path.into(),
             query: query.into(),
             body: body.into(),
+            body_dropped: false,
             status,
             ms,
         });

@@ -38,7 +38,14 @@ pub struct WfmSimConfig {
     pub slow_ms: u64,
     /// Keep the store in this file across restarts.
     pub dump: Option<PathBuf>,
+    /// Request bodies the log keeps, in bytes, newest first: every request stays logged, but
+    /// older bodies are dropped past this (a quarter's push is 1.4 GB of bodies, which the
+    /// simulator held to the end). Tests read the bodies of small pushes, far below it.
+    pub log_body_bytes: usize,
 }
+
+/// 256 MiB of request bodies: a few days of a 2,000-agent centre's push.
+pub const DEFAULT_LOG_BODY_BYTES: usize = 256 << 20;
 
 impl Default for WfmSimConfig {
     fn default() -> Self {
@@ -52,6 +59,7 @@ impl Default for WfmSimConfig {
             seed: 1,
             slow_ms: 5_000,
             dump: None,
+            log_body_bytes: DEFAULT_LOG_BODY_BYTES,
         }
     }
 }
@@ -79,17 +87,42 @@ pub struct WfmSim {
     windows: Mutex<HashMap<String, Arc<SlidingWindow>>>,
     idempotency: Mutex<HashMap<String, (u16, String)>>,
     faults: FaultInjector,
-    log: Mutex<Vec<Logged>>,
+    log: Mutex<RequestLog>,
 }
 
-/// A request as logged: its body kept as received (a quarter's push is a gigabyte of bodies;
-/// copying each into a `String` as it came was a tenth of the simulator's time).
+/// A request as logged: its body kept as received (copying each into a `String` as it came
+/// was a tenth of the simulator's time), until newer bodies push it out (`RequestLog`).
 struct Logged {
     method: Method,
     path: String,
     query: String,
     body: Bytes,
+    body_dropped: bool,
     status: u16,
+}
+
+/// Every request, and the newest bodies up to a byte budget: bodies are dropped oldest first,
+/// so the log's memory stays bounded however long the simulator serves.
+#[derive(Default)]
+struct RequestLog {
+    entries: Vec<Logged>,
+    body_bytes: usize,
+    /// Entries before this one have had their bodies dropped.
+    oldest_body: usize,
+}
+
+impl RequestLog {
+    fn push(&mut self, entry: Logged, budget: usize) {
+        self.body_bytes += entry.body.len();
+        self.entries.push(entry);
+        while self.body_bytes > budget && self.oldest_body < self.entries.len() {
+            let e = &mut self.entries[self.oldest_body];
+            let body = std::mem::take(&mut e.body);
+            e.body_dropped = !body.is_empty();
+            self.body_bytes -= body.len();
+            self.oldest_body += 1;
+        }
+    }
 }
 
 #[derive(Default, Serialize)]
@@ -121,7 +154,7 @@ impl WfmSim {
             token_counter: AtomicU64::new(0),
             windows: Mutex::new(HashMap::default()),
             idempotency: Mutex::new(HashMap::default()),
-            log: Mutex::new(Vec::new()),
+            log: Mutex::new(RequestLog::default()),
         })
     }
 
@@ -141,12 +174,14 @@ impl WfmSim {
         self.log
             .lock()
             .unwrap()
+            .entries
             .iter()
             .map(|r| LoggedRequest {
                 method: r.method.to_string(),
                 path: r.path.clone(),
                 query: r.query.clone(),
                 body: String::from_utf8_lossy(&r.body).to_string(),
+                body_dropped: r.body_dropped,
                 status: r.status,
                 ms: 0,
             })
@@ -191,15 +226,19 @@ async fn handle(State(sim): State<Arc<WfmSim>>, req: Request) -> Response {
         .await
         .unwrap_or_default();
     let resp = answer(&sim, &method, &path, &query, &headers, &body).await;
-    sim.log.lock().unwrap().push(Logged {
-        method,
-        path,
-        query,
-        // A copy of its own size: the body as read may be a slice of a larger receive buffer,
-        // which the log would otherwise keep whole.
-        body: Bytes::copy_from_slice(&body),
-        status: resp.status().as_u16(),
-    });
+    sim.log.lock().unwrap().push(
+        Logged {
+            method,
+            path,
+            query,
+            // A copy of its own size: the body as read may be a slice of a larger receive
+            // buffer, which the log would otherwise keep whole.
+            body: Bytes::copy_from_slice(&body),
+            body_dropped: false,
+            status: resp.status().as_u16(),
+        },
+        sim.cfg.log_body_bytes,
+    );
     resp
 }
 
@@ -550,4 +589,44 @@ fn read_tasks(sim: &WfmSim, query: &str) -> Response {
     }
     let tasks = sim.store.lock().unwrap().tasks_starting(from, to);
     axum::Json(json!({"data": tasks})).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(n: usize) -> Logged {
+        Logged {
+            method: Method::POST,
+            path: format!("/r{n}"),
+            query: String::new(),
+            body: Bytes::from(vec![b'x'; 10 * n]),
+            body_dropped: false,
+            status: 200,
+        }
+    }
+
+    /// Every request stays listed; bodies are dropped oldest first once the newest ones pass
+    /// the budget, and an empty body is not reported as dropped.
+    #[test]
+    fn the_log_keeps_every_request_and_the_newest_bodies_within_its_budget() {
+        let mut log = RequestLog::default();
+        for n in 0..=10 {
+            log.push(entry(n), 150);
+        }
+        assert_eq!(log.entries.len(), 11);
+        let kept: Vec<usize> = log.entries.iter().map(|e| e.body.len()).collect();
+        // 100 + 90 > 150: only the newest body (100 bytes) and nothing older fits with it.
+        assert_eq!(kept, [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 100]);
+        assert_eq!(log.body_bytes, 100);
+        assert!(!log.entries[0].body_dropped, "request 0 had no body");
+        assert!(log.entries[1..10].iter().all(|e| e.body_dropped));
+        assert_eq!(log.entries[5].path, "/r5");
+        let mut roomy = RequestLog::default();
+        for n in 0..=10 {
+            roomy.push(entry(n), 1_000);
+        }
+        assert!(roomy.entries.iter().all(|e| !e.body_dropped));
+        assert_eq!(roomy.body_bytes, 550);
+    }
 }
