@@ -126,14 +126,17 @@ impl Transformer<'_> {
         let (start, end) = (time::day_start(tz, day), time::day_end(tz, day));
         let complete = end <= self.now;
         let mut out = DayOut::default();
-        let (segs, newest) = day_segments_and_newest(start, end, complete, &evs, &prior);
         // The frames are built once the conversations' events are freed (or their half has
-        // failed): see `transform_all`.
-        if let Some(freed) = conversations_freed {
-            let _ = freed.recv();
-        }
-        let (events, segments) = std::thread::scope(|sc| {
+        // failed): see `transform_all`. The events thread waits for that and passes it on by
+        // dropping `go`, while this thread computes the segments (with no conversation half to
+        // wait for, the events frame is built meanwhile).
+        let (go, ready) = std::sync::mpsc::sync_channel::<()>(0);
+        let (events, segments, newest) = std::thread::scope(|sc| {
             let events = sc.spawn(|| -> Result<(Unmatched, Staged), TransformError> {
+                if let Some(freed) = conversations_freed {
+                    let _ = freed.recv();
+                }
+                drop(go);
                 let mut unmatched = Unmatched::new();
                 let mut df = ds::events_frame(&evs, emails, &self.p.tasks, &mut unmatched)
                     .map_err(frame_err(format!("agent_status_events {day}")))?;
@@ -142,6 +145,8 @@ impl Transformer<'_> {
                     .stage_partition(ds::AGENT_STATUS_EVENTS, day, &mut df)?;
                 Ok((unmatched, staged))
             });
+            let (segs, newest) = day_segments_and_newest(start, end, complete, &evs, &prior);
+            let _ = ready.recv();
             let segments = (|| -> Result<(usize, Staged), TransformError> {
                 let mut df = ds::segments_frame(&segs, emails, &self.p.tasks)
                     .map_err(frame_err(format!("agent_status_segments {day}")))?;
@@ -157,6 +162,7 @@ impl Transformer<'_> {
                     )))
                 }),
                 segments,
+                newest,
             )
         });
         let (unmatched, events) = events?;
