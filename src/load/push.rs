@@ -306,8 +306,9 @@ pub async fn upsert(
     records: &[Value],
     what: &str,
 ) -> Result<PushAnswer, PushError> {
-    let texts: Vec<String> = records.iter().map(Value::to_string).collect();
-    let body = bytes::Bytes::from(envelope(client.integration_id(), &texts, None));
+    let mut body = Vec::new();
+    write_envelope(&mut body, client.integration_id(), records, None);
+    let body = bytes::Bytes::from(body);
     let key = digest(&[client.session().as_bytes(), path.as_bytes(), body.as_ref()]);
     let answer = client.send(put, path, &body, &key).await?;
     confirm(&answer, records.len(), what)?;
@@ -343,7 +344,6 @@ pub struct PushPlan {
 
 impl PushPlan {
     /// `integration` is the receiver's integration id, which every body names.
-    #[allow(clippy::too_many_arguments)]
     pub fn new<R: serde::Serialize>(
         key: String,
         path: &'static str,
@@ -354,40 +354,16 @@ impl PushPlan {
         integration: &str,
     ) -> PushPlan {
         let batch_size = batch_size.max(1);
-        let mut bodies = Vec::new();
+        let mut bodies: Vec<bytes::Bytes> = Vec::new();
         let mut counts = Vec::new();
-        let close = |body: &mut Vec<u8>, first: bool| {
-            envelope_tail(body, integration, if first { window } else { None })
-        };
-        let mut body: Vec<u8> = Vec::new();
-        let mut n = 0;
-        for r in records {
-            if n == batch_size {
-                close(&mut body, bodies.is_empty());
-                bodies.push(sealed(std::mem::take(&mut body)));
-                counts.push(n);
-                n = 0;
-            }
-            if n == 0 {
-                // Sized by the batch before (the last one of a plan is often smaller).
-                body.reserve(
-                    bodies
-                        .last()
-                        .map_or(4096, |b: &bytes::Bytes| b.len() * 9 / 8),
-                );
-                body.extend_from_slice(b"{\"data\":[");
-            } else {
-                body.push(b',');
-            }
-            serde_json::to_writer(&mut body, &r).expect("a record serialises");
-            n += 1;
-        }
+        let mut records = records.into_iter().peekable();
         // An empty day still replaces what an earlier run stored for it (one empty batch).
-        if n > 0 || (bodies.is_empty() && window.is_some()) {
-            if n == 0 {
-                body.extend_from_slice(b"{\"data\":[");
-            }
-            close(&mut body, bodies.is_empty());
+        while records.peek().is_some() || (bodies.is_empty() && window.is_some()) {
+            let first = bodies.is_empty();
+            // Sized by the batch before (the last one of a plan is often smaller).
+            let mut body = Vec::with_capacity(bodies.last().map_or(4096, |b| b.len() * 9 / 8));
+            let batch = records.by_ref().take(batch_size);
+            let n = write_envelope(&mut body, integration, batch, window.filter(|_| first));
             bodies.push(sealed(body));
             counts.push(n);
         }
@@ -423,27 +399,25 @@ fn sealed(mut body: Vec<u8>) -> bytes::Bytes {
     bytes::Bytes::from(body)
 }
 
-/// A request body (wfm-api.md §3) around records already serialised. Written by hand, in the
-/// bytes `serde_json` writes for the envelope as a sorted map (what earlier versions sent and
-/// digested).
-fn envelope(integration: &str, records: &[String], window: Option<(Ms, Ms)>) -> String {
-    let mut s: Vec<u8> =
-        Vec::with_capacity(records.iter().map(|r| r.len() + 1).sum::<usize>() + 160);
+/// Writes a request body (wfm-api.md §3) around `records`, each serialised straight into it;
+/// returns how many were written. Written by hand, in the bytes `serde_json` writes for the
+/// envelope as a sorted map (what earlier versions sent and digested).
+fn write_envelope<R: serde::Serialize>(
+    s: &mut Vec<u8>,
+    integration: &str,
+    records: impl IntoIterator<Item = R>,
+    window: Option<(Ms, Ms)>,
+) -> usize {
+    use std::io::Write;
     s.extend_from_slice(b"{\"data\":[");
-    for (n, r) in records.iter().enumerate() {
+    let mut n = 0;
+    for r in records {
         if n > 0 {
             s.push(b',');
         }
-        s.extend_from_slice(r.as_bytes());
+        serde_json::to_writer(&mut *s, &r).expect("a record serialises");
+        n += 1;
     }
-    envelope_tail(&mut s, integration, window);
-    String::from_utf8(s).expect("JSON text is UTF-8")
-}
-
-/// Closes a body whose records are written: the data array, then the envelope's other keys in
-/// sorted order.
-fn envelope_tail(s: &mut Vec<u8>, integration: &str, window: Option<(Ms, Ms)>) {
-    use std::io::Write;
     s.extend_from_slice(b"],\"integrationId\":");
     serde_json::to_writer(&mut *s, integration).expect("a string serialises");
     if let Some((start, end)) = window {
@@ -456,6 +430,7 @@ fn envelope_tail(s: &mut Vec<u8>, integration: &str, window: Option<(Ms, Ms)>) {
         .expect("writing to memory");
     }
     s.extend_from_slice(b",\"source\":\"gladly\"}");
+    n
 }
 
 /// Batches of a plan in flight at once after its first: two keep this process and the
