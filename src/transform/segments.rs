@@ -349,13 +349,8 @@ mod tests {
             "AGENT_AVAILABILITY/UPDATED",
             "AGENT_AVAILABILITY/FOCUS_ENTERED",
         ];
-        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut next = |n: u64| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x % n
-        };
+        let mut rng = gladly_wfm_sim::rng::Rng::derive(1, &["segments"]);
+        let mut next = |n: u64| rng.next_u64() % n;
         for round in 0..200 {
             let mut prior = StartState::default();
             let mut today = Vec::new();

@@ -452,13 +452,8 @@ mod tests {
     #[test]
     fn carried_states_are_those_of_a_plain_map() {
         use crate::model::Source;
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n
-        };
+        let mut rng = gladly_wfm_sim::rng::Rng::derive(1, &["carried states"]);
+        let mut next = |n: u64| rng.next_u64() % n;
         let kinds = [
             ConversationEventKind::Created,
             ConversationEventKind::Closed,
