@@ -224,7 +224,7 @@ enum SimCmd {
         slow_ms: u64,
         /// Request bodies its log (`/_sim/requests`) keeps, in MiB, newest first; older
         /// requests stay listed with `body_dropped`.
-        #[arg(long, default_value_t = 256)]
+        #[arg(long, default_value_t = gladly_wfm_sim::wfm::DEFAULT_LOG_BODY_BYTES >> 20)]
         log_body_mib: usize,
     },
 }
