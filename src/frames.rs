@@ -32,9 +32,10 @@ impl FrameBuilder {
         }
     }
 
+    /// A string column whose repeated values share their bytes (see [`shared_strings`]).
     pub fn str<'a>(mut self, name: &str, values: impl Iterator<Item = Option<&'a str>>) -> Self {
-        let ca: StringChunked = values.collect();
-        self.cols.push(ca.with_name(name.into()).into_column());
+        let ca = StringChunked::with_chunk(name.into(), shared_strings(self.height, values));
+        self.cols.push(ca.into_column());
         self
     }
 
@@ -86,6 +87,111 @@ impl FrameBuilder {
 
     pub fn finish(self) -> PolarsResult<DataFrame> {
         DataFrame::new(self.height, self.cols)
+    }
+}
+
+/// A string array in which every distinct value longer than a view's inline 12 bytes is stored
+/// once and every row naming it points at those bytes. Most of a day's string columns repeat a
+/// few values on every row (agent ids and emails, event types, labels, tasks, states); polars'
+/// own collect copies each row's bytes into buffers that grow as they fill, fresh memory every
+/// day that the allocator gives back at once and the kernel faults in again. The views are
+/// sized from `height` once and the bytes copied into buffers of their exact size. Parquet
+/// encodes values, not buffers: the files are byte for byte those of polars' collect (test).
+fn shared_strings<'a>(
+    height: usize,
+    values: impl Iterator<Item = Option<&'a str>>,
+) -> polars_arrow::array::Utf8ViewArray {
+    use polars_arrow::array::Utf8ViewArray;
+    use polars_arrow::array::View;
+    use polars_arrow::bitmap::MutableBitmap;
+    use polars_buffer::Buffer;
+
+    let mut views: Vec<View> = Vec::with_capacity(height);
+    let mut validity: Option<MutableBitmap> = None;
+    // Distinct long values by the buffer (index) that will hold them, in the order first seen.
+    let mut distinct: Vec<Vec<&'a str>> = vec![Vec::new()];
+    // Distinct long values by their bytes, while that pays (see below).
+    const SAMPLE: usize = 512;
+    let mut seen: Option<rustc_hash::FxHashMap<&'a str, View>> = Some(Default::default());
+    let mut long_values = 0usize;
+    let mut by_address = [(std::ptr::null::<u8>(), 0usize, View::default()); 64];
+    let (mut offset, mut total_bytes) = (0usize, 0usize);
+    for v in values {
+        let Some(v) = v else {
+            validity
+                .get_or_insert_with(|| {
+                    let mut b = MutableBitmap::with_capacity(height);
+                    b.extend_constant(views.len(), true);
+                    b
+                })
+                .push(false);
+            views.push(View::default());
+            continue;
+        };
+        if let Some(b) = validity.as_mut() {
+            b.push(true);
+        }
+        total_bytes += v.len();
+        if v.len() <= View::MAX_INLINE_SIZE as usize {
+            views.push(View::new_inline(v.as_bytes()));
+            continue;
+        }
+        long_values += 1;
+        // Most repeated values are one allocation named on every row (a static name, a label,
+        // an email from the agents table): found by address before their bytes are hashed.
+        let slot = (v.as_ptr() as usize).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (usize::BITS - 6);
+        let (addr, len, view) = by_address[slot];
+        if addr == v.as_ptr() && len == v.len() {
+            views.push(view);
+            continue;
+        }
+        if let Some(&view) = seen.as_ref().and_then(|m| m.get(v)) {
+            by_address[slot] = (v.as_ptr(), v.len(), view);
+            views.push(view);
+            continue;
+        }
+        // A view's offset is a u32: a buffer that would pass 4 GiB starts another.
+        if offset + v.len() > u32::MAX as usize {
+            distinct.push(Vec::new());
+            offset = 0;
+        }
+        let view = View::new_from_bytes(v.as_bytes(), (distinct.len() - 1) as u32, offset as u32);
+        distinct.last_mut().expect("one buffer at least").push(v);
+        offset += v.len();
+        views.push(view);
+        if let Some(m) = seen.as_mut() {
+            m.insert(v, view);
+            by_address[slot] = (v.as_ptr(), v.len(), view);
+            // A column of mostly distinct values (event ids) gains nothing from the map: it
+            // is given up once half of the first values seen were new.
+            if m.len() == SAMPLE && long_values < 2 * SAMPLE {
+                seen = None;
+            }
+        }
+    }
+    let buffers: Vec<Buffer<u8>> = distinct
+        .iter()
+        .map(|vs| {
+            let mut b = Vec::with_capacity(vs.iter().map(|v| v.len()).sum());
+            for v in vs {
+                b.extend_from_slice(v.as_bytes());
+            }
+            Buffer::from(b)
+        })
+        .collect();
+    let total_buffer_len = buffers.iter().map(|b| b.len()).sum();
+    // SAFETY: every non-inline view was made by `View::new_from_bytes` from the bytes of a
+    // `&str` at the offset and in the buffer where the loop above copies those same bytes, so
+    // views and buffers agree and the data is UTF-8; the validity has one bit per view.
+    unsafe {
+        Utf8ViewArray::new_unchecked(
+            ArrowDataType::Utf8View,
+            Buffer::from(views),
+            Buffer::from(buffers),
+            validity.map(Into::into),
+            Some(total_bytes),
+            total_buffer_len,
+        )
     }
 }
 
@@ -257,5 +363,94 @@ impl Need {
                 ComputeError: "row {}: `{column}` is `{v}`, which no stage writes", self.0 + 1
             )
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gladly_wfm_sim::rng::Rng;
+
+    fn plain(rows: &[Option<&str>]) -> DataFrame {
+        let ca: StringChunked = rows.iter().copied().collect();
+        DataFrame::new(rows.len(), vec![ca.with_name("v".into()).into_column()]).unwrap()
+    }
+
+    fn parquet(df: &mut DataFrame) -> Vec<u8> {
+        let mut out = Vec::new();
+        write_parquet(df, &mut out, Compression::Zstd).unwrap();
+        out
+    }
+
+    fn buffer_len(df: &DataFrame) -> usize {
+        let ca = df.column("v").unwrap().str().unwrap();
+        ca.downcast_iter().map(|a| a.total_buffer_len()).sum()
+    }
+
+    /// Nulls, inline values, long values repeated on many rows (the same allocation each time,
+    /// or equal copies), and long values seen once: the column built with shared bytes holds
+    /// the same values as polars' own collect, encodes to the same Parquet bytes, and stores
+    /// each distinct long value once. A column of distinct ids (the map given up) too.
+    #[test]
+    fn shared_strings_are_the_values_and_the_file_of_a_plain_collect() {
+        let mut rng = Rng::derive(17, &["shared-strings"]);
+        let labels: Vec<String> = (0..5)
+            .map(|i| format!("Agent Status – label number {i}"))
+            .collect();
+        for n in [0usize, 1, 7, 600, 3000] {
+            // What each row is: 0 null, 1 inline, 2 a label's own allocation, 3 a copy of a
+            // label, 4 a long value of its own.
+            let kinds: Vec<(i64, usize)> = (0..n)
+                .map(|_| (rng.range(0, 9), rng.range(0, 4) as usize))
+                .collect();
+            let copies: Vec<String> = kinds
+                .iter()
+                .map(|&(k, l)| match k {
+                    0 => String::new(),
+                    1 => ["EMAIL", "CHAT", ""][l % 3].to_string(),
+                    2..=4 => String::new(),
+                    5..=7 => labels[l].clone(),
+                    _ => format!("{}-seen-once", rng.id()),
+                })
+                .collect();
+            let rows: Vec<Option<&str>> = kinds
+                .iter()
+                .zip(&copies)
+                .map(|(&(k, l), c)| match k {
+                    0 => None,
+                    2..=4 => Some(labels[l].as_str()),
+                    _ => Some(c.as_str()),
+                })
+                .collect();
+            let ids: Vec<String> = (0..n).map(|_| rng.id()).collect();
+            let id_rows: Vec<Option<&str>> = ids.iter().map(|s| Some(s.as_str())).collect();
+            for (rows, shares) in [(&rows, true), (&id_rows, false)] {
+                let mut shared = FrameBuilder::new(n)
+                    .str("v", rows.iter().copied())
+                    .finish()
+                    .unwrap();
+                let mut reference = plain(rows);
+                assert!(shared.equals_missing(&reference), "{n} rows");
+                assert_eq!(parquet(&mut shared), parquet(&mut reference), "{n} rows");
+                let mut distinct: Vec<&str> = rows.iter().flatten().copied().collect();
+                let all: usize = distinct
+                    .iter()
+                    .filter(|v| v.len() > 12)
+                    .map(|v| v.len())
+                    .sum();
+                distinct.sort_unstable();
+                distinct.dedup();
+                let once: usize = distinct
+                    .iter()
+                    .filter(|v| v.len() > 12)
+                    .map(|v| v.len())
+                    .sum();
+                assert_eq!(
+                    buffer_len(&shared),
+                    if shares { once } else { all },
+                    "{n} rows"
+                );
+            }
+        }
     }
 }
