@@ -178,30 +178,32 @@ pub struct SegmentRow {
 
 pub fn segments_from(df: &DataFrame) -> PolarsResult<Vec<SegmentRow>> {
     let r = FrameReader(df);
-    let (a, e, ax, st, l, t, s, en, o) = (
-        r.str("agent_id")?,
-        r.str("agent_email")?,
-        r.str("axis")?,
-        r.str("state")?,
-        r.str("label")?,
-        r.str("task")?,
-        r.ts("start_at")?,
-        r.ts("end_at")?,
-        r.str("opened_by")?,
+    // Borrowed columns, each value copied once into its row (not into a column of Strings
+    // first and cloned from there): the load reads a day of segments while it sends the last.
+    let owned = |v: Option<Option<&str>>| v.flatten().map(str::to_string);
+    let (mut a, mut e, mut ax, mut st, mut l, mut t, mut o) = (
+        r.strs("agent_id")?,
+        r.strs("agent_email")?,
+        r.strs("axis")?,
+        r.strs("state")?,
+        r.strs("label")?,
+        r.strs("task")?,
+        r.strs("opened_by")?,
     );
+    let (s, en) = (r.ts("start_at")?, r.ts("end_at")?);
     (0..r.height())
         .map(|i| {
             let n = Need(i);
             Ok(SegmentRow {
-                agent_id: n.some("agent_id", a[i].clone())?,
-                agent_email: e[i].clone(),
-                axis: n.parsed("axis", ax[i].clone(), Axis::parse)?,
-                state: n.parsed("state", st[i].clone(), State::parse)?,
-                label: n.some("label", l[i].clone())?,
-                task: t[i].clone(),
+                agent_id: n.some("agent_id", owned(a.next()))?,
+                agent_email: owned(e.next()),
+                axis: n.parsed("axis", ax.next().flatten(), Axis::parse)?,
+                state: n.parsed("state", st.next().flatten(), State::parse)?,
+                label: n.some("label", owned(l.next()))?,
+                task: owned(t.next()),
                 start_at: n.some("start_at", s[i])?,
                 end_at: en[i],
-                opened_by: n.some("opened_by", o[i].clone())?,
+                opened_by: n.some("opened_by", owned(o.next()))?,
             })
         })
         .collect()

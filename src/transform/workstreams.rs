@@ -358,9 +358,10 @@ pub fn intervals_frame(rows: &[IntervalRow]) -> PolarsResult<DataFrame> {
 
 pub fn intervals_from(df: &DataFrame) -> PolarsResult<Vec<IntervalRow>> {
     let r = crate::frames::FrameReader(df);
-    let (w, c, s, m, o, h, ws, ht, acw) = (
-        r.str("workstream")?,
-        r.str("channel")?,
+    // Borrowed columns, each value copied once into its row (see `ds::segments_from`).
+    let owned = |v: Option<Option<&str>>| v.flatten().map(str::to_string);
+    let (mut w, mut c) = (r.strs("workstream")?, r.strs("channel")?);
+    let (s, m, o, h, ws, ht, acw) = (
         r.ts("interval_start")?,
         r.i64("interval_minutes")?,
         r.i64("offered")?,
@@ -373,8 +374,8 @@ pub fn intervals_from(df: &DataFrame) -> PolarsResult<Vec<IntervalRow>> {
         .map(|i| {
             let n = Need(i);
             Ok(IntervalRow {
-                workstream: w[i].clone(),
-                channel: c[i].clone(),
+                workstream: owned(w.next()),
+                channel: owned(c.next()),
                 interval_start: n.some("interval_start", s[i])?,
                 interval_minutes: n.some("interval_minutes", m[i])?,
                 offered: n.some("offered", o[i])?,
@@ -389,13 +390,17 @@ pub fn intervals_from(df: &DataFrame) -> PolarsResult<Vec<IntervalRow>> {
 
 pub fn conversations_from(df: &DataFrame) -> PolarsResult<Vec<ConversationRow>> {
     let r = crate::frames::FrameReader(df);
-    let (id, cu, ib, ibn, w, ag, cr, cl, ro) = (
-        r.str("conversation_id")?,
-        r.str("customer_id")?,
-        r.str("inbox_id")?,
-        r.str("inbox_name")?,
-        r.str("workstream")?,
-        r.str("agent_id")?,
+    // Borrowed columns, each value copied once into its row (see `ds::segments_from`).
+    let owned = |v: Option<Option<&str>>| v.flatten().map(str::to_string);
+    let (mut id, mut cu, mut ib, mut ibn, mut w, mut ag) = (
+        r.strs("conversation_id")?,
+        r.strs("customer_id")?,
+        r.strs("inbox_id")?,
+        r.strs("inbox_name")?,
+        r.strs("workstream")?,
+        r.strs("agent_id")?,
+    );
+    let (cr, cl, ro) = (
         r.ts("created_at")?,
         r.ts("closed_at")?,
         r.i64("reopened_count")?,
@@ -404,12 +409,12 @@ pub fn conversations_from(df: &DataFrame) -> PolarsResult<Vec<ConversationRow>> 
         .map(|i| {
             let n = Need(i);
             Ok(ConversationRow {
-                conversation_id: n.some("conversation_id", id[i].clone())?,
-                customer_id: cu[i].clone(),
-                inbox_id: ib[i].clone(),
-                inbox_name: ibn[i].clone(),
-                workstream: w[i].clone(),
-                agent_id: ag[i].clone(),
+                conversation_id: n.some("conversation_id", owned(id.next()))?,
+                customer_id: owned(cu.next()),
+                inbox_id: owned(ib.next()),
+                inbox_name: owned(ibn.next()),
+                workstream: owned(w.next()),
+                agent_id: owned(ag.next()),
                 created_at: cr[i],
                 closed_at: cl[i],
                 reopened_count: n.some("reopened_count", ro[i])?,
