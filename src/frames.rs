@@ -90,13 +90,15 @@ impl FrameBuilder {
     }
 }
 
-/// A string array in which every distinct value longer than a view's inline 12 bytes is stored
-/// once and every row naming it points at those bytes. Most of a day's string columns repeat a
-/// few values on every row (agent ids and emails, event types, labels, tasks, states); polars'
-/// own collect copies each row's bytes into buffers that grow as they fill, fresh memory every
-/// day that the allocator gives back at once and the kernel faults in again. The views are
-/// sized from `height` once and the bytes copied into buffers of their exact size. Parquet
-/// encodes values, not buffers: the files are byte for byte those of polars' collect (test).
+/// A string array in which a value longer than a view's inline 12 bytes is stored once however
+/// many rows name it: every value that is one allocation on every row, and every equal value
+/// unless the column starts as a column of distinct ids (which stops comparing bytes).
+/// Most of a day's string columns repeat a few values on every row (agent ids and emails, event
+/// types, labels, tasks, states); polars' own collect copies each row's bytes into buffers that
+/// grow as they fill, fresh memory every day that the allocator gives back at once and the
+/// kernel faults in again. The views are sized from `height` once and the bytes copied into
+/// buffers of their exact size. Parquet encodes values, not buffers: the files are byte for
+/// byte those of polars' collect (test).
 fn shared_strings<'a>(
     height: usize,
     values: impl Iterator<Item = Option<&'a str>>,
@@ -159,15 +161,21 @@ fn shared_strings<'a>(
         distinct.last_mut().expect("one buffer at least").push(v);
         offset += v.len();
         views.push(view);
+        by_address[slot] = (v.as_ptr(), v.len(), view);
         if let Some(m) = seen.as_mut() {
             m.insert(v, view);
-            by_address[slot] = (v.as_ptr(), v.len(), view);
-            // A column of mostly distinct values (event ids) gains nothing from the map: it
-            // is given up once half of the first values seen were new.
-            if m.len() == SAMPLE && long_values < 2 * SAMPLE {
+            // A column whose first SAMPLE long values are all different is taken for a column
+            // of ids (event ids), where the map only costs. A column of 2,000 agents' ids in
+            // random order repeats dozens of times within its first 512 values; the map keeps
+            // an entry per distinct value, far smaller than the bytes stored for it.
+            if m.len() == SAMPLE && long_values == SAMPLE {
                 seen = None;
             }
         }
+    }
+    // No buffer at all when every value was inline or null, as polars' own arrays have.
+    if offset == 0 && distinct.len() == 1 {
+        distinct.clear();
     }
     let buffers: Vec<Buffer<u8>> = distinct
         .iter()
@@ -388,29 +396,45 @@ mod tests {
     }
 
     /// Nulls, inline values, long values repeated on many rows (the same allocation each time,
-    /// or equal copies), and long values seen once: the column built with shared bytes holds
-    /// the same values as polars' own collect, encodes to the same Parquet bytes, and stores
-    /// each distinct long value once. A column of distinct ids (the map given up) too.
+    /// equal copies, or a shorter value at the same address), and long values seen once: the
+    /// column built with shared bytes holds the same values as polars' own collect, encodes to
+    /// the same Parquet bytes, and stores each distinct long value once. Then a column of
+    /// distinct ids (the byte map given up after 512) followed by one allocation on many rows:
+    /// that value is still stored once. (Whether the map was given up shows in time, not here.)
     #[test]
     fn shared_strings_are_the_values_and_the_file_of_a_plain_collect() {
         let mut rng = Rng::derive(17, &["shared-strings"]);
         let labels: Vec<String> = (0..5)
             .map(|i| format!("Agent Status – label number {i}"))
             .collect();
+        let tail = "one allocation named on every row".to_string();
+        let long_bytes = |rows: &[Option<&str>], dedup: bool| -> usize {
+            let mut v: Vec<&str> = rows
+                .iter()
+                .flatten()
+                .copied()
+                .filter(|v| v.len() > 12)
+                .collect();
+            if dedup {
+                v.sort_unstable();
+                v.dedup();
+            }
+            v.iter().map(|v| v.len()).sum()
+        };
         for n in [0usize, 1, 7, 600, 3000] {
-            // What each row is: 0 null, 1 inline, 2 a label's own allocation, 3 a copy of a
-            // label, 4 a long value of its own.
+            // What each row is (`range` includes both ends): 0 null, 1 inline, 2–4 a label's
+            // own allocation, 5–6 a copy of a label, 7 the first 13 bytes of a label's
+            // allocation (same address, shorter), 8–9 a long value of its own.
             let kinds: Vec<(i64, usize)> = (0..n)
                 .map(|_| (rng.range(0, 9), rng.range(0, 4) as usize))
                 .collect();
             let copies: Vec<String> = kinds
                 .iter()
                 .map(|&(k, l)| match k {
-                    0 => String::new(),
                     1 => ["EMAIL", "CHAT", ""][l % 3].to_string(),
-                    2..=4 => String::new(),
-                    5..=7 => labels[l].clone(),
-                    _ => format!("{}-seen-once", rng.id()),
+                    5 | 6 => labels[l].clone(),
+                    8 | 9 => format!("{}-seen-once", rng.id()),
+                    _ => String::new(),
                 })
                 .collect();
             let rows: Vec<Option<&str>> = kinds
@@ -419,37 +443,26 @@ mod tests {
                 .map(|(&(k, l), c)| match k {
                     0 => None,
                     2..=4 => Some(labels[l].as_str()),
+                    7 => Some(&labels[l][..13]),
                     _ => Some(c.as_str()),
                 })
                 .collect();
             let ids: Vec<String> = (0..n).map(|_| rng.id()).collect();
-            let id_rows: Vec<Option<&str>> = ids.iter().map(|s| Some(s.as_str())).collect();
-            for (rows, shares) in [(&rows, true), (&id_rows, false)] {
-                let mut shared = FrameBuilder::new(n)
+            let id_rows: Vec<Option<&str>> = ids
+                .iter()
+                .map(|s| Some(s.as_str()))
+                .chain((0..n / 2).map(|_| Some(tail.as_str())))
+                .collect();
+            let id_bytes = long_bytes(&id_rows[..n], false) + if n > 1 { tail.len() } else { 0 };
+            for (rows, stored) in [(&rows, long_bytes(&rows, true)), (&id_rows, id_bytes)] {
+                let mut shared = FrameBuilder::new(rows.len())
                     .str("v", rows.iter().copied())
                     .finish()
                     .unwrap();
                 let mut reference = plain(rows);
                 assert!(shared.equals_missing(&reference), "{n} rows");
                 assert_eq!(parquet(&mut shared), parquet(&mut reference), "{n} rows");
-                let mut distinct: Vec<&str> = rows.iter().flatten().copied().collect();
-                let all: usize = distinct
-                    .iter()
-                    .filter(|v| v.len() > 12)
-                    .map(|v| v.len())
-                    .sum();
-                distinct.sort_unstable();
-                distinct.dedup();
-                let once: usize = distinct
-                    .iter()
-                    .filter(|v| v.len() > 12)
-                    .map(|v| v.len())
-                    .sum();
-                assert_eq!(
-                    buffer_len(&shared),
-                    if shares { once } else { all },
-                    "{n} rows"
-                );
+                assert_eq!(buffer_len(&shared), stored, "{n} rows");
             }
         }
     }

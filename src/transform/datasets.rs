@@ -180,6 +180,7 @@ pub fn segments_from(df: &DataFrame) -> PolarsResult<Vec<SegmentRow>> {
     let r = FrameReader(df);
     // Borrowed columns, each value copied once into its row (not into a column of Strings
     // first and cloned from there): the load reads a day of segments while it sends the last.
+    // Every column of a frame has its height, so each iterator gives one value per row.
     let owned = |v: Option<Option<&str>>| v.flatten().map(str::to_string);
     let (mut a, mut e, mut ax, mut st, mut l, mut t, mut o) = (
         r.strs("agent_id")?,
