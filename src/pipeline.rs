@@ -134,9 +134,12 @@ fn day_plans(
     let mut plans = Vec::new();
     let mut unmatched_workstream = 0;
     if whole {
-        let segs = read_curated(st, ds::AGENT_STATUS_SEGMENTS, day, ds::segments_from)?;
-        plans.push((
-            "tasks",
+        // The rows borrow the frame's strings (no copy of them); both go once the plan holds
+        // the bodies.
+        let tasks = {
+            let df = curated_frame(st, ds::AGENT_STATUS_SEGMENTS, day)?;
+            let segs = ds::segments_in(&df)
+                .map_err(polars_err(format!("{} {day}", ds::AGENT_STATUS_SEGMENTS)))?;
             PushPlan::new(
                 format!("tasks/{day}"),
                 push::TASKS_PATH,
@@ -145,11 +148,13 @@ fn day_plans(
                 push::segment_rows(day, &segs),
                 batch,
                 integration,
-            ),
-        ));
-        let convs = read_curated(st, wsd::CONVERSATIONS, day, wsd::conversations_from)?;
-        plans.push((
-            "conversations",
+            )
+        };
+        plans.push(("tasks", tasks));
+        let conversations = {
+            let df = curated_frame(st, wsd::CONVERSATIONS, day)?;
+            let convs = wsd::conversations_in(&df)
+                .map_err(polars_err(format!("{} {day}", wsd::CONVERSATIONS)))?;
             PushPlan::new(
                 format!("conversations/{day}"),
                 push::CONVERSATIONS_PATH,
@@ -158,8 +163,9 @@ fn day_plans(
                 push::conversation_rows(day, window.0, &convs),
                 batch,
                 integration,
-            ),
-        ));
+            )
+        };
+        plans.push(("conversations", conversations));
     }
     if intervals {
         let rows = read_curated(st, wsd::WORKSTREAM_INTERVALS, day, wsd::intervals_from)?;
@@ -190,12 +196,20 @@ fn read_curated<T>(
     day: NaiveDate,
     from: fn(&crate::frames::DataFrame) -> polars::prelude::PolarsResult<Vec<T>>,
 ) -> Result<Vec<T>, RunError> {
-    let df = st.read_partition(dataset, day)?.ok_or_else(|| {
+    let df = curated_frame(st, dataset, day)?;
+    from(&df).map_err(polars_err(format!("{dataset} {day}")))
+}
+
+fn curated_frame(
+    st: &Storage,
+    dataset: &str,
+    day: NaiveDate,
+) -> Result<crate::frames::DataFrame, RunError> {
+    st.read_partition(dataset, day)?.ok_or_else(|| {
         RunError::Failed(format!(
             "day {day} has no {dataset}: run the transform stage for it first"
         ))
-    })?;
-    from(&df).map_err(polars_err(format!("{dataset} {day}")))
+    })
 }
 
 struct Run<'a> {

@@ -204,38 +204,38 @@ pub struct IntervalRecord<'a> {
     workstream: Option<&'a str>,
 }
 
-pub fn segment_rows(
+pub fn segment_rows<S: AsRef<str>>(
     day: chrono::NaiveDate,
-    segs: &[SegmentRow],
+    segs: &[SegmentRow<S>],
 ) -> impl Iterator<Item = SegmentRecord<'_>> {
     segs.iter().map(move |s| SegmentRecord {
-        available_for: (s.axis == Axis::Availability).then(|| channels_of(&s.label)),
+        available_for: (s.axis == Axis::Availability).then(|| channels_of(s.label.as_ref())),
         axis: s.axis.as_str(),
         end_time: s.end_at.map(Ts),
-        event_id: format!("{}:{day}", s.opened_by),
+        event_id: format!("{}:{day}", s.opened_by.as_ref()),
         start_time: Ts(s.start_at),
-        status: &s.label,
+        status: s.label.as_ref(),
         status_category: category(s.state),
-        task: s.task.as_deref(),
-        user_email: s.agent_email.as_deref(),
-        user_identifier: &s.agent_id,
+        task: s.task.as_ref().map(AsRef::as_ref),
+        user_email: s.agent_email.as_ref().map(AsRef::as_ref),
+        user_identifier: s.agent_id.as_ref(),
     })
 }
 
-pub fn conversation_rows(
+pub fn conversation_rows<S: AsRef<str>>(
     day: chrono::NaiveDate,
     day_start: Ms,
-    rows: &[ConversationRow],
+    rows: &[ConversationRow<S>],
 ) -> impl Iterator<Item = ConversationRecord<'_>> {
     rows.iter().map(move |r| ConversationRecord {
         closed_at: r.closed_at.map(Ts),
         created_at: r.created_at.map(Ts),
         day_start: Ts(day_start),
-        external_id: format!("{}:{day}", r.conversation_id),
-        inbox_id: r.inbox_id.as_deref(),
-        inbox_name: r.inbox_name.as_deref(),
-        user_identifier: r.agent_id.as_deref(),
-        workstream: r.workstream.as_deref(),
+        external_id: format!("{}:{day}", r.conversation_id.as_ref()),
+        inbox_id: r.inbox_id.as_ref().map(AsRef::as_ref),
+        inbox_name: r.inbox_name.as_ref().map(AsRef::as_ref),
+        user_identifier: r.agent_id.as_ref().map(AsRef::as_ref),
+        workstream: r.workstream.as_ref().map(AsRef::as_ref),
     })
 }
 

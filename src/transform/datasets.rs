@@ -162,26 +162,40 @@ pub fn segments_frame(
         .finish()
 }
 
-/// A segment piece read back from the curated dataset (what the WFM push sends).
+/// A segment piece read back from the curated dataset (what the WFM push sends), its strings
+/// owned (`String`, the default) or borrowed from the frame it was read from (`&str`).
 #[derive(Clone, Debug, PartialEq)]
-pub struct SegmentRow {
-    pub agent_id: String,
-    pub agent_email: Option<String>,
+pub struct SegmentRow<S = String> {
+    pub agent_id: S,
+    pub agent_email: Option<S>,
     pub axis: Axis,
     pub state: State,
-    pub label: String,
-    pub task: Option<String>,
+    pub label: S,
+    pub task: Option<S>,
     pub start_at: Ms,
     pub end_at: Option<Ms>,
-    pub opened_by: String,
+    pub opened_by: S,
 }
 
 pub fn segments_from(df: &DataFrame) -> PolarsResult<Vec<SegmentRow>> {
+    segment_rows_of(df, str::to_string)
+}
+
+/// The rows borrowing their strings from `df`: what the load turns into request bodies while
+/// it sends the day before, with no copy of a day's strings (~11 MiB at 2,000 agents).
+pub fn segments_in(df: &DataFrame) -> PolarsResult<Vec<SegmentRow<&str>>> {
+    segment_rows_of(df, |v| v)
+}
+
+fn segment_rows_of<'a, S>(
+    df: &'a DataFrame,
+    own: impl Fn(&'a str) -> S,
+) -> PolarsResult<Vec<SegmentRow<S>>> {
     let r = FrameReader(df);
-    // Borrowed columns, each value copied once into its row (not into a column of Strings
-    // first and cloned from there): the load reads a day of segments while it sends the last.
+    // Borrowed columns, each value copied at most once into its row (not into a column of
+    // Strings first and cloned from there).
     // Every column of a frame has its height, so each iterator gives one value per row.
-    let owned = |v: Option<Option<&str>>| v.flatten().map(str::to_string);
+    let owned = |v: Option<Option<&'a str>>| v.flatten().map(&own);
     let (mut a, mut e, mut ax, mut st, mut l, mut t, mut o) = (
         r.strs("agent_id")?,
         r.strs("agent_email")?,

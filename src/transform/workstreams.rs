@@ -146,14 +146,16 @@ impl ConvStates {
     }
 }
 
+/// A conversation on one day, its strings owned (`String`, the default) or borrowed from the
+/// frame it was read back from (`&str`, what the load sends).
 #[derive(Clone, Debug, PartialEq)]
-pub struct ConversationRow {
-    pub conversation_id: String,
-    pub customer_id: Option<String>,
-    pub inbox_id: Option<String>,
-    pub inbox_name: Option<String>,
-    pub workstream: Option<String>,
-    pub agent_id: Option<String>,
+pub struct ConversationRow<S = String> {
+    pub conversation_id: S,
+    pub customer_id: Option<S>,
+    pub inbox_id: Option<S>,
+    pub inbox_name: Option<S>,
+    pub workstream: Option<S>,
+    pub agent_id: Option<S>,
     pub created_at: Option<Ms>,
     pub closed_at: Option<Ms>,
     pub reopened_count: i64,
@@ -389,9 +391,21 @@ pub fn intervals_from(df: &DataFrame) -> PolarsResult<Vec<IntervalRow>> {
 }
 
 pub fn conversations_from(df: &DataFrame) -> PolarsResult<Vec<ConversationRow>> {
+    conversation_rows_of(df, str::to_string)
+}
+
+/// The rows borrowing their strings from `df` (see `ds::segments_in`).
+pub fn conversations_in(df: &DataFrame) -> PolarsResult<Vec<ConversationRow<&str>>> {
+    conversation_rows_of(df, |v| v)
+}
+
+fn conversation_rows_of<'a, S>(
+    df: &'a DataFrame,
+    own: impl Fn(&'a str) -> S,
+) -> PolarsResult<Vec<ConversationRow<S>>> {
     let r = crate::frames::FrameReader(df);
-    // Borrowed columns, each value copied once into its row (see `ds::segments_from`).
-    let owned = |v: Option<Option<&str>>| v.flatten().map(str::to_string);
+    // Borrowed columns, each value copied at most once into its row (see `ds::segments_from`).
+    let owned = |v: Option<Option<&'a str>>| v.flatten().map(&own);
     let (mut id, mut cu, mut ib, mut ibn, mut w, mut ag) = (
         r.strs("conversation_id")?,
         r.strs("customer_id")?,
