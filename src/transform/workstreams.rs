@@ -360,7 +360,7 @@ pub fn intervals_frame(rows: &[IntervalRow]) -> PolarsResult<DataFrame> {
 
 pub fn intervals_from(df: &DataFrame) -> PolarsResult<Vec<IntervalRow>> {
     let r = crate::frames::FrameReader(df);
-    // Borrowed columns, each value copied once into its row (see `ds::segments_from`).
+    // Borrowed columns, each value copied once into its row (see `ds::segment_rows_of`).
     let owned = |v: Option<Option<&str>>| v.flatten().map(str::to_string);
     let (mut w, mut c) = (r.strs("workstream")?, r.strs("channel")?);
     let (s, m, o, h, ws, ht, acw) = (
@@ -404,7 +404,7 @@ fn conversation_rows_of<'a, S>(
     own: impl Fn(&'a str) -> S,
 ) -> PolarsResult<Vec<ConversationRow<S>>> {
     let r = crate::frames::FrameReader(df);
-    // Borrowed columns, each value copied at most once into its row (see `ds::segments_from`).
+    // Borrowed columns, each value copied at most once into its row (see `ds::segment_rows_of`).
     let owned = |v: Option<Option<&'a str>>| v.flatten().map(&own);
     let (mut id, mut cu, mut ib, mut ibn, mut w, mut ag) = (
         r.strs("conversation_id")?,
