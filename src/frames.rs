@@ -1,7 +1,6 @@
 //! The one module that speaks polars: building frames from records, reading them back, and
 //! Parquet encoding. Everything else works with plain Rust records.
 
-use std::io::Write;
 use std::path::Path;
 
 use polars::prelude::*;
@@ -17,6 +16,9 @@ pub enum Compression {
 }
 
 pub use polars::prelude::DataFrame;
+
+mod write;
+pub use write::{write_parquet, write_parquet_file};
 
 /// Builds a frame column by column; every column must have `height` values.
 pub struct FrameBuilder {
@@ -262,72 +264,6 @@ impl<'a> FrameReader<'a> {
     }
 }
 
-/// Encodes a frame as Parquet with statistics into `file` (a file on disk, or a buffer that
-/// becomes one object).
-pub fn write_parquet<W: std::io::Write>(
-    df: &mut DataFrame,
-    file: W,
-    compression: Compression,
-) -> PolarsResult<u64> {
-    let c = match compression {
-        // Level 1: most of zstd's ratio at a fraction of the default level's CPU.
-        Compression::Zstd => {
-            ParquetCompression::Zstd(Some(polars_parquet::write::ZstdLevel::try_new(1)?))
-        }
-        Compression::Snappy => ParquetCompression::Snappy,
-        Compression::None => ParquetCompression::Uncompressed,
-    };
-    ParquetWriter::new(file)
-        .with_compression(c)
-        .with_key_value_metadata(Some(plain_arrow_schema(df)))
-        // min, max and null counts per column chunk (what readers prune with); distinct counts
-        // would hash every value for little use.
-        .with_statistics(StatisticsOptions::default())
-        .finish(df)
-}
-
-/// `write_parquet` into a file through a buffer: polars' writer hands its sink every page
-/// header and page on its own, and unbuffered a 90-day transform made 395 k `write` calls.
-pub fn write_parquet_file(
-    df: &mut DataFrame,
-    file: &mut std::fs::File,
-    compression: Compression,
-) -> PolarsResult<u64> {
-    let mut sink = std::io::BufWriter::with_capacity(WRITE_BUFFER, file);
-    let n = write_parquet(df, &mut sink, compression)?;
-    // Flushed here so a failed write is this call's error, not lost in a drop.
-    sink.flush()?;
-    Ok(n)
-}
-
-/// The write buffer of one Parquet file: a day's partition is a few hundred KiB to a few MiB.
-const WRITE_BUFFER: usize = 1 << 20;
-
-/// The Arrow schema embedded in every file (`ARROW:schema`), with plain types: polars would
-/// embed its in-memory view types (`string_view`, `large_list<string_view>`), which pandas'
-/// default backend and pyarrow before 14 cannot read (DESIGN §7). Readers cast the stored
-/// byte arrays to the hinted type; the data pages are the same either way.
-fn plain_arrow_schema(df: &DataFrame) -> KeyValueMetadata {
-    fn plain(dt: &ArrowDataType) -> ArrowDataType {
-        match dt {
-            ArrowDataType::Utf8View | ArrowDataType::LargeUtf8 => ArrowDataType::Utf8,
-            ArrowDataType::BinaryView | ArrowDataType::LargeBinary => ArrowDataType::Binary,
-            ArrowDataType::List(f) | ArrowDataType::LargeList(f) => {
-                ArrowDataType::List(Box::new(f.with_dtype(plain(&f.dtype))))
-            }
-            other => other.clone(),
-        }
-    }
-    let schema: ArrowSchema = df
-        .schema()
-        .to_arrow(CompatLevel::newest())
-        .iter_values()
-        .map(|f| (f.name.clone(), f.with_dtype(plain(&f.dtype))))
-        .collect();
-    let kv = polars_parquet::write::schema_to_metadata_key(&schema);
-    KeyValueMetadata::from_static(vec![(kv.key, kv.value.unwrap_or_default())])
-}
-
 pub fn read_parquet(path: &Path) -> PolarsResult<DataFrame> {
     let f = std::fs::File::open(path)?;
     read_parquet_file(f)
@@ -390,6 +326,17 @@ mod tests {
         out
     }
 
+    /// polars' own writer, with the same settings (for a column without shared views, whose
+    /// dictionary `write_parquet` would build with a value more than once).
+    fn polars_parquet(df: &mut DataFrame) -> Vec<u8> {
+        let mut out = Vec::new();
+        write::polars_writer(df, &mut out, Compression::Zstd)
+            .unwrap()
+            .finish(df)
+            .unwrap();
+        out
+    }
+
     fn buffer_len(df: &DataFrame) -> usize {
         let ca = df.column("v").unwrap().str().unwrap();
         ca.downcast_iter().map(|a| a.total_buffer_len()).sum()
@@ -398,7 +345,7 @@ mod tests {
     /// Nulls, inline values, long values repeated on many rows (the same allocation each time,
     /// equal copies, or a shorter value at the same address), and long values seen once: the
     /// column built with shared bytes holds the same values as polars' own collect, encodes to
-    /// the same Parquet bytes, and stores each distinct long value once. Then a column of
+    /// the Parquet bytes polars' writer makes of that collect, and stores each distinct long value once. Then a column of
     /// distinct ids (the byte map given up after 512) followed by one allocation on many rows:
     /// that value is still stored once. (Whether the map was given up shows in time, not here.)
     #[test]
@@ -461,7 +408,11 @@ mod tests {
                     .unwrap();
                 let mut reference = plain(rows);
                 assert!(shared.equals_missing(&reference), "{n} rows");
-                assert_eq!(parquet(&mut shared), parquet(&mut reference), "{n} rows");
+                assert_eq!(
+                    parquet(&mut shared),
+                    polars_parquet(&mut reference),
+                    "{n} rows"
+                );
                 assert_eq!(buffer_len(&shared), stored, "{n} rows");
             }
         }
