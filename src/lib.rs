@@ -3,6 +3,7 @@
 //! Data flows one way: `extract` (Gladly API → raw zone) → `transform` (raw zone → curated
 //! frames) → `load` (curated Parquet, WFM push). Each stage reads only what the previous one wrote.
 
+pub mod block_cache;
 pub mod commands;
 pub mod config;
 pub mod extract;

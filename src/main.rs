@@ -11,10 +11,10 @@ use gladly_wfm::commands::{check, report, schedule, status};
 use gladly_wfm::commands::{demo, simulate};
 use gladly_wfm::config::Pipeline;
 use gladly_wfm::pipeline::{self, RunOptions, Stages};
-use gladly_wfm::{log, time};
+use gladly_wfm::{block_cache, log, time};
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: block_cache::CachingMiMalloc = block_cache::CachingMiMalloc;
 
 #[derive(Parser)]
 #[command(
@@ -266,7 +266,9 @@ fn no_transparent_huge_pages() {
 /// its freed pages until it allocates again: a week's extraction peaked at 282 MiB with the
 /// default, 150 MiB with purging at once, for 1.3 s more system time over 7 days (`madvise`),
 /// and no measurable change in the transform (`MIMALLOC_PURGE_DELAY=0|10|1000` runs, see the
-/// closing note of issue 17). An environment variable `MIMALLOC_PURGE_DELAY` still wins.
+/// closing note of issue 17). An environment variable `MIMALLOC_PURGE_DELAY` still wins. A
+/// run that transforms landed days one after another keeps its large blocks for the next day
+/// instead (`block_cache`), within a budget.
 fn purge_freed_memory_at_once() {
     extern "C" {
         // mimalloc.h: `void mi_option_set(mi_option_t option, long value)`.
@@ -280,10 +282,29 @@ fn purge_freed_memory_at_once() {
     }
 }
 
+/// `GLADLY_WFM_BLOCK_CACHE_MIB`: the most freed memory the allocator keeps for reuse while a
+/// run transforms days already landed (MiB; 0 turns the cache off). See `block_cache`.
+fn block_cache_budget() -> Result<(), String> {
+    const VAR: &str = "GLADLY_WFM_BLOCK_CACHE_MIB";
+    if let Some(v) = std::env::var_os(VAR) {
+        let mib = v
+            .to_str()
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .filter(|&mib| mib <= 4096)
+            .ok_or_else(|| format!("{VAR}={v:?}: not a whole number of MiB from 0 to 4096"))?;
+        block_cache::set_keeping_budget(mib << 20);
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     no_transparent_huge_pages();
     purge_freed_memory_at_once();
+    if let Err(e) = block_cache_budget() {
+        eprintln!("gladly-wfm: {e}");
+        return ExitCode::from(2);
+    }
     let cli = Cli::parse();
     let format = if cli.log_format == "json" {
         log::Format::Json

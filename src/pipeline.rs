@@ -9,6 +9,7 @@ use chrono::{Duration, NaiveDate};
 use chrono_tz::Tz;
 use serde_json::json;
 
+use crate::block_cache;
 use crate::config::Pipeline;
 use crate::extract::{AbortOnDrop, ExtractError, Extractor, Fetched};
 use crate::gladly::{GladlyClient, GladlyError};
@@ -549,6 +550,9 @@ impl Run<'_> {
         // extracting run waits for extraction anyway, so it reads each day when it comes.
         let mut read_ahead = (!self.opts.stages.extract && self.opts.stages.transform)
             .then(|| ReadAhead::start(&self.st));
+        // The same runs, over more than a day, keep large freed blocks for the next day's
+        // transform to reuse (`block_cache`): on again for nothing else.
+        let _keeping = (read_ahead.is_some() && days.len() > 1).then(block_cache::Keeping::start);
         for (i, &day) in days.iter().enumerate() {
             if self.interrupt.requested() {
                 return Err(RunError::Interrupted);
