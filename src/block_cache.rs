@@ -49,19 +49,36 @@ pub fn set_keeping_budget(bytes: usize) {
 /// of other stages' (extraction's answers, the load's plans): on a fresh 1-day run with all
 /// stages, 64 MiB kept raised the peak from 82–88 to 120–125 MiB, and such a run has no next
 /// day to reuse them. Dropping it gives everything back.
-pub struct Keeping(());
+/// Overlapping ones are counted: the cache goes off when the last is dropped.
+pub struct Keeping {
+    reused_before: usize,
+}
+
+static KEEPERS: AtomicUsize = AtomicUsize::new(0);
+/// Blocks handed out again, ever (a line in the run's debug log; a test reads it).
+static REUSED: AtomicUsize = AtomicUsize::new(0);
 
 impl Keeping {
     pub fn start() -> Keeping {
-        BUDGET.store(KEEPING_BUDGET.load(Ordering::Relaxed), Ordering::Relaxed);
-        Keeping(())
+        KEEPERS.fetch_add(1, Ordering::SeqCst);
+        BUDGET.store(KEEPING_BUDGET.load(Ordering::Relaxed), Ordering::SeqCst);
+        Keeping {
+            reused_before: REUSED.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Blocks handed out again since this started.
+    pub fn reused(&self) -> usize {
+        REUSED.load(Ordering::Relaxed) - self.reused_before
     }
 }
 
 impl Drop for Keeping {
     fn drop(&mut self) {
-        BUDGET.store(0, Ordering::Relaxed);
-        release();
+        if KEEPERS.fetch_sub(1, Ordering::SeqCst) == 1 {
+            BUDGET.store(0, Ordering::SeqCst);
+            release();
+        }
     }
 }
 
@@ -81,20 +98,18 @@ fn class_of(size: usize, align: usize) -> Option<(usize, usize)> {
 }
 
 struct Bins {
-    /// Per class, the blocks kept, oldest first, each with the sequence number of its keeping.
-    blocks: [[(usize, u64); SLOTS]; CLASSES],
+    /// Per class, the blocks kept (the last kept is the first taken again).
+    blocks: [[usize; SLOTS]; CLASSES],
     counts: [u8; CLASSES],
     bytes: usize,
-    kept: u64,
 }
 
 // A lock, not per-thread caches: a day's blocks are freed on the thread that wrote them and
 // wanted on the next day's, and large blocks come and go a few thousand times a day.
 static BINS: Mutex<Bins> = Mutex::new(Bins {
-    blocks: [[(0, 0); SLOTS]; CLASSES],
+    blocks: [[0; SLOTS]; CLASSES],
     counts: [0; CLASSES],
     bytes: 0,
-    kept: 0,
 });
 
 fn bins() -> std::sync::MutexGuard<'static, Bins> {
@@ -103,6 +118,10 @@ fn bins() -> std::sync::MutexGuard<'static, Bins> {
 }
 
 fn take(class: usize, class_size: usize) -> Option<*mut u8> {
+    // Off (the bins are empty or being emptied): no lock for every large allocation.
+    if BUDGET.load(Ordering::Relaxed) == 0 {
+        return None;
+    }
     let mut b = bins();
     let n = b.counts[class] as usize;
     if n == 0 {
@@ -110,18 +129,23 @@ fn take(class: usize, class_size: usize) -> Option<*mut u8> {
     }
     b.counts[class] -= 1;
     b.bytes -= class_size;
-    Some(b.blocks[class][n - 1].0 as *mut u8)
+    REUSED.fetch_add(1, Ordering::Relaxed);
+    Some(b.blocks[class][n - 1] as *mut u8)
 }
 
 /// Keeps a freed block if the budget allows; `false`: the caller frees it.
 fn keep(ptr: *mut u8, class: usize, class_size: usize) -> bool {
-    let mut b = bins();
-    let n = b.counts[class] as usize;
-    if n == SLOTS || b.bytes + class_size > BUDGET.load(Ordering::Relaxed) {
+    if BUDGET.load(Ordering::Relaxed) == 0 {
         return false;
     }
-    b.kept += 1;
-    b.blocks[class][n] = (ptr as usize, b.kept);
+    let mut b = bins();
+    let n = b.counts[class] as usize;
+    // Read under the lock: a `release` that ran before sees the budget at 0 first, so no block
+    // is kept after the cache was emptied for good.
+    if n == SLOTS || b.bytes + class_size > BUDGET.load(Ordering::SeqCst) {
+        return false;
+    }
+    b.blocks[class][n] = ptr as usize;
     b.counts[class] += 1;
     b.bytes += class_size;
     true
@@ -129,15 +153,21 @@ fn keep(ptr: *mut u8, class: usize, class_size: usize) -> bool {
 
 /// Gives every cached block back to mimalloc (and so to the system).
 fn release() {
-    let mut b = bins();
-    for class in 0..CLASSES {
-        for slot in 0..b.counts[class] as usize {
-            // SAFETY: each cached pointer came from mimalloc and is owned by the cache alone.
-            unsafe { libmimalloc_sys::mi_free(b.blocks[class][slot].0 as *mut c_void) };
+    // Taken out under the lock, freed after it: other threads' allocations need not wait for
+    // the system calls that give the memory back.
+    let (blocks, counts) = {
+        let mut b = bins();
+        let out = (b.blocks, b.counts);
+        b.counts = [0; CLASSES];
+        b.bytes = 0;
+        out
+    };
+    for (class, blocks) in blocks.iter().enumerate() {
+        for &ptr in &blocks[..counts[class] as usize] {
+            // SAFETY: each cached pointer came from mimalloc and was owned by the cache alone.
+            unsafe { libmimalloc_sys::mi_free(ptr as *mut c_void) };
         }
-        b.counts[class] = 0;
     }
-    b.bytes = 0;
 }
 
 /// Bytes the cache holds now.
@@ -274,6 +304,7 @@ mod tests {
             );
             let q = a.alloc_zeroed(Layout::from_size_align(110_000, 16).unwrap());
             assert_eq!(q, p);
+            assert_eq!(keeping.reused(), 1);
             assert!(std::slice::from_raw_parts(q, 110_000)
                 .iter()
                 .all(|&b| b == 0));
@@ -293,10 +324,14 @@ mod tests {
                 "the old block"
             );
             // Beyond the budget a block goes back to mimalloc.
+            let overlapping = Keeping::start();
             BUDGET.store(class_of(1 << 20, 8).unwrap().1 - 1, Ordering::Relaxed);
             a.dealloc(r, Layout::from_size_align(1 << 20, 16).unwrap());
             assert_eq!(cached_bytes(), class_of(100_000, 8).unwrap().1);
+            // Two guards: the cache stays on until the last goes.
             drop(keeping);
+            assert_eq!(cached_bytes(), class_of(100_000, 8).unwrap().1);
+            drop(overlapping);
             assert_eq!(cached_bytes(), 0);
             let p = a.alloc(layout);
             a.dealloc(p, layout);

@@ -287,12 +287,16 @@ fn purge_freed_memory_at_once() {
 fn block_cache_budget() -> Result<(), String> {
     const VAR: &str = "GLADLY_WFM_BLOCK_CACHE_MIB";
     if let Some(v) = std::env::var_os(VAR) {
-        let mib = v
+        if v.is_empty() {
+            return Ok(());
+        }
+        let bytes = v
             .to_str()
             .and_then(|v| v.trim().parse::<usize>().ok())
             .filter(|&mib| mib <= 4096)
+            .and_then(|mib| mib.checked_mul(1 << 20))
             .ok_or_else(|| format!("{VAR}={v:?}: not a whole number of MiB from 0 to 4096"))?;
-        block_cache::set_keeping_budget(mib << 20);
+        block_cache::set_keeping_budget(bytes);
     }
     Ok(())
 }
@@ -301,11 +305,11 @@ fn block_cache_budget() -> Result<(), String> {
 async fn main() -> ExitCode {
     no_transparent_huge_pages();
     purge_freed_memory_at_once();
+    let cli = Cli::parse();
     if let Err(e) = block_cache_budget() {
         eprintln!("gladly-wfm: {e}");
         return ExitCode::from(2);
     }
-    let cli = Cli::parse();
     let format = if cli.log_format == "json" {
         log::Format::Json
     } else {

@@ -551,8 +551,8 @@ impl Run<'_> {
         let mut read_ahead = (!self.opts.stages.extract && self.opts.stages.transform)
             .then(|| ReadAhead::start(&self.st));
         // The same runs, over more than a day, keep large freed blocks for the next day's
-        // transform to reuse (`block_cache`): on again for nothing else.
-        let _keeping = (read_ahead.is_some() && days.len() > 1).then(block_cache::Keeping::start);
+        // transform to reuse (`block_cache`), until the last day is transformed.
+        let keeping = (read_ahead.is_some() && days.len() > 1).then(block_cache::Keeping::start);
         for (i, &day) in days.iter().enumerate() {
             if self.interrupt.requested() {
                 return Err(RunError::Interrupted);
@@ -630,6 +630,13 @@ impl Run<'_> {
         // conversation of the look-back days (about 130,000 in the bench's centre), which the
         // load would otherwise carry to the end of the run beside its push plans.
         drop((carry, conv_carry, read_ahead));
+        if let Some(k) = keeping {
+            log::debug(format!(
+                "block cache: {} large blocks reused over {} days",
+                k.reused(),
+                days.len()
+            ));
+        }
         if self.opts.stages.transform {
             self.redo_changed_work_days(&inboxes)?;
         }

@@ -700,3 +700,87 @@ async fn refused_credentials_exit_4_and_are_never_printed() {
     }
     assert!(!o.stderr.contains("wrong-secret-456"));
 }
+
+/// A re-run of landed days keeps large freed blocks for the next day (`block_cache`): the
+/// files it writes are byte for byte those of the same re-run with the cache off
+/// (`GLADLY_WFM_BLOCK_CACHE_MIB=0`), and a budget that is not a number is refused (exit 2)
+/// before anything is read or written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_block_cache_changes_no_byte_and_a_bad_budget_is_refused() {
+    let s = start_default(NOW).await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(dir.path(), &s, "", "");
+    let range = ["--from", "2026-10-31", "--to", "2026-11-03"];
+    let o = run(
+        dir.path(),
+        &p,
+        NOW,
+        &[&range[..], &["--stages", "extract"]].concat(),
+    )
+    .await;
+    assert_eq!(o.code, 0, "{o}");
+    // Every curated file (the raw zone and the run records are the re-runs' input and log).
+    let files = || -> BTreeMap<String, Vec<u8>> {
+        let root = out(dir.path());
+        let mut found = BTreeMap::new();
+        let mut stack = vec![root.clone()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap().flatten() {
+                let path = e.path();
+                let rel = path.strip_prefix(&root).unwrap().display().to_string();
+                if rel.starts_with("raw") || rel.starts_with('_') {
+                    continue;
+                }
+                if path.is_dir() {
+                    stack.push(path);
+                } else if rel.ends_with(".parquet") {
+                    found.insert(rel, std::fs::read(&path).unwrap());
+                }
+            }
+        }
+        found
+    };
+    let transform = [&range[..], &["--stages", "transform"]].concat();
+    let transform = [&transform[..], &["-v"]].concat();
+    let reused = |o: &Out| -> Option<usize> {
+        let line = o.stderr.lines().find(|l| l.contains("block cache:"))?;
+        let n = line.split("block cache: ").nth(1)?.split(' ').next()?;
+        n.parse().ok()
+    };
+    let off = run_env(
+        dir.path(),
+        &p,
+        NOW,
+        &transform,
+        &[("GLADLY_WFM_BLOCK_CACHE_MIB", "0")],
+    )
+    .await;
+    assert_eq!(off.code, 0, "{off}");
+    let without = files();
+    assert!(
+        without
+            .keys()
+            .any(|k| k.starts_with("agent_status_segments/"))
+            && without.len() >= 12,
+        "the re-run wrote the days' datasets: {:?}",
+        without.keys().collect::<Vec<_>>()
+    );
+    assert_eq!(reused(&off), Some(0), "{off}");
+    let on = run(dir.path(), &p, NOW, &transform).await;
+    assert_eq!(on.code, 0, "{on}");
+    assert!(
+        reused(&on).is_some_and(|n| n > 0),
+        "the cache was used: {on}"
+    );
+    assert_eq!(files(), without, "the cache changed a file");
+    let bad = run_env(
+        dir.path(),
+        &p,
+        NOW,
+        &transform,
+        &[("GLADLY_WFM_BLOCK_CACHE_MIB", "lots")],
+    )
+    .await;
+    assert_eq!(bad.code, 2, "{bad}");
+    assert!(bad.stderr.contains("GLADLY_WFM_BLOCK_CACHE_MIB"), "{bad}");
+}

@@ -6,10 +6,13 @@
 //! comparing every value's bytes — about a tenth of the transform's CPU. The frames this
 //! project writes are built by `FrameBuilder::str`, where equal values share one view (equal
 //! bytes at one address; short values are inline in their view), so the view itself identifies
-//! the value: a dictionary keyed by the 16-byte view gives the same keys in the same order
-//! (first occurrence) as polars' own, and so the same pages. A column whose equal values do not
-//! share views (read back, or concatenated) still encodes correctly: its dictionary holds a value
-//! more than once, which Parquet allows.
+//! the value: where equal values share a view, a dictionary keyed by the 16-byte view gives the
+//! same keys in the same order (first occurrence) as polars' own, and so the same pages (test).
+//! Where they do not (a column read back or stacked from two frames, or a column that
+//! `FrameBuilder::str` took for distinct ids and stopped comparing), the dictionary names a
+//! value more than once — a larger page, read back the same (Parquet allows it) — and the
+//! three-in-four rule below counts views, so such a column may be written plain where polars
+//! would use a dictionary. Equal views always hold equal bytes, so a key is never wrong.
 
 use std::io::Write;
 
