@@ -5,10 +5,11 @@
 //! day's large buffers — the raw events, the string columns, the Parquet pages — were faulted
 //! in afresh: over the bench's 90 agent days, 950 k page faults and 2.8 s of system time in a
 //! 5.9 s transform. Days are alike: the blocks one day frees are the sizes the next day asks
-//! for. This cache keeps freed blocks over 64 KiB, by size class, up to [`DEFAULT_BUDGET`] bytes
-//! in all, and hands them out again; a block the cache has no room for goes back to mimalloc
-//! (and so to the system). What the process holds beyond mimalloc's own is at most the budget;
-//! [`release`] empties the cache (a long-running service calls it before it sleeps).
+//! for. While a [`Keeping`] lives (a run transforming days already landed), this cache keeps
+//! freed blocks over 64 KiB, by size class, up to [`DEFAULT_BUDGET`] bytes in all, and hands
+//! them out again; a block the cache has no room for goes back to mimalloc (and so to the
+//! system). What the process holds beyond mimalloc's own is at most the budget; when the last
+//! `Keeping` is dropped the cache is emptied and keeps nothing until the next.
 //!
 //! A block is allocated at its class's size (at most a quarter above the request, four classes
 //! per doubling); pages of it never written are never faulted in. `realloc` within one class

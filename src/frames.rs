@@ -34,7 +34,7 @@ impl FrameBuilder {
         }
     }
 
-    /// A string column whose repeated values share their bytes (see [`shared_strings`]).
+    /// A string column whose repeated values share their bytes (see `shared_strings`).
     pub fn str<'a>(mut self, name: &str, values: impl Iterator<Item = Option<&'a str>>) -> Self {
         let ca = StringChunked::with_chunk(name.into(), shared_strings(self.height, values));
         self.cols.push(ca.into_column());
@@ -100,7 +100,7 @@ impl FrameBuilder {
 /// grow as they fill, fresh memory every day that the allocator gives back at once and the
 /// kernel faults in again. The views are sized from `height` once and the bytes copied into
 /// buffers of their exact size. Parquet encodes values, not buffers: the files are byte for
-/// byte those of polars' collect (test).
+/// byte those polars' writer makes of polars' collect (test).
 fn shared_strings<'a>(
     height: usize,
     values: impl Iterator<Item = Option<&'a str>>,
@@ -345,9 +345,10 @@ mod tests {
     /// Nulls, inline values, long values repeated on many rows (the same allocation each time,
     /// equal copies, or a shorter value at the same address), and long values seen once: the
     /// column built with shared bytes holds the same values as polars' own collect, encodes to
-    /// the Parquet bytes polars' writer makes of that collect, and stores each distinct long value once. Then a column of
-    /// distinct ids (the byte map given up after 512) followed by one allocation on many rows:
-    /// that value is still stored once. (Whether the map was given up shows in time, not here.)
+    /// the Parquet bytes polars' writer makes of that collect, and stores each distinct long
+    /// value once. Then a column of distinct ids (the byte map given up after 512) followed by
+    /// one allocation on many rows: that value is still stored once. (Whether the map was given
+    /// up shows in time, not here.)
     #[test]
     fn shared_strings_are_the_values_and_the_file_of_a_plain_collect() {
         let mut rng = Rng::derive(17, &["shared-strings"]);

@@ -31,7 +31,7 @@ const ROW_GROUP: usize = 512 * 512;
 
 /// Encodes a frame as Parquet with statistics into `file` (a file on disk, or a buffer that
 /// becomes one object).
-pub fn write_parquet<W: std::io::Write>(
+pub fn write_parquet<W: Write>(
     df: &mut DataFrame,
     file: W,
     compression: Compression,
