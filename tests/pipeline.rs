@@ -701,6 +701,71 @@ async fn refused_credentials_exit_4_and_are_never_printed() {
     assert!(!o.stderr.contains("wrong-secret-456"));
 }
 
+/// Every curated Parquet file under `root`, by path (the raw zone and the run records, under
+/// `raw/` and `_…/`, are a run's input and log).
+fn curated_files(root: &std::path::Path) -> BTreeMap<String, Vec<u8>> {
+    let mut found = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let path = e.path();
+            let rel = path.strip_prefix(root).unwrap().display().to_string();
+            if rel.starts_with("raw") || rel.starts_with('_') {
+                continue;
+            }
+            if path.is_dir() {
+                stack.push(path);
+            } else if rel.ends_with(".parquet") {
+                found.insert(rel, std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    found
+}
+
+/// `run` starts one async worker and one polars thread (main.rs: a second of either only held
+/// memory); `TOKIO_WORKER_THREADS` and `POLARS_MAX_THREADS` still decide when set, and the
+/// thread counts change no byte of what a run writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_starts_one_worker_and_one_polars_thread_unless_told() {
+    let s = start_default(NOW).await;
+    let threads = |o: &Out| -> String {
+        let line = o.stderr.lines().find(|l| l.contains("threads: "));
+        line.and_then(|l| l.split("threads: ").nth(1))
+            .unwrap_or_default()
+            .to_string()
+    };
+    let args = ["--from", "2026-11-01", "--to", "2026-11-03", "-v"];
+    let one = tempfile::tempdir().unwrap();
+    let p = pipeline(one.path(), &s, "", "");
+    let o = run(one.path(), &p, NOW, &args).await;
+    assert_eq!(o.code, 0, "{o}");
+    assert_eq!(threads(&o), "1 async worker(s), 1 in polars' pool", "{o}");
+    let two = tempfile::tempdir().unwrap();
+    let p = pipeline(two.path(), &s, "", "");
+    let env = [("TOKIO_WORKER_THREADS", "2"), ("POLARS_MAX_THREADS", "2")];
+    let o = run_env(two.path(), &p, NOW, &args, &env).await;
+    assert_eq!(o.code, 0, "{o}");
+    assert_eq!(threads(&o), "2 async worker(s), 2 in polars' pool", "{o}");
+    // The day datasets (the agent and inbox snapshots carry the clock time they were taken).
+    let days = |dir: &std::path::Path| {
+        let mut f = curated_files(&out(dir));
+        f.retain(|k, _| !k.starts_with("agents/") && !k.starts_with("inboxes/"));
+        f
+    };
+    let (a, b) = (days(one.path()), days(two.path()));
+    assert!(
+        a.keys().any(|k| k.starts_with("agent_status_segments/")) && a.len() >= 9,
+        "the runs wrote the days' datasets: {:?}",
+        a.keys().collect::<Vec<_>>()
+    );
+    let differ: Vec<_> = a.keys().filter(|k| a.get(*k) != b.get(*k)).collect();
+    assert!(
+        differ.is_empty() && a.len() == b.len(),
+        "the thread counts changed {differ:?}"
+    );
+}
+
 /// A re-run of landed days keeps large freed blocks for the next day (`block_cache`): the
 /// files it writes are byte for byte those of the same re-run with the cache off
 /// (`GLADLY_WFM_BLOCK_CACHE_MIB=0`), and a budget that is not a number is refused (exit 2)
@@ -719,27 +784,7 @@ async fn the_block_cache_changes_no_byte_and_a_bad_budget_is_refused() {
     )
     .await;
     assert_eq!(o.code, 0, "{o}");
-    // Every curated file (the raw zone and the run records are the re-runs' input and log).
-    let files = || -> BTreeMap<String, Vec<u8>> {
-        let root = out(dir.path());
-        let mut found = BTreeMap::new();
-        let mut stack = vec![root.clone()];
-        while let Some(d) = stack.pop() {
-            for e in std::fs::read_dir(&d).unwrap().flatten() {
-                let path = e.path();
-                let rel = path.strip_prefix(&root).unwrap().display().to_string();
-                if rel.starts_with("raw") || rel.starts_with('_') {
-                    continue;
-                }
-                if path.is_dir() {
-                    stack.push(path);
-                } else if rel.ends_with(".parquet") {
-                    found.insert(rel, std::fs::read(&path).unwrap());
-                }
-            }
-        }
-        found
-    };
+    let files = || curated_files(&out(dir.path()));
     let transform = [&range[..], &["--stages", "transform"]].concat();
     let transform = [&transform[..], &["-v"]].concat();
     let reused = |o: &Out| -> Option<usize> {
