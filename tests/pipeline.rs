@@ -723,18 +723,20 @@ fn curated_files(root: &std::path::Path) -> BTreeMap<String, Vec<u8>> {
     found
 }
 
+/// What follows `marker` on the first log line that has it.
+fn logged_after<'a>(o: &'a Out, marker: &str) -> Option<&'a str> {
+    o.stderr
+        .lines()
+        .find_map(|l| l.split_once(marker).map(|(_, rest)| rest))
+}
+
 /// `run` starts one async worker and one polars thread (main.rs: a second of either only held
 /// memory); `TOKIO_WORKER_THREADS` and `POLARS_MAX_THREADS` still decide when set, and the
 /// thread counts change no byte of what a run writes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_starts_one_worker_and_one_polars_thread_unless_told() {
     let s = start_default(NOW).await;
-    let threads = |o: &Out| -> String {
-        let line = o.stderr.lines().find(|l| l.contains("threads: "));
-        line.and_then(|l| l.split("threads: ").nth(1))
-            .unwrap_or_default()
-            .to_string()
-    };
+    let threads = |o: &Out| logged_after(o, "threads: ").unwrap_or_default().to_string();
     let args = ["--from", "2026-11-01", "--to", "2026-11-03", "-v"];
     let one = tempfile::tempdir().unwrap();
     let p = pipeline(one.path(), &s, "", "");
@@ -788,9 +790,11 @@ async fn the_block_cache_changes_no_byte_and_a_bad_budget_is_refused() {
     let transform = [&range[..], &["--stages", "transform"]].concat();
     let transform = [&transform[..], &["-v"]].concat();
     let reused = |o: &Out| -> Option<usize> {
-        let line = o.stderr.lines().find(|l| l.contains("block cache:"))?;
-        let n = line.split("block cache: ").nth(1)?.split(' ').next()?;
-        n.parse().ok()
+        logged_after(o, "block cache: ")?
+            .split(' ')
+            .next()?
+            .parse()
+            .ok()
     };
     let off = run_env(
         dir.path(),
