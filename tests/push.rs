@@ -153,7 +153,14 @@ async fn a_push_killed_mid_way_resumes_without_resending_acknowledged_batches() 
     assert_ne!(o.code, 0, "{o}");
     assert!(o.stderr.contains("dying at push-batch"), "{o}");
     // Two batches are in flight at a time: the 5th may have been stored, unacknowledged,
-    // when the run died after taking the 4th's answer.
+    // when the run died after taking the 4th's answer — or a moment later, from what the dead
+    // run left in the simulator's socket: counted once its connections are closed.
+    tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        s.wfm.connections_closed(),
+    )
+    .await
+    .expect("the dead run's connections to the WFM closed");
     let at_crash = task_posts(&s);
     assert!(
         (4..=5).contains(&at_crash),

@@ -155,6 +155,7 @@ impl GladlySim {
         super::serve(
             addr,
             Router::new().fallback(handle).with_state(self.clone()),
+            Arc::default(),
         )
         .await
     }

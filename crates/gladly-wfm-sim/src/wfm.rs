@@ -88,6 +88,7 @@ pub struct WfmSim {
     idempotency: Mutex<HashMap<String, (u16, String)>>,
     faults: FaultInjector,
     log: Mutex<RequestLog>,
+    connections: Arc<super::Connections>,
 }
 
 /// A request as logged: its body kept as received (copying each into a `String` as it came
@@ -155,6 +156,7 @@ impl WfmSim {
             windows: Mutex::new(HashMap::default()),
             idempotency: Mutex::new(HashMap::default()),
             log: Mutex::new(RequestLog::default()),
+            connections: Arc::default(),
         })
     }
 
@@ -162,8 +164,15 @@ impl WfmSim {
         super::serve(
             addr,
             Router::new().fallback(handle).with_state(self.clone()),
+            self.connections.clone(),
         )
         .await
+    }
+
+    /// Returns once every connection to this simulator is closed: after a killed client's
+    /// last request has been answered or dropped (`Connections`).
+    pub async fn connections_closed(&self) {
+        self.connections.all_closed().await
     }
 
     pub fn store(&self) -> Store {
