@@ -27,7 +27,7 @@ use crate::time::{self, Ms};
 use crate::transform::datasets::{self as ds, Emails};
 use crate::transform::segments::StartState;
 use crate::transform::stage::{RawDay, TransformError, Transformer};
-use crate::transform::workstreams::{self as wsd, ConvStates};
+use crate::transform::workstreams::{self as wsd, SpilledConvStates};
 use crate::wfm::{WfmClient, WfmError};
 
 pub use crate::options::{RunOptions, Stages};
@@ -525,7 +525,7 @@ impl Run<'_> {
         }
         let inboxes = self.newest_inboxes()?;
         let mut carry: Option<(NaiveDate, StartState)> = None;
-        let mut conv_carry: Option<(NaiveDate, ConvStates)> = None;
+        let mut conv_carry: Option<(NaiveDate, SpilledConvStates)> = None;
         let days = self.window.clone();
         // Fetching runs ahead on its own task (a few days, spooled to disk, so memory stays
         // flat) while this task lands and transforms: the rate limits, not the CPU, pace
@@ -626,8 +626,8 @@ impl Run<'_> {
             }
         }
         drop(ahead);
-        // The states carried from day to day are done with: the conversations' holds every
-        // conversation of the look-back days (about 130,000 in the bench's centre), which the
+        // The states carried from day to day are done with: the agents' (in memory) and the
+        // conversations' (a file under the run's temporary directory, removed here), which the
         // load would otherwise carry to the end of the run beside its push plans.
         drop((carry, conv_carry, read_ahead));
         if let Some(k) = keeping {

@@ -9,7 +9,7 @@ use chrono_tz::Tz;
 
 use super::datasets::{self as ds, Emails, Unmatched};
 use super::segments::{advance_state, carry_newest, day_segments_and_newest, StartState};
-use super::workstreams::{self as wsd, ConvStates, InboxMap};
+use super::workstreams::{self as wsd, ConvStates, InboxMap, SpilledConvStates};
 use crate::config::Pipeline;
 use crate::model::{AgentEvent, InboxDim};
 use crate::raw;
@@ -191,12 +191,13 @@ impl Transformer<'_> {
         emails: &Emails,
         inboxes: &[InboxDim],
         carry: &mut Option<(NaiveDate, StartState)>,
-        conv_carry: &mut Option<(NaiveDate, ConvStates)>,
+        conv_carry: &mut Option<(NaiveDate, SpilledConvStates)>,
     ) -> Result<DayOut, TransformError> {
         let (freed, conversations_freed) = std::sync::mpsc::sync_channel(1);
         let (agents, work) = std::thread::scope(|sc| {
             let work = sc.spawn(|| -> Result<DayOut, TransformError> {
-                let mut out = self.stage_conversations(day, inboxes, conv_carry, Some(freed))?;
+                let mut out =
+                    self.stage_conversations(day, inboxes, Some(conv_carry), Some(freed))?;
                 out.merge(self.stage_work(day, inboxes)?);
                 Ok(out)
             });
@@ -226,15 +227,17 @@ impl Transformer<'_> {
         carry: &mut Option<(NaiveDate, StartState)>,
     ) -> Result<DayOut, TransformError> {
         let mut out = self.stage_agents(day, None, emails, carry, None)?;
-        out.merge(self.stage_conversations(day, inboxes, &mut None, None)?);
+        out.merge(self.stage_conversations(day, inboxes, None, None)?);
         self.commit(day, out)
     }
 
+    /// The day's `conversations`, staged. `carry`: the states the day before left (spilled to
+    /// disk), replaced by this day's; `None` when nothing is carried (`follow`'s today).
     fn stage_conversations(
         &self,
         day: NaiveDate,
         inboxes: &[InboxDim],
-        carry: &mut Option<(NaiveDate, ConvStates)>,
+        mut carry: Option<&mut Option<(NaiveDate, SpilledConvStates)>>,
         freed: Option<std::sync::mpsc::SyncSender<()>>,
     ) -> Result<DayOut, TransformError> {
         let evs = raw::read_conversation_events(self.st, day)?.ok_or_else(|| {
@@ -242,8 +245,13 @@ impl Transformer<'_> {
                 "day {day} has no raw conversation events: run the extract stage for it first"
             ))
         })?;
-        let mut state = match carry.take() {
-            Some((d, s)) if d + Duration::days(1) == day => s,
+        let spilled = carry.as_mut().and_then(|c| c.take());
+        let mut state = match spilled {
+            Some((d, s)) if d + Duration::days(1) == day => s.load().map_err(|e| {
+                TransformError::Failed(format!(
+                    "conversations {day}: the states carried from {d}: {e}"
+                ))
+            })?,
             _ => {
                 let mut s = ConvStates::default();
                 for k in (1..=self.p.lookback_days as i64).rev() {
@@ -259,16 +267,26 @@ impl Transformer<'_> {
         state.forget_before(oldest);
         let mut map = InboxMap::new(inboxes, &self.p.workstreams);
         let rows = wsd::conversations_day(day, &evs, &mut state, &mut map);
-        // The day's events are done with: freed before the frame is built and encoded, and
-        // the agent half told so (`transform_all`).
+        // The day's events and the states are done with: freed before the frame is built and
+        // encoded (the states wait on disk for the next day), and the agent half told so
+        // (`transform_all`).
         drop(evs);
+        if let Some(carry) = carry {
+            let dir = self.st.temp_dir();
+            let spilled = state.spill(&dir).map_err(|e| {
+                TransformError::Failed(format!(
+                    "conversations {day}: writing the carried states under {}: {e}",
+                    dir.display()
+                ))
+            })?;
+            *carry = Some((day, spilled));
+        }
         if let Some(freed) = freed {
             let _ = freed.send(());
         }
         let mut df =
             wsd::conversations_frame(&rows).map_err(frame_err(format!("conversations {day}")))?;
         let staged = self.st.stage_partition(wsd::CONVERSATIONS, day, &mut df)?;
-        *carry = Some((day, state));
         Ok(DayOut {
             rows: vec![(wsd::CONVERSATIONS, day, rows.len())],
             unknown_inboxes: map.unknown,

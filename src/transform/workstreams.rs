@@ -2,16 +2,20 @@
 //! work sessions with their workstream; and interval totals per workstream × channel × interval.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use rustc_hash::FxHashMap as HashMap;
 
-use chrono::NaiveDate;
+use chrono::{Datelike, NaiveDate};
 use polars::prelude::PolarsResult;
 
 use super::datasets::inbox_workstream;
 use crate::config::Rule;
 use crate::frames::{DataFrame, FrameBuilder, Need};
 use crate::model::{ConversationEvent, ConversationEventKind, InboxDim, WorkSession};
+use crate::storage::TMP_MARK;
 use crate::time::Ms;
 
 pub const CONVERSATIONS: &str = "conversations";
@@ -118,6 +122,35 @@ impl ConvStates {
         self.0.retain(|(_, s)| s.last_day >= oldest);
     }
 
+    /// Writes the states to a file of their own under `dir` and frees them: a run's carried
+    /// conversations wait there between one day's transform and the next (`SpilledConvStates`).
+    pub fn spill(self, dir: &Path) -> std::io::Result<SpilledConvStates> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        std::fs::create_dir_all(dir)?;
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let spilled = SpilledConvStates {
+            path: dir.join(format!(
+                ".conversation-states-{n}{TMP_MARK}{}",
+                std::process::id()
+            )),
+            entries: self.0.len(),
+        };
+        let mut w = BufWriter::with_capacity(1 << 16, std::fs::File::create(&spilled.path)?);
+        for (id, s) in &self.0 {
+            let id = id.as_bytes();
+            w.write_all(&(id.len() as u32).to_le_bytes())?;
+            w.write_all(id)?;
+            w.write_all(&s.created_at.to_le_bytes())?;
+            w.write_all(&s.closed_at.to_le_bytes())?;
+            w.write_all(&s.last_day.num_days_from_ce().to_le_bytes())?;
+            w.write_all(&[s.closed as u8])?;
+        }
+        // No fsync: the file is read back by this process, and a run that dies rebuilds the
+        // states from the look-back days' raw events.
+        w.flush()?;
+        Ok(spilled)
+    }
+
     /// Merges `fresh` (sorted, no id already here) into place, from the back: no second copy.
     fn merge_in(&mut self, mut fresh: Vec<(compact_str::CompactString, ConvState)>) {
         let Some(filler) = fresh.first().map(|f| f.1) else {
@@ -137,6 +170,62 @@ impl ConvStates {
                 v[w] = fresh.pop().expect("looked at above");
             }
         }
+    }
+}
+
+/// A run's carried conversation states on disk between two days (`ConvStates::spill`). They
+/// were the largest thing a backfill held from one day to the next (48 bytes each, about
+/// 130,000 for a week of a 2,000-agent centre: ~6 MiB) and are needed only while a day's
+/// conversations are matched to them, not while its frames are built and written, when the
+/// day peaks. Written and read back in a few milliseconds; removed when dropped.
+pub struct SpilledConvStates {
+    path: PathBuf,
+    entries: usize,
+}
+
+impl SpilledConvStates {
+    /// The states as spilled (the file stays until this is dropped).
+    pub fn load(&self) -> Result<ConvStates, String> {
+        let bad = |e: std::io::Error| format!("reading {}: {e}", self.path.display());
+        let mut r =
+            BufReader::with_capacity(1 << 16, std::fs::File::open(&self.path).map_err(bad)?);
+        // Room for a day's new conversations beside the carried ones (`merge_in`).
+        let mut v = Vec::with_capacity(self.entries + self.entries / 4);
+        let mut buf = [0u8; 8];
+        for _ in 0..self.entries {
+            r.read_exact(&mut buf[..4]).map_err(bad)?;
+            let len = u32::from_le_bytes(buf[..4].try_into().expect("4 bytes")) as usize;
+            let mut id = vec![0u8; len];
+            r.read_exact(&mut id).map_err(bad)?;
+            let id = compact_str::CompactString::from_utf8(id)
+                .map_err(|e| format!("reading {}: {e}", self.path.display()))?;
+            r.read_exact(&mut buf).map_err(bad)?;
+            let created_at = Ms::from_le_bytes(buf);
+            r.read_exact(&mut buf).map_err(bad)?;
+            let closed_at = Ms::from_le_bytes(buf);
+            r.read_exact(&mut buf[..5]).map_err(bad)?;
+            let days = i32::from_le_bytes(buf[..4].try_into().expect("4 bytes"));
+            let last_day = NaiveDate::from_num_days_from_ce_opt(days).ok_or_else(|| {
+                format!("reading {}: day {days} out of range", self.path.display())
+            })?;
+            let closed = buf[4] != 0;
+            v.push((
+                id,
+                ConvState {
+                    created_at,
+                    closed_at,
+                    last_day,
+                    closed,
+                },
+            ));
+        }
+        Ok(ConvStates(v))
+    }
+}
+
+impl Drop for SpilledConvStates {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
     }
 }
 
@@ -473,6 +562,7 @@ mod tests {
             ConversationEventKind::Reopened,
             ConversationEventKind::AssigneeUpdated,
         ];
+        let dir = tempfile::tempdir().unwrap();
         let mut states = ConvStates::default();
         let mut plain: BTreeMap<String, ConvState> = BTreeMap::new();
         let first: NaiveDate = "2026-03-01".parse().unwrap();
@@ -480,7 +570,13 @@ mod tests {
             let day = first + chrono::Duration::days(k);
             let evs: Vec<ConversationEvent> = (0..next(60))
                 .map(|i| {
-                    let cid = format!("c{:03}", next(150));
+                    // Some ids too long to be stored inline (and not ASCII): the spill keeps them.
+                    let n = next(150);
+                    let cid = if n % 10 == 0 {
+                        format!("c{n:03}-a conversation id longer than 24 bytes, é")
+                    } else {
+                        format!("c{n:03}")
+                    };
                     let kind = kinds[next(4) as usize];
                     let at = 1_000 * k as Ms + next(500) as Ms;
                     ConversationEvent {
@@ -537,8 +633,34 @@ mod tests {
                     (st.created_at(), st.closed_at())
                 );
             }
+            // Carried to the next day as a run carries them: through a spilled file.
+            let spilled = states.spill(dir.path()).unwrap();
+            states = spilled.load().unwrap();
+            let path = spilled.path.clone();
+            drop(spilled);
+            assert!(!path.exists(), "removed when dropped: {}", path.display());
         }
         assert!(states.0.len() > 50, "the pool recurs: {}", states.0.len());
+    }
+
+    #[test]
+    fn a_damaged_spilled_state_file_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut states = ConvStates::default();
+        let day: NaiveDate = "2026-03-01".parse().unwrap();
+        states.merge_in(vec![("c1".into(), ConvState::new(day))]);
+        let spilled = states.spill(dir.path()).unwrap();
+        let len = std::fs::metadata(&spilled.path).unwrap().len();
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&spilled.path)
+            .unwrap();
+        f.set_len(len - 3).unwrap();
+        let err = spilled.load().unwrap_err();
+        assert!(
+            err.contains(&spilled.path.display().to_string()) && err.contains("fill whole buffer"),
+            "{err}"
+        );
     }
 
     #[test]
