@@ -135,7 +135,10 @@ impl ConvStates {
             )),
             entries: self.0.len(),
         };
-        let mut w = BufWriter::with_capacity(1 << 16, std::fs::File::create(&spilled.path)?);
+        // `create_new`: a name already taken (another host's run on a shared disk) is an error,
+        // not a file overwritten.
+        let file = std::fs::File::create_new(&spilled.path)?;
+        let mut w = BufWriter::with_capacity(1 << 16, file);
         for (id, s) in &self.0 {
             let id = id.as_bytes();
             w.write_all(&(id.len() as u32).to_le_bytes())?;
@@ -186,7 +189,12 @@ pub struct SpilledConvStates {
 impl SpilledConvStates {
     /// The states as spilled (the file stays until this is dropped).
     pub fn load(&self) -> Result<ConvStates, String> {
-        let bad = |e: std::io::Error| format!("reading {}: {e}", self.path.display());
+        let bad = |e: std::io::Error| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => {
+                format!("reading {}: cut short", self.path.display())
+            }
+            _ => format!("reading {}: {e}", self.path.display()),
+        };
         let mut r =
             BufReader::with_capacity(1 << 16, std::fs::File::open(&self.path).map_err(bad)?);
         // Room for a day's new conversations beside the carried ones (`merge_in`).
@@ -195,8 +203,16 @@ impl SpilledConvStates {
         for _ in 0..self.entries {
             r.read_exact(&mut buf[..4]).map_err(bad)?;
             let len = u32::from_le_bytes(buf[..4].try_into().expect("4 bytes")) as usize;
-            let mut id = vec![0u8; len];
-            r.read_exact(&mut id).map_err(bad)?;
+            // Read through `take`: a damaged length fails at the file's end, not in a huge
+            // allocation.
+            let mut id = Vec::new();
+            (&mut r)
+                .take(len as u64)
+                .read_to_end(&mut id)
+                .map_err(bad)?;
+            if id.len() != len {
+                return Err(format!("reading {}: cut short", self.path.display()));
+            }
             let id = compact_str::CompactString::from_utf8(id)
                 .map_err(|e| format!("reading {}: {e}", self.path.display()))?;
             r.read_exact(&mut buf).map_err(bad)?;
@@ -217,6 +233,13 @@ impl SpilledConvStates {
                     last_day,
                     closed,
                 },
+            ));
+        }
+        if r.read(&mut buf).map_err(bad)? != 0 {
+            return Err(format!(
+                "reading {}: more than the {} states written",
+                self.path.display(),
+                self.entries
             ));
         }
         Ok(ConvStates(v))
@@ -646,21 +669,33 @@ mod tests {
     #[test]
     fn a_damaged_spilled_state_file_is_an_error_naming_it() {
         let dir = tempfile::tempdir().unwrap();
-        let mut states = ConvStates::default();
         let day: NaiveDate = "2026-03-01".parse().unwrap();
-        states.merge_in(vec![("c1".into(), ConvState::new(day))]);
-        let spilled = states.spill(dir.path()).unwrap();
-        let len = std::fs::metadata(&spilled.path).unwrap().len();
-        let f = std::fs::OpenOptions::new()
-            .write(true)
-            .open(&spilled.path)
-            .unwrap();
-        f.set_len(len - 3).unwrap();
-        let err = spilled.load().unwrap_err();
-        assert!(
-            err.contains(&spilled.path.display().to_string()) && err.contains("fill whole buffer"),
-            "{err}"
-        );
+        let spill = || {
+            let mut states = ConvStates::default();
+            states.merge_in(vec![("c1".into(), ConvState::new(day))]);
+            states.spill(dir.path()).unwrap()
+        };
+        // Cut short; a byte too many; an id length far beyond the file.
+        type Damage = fn(&mut Vec<u8>);
+        let damages: [(&str, Damage); 3] = [
+            ("cut short", |b| b.truncate(b.len() - 3)),
+            ("more than the 1 states written", |b| b.push(0)),
+            ("cut short", |b| {
+                b[..4].copy_from_slice(&u32::MAX.to_le_bytes())
+            }),
+        ];
+        for (want, damage) in damages {
+            let spilled = spill();
+            let mut bytes = std::fs::read(&spilled.path).unwrap();
+            damage(&mut bytes);
+            std::fs::write(&spilled.path, &bytes).unwrap();
+            let err = spilled.load().unwrap_err();
+            assert!(
+                err.starts_with(&format!("reading {}: ", spilled.path.display())),
+                "{err}"
+            );
+            assert!(err.ends_with(want), "{want}: {err}");
+        }
     }
 
     #[test]
