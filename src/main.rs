@@ -342,13 +342,17 @@ fn main() -> ExitCode {
     purge_freed_memory_at_once();
     one_polars_thread();
     let cli = Cli::parse();
-    match runtime(&cli.cmd) {
+    let code = match runtime(&cli.cmd) {
         Ok(rt) => rt.block_on(cli_main(cli)),
         Err(e) => {
             eprintln!("gladly-wfm: cannot start the async runtime: {e}");
             ExitCode::from(1)
         }
-    }
+    };
+    // The runtime is gone, and with it whatever read the spooled files: an object-store root's
+    // local temporary folder goes too (`storage::local_temp`).
+    gladly_wfm::storage::local_temp::remove_process_dir();
+    code
 }
 
 async fn cli_main(cli: Cli) -> ExitCode {

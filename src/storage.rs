@@ -7,6 +7,7 @@
 //! partition or a whole new one, never half of one.
 
 mod commit;
+pub mod local_temp;
 pub mod object;
 pub mod root;
 
@@ -74,14 +75,14 @@ impl Storage {
         }
     }
 
-    /// Where answers are spooled while they are decoded: `<root>/_tmp/` on a local root, the
-    /// system's temporary folder for an object-store root (a spooled answer is never data).
+    /// Where answers are spooled while they are decoded and a run's carried conversation
+    /// states wait between days: `<root>/_tmp/` on a local root, a folder of this process's
+    /// under the system's temporary folder for an object-store root (`local_temp`; neither is
+    /// ever data).
     pub fn temp_dir(&self) -> PathBuf {
         match &self.root {
             Root::Local(p) => p.join("_tmp"),
-            Root::Object(_) => {
-                std::env::temp_dir().join(format!("gladly-wfm-{}", std::process::id()))
-            }
+            Root::Object(_) => local_temp::process_dir(),
         }
     }
 

@@ -84,24 +84,43 @@ async fn run_rerun_and_crash_resume_into_s3_give_the_datasets_of_a_local_run() {
 
     let sdir = tempfile::tempdir().unwrap();
     let sp = s3_pipeline(sdir.path(), &sims, "lock_lease_seconds = 2");
+    // The runs' local temporary folder (spooled answers, spilled states), watched below.
+    let tmp = tempfile::tempdir().unwrap();
+    let tmp_env = ("TMPDIR", tmp.path().display().to_string());
+    let leftovers = || -> Vec<String> {
+        std::fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("gladly-wfm-"))
+            .collect()
+    };
     // Killed after the sixth partition is encoded and before it is put: a run that died mid-way.
     let crash = env_of(
         &server,
-        &[("GLADLY_WFM_CRASH_AT", "partition-temp-written:6".into())],
+        &[
+            ("GLADLY_WFM_CRASH_AT", "partition-temp-written:6".into()),
+            tmp_env.clone(),
+        ],
     );
     let o = run_env(sdir.path(), &sp, NOW, &RANGE, &refs(&crash)).await;
     assert!(
         o.code != 0 && o.stderr.contains("dying at partition-temp-written"),
         "the first run is killed: {o}"
     );
+    assert!(
+        !leftovers().is_empty(),
+        "the killed run leaves its temporary folder behind"
+    );
     wait_out_the_lease(&server).await;
-    let env = server.env();
+    let env = env_of(&server, &[tmp_env]);
     let resumed = run_env(sdir.path(), &sp, NOW, &RANGE, &refs(&env)).await;
     assert_eq!(resumed.code, 0, "the resumed run: {resumed}");
     assert!(
         resumed.stderr.contains("took over the run lock"),
         "the killed run's lock is taken over (its lease of 2 s expired before the resume): {resumed}"
     );
+    // The resumed run removed the killed run's folder (its owner lock was free) and its own.
+    assert_eq!(leftovers(), Vec::<String>::new(), "after the resumed run");
     let again = run_env(sdir.path(), &sp, NOW, &RANGE, &refs(&env)).await;
     assert_eq!(again.code, 0, "the re-run: {again}");
     assert!(

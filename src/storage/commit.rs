@@ -203,6 +203,7 @@ impl Storage {
         let commits = self.complete_commits()?;
         let mut swept = self.sweep_temp();
         if let Root::Object(_) = &self.root {
+            swept += super::local_temp::sweep_dead();
             for key in self.root.list(STAGING)? {
                 self.root.delete(&key)?;
                 swept += 1;
