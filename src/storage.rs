@@ -50,6 +50,34 @@ fn err(path: &Path, e: impl std::fmt::Display) -> StorageError {
 /// In the name of every temporary file (swept at the start of a run; never read as data).
 pub const TMP_MARK: &str = ".tmp-";
 
+/// A file of this process's under a temporary folder (`Storage::temp_dir`), named
+/// `.<stem>-<n>.tmp-<pid>` (unique in the process, marked temporary, so that a run killed while
+/// it existed leaves nothing the next run's sweep keeps), removed when dropped. Neither made
+/// nor opened here: whoever holds it writes and reads it.
+pub struct TempFile {
+    path: PathBuf,
+}
+
+impl TempFile {
+    pub fn new(dir: &Path, stem: &str) -> TempFile {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        TempFile {
+            path: dir.join(format!(".{stem}-{n}{TMP_MARK}{}", std::process::id())),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Storage {
     pub root: Root,

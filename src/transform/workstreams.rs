@@ -3,8 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufReader, BufWriter, Read, Write};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::Path;
 
 use rustc_hash::FxHashMap as HashMap;
 
@@ -15,7 +14,7 @@ use super::datasets::inbox_workstream;
 use crate::config::Rule;
 use crate::frames::{DataFrame, FrameBuilder, Need};
 use crate::model::{ConversationEvent, ConversationEventKind, InboxDim, WorkSession};
-use crate::storage::TMP_MARK;
+use crate::storage::TempFile;
 use crate::time::Ms;
 
 pub const CONVERSATIONS: &str = "conversations";
@@ -125,19 +124,14 @@ impl ConvStates {
     /// Writes the states to a file of their own under `dir` and frees them: a run's carried
     /// conversations wait there between one day's transform and the next (`SpilledConvStates`).
     pub fn spill(self, dir: &Path) -> std::io::Result<SpilledConvStates> {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
         std::fs::create_dir_all(dir)?;
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let spilled = SpilledConvStates {
-            path: dir.join(format!(
-                ".conversation-states-{n}{TMP_MARK}{}",
-                std::process::id()
-            )),
+            file: TempFile::new(dir, "conversation-states"),
             entries: self.0.len(),
         };
         // `create_new`: a name already taken (another host's run on a shared disk) is an error,
         // not a file overwritten.
-        let file = std::fs::File::create_new(&spilled.path)?;
+        let file = std::fs::File::create_new(spilled.file.path())?;
         let mut w = BufWriter::with_capacity(1 << 16, file);
         for (id, s) in &self.0 {
             let id = id.as_bytes();
@@ -182,21 +176,21 @@ impl ConvStates {
 /// conversations are matched to them, not while its frames are built and written, when the
 /// day peaks. Written and read back in a few milliseconds; removed when dropped.
 pub struct SpilledConvStates {
-    path: PathBuf,
+    file: TempFile,
     entries: usize,
 }
 
 impl SpilledConvStates {
     /// The states as spilled (the file stays until this is dropped).
     pub fn load(&self) -> Result<ConvStates, String> {
+        let path = self.file.path();
         let bad = |e: std::io::Error| match e.kind() {
             std::io::ErrorKind::UnexpectedEof => {
-                format!("reading {}: cut short", self.path.display())
+                format!("reading {}: cut short", path.display())
             }
-            _ => format!("reading {}: {e}", self.path.display()),
+            _ => format!("reading {}: {e}", path.display()),
         };
-        let mut r =
-            BufReader::with_capacity(1 << 16, std::fs::File::open(&self.path).map_err(bad)?);
+        let mut r = BufReader::with_capacity(1 << 16, std::fs::File::open(path).map_err(bad)?);
         // Room for a day's new conversations beside the carried ones (`merge_in`).
         let mut v = Vec::with_capacity(self.entries + self.entries / 4);
         let mut buf = [0u8; 8];
@@ -211,19 +205,18 @@ impl SpilledConvStates {
                 .read_to_end(&mut id)
                 .map_err(bad)?;
             if id.len() != len {
-                return Err(format!("reading {}: cut short", self.path.display()));
+                return Err(format!("reading {}: cut short", path.display()));
             }
             let id = compact_str::CompactString::from_utf8(id)
-                .map_err(|e| format!("reading {}: {e}", self.path.display()))?;
+                .map_err(|e| format!("reading {}: {e}", path.display()))?;
             r.read_exact(&mut buf).map_err(bad)?;
             let created_at = Ms::from_le_bytes(buf);
             r.read_exact(&mut buf).map_err(bad)?;
             let closed_at = Ms::from_le_bytes(buf);
             r.read_exact(&mut buf[..5]).map_err(bad)?;
             let days = i32::from_le_bytes(buf[..4].try_into().expect("4 bytes"));
-            let last_day = NaiveDate::from_num_days_from_ce_opt(days).ok_or_else(|| {
-                format!("reading {}: day {days} out of range", self.path.display())
-            })?;
+            let last_day = NaiveDate::from_num_days_from_ce_opt(days)
+                .ok_or_else(|| format!("reading {}: day {days} out of range", path.display()))?;
             let closed = buf[4] != 0;
             v.push((
                 id,
@@ -238,17 +231,11 @@ impl SpilledConvStates {
         if r.read(&mut buf).map_err(bad)? != 0 {
             return Err(format!(
                 "reading {}: more than the {} states written",
-                self.path.display(),
+                path.display(),
                 self.entries
             ));
         }
         Ok(ConvStates(v))
-    }
-}
-
-impl Drop for SpilledConvStates {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
     }
 }
 
@@ -659,7 +646,7 @@ mod tests {
             // Carried to the next day as a run carries them: through a spilled file.
             let spilled = states.spill(dir.path()).unwrap();
             states = spilled.load().unwrap();
-            let path = spilled.path.clone();
+            let path = spilled.file.path().to_path_buf();
             drop(spilled);
             assert!(!path.exists(), "removed when dropped: {}", path.display());
         }
@@ -686,12 +673,12 @@ mod tests {
         ];
         for (want, damage) in damages {
             let spilled = spill();
-            let mut bytes = std::fs::read(&spilled.path).unwrap();
+            let mut bytes = std::fs::read(spilled.file.path()).unwrap();
             damage(&mut bytes);
-            std::fs::write(&spilled.path, &bytes).unwrap();
+            std::fs::write(spilled.file.path(), &bytes).unwrap();
             let err = spilled.load().unwrap_err();
             assert!(
-                err.starts_with(&format!("reading {}: ", spilled.path.display())),
+                err.starts_with(&format!("reading {}: ", spilled.file.path().display())),
                 "{err}"
             );
             assert!(err.ends_with(want), "{want}: {err}");
