@@ -434,9 +434,8 @@ impl Extractor {
         }
         for (d, fresh) in by_day {
             let old = raw::read_work_sessions(&self.st, d)?.unwrap_or_default();
-            let before = old.clone();
-            let merged = raw::upsert_work_sessions(old, fresh);
-            if merged != before {
+            let (merged, changed) = raw::upsert_work_sessions(old, fresh);
+            if changed {
                 let mut df = raw::work_sessions_builder(&merged)
                     .finish()
                     .map_err(frame_err(format!("raw work sessions {d}")))?;
