@@ -104,7 +104,7 @@ impl Transformer<'_> {
         ahead: Option<Option<Vec<AgentEvent>>>,
         emails: &Emails,
         carry: &mut Option<(NaiveDate, StartState)>,
-        conversations_freed: Option<std::sync::mpsc::Receiver<()>>,
+        conversations_done: Option<std::sync::mpsc::Receiver<()>>,
     ) -> Result<DayOut, TransformError> {
         let tz = self.tz;
         let evs = match ahead {
@@ -126,15 +126,15 @@ impl Transformer<'_> {
         let (start, end) = (time::day_start(tz, day), time::day_end(tz, day));
         let complete = end <= self.now;
         let mut out = DayOut::default();
-        // The frames are built once the conversations' events are freed (or their half has
-        // failed): see `transform_all`. The events thread waits for that and passes it on by
+        // The frames are built once the conversation half is done (or has failed): see
+        // `transform_all`. The events thread waits for that and passes it on by
         // dropping `go`, while this thread computes the segments (with no conversation half to
         // wait for, the events frame is built meanwhile).
         let (go, ready) = std::sync::mpsc::sync_channel::<()>(0);
         let (events, segments, newest) = std::thread::scope(|sc| {
             let events = sc.spawn(|| -> Result<(Unmatched, Staged), TransformError> {
-                if let Some(freed) = conversations_freed {
-                    let _ = freed.recv();
+                if let Some(done) = conversations_done {
+                    let _ = done.recv();
                 }
                 drop(go);
                 let mut unmatched = Unmatched::new();
@@ -178,12 +178,15 @@ impl Transformer<'_> {
     }
 
     /// All of a day's curated datasets, visible together: agent events and segments on one
-    /// thread, conversations and work sessions on another. The agent half builds its two
-    /// frames only once the conversation half has freed the day's conversation events (it
-    /// computes the segments meanwhile): those events (~23 MiB for a 2,000-agent day, as typed
-    /// records) and the two frames (~20 MiB of strings) were the largest things alive at once,
-    /// and how far they overlapped changed from run to run (a one-day run peaked at 101–109
-    /// MiB, 91–98 MiB with the wait; the agent-only transform's time did not change).
+    /// thread, conversations and work sessions on another. The agent half reads its events and
+    /// computes the segments meanwhile, and builds its two frames only once the conversation
+    /// half is done (or has failed): the agent frames (~20 MiB of strings for a 2,000-agent
+    /// day) beside the conversation half's events (~23 MiB as typed records) or frames were the
+    /// largest things alive at once, and how far they overlapped changed from run to run, so a
+    /// backfill peaked at the worst day's overlap. Waiting for the conversation events only to
+    /// be freed left the frames overlapping: 10 days transformed peaked at 85–90 MiB against
+    /// 81 with this wait (5 runs each, 1.87 against 1.94 s); where the conversation half is
+    /// small (the agent-only bench against DuckDB) there is nothing to wait for.
     pub fn transform_all(
         &self,
         day: NaiveDate,
@@ -193,16 +196,17 @@ impl Transformer<'_> {
         carry: &mut Option<(NaiveDate, StartState)>,
         conv_carry: &mut Option<(NaiveDate, SpilledConvStates)>,
     ) -> Result<DayOut, TransformError> {
-        let (freed, conversations_freed) = std::sync::mpsc::sync_channel(1);
+        // Dropped when the conversation half returns, however it ends: that is the signal.
+        let (done, conversations_done) = std::sync::mpsc::sync_channel::<()>(0);
         let (agents, work) = std::thread::scope(|sc| {
             let work = sc.spawn(|| -> Result<DayOut, TransformError> {
-                let mut out =
-                    self.stage_conversations(day, inboxes, Some(conv_carry), Some(freed))?;
+                let _done = done;
+                let mut out = self.stage_conversations(day, inboxes, Some(conv_carry))?;
                 out.merge(self.stage_work(day, inboxes)?);
                 Ok(out)
             });
             let agents =
-                self.stage_agents(day, raw.agents, emails, carry, Some(conversations_freed));
+                self.stage_agents(day, raw.agents, emails, carry, Some(conversations_done));
             (
                 agents,
                 work.join().unwrap_or_else(|_| {
@@ -227,7 +231,7 @@ impl Transformer<'_> {
         carry: &mut Option<(NaiveDate, StartState)>,
     ) -> Result<DayOut, TransformError> {
         let mut out = self.stage_agents(day, None, emails, carry, None)?;
-        out.merge(self.stage_conversations(day, inboxes, None, None)?);
+        out.merge(self.stage_conversations(day, inboxes, None)?);
         self.commit(day, out)
     }
 
@@ -238,7 +242,6 @@ impl Transformer<'_> {
         day: NaiveDate,
         inboxes: &[InboxDim],
         mut carry: Option<&mut Option<(NaiveDate, SpilledConvStates)>>,
-        freed: Option<std::sync::mpsc::SyncSender<()>>,
     ) -> Result<DayOut, TransformError> {
         let evs = raw::read_conversation_events(self.st, day)?.ok_or_else(|| {
             TransformError::Failed(format!(
@@ -268,8 +271,7 @@ impl Transformer<'_> {
         let mut map = InboxMap::new(inboxes, &self.p.workstreams);
         let rows = wsd::conversations_day(day, &evs, &mut state, &mut map);
         // The day's events and the states are done with: freed before the frame is built and
-        // encoded (the states wait on disk for the next day), and the agent half told so
-        // (`transform_all`).
+        // encoded (the states wait on disk for the next day).
         drop(evs);
         if let Some(carry) = carry {
             let dir = self.st.temp_dir();
@@ -280,9 +282,6 @@ impl Transformer<'_> {
                 ))
             })?;
             *carry = Some((day, spilled));
-        }
-        if let Some(freed) = freed {
-            let _ = freed.send(());
         }
         let mut df =
             wsd::conversations_frame(&rows).map_err(frame_err(format!("conversations {day}")))?;
