@@ -864,7 +864,10 @@ impl Run<'_> {
             .collect();
         // The next day's plans are built (read, converted, serialised: CPU and disk) on a
         // blocking thread while this day's are sent, so this process and the receiver work at
-        // the same time; days are still sent in order, each plan after the one before.
+        // the same time; days are still sent in order, each plan after the one before. The
+        // build starts once the day's segments are sent: begun beside them, two days' largest
+        // plans were alive at once (the load of 10 days alone peaked at 79 MiB, against 54 for
+        // one day).
         let (st, tz) = (self.st.clone(), self.tz);
         let build = |day: NaiveDate| {
             let st = st.clone();
@@ -880,14 +883,18 @@ impl Run<'_> {
             let built = next.take().expect("built ahead").await.map_err(|e| {
                 RunError::Failed(format!("building the push plans of {day} failed: {e}"))
             })??;
-            next = all.get(i + 1).map(|&d| build(d));
             let mut day_rejected = 0;
             self.tally
                 .wfm
                 .entry("intervals".into())
                 .or_default()
                 .unmatched_workstream += built.unmatched_workstream;
-            for (kind, plan) in built.plans {
+            for (n, (kind, plan)) in built.plans.into_iter().enumerate() {
+                // The next day is built once this day's first plan (its segments: the largest)
+                // is sent and dropped, not while it is held.
+                if n == 1 {
+                    next = all.get(i + 1).map(|&d| build(d));
+                }
                 match push::push_plan(
                     client,
                     &plan,
@@ -902,6 +909,9 @@ impl Run<'_> {
                     Ok(n) => day_rejected += n,
                     Err(e) => return self.wfm_failed(e),
                 }
+            }
+            if next.is_none() {
+                next = all.get(i + 1).map(|&d| build(d));
             }
             rejected += day_rejected;
             if day_rejected > 0 {
