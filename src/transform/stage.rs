@@ -197,9 +197,10 @@ impl Transformer<'_> {
     /// day) beside the conversation half's events (~23 MiB as typed records) or frames were the
     /// largest things alive at once, and how far they overlapped changed from run to run, so a
     /// backfill peaked at the worst day's overlap. Waiting for the conversation events only to
-    /// be freed left the frames overlapping: 10 days transformed peaked at 85–90 MiB against
-    /// 81 with this wait (5 runs each, 1.87 against 1.94 s); where the conversation half is
-    /// small (the agent-only bench against DuckDB) there is nothing to wait for.
+    /// be freed left the frames overlapping: 10 landed days transformed (block cache off, 5
+    /// pairs) peaked at 95–99 MiB against 90–91 with this wait, in 2.13 against 2.42 s
+    /// (medians); where the conversation half is small (the agent-only comparison with
+    /// DuckDB) there is nothing to wait for.
     pub fn transform_all(
         &self,
         day: NaiveDate,
