@@ -199,8 +199,8 @@ impl Transformer<'_> {
     /// backfill peaked at the worst day's overlap. Waiting for the conversation events only to
     /// be freed left the frames overlapping: 10 landed days transformed (block cache off, 5
     /// pairs) peaked at 95–99 MiB against 90–91 with this wait, in 2.13 against 2.42 s
-    /// (medians); where the conversation half is small (the agent-only comparison with
-    /// DuckDB) there is nothing to wait for.
+    /// (medians). A day without conversations (the agent-only comparison with DuckDB) does not
+    /// wait.
     pub fn transform_all(
         &self,
         day: NaiveDate,
@@ -214,8 +214,9 @@ impl Transformer<'_> {
         let (done, conversations_done) = std::sync::mpsc::sync_channel::<()>(0);
         let (agents, work) = std::thread::scope(|sc| {
             let work = sc.spawn(|| -> Result<DayOut, TransformError> {
-                let _done = done;
-                let mut out = self.stage_conversations(day, inboxes, Some(conv_carry))?;
+                let mut done = Some(done);
+                let mut out =
+                    self.stage_conversations(day, inboxes, Some(conv_carry), &mut done)?;
                 out.merge(self.stage_work(day, inboxes)?);
                 Ok(out)
             });
@@ -245,23 +246,20 @@ impl Transformer<'_> {
         carry: &mut Option<(NaiveDate, StartState)>,
     ) -> Result<DayOut, TransformError> {
         let mut out = self.stage_agents(day, None, emails, carry, None)?;
-        out.merge(self.stage_conversations(day, inboxes, None)?);
+        out.merge(self.stage_conversations(day, inboxes, None, &mut None)?);
         self.commit(day, out)
     }
 
     /// The day's `conversations`, staged. `carry`: the states the day before left (spilled to
     /// disk), replaced by this day's; `None` when nothing is carried (`follow`'s today).
+    /// `done` is dropped at once if the day has no conversations (see `transform_all`).
     fn stage_conversations(
         &self,
         day: NaiveDate,
         inboxes: &[InboxDim],
         mut carry: Option<&mut Option<(NaiveDate, SpilledConvStates)>>,
+        done: &mut Option<std::sync::mpsc::SyncSender<()>>,
     ) -> Result<DayOut, TransformError> {
-        let evs = raw::read_conversation_events(self.st, day)?.ok_or_else(|| {
-            TransformError::Failed(format!(
-                "day {day} has no raw conversation events: run the extract stage for it first"
-            ))
-        })?;
         let spilled = carry.as_mut().and_then(|c| c.take());
         let mut state = match spilled {
             Some((d, s)) if d + Duration::days(1) == day => s.load().map_err(|e| {
@@ -281,6 +279,19 @@ impl Transformer<'_> {
                 s
             }
         };
+        // The day's events are read once the states are ready: not held while the look-back
+        // days are read (or while the agent half reads its own).
+        let evs = raw::read_conversation_events(self.st, day)?.ok_or_else(|| {
+            TransformError::Failed(format!(
+                "day {day} has no raw conversation events: run the extract stage for it first"
+            ))
+        })?;
+        // A day without conversations holds nothing the agent frames need wait for (the
+        // agent-only comparison with DuckDB: otherwise three empty files written and synced
+        // before every day's agent frames).
+        if evs.is_empty() {
+            done.take();
+        }
         let oldest = day - Duration::days(self.p.lookback_days as i64);
         state.forget_before(oldest);
         let mut map = InboxMap::new(inboxes, &self.p.workstreams);
