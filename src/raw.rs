@@ -422,8 +422,9 @@ pub fn upsert_work_sessions(
     }
     /// Sorted by key, and of equal keys the last one given (as a map's inserts keep it).
     fn sorted_unique(mut rows: Vec<WorkSession>) -> Vec<WorkSession> {
-        rows.sort_by(|a, b| key(a).cmp(&key(b))); // stable: equal keys stay in order
-                                                  // `dedup_by` keeps the first of equal neighbours: the later one is swapped into it.
+        // Stable: equal keys stay in order. `dedup_by` keeps the first of equal neighbours, so
+        // the later one is swapped into it.
+        rows.sort_by(|a, b| key(a).cmp(&key(b)));
         rows.dedup_by(|later, kept| {
             let same = key(later) == key(kept);
             if same {
