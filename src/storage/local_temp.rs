@@ -23,6 +23,11 @@ struct Owned {
 
 static OWNED: OnceLock<Option<Owned>> = OnceLock::new();
 
+/// This process's folder's name: `gladly-wfm-<pid>`.
+fn own_name() -> String {
+    format!("{PREFIX}{}", std::process::id())
+}
+
 fn lock_path(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("{name}.lock"))
 }
@@ -30,7 +35,7 @@ fn lock_path(name: &str) -> PathBuf {
 /// This process's folder, made (with its lock taken first) the first time it is asked for. If
 /// it cannot be made, the path is still returned: whoever writes there reports the error.
 pub fn process_dir() -> PathBuf {
-    let name = format!("{PREFIX}{}", std::process::id());
+    let name = own_name();
     let dir = std::env::temp_dir().join(&name);
     OWNED.get_or_init(|| {
         let lock = lock_path(&name);
@@ -66,7 +71,7 @@ pub fn remove_process_dir() {
 /// Removes the folders (and locks) of processes that ended without removing theirs; returns how
 /// many.
 pub fn sweep_dead() -> usize {
-    let me = format!("{PREFIX}{}", std::process::id());
+    let me = own_name();
     let mut n = 0;
     for e in std::fs::read_dir(std::env::temp_dir())
         .into_iter()
