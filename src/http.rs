@@ -296,11 +296,24 @@ pub async fn execute(
                     return Err(redirected(what, &resp));
                 }
                 let headers = resp.headers().clone();
+                let delimited = delimited(&resp);
                 match resp.bytes().await {
                     Err(e) => {
                         // A body cut off mid-way: the whole answer is retried.
                         stats.transport_errors.fetch_add(1, Ordering::Relaxed);
                         last = format!("HTTP {status}, body cut off: {}", transport_message(&e));
+                    }
+                    // Both APIs answer JSON: one without a length that does not parse ended
+                    // where its connection closed, mid-answer.
+                    Ok(body)
+                        if !delimited
+                            && !body.trim_ascii().is_empty()
+                            && serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_err() =>
+                    {
+                        stats.transport_errors.fetch_add(1, Ordering::Relaxed);
+                        last = format!(
+                            "HTTP {status}, body cut off: the connection closed mid-answer on an answer without a length"
+                        );
                     }
                     Ok(body) => {
                         let answer = Answer {
@@ -341,6 +354,75 @@ pub struct Spool<'a> {
     pub path: &'a std::path::Path,
     /// Past this many bytes the answer is refused (no retry: the server would send it again).
     pub cap_bytes: u64,
+    /// What the body holds: it decides which unterminated last line is a cut.
+    pub format: BodyFormat,
+}
+
+/// The line-based formats of streamed answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyFormat {
+    JsonLines,
+    Csv,
+}
+
+/// The longest unterminated last line kept to judge whether the body was cut; a longer one is
+/// judged cut (no Gladly record comes near it).
+const MAX_TAIL: usize = 1 << 20;
+
+/// Tracks the bytes after the body's last newline as chunks arrive.
+#[derive(Default)]
+struct Tail {
+    bytes: Vec<u8>,
+    overflow: bool,
+}
+
+impl Tail {
+    fn push(&mut self, chunk: &[u8]) {
+        let rest = match chunk.iter().rposition(|&b| b == b'\n') {
+            Some(i) => {
+                self.bytes.clear();
+                self.overflow = false;
+                &chunk[i + 1..]
+            }
+            None => chunk,
+        };
+        if self.overflow || self.bytes.len() + rest.len() > MAX_TAIL {
+            self.overflow = true;
+            self.bytes.clear();
+        } else {
+            self.bytes.extend_from_slice(rest);
+        }
+    }
+
+    /// Why a body that ended here was cut short, if it was: a body without a length
+    /// (close-delimited) that stops mid-line cannot be told from a closed connection, and a JSON
+    /// Lines body whose unterminated last line does not parse was cut whatever its framing.
+    /// A cut body is fetched again; nothing of it is decoded.
+    fn cut(&self, delimited: bool, format: BodyFormat) -> Option<&'static str> {
+        if !self.overflow && self.bytes.trim_ascii().is_empty() {
+            return None;
+        }
+        if !delimited {
+            return Some("the connection closed mid-line on an answer without a length");
+        }
+        let parses = !self.overflow
+            && serde_json::from_slice::<serde::de::IgnoredAny>(self.bytes.trim_ascii()).is_ok();
+        (format == BodyFormat::JsonLines && !parses)
+            .then_some("the last line ends unterminated and does not parse")
+    }
+}
+
+/// Whether the answer's framing tells where its body ends (a length, chunked encoding, or
+/// HTTP/2 frames); without it the body ends where the connection closes, cut or not.
+fn delimited(resp: &reqwest::Response) -> bool {
+    use reqwest::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
+    let chunked = resp.headers().get_all(TRANSFER_ENCODING).iter().any(|v| {
+        v.to_str()
+            .is_ok_and(|v| v.to_ascii_lowercase().contains("chunked"))
+    });
+    resp.headers().contains_key(CONTENT_LENGTH)
+        || chunked
+        || resp.version() >= reqwest::Version::HTTP_2
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -496,10 +578,13 @@ async fn stream_to(
     let mut file = tokio::fs::File::create(spool.path)
         .await
         .map_err(spool_err)?;
+    let delimited = delimited(&resp);
+    let mut tail = Tail::default();
     let mut written: u64 = 0;
     loop {
         match resp.chunk().await {
             Ok(Some(c)) => {
+                tail.push(&c);
                 written += c.len() as u64;
                 if written > spool.cap_bytes {
                     return Err(Attempt::Fail(StreamError::TooLarge {
@@ -512,6 +597,9 @@ async fn stream_to(
             Ok(None) => break,
             Err(e) => return Err(Attempt::Retry(transport_message(&e))),
         }
+    }
+    if let Some(why) = tail.cut(delimited, spool.format) {
+        return Err(Attempt::Retry(why.to_string()));
     }
     file.flush().await.map_err(spool_err)?;
     Ok(())

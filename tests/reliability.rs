@@ -28,6 +28,7 @@ async fn a_backfill_under_injected_faults_equals_a_clean_run() {
         too_many: 0.08,
         slow: 0.08,
         cut: 0.08,
+        close: 0.08,
     };
     let wfm_faults = FaultRates {
         server_error: 0.08,
@@ -76,6 +77,82 @@ async fn a_backfill_under_injected_faults_equals_a_clean_run() {
     );
     assert_no_temp_files(&dir.path().join("output"));
     assert_no_secrets(&dir.path().join("output"), &[&o.stdout, &o.stderr]);
+}
+
+/// A body that ends where its connection closed, mid-line and without a length, looks whole to
+/// the HTTP layer. On the Events API, both timestamps reports and the work-session report it is
+/// fetched again: nothing of it is set aside, and the run equals a clean one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_closed_mid_line_without_a_length_are_fetched_again() {
+    // The seed draws which answers are cut: with this one, every kind of answer has at least one.
+    const SEED: u64 = 4;
+    let clean = start(world(SEED, 20, NOW), |_| {}, WfmSimConfig::default()).await;
+    let cdir = tempfile::tempdir().unwrap();
+    let p = pipeline(cdir.path(), &clean, "", "batch_size = 60");
+    let o = run(cdir.path(), &p, NOW, &RANGE).await;
+    assert_eq!(o.code, 0, "{o}");
+    let s = start(
+        world(SEED, 20, NOW),
+        |c| {
+            c.faults = FaultRates {
+                close: 0.4,
+                ..Default::default()
+            }
+        },
+        WfmSimConfig::default(),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(dir.path(), &s, "", "batch_size = 60");
+    let o = run(dir.path(), &p, NOW, &RANGE).await;
+    assert_eq!(o.code, 0, "{o}");
+    // The simulator's faults are drawn per request and attempt, so which answers are cut is the
+    // same on every run: each kind of answer had at least one cut.
+    let all = s.gladly.requests();
+    let closed: Vec<_> = all
+        .iter()
+        .filter(|r| r.fault == Some("close"))
+        .cloned()
+        .collect();
+    let kinds: [(
+        &str,
+        &dyn Fn(&gladly_wfm_sim::gladly::LoggedRequest) -> bool,
+    ); 4] = [
+        ("the Events API", &|r| r.path == "/api/v1/events"),
+        ("AgentTimestampsReport", &|r| {
+            r.body.contains("AgentTimestampsReport")
+        }),
+        ("ConversationTimestampsReport", &|r| {
+            r.body.contains("ConversationTimestampsReport")
+        }),
+        ("the work-session report", &|r| {
+            r.path == "/api/v1/reports/work-session-events"
+        }),
+    ];
+    for (kind, is) in kinds {
+        let seen: Vec<_> = all
+            .iter()
+            .map(|r| (&r.path, &r.query, r.status, r.fault))
+            .collect();
+        assert!(
+            closed.iter().any(is),
+            "no answer of {kind} was cut: {seen:?}"
+        );
+    }
+    assert!(
+        o.stderr.contains("closed mid-line"),
+        "each cut is a logged retry: {o}"
+    );
+    let m = latest_manifest(&dir.path().join("output"));
+    assert_eq!(
+        m["set_aside"]["count"].as_u64(),
+        Some(0),
+        "{}",
+        m["set_aside"]
+    );
+    assert_same_datasets(&cdir.path().join("output"), &dir.path().join("output"));
+    assert_same_store(&clean.wfm.store(), &s.wfm.store());
+    assert_no_temp_files(&dir.path().join("output"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

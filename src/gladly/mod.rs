@@ -17,7 +17,8 @@ use tokio::sync::Semaphore;
 
 use crate::config::GladlyConfig;
 use crate::http::{
-    execute, execute_streamed, Answer, RetryPolicy, SlidingLimiter, Spool, Stats, StreamError,
+    execute, execute_streamed, Answer, BodyFormat, RetryPolicy, SlidingLimiter, Spool, Stats,
+    StreamError,
 };
 use crate::model::{AgentDim, InboxDim};
 use crate::time::{self, Ms};
@@ -210,6 +211,7 @@ impl GladlyClient {
             &Spool {
                 path: body.path(),
                 cap_bytes: self.max_answer_bytes,
+                format: BodyFormat::JsonLines,
             },
         )
         .await?;
@@ -244,6 +246,7 @@ impl GladlyClient {
             &Spool {
                 path: out.path(),
                 cap_bytes: self.max_answer_bytes,
+                format: BodyFormat::Csv,
             },
         )
         .await?;

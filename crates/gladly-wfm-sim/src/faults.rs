@@ -1,4 +1,7 @@
-//! Fault injection shared by both simulators: `--faults 500:0.05,429:0.02,slow:0.01,cut:0.01`.
+//! Fault injection shared by both simulators: `--faults 500:0.05,429:0.02,slow:0.01,cut:0.01,close:0.01`.
+//! `cut` breaks a chunked body (the client sees the error); `close` sends half a body without a
+//! length and closes the connection mid-line, so the body looks complete to the HTTP layer
+//! (the Gladly simulator only; the WFM simulator answers normally).
 
 use std::sync::Mutex;
 
@@ -10,6 +13,7 @@ pub struct FaultRates {
     pub too_many: f64,
     pub slow: f64,
     pub cut: f64,
+    pub close: f64,
 }
 
 /// What to do to one request.
@@ -20,6 +24,7 @@ pub enum Fault {
     TooMany,
     Slow,
     Cut,
+    Close,
 }
 
 impl FaultRates {
@@ -39,9 +44,10 @@ impl FaultRates {
                 "429" => f.too_many = rate,
                 "slow" => f.slow = rate,
                 "cut" => f.cut = rate,
+                "close" => f.close = rate,
                 other => {
                     return Err(format!(
-                        "unknown fault kind `{other}` (known: 500, 429, slow, cut)"
+                        "unknown fault kind `{other}` (known: 500, 429, slow, cut, close)"
                     ))
                 }
             }
@@ -53,23 +59,54 @@ impl FaultRates {
 /// Draws faults from a seeded stream so a faulty run is reproducible request by request.
 pub struct FaultInjector {
     rates: FaultRates,
+    seed: u64,
     rng: Mutex<Rng>,
+    /// Attempts seen per request identity (`draw_for`).
+    attempts: Mutex<std::collections::HashMap<String, u32>>,
 }
 
 impl FaultInjector {
     pub fn new(rates: FaultRates, seed: u64) -> FaultInjector {
         FaultInjector {
             rates,
+            seed,
             rng: Mutex::new(Rng::derive(seed, &["faults"])),
+            attempts: Mutex::default(),
         }
     }
 
-    pub fn draw(&self) -> Fault {
+    fn off(&self) -> bool {
         let r = &self.rates;
-        if r.server_error + r.too_many + r.slow + r.cut == 0.0 {
+        r.server_error + r.too_many + r.slow + r.cut + r.close == 0.0
+    }
+
+    /// The next fault of one stream shared by every request, in arrival order.
+    pub fn draw(&self) -> Fault {
+        if self.off() {
             return Fault::None;
         }
         let x = self.rng.lock().unwrap().f64();
+        self.pick(x)
+    }
+
+    /// The fault for the nth attempt of one request (its method, path, query and body): the same
+    /// for every run of the same seed, however concurrent requests interleave.
+    pub fn draw_for(&self, request: &str) -> Fault {
+        if self.off() {
+            return Fault::None;
+        }
+        let n = {
+            let mut seen = self.attempts.lock().unwrap();
+            let n = seen.entry(request.to_string()).or_insert(0);
+            *n += 1;
+            *n
+        };
+        let x = Rng::derive(self.seed, &["faults", request, &n.to_string()]).f64();
+        self.pick(x)
+    }
+
+    fn pick(&self, x: f64) -> Fault {
+        let r = &self.rates;
         let mut acc = r.server_error;
         if x < acc {
             return Fault::ServerError;
@@ -85,6 +122,10 @@ impl FaultInjector {
         acc += r.cut;
         if x < acc {
             return Fault::Cut;
+        }
+        acc += r.close;
+        if x < acc {
+            return Fault::Close;
         }
         Fault::None
     }

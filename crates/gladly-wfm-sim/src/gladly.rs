@@ -65,6 +65,9 @@ pub struct GladlySimConfig {
     /// Every timestamps report is followed by this many bytes of copies of its last row: an
     /// oversized answer (0 = none).
     pub report_padding_bytes: u64,
+    /// Every Events API answer is followed by this many bytes of copies of its last line (0 =
+    /// none).
+    pub events_padding_bytes: u64,
     /// Injected faults hit the Reports API only (dimensions and events answer normally).
     pub faults_only_reports: bool,
 }
@@ -84,6 +87,7 @@ impl GladlySimConfig {
             slow_ms: 5_000,
             speed: 0.0,
             report_padding_bytes: 0,
+            events_padding_bytes: 0,
             faults_only_reports: false,
         }
     }
@@ -104,7 +108,14 @@ pub struct LoggedRequest {
     /// How long the server took to answer, in milliseconds.
     #[serde(default)]
     pub ms: u64,
+    /// The fault injected into a 200 answer's body (`cut`, `close`), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fault: Option<&'static str>,
 }
+
+/// Marks an answer whose body a fault cut, for the request log.
+#[derive(Clone, Copy)]
+struct BodyFault(&'static str);
 
 pub struct GladlySim {
     pub world: World,
@@ -222,16 +233,8 @@ impl GladlySim {
             .clone()
     }
 
-    fn record(&self, method: &str, path: &str, query: &str, body: &str, status: u16, ms: u64) {
-        self.log.lock().unwrap().push(LoggedRequest {
-            method: method.into(),
-            path: path.into(),
-            query: query.into(),
-            body: body.into(),
-            body_dropped: false,
-            status,
-            ms,
-        });
+    fn record(&self, r: LoggedRequest) {
+        self.log.lock().unwrap().push(r);
     }
 }
 
@@ -296,14 +299,17 @@ async fn handle(State(sim): State<Arc<GladlySim>>, req: Request) -> Response {
     let is_report = path.starts_with("/api/v1/reports");
     let (resp, remaining) = answer(&sim, &method, &path, &query, &headers, &body, is_report).await;
     let status = resp.status().as_u16();
-    sim.record(
-        method.as_str(),
-        &path,
-        &query,
-        &body_text,
+    let fault = resp.extensions().get::<BodyFault>().map(|f| f.0);
+    sim.record(LoggedRequest {
+        method: method.as_str().into(),
+        path: path.clone(),
+        query: query.clone(),
+        body: body_text,
+        body_dropped: false,
         status,
-        started.elapsed().as_millis() as u64,
-    );
+        ms: started.elapsed().as_millis() as u64,
+        fault,
+    });
     let mut resp = resp;
     let h = resp.headers_mut();
     h.insert("Ratelimit-Limit-Second", sim.cfg.rps.into());
@@ -391,7 +397,10 @@ async fn answer(
     let fault = if sim.cfg.faults_only_reports && !is_report {
         Fault::None
     } else {
-        sim.faults.draw()
+        sim.faults.draw_for(&format!(
+            "{method} {path}?{query} {}",
+            String::from_utf8_lossy(body)
+        ))
     };
     match fault {
         Fault::ServerError => {
@@ -441,6 +450,9 @@ async fn answer(
     if fault == Fault::Cut && resp.status() == StatusCode::OK {
         return (cut_body(resp).await, remaining);
     }
+    if fault == Fault::Close && resp.status() == StatusCode::OK {
+        return (close_mid_line(resp).await, remaining);
+    }
     (resp, remaining)
 }
 
@@ -470,6 +482,34 @@ async fn cut_body(resp: Response) -> Response {
     ]);
     let mut parts = parts;
     parts.headers.remove(header::CONTENT_LENGTH);
+    parts.extensions.insert(BodyFault("cut"));
+    Response::from_parts(parts, Body::from_stream(stream))
+}
+
+/// Sends the body up to the middle of a line as an HTTP/1.0 answer without a length, then closes
+/// the connection: the body ends where the connection does, so the HTTP layer sees a whole answer
+/// (a proxy dying mid-answer on a close-delimited response). Bodies of one line or less pass.
+async fn close_mid_line(resp: Response) -> Response {
+    let (mut parts, body) = resp.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    let mut at = bytes.len() / 2;
+    while at > 0 && at < bytes.len() && (bytes[at - 1] == b'\n' || bytes[at] == b'\n') {
+        at += 1;
+    }
+    if at == 0 || at >= bytes.len() {
+        return Response::from_parts(parts, Body::from(bytes));
+    }
+    let head = bytes.slice(..at);
+    parts.version = axum::http::Version::HTTP_10;
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("close"),
+    );
+    parts.extensions.insert(BodyFault("close"));
+    let stream = futures_util::stream::iter(vec![Ok::<Bytes, std::io::Error>(head)]);
     Response::from_parts(parts, Body::from_stream(stream))
 }
 
@@ -621,12 +661,12 @@ fn events(sim: &GladlySim, query: &str) -> Response {
             out.push_str("{\"id\":\"broken\",\"type\":\"AGENT_STATUS/LOG\n");
         }
     }
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/x-jsonlines")],
-        out,
-    )
-        .into_response()
+    let headers = [(header::CONTENT_TYPE, "application/x-jsonlines")];
+    if sim.cfg.events_padding_bytes > 0 && !out.is_empty() {
+        let body = padded(out.into_bytes(), sim.cfg.events_padding_bytes);
+        return (StatusCode::OK, headers, body).into_response();
+    }
+    (StatusCode::OK, headers, out).into_response()
 }
 
 #[derive(serde::Deserialize)]

@@ -193,6 +193,7 @@ impl WfmSim {
                 body_dropped: r.body_dropped,
                 status: r.status,
                 ms: 0,
+                fault: None,
             })
             .collect()
     }
