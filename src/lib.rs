@@ -3,7 +3,9 @@
 //! Data flows one way: `extract` (Gladly API → raw zone) → `transform` (raw zone → curated
 //! frames) → `load` (curated Parquet, WFM push). Each stage reads only what the previous one wrote.
 
-pub mod block_cache;
+// Every printed line goes through the redaction: `say!` / `say_err!` (log.rs), never `println!`.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 pub mod commands;
 pub mod config;
 pub mod extract;
@@ -49,14 +51,14 @@ pub fn fault_point(name: &str) {
         (n.parse::<usize>().ok() == Some(hit)).then_some(hit)
     };
     if let Some(hit) = hit("GLADLY_WFM_CRASH_AT", &KILL_HITS) {
-        eprintln!("GLADLY_WFM_CRASH_AT: dying at {name} #{hit}");
+        crate::say_err!("GLADLY_WFM_CRASH_AT: dying at {name} #{hit}");
         // SIGKILL, as an operator's `kill -9` or the OOM killer would: no unwinding, no cleanup.
         unsafe {
             libc::kill(libc::getpid(), libc::SIGKILL);
         }
     }
     if let Some(hit) = hit("GLADLY_WFM_SIGTERM_AT", &TERM_HITS) {
-        eprintln!("GLADLY_WFM_SIGTERM_AT: SIGTERM at {name} #{hit}");
+        crate::say_err!("GLADLY_WFM_SIGTERM_AT: SIGTERM at {name} #{hit}");
         unsafe {
             libc::kill(libc::getpid(), libc::SIGTERM);
         }

@@ -79,6 +79,43 @@ pub fn redact(s: &str) -> String {
     out
 }
 
+/// Prints one line on stdout, redacted. Every line a command prints goes through here or
+/// `stderr_line` (the `say!` and `say_err!` macros; clippy refuses `println!` in this crate), so
+/// redaction happens where lines are written, whoever wrote them.
+pub fn stdout_line(s: &str) {
+    let _ = writeln!(std::io::stdout(), "{}", redact(s));
+}
+
+/// Prints one line on stderr, redacted (see `stdout_line`).
+pub fn stderr_line(s: &str) {
+    clear_progress();
+    let _ = writeln!(std::io::stderr(), "{}", redact(s));
+}
+
+/// A panic's message goes through the redaction too.
+pub fn redact_panics() {
+    std::panic::set_hook(Box::new(|info| stderr_line(&info.to_string())));
+}
+
+/// `println!` through the redaction.
+#[macro_export]
+macro_rules! say {
+    () => {
+        $crate::log::stdout_line("")
+    };
+    ($($t:tt)*) => {
+        $crate::log::stdout_line(&format!($($t)*))
+    };
+}
+
+/// `eprintln!` through the redaction.
+#[macro_export]
+macro_rules! say_err {
+    ($($t:tt)*) => {
+        $crate::log::stderr_line(&format!($($t)*))
+    };
+}
+
 fn emit(level: &str, min_verbosity: i8, msg: &str) {
     let (format, verbosity) = {
         let l = logger().lock().unwrap();

@@ -46,15 +46,25 @@ async fn echo_server(issue_token: bool) -> String {
     format!("http://{addr}")
 }
 
+/// Every form a credential travels in: plain, the `user:secret` pair, its Basic value in each
+/// base64 alphabet (padded or not), and the URL-encoded form of each.
 fn forms() -> Vec<String> {
-    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    let pairs = [
+        format!("sim@example.com:{TOKEN}"),
+        format!("sim-client:{WFM_SECRET}"),
+    ];
     let mut f = vec![
         TOKEN.to_string(),
         WFM_SECRET.to_string(),
-        b64(&format!("sim@example.com:{TOKEN}")),
-        b64(&format!("sim-client:{WFM_SECRET}")),
         BEARER.to_string(),
     ];
+    for pair in &pairs {
+        f.push(pair.clone());
+        for engine in [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD] {
+            f.push(engine.encode(pair));
+        }
+    }
     let enc: Vec<String> = f
         .iter()
         .map(|s| form_urlencoded::byte_serialize(s.as_bytes()).collect())
@@ -80,6 +90,95 @@ fn scan(dir: &std::path::Path, o: &Out) {
             assert!(!t.contains(&s), "a secret form `{s}` is in {where_}:\n{t}");
         }
     }
+}
+
+/// `follow` until it exits or has printed a line that quotes the echo (redacted), then SIGTERM:
+/// everything it printed on stdout and stderr.
+async fn follow_briefly(dir: &std::path::Path, p: &std::path::Path) -> Out {
+    use tokio::io::AsyncBufReadExt;
+    let pf = p.display().to_string();
+    let args = ["follow", "--pipeline", pf.as_str(), "--now", NOW];
+    let mut child = command(dir, &args, &[])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap() as i32;
+    let mut stdout = child.stdout.take().unwrap();
+    let out = tokio::spawn(async move {
+        let mut s = String::new();
+        tokio::io::AsyncReadExt::read_to_string(&mut stdout, &mut s)
+            .await
+            .unwrap();
+        s
+    });
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut err = String::new();
+    let read = async {
+        let mut signalled = false;
+        while let Ok(Some(line)) = lines.next_line().await {
+            if !signalled && line.contains("***") {
+                unsafe { libc::kill(pid, libc::SIGTERM) };
+                signalled = true;
+            }
+            err.push_str(&line);
+            err.push('\n');
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(120), read)
+        .await
+        .expect("follow quoted the echo or stopped within two minutes");
+    let status = child.wait().await.unwrap();
+    Out {
+        code: status.code().unwrap_or(-1),
+        stdout: out.await.unwrap(),
+        stderr: err,
+    }
+}
+
+/// `check` (online), `run`, `status` and `follow` against one setup: every byte they print and
+/// every file they write is scanned; the echo reached the output redacted (`expect`).
+async fn every_command(s: &Sims, expect: &str, run_code: Option<i32>) {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(dir.path(), s, "", "");
+    let pf = p.display().to_string();
+    let range = ["--from", "2026-11-02", "--to", "2026-11-02"];
+    let o = run(dir.path(), &p, NOW, &range).await;
+    match run_code {
+        Some(c) => assert_eq!(o.code, c, "{o}"),
+        None => assert_ne!(o.code, 0, "{o}"),
+    }
+    assert!(
+        format!("{o}").contains(expect),
+        "run quoted the echo, redacted: {o}"
+    );
+    scan(dir.path(), &o);
+    let o = bin(dir.path(), &["check", "--pipeline", &pf, "--now", NOW], &[]).await;
+    assert_ne!(o.code, 0, "{o}");
+    assert!(
+        format!("{o}").contains(expect),
+        "check quoted the echo, redacted: {o}"
+    );
+    scan(dir.path(), &o);
+    let o = bin(dir.path(), &["status", "--pipeline", &pf], &[]).await;
+    scan(dir.path(), &o);
+    let o = follow_briefly(dir.path(), &p).await;
+    scan(dir.path(), &o);
+}
+
+/// Servers that quote the `Authorization` header back in their error answers: no command prints
+/// or writes a credential in any form.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_run_status_and_follow_print_no_credential_in_any_form() {
+    let mut s = start_default(NOW).await;
+    s.gladly_url = echo_server(false).await;
+    every_command(&s, "Basic ***", Some(1)).await;
+    let mut s = start_default(NOW).await;
+    s.wfm_url = echo_server(false).await;
+    every_command(&s, "Basic ***", None).await;
+    let mut s = start_default(NOW).await;
+    s.wfm_url = echo_server(true).await;
+    every_command(&s, "***", Some(1)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -49,7 +49,7 @@ pub async fn demo(a: DemoArgs) -> i32 {
     let p = match demo_pipeline(&a.out, &|_| None) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("gladly-wfm: {e}");
+            crate::say_err!("gladly-wfm: {e}");
             return 2;
         }
     };
@@ -58,7 +58,7 @@ pub async fn demo(a: DemoArgs) -> i32 {
         .ok()
         .and_then(|d| crate::lock::PipelineLock::holder(&d));
     if let Some(holder) = holder {
-        eprintln!(
+        crate::say_err!(
             "gladly-wfm: another demo is running on {} ({}); wait for it, or use --out for another folder",
             a.out.display(),
             holder.trim()
@@ -66,7 +66,7 @@ pub async fn demo(a: DemoArgs) -> i32 {
         return 3;
     }
     if let Err(e) = crate::ownership::verify(&crate::storage::Root::local(&a.out), &p.name) {
-        eprintln!("gladly-wfm: {e}; or use --out for another folder");
+        crate::say_err!("gladly-wfm: {e}; or use --out for another folder");
         return e.exit_code();
     }
     let now = time::now_ms();
@@ -98,7 +98,7 @@ pub async fn demo(a: DemoArgs) -> i32 {
     ) {
         (Ok(g), Ok(w)) => (g, w),
         (Err(e), _) | (_, Err(e)) => {
-            eprintln!("demo: cannot start the simulators: {e}");
+            crate::say_err!("demo: cannot start the simulators: {e}");
             return 1;
         }
     };
@@ -114,7 +114,7 @@ pub async fn demo(a: DemoArgs) -> i32 {
     let p = match demo_pipeline(&a.out, &env) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("gladly-wfm: {e}");
+            crate::say_err!("gladly-wfm: {e}");
             return 2;
         }
     };
@@ -131,35 +131,35 @@ pub async fn demo(a: DemoArgs) -> i32 {
     let outcome = pipeline::run(&p, &opts).await;
     if outcome.exit_code != 0 {
         // No table: a failed run's partial counts would read like a result.
-        println!("{}", outcome.summary);
+        crate::say!("{}", outcome.summary);
         return outcome.exit_code;
     }
-    println!("Gladly simulator on http://{g}, WFM simulator on http://{w}");
+    crate::say!("Gladly simulator on http://{g}, WFM simulator on http://{w}");
     print_datasets(&a.out);
     if let Some(m) = &outcome.manifest {
         print_unmatched(m);
         print_wfm(m, &a.out);
     }
     let store = wfm.store();
-    println!(
+    crate::say!(
         "  the receiver now holds {} users and {} task records",
         store.kind(Kind::Users).len(),
         store.kind(Kind::Tasks).len()
     );
-    println!();
+    crate::say!();
     match crate::report::write(&p, None, Some(&a.out.join("report.html")), now) {
-        Ok(w) => println!("Report for {}: {}", w.day, w.path.display()),
-        Err(e) => eprintln!("demo: no report: {e}"),
+        Ok(w) => crate::say!("Report for {}: {}", w.day, w.path.display()),
+        Err(e) => crate::say_err!("demo: no report: {e}"),
     }
-    println!(
+    crate::say!(
         "Parquet under {}/ — see the README's recipes, e.g. with DuckDB:",
         a.out.display()
     );
-    println!(
+    crate::say!(
         "  SELECT task, sum(duration_seconds) / 3600 AS hours FROM '{}/agent_status_segments/*/*.parquet' WHERE axis = 'status' GROUP BY ALL ORDER BY hours DESC;",
         a.out.display()
     );
-    println!("{}", outcome.summary);
+    crate::say!("{}", outcome.summary);
     if a.follow {
         return follow_live(&p, &wfm).await;
     }
@@ -169,8 +169,8 @@ pub async fn demo(a: DemoArgs) -> i32 {
 /// `demo --follow`: the follower on the real clock against the live simulator, and a line for
 /// every agent state the WFM sees change, until Ctrl-C.
 async fn follow_live(p: &Pipeline, wfm: &std::sync::Arc<WfmSim>) -> i32 {
-    println!();
-    println!(
+    crate::say!();
+    crate::say!(
         "Following: every {} s the Events API is read and the WFM updated (Ctrl-C to stop).",
         p.follow.poll_seconds
     );
@@ -203,7 +203,7 @@ async fn follow_live(p: &Pipeline, wfm: &std::sync::Arc<WfmSim>) -> i32 {
                 if !first {
                     for (k, v) in &now {
                         if seen.get(k) != Some(v) {
-                            println!(
+                            crate::say!(
                                 "  {} {:<28} {:<12} → {v}",
                                 time::fmt_ts(time::now_ms()),
                                 k.0,
@@ -212,7 +212,7 @@ async fn follow_live(p: &Pipeline, wfm: &std::sync::Arc<WfmSim>) -> i32 {
                         }
                     }
                 } else {
-                    println!("  the WFM holds {} open agent states", now.len());
+                    crate::say!("  the WFM holds {} open agent states", now.len());
                 }
                 first = false;
                 seen = now;
@@ -227,8 +227,8 @@ async fn follow_live(p: &Pipeline, wfm: &std::sync::Arc<WfmSim>) -> i32 {
 
 /// Rows of every partition on disk (this run's and earlier runs'), from the Parquet footers.
 fn print_datasets(root: &Path) {
-    println!();
-    println!("{:<24} {:>12} {:>6}", "dataset", "rows on disk", "days");
+    crate::say!();
+    crate::say!("{:<24} {:>12} {:>6}", "dataset", "rows on disk", "days");
     for d in DATASETS {
         let mut rows = 0;
         let mut days = 0;
@@ -246,71 +246,82 @@ fn print_datasets(root: &Path) {
                     rows += n;
                     days += 1;
                 }
-                Err(e) => println!("  {}: unreadable: {e}", f.display()),
+                Err(e) => crate::say!("  {}: unreadable: {e}", f.display()),
             }
         }
-        println!("{d:<24} {rows:>12} {days:>6}");
+        crate::say!("{d:<24} {rows:>12} {days:>6}");
     }
 }
 
 fn print_unmatched(m: &Manifest) {
-    println!();
-    println!("labels no task rule matches (kept with task = null):");
+    crate::say!();
+    crate::say!("labels no task rule matches (kept with task = null):");
     if m.unmatched_labels.is_empty() {
-        println!("  none");
+        crate::say!("  none");
     }
     for (l, n) in &m.unmatched_labels {
-        println!("  {l:<26} {n:>8} events");
+        crate::say!("  {l:<26} {n:>8} events");
     }
-    println!("inboxes no workstream rule matches (kept with workstream = null):");
+    crate::say!("inboxes no workstream rule matches (kept with workstream = null):");
     if m.unmatched_inboxes.is_empty() {
-        println!("  none");
+        crate::say!("  none");
     }
     for l in m.unmatched_inboxes.keys() {
-        println!("  {l}");
+        crate::say!("  {l}");
     }
 }
 
 /// The WFM's answers per kind, what went without a workstream, and why `sent` and `inserted`
 /// may differ.
 fn print_wfm(m: &Manifest, root: &Path) {
-    println!();
-    println!("WFM answers (records sent by this run, and what the receiver did with them):");
-    println!(
+    crate::say!();
+    crate::say!("WFM answers (records sent by this run, and what the receiver did with them):");
+    crate::say!(
         "  {:<14} {:>7} {:>9} {:>8} {:>10} {:>9}",
-        "kind", "sent", "inserted", "updated", "duplicate", "rejected"
+        "kind",
+        "sent",
+        "inserted",
+        "updated",
+        "duplicate",
+        "rejected"
     );
     if m.wfm.is_empty() {
-        println!("  nothing pushed");
+        crate::say!("  nothing pushed");
         return;
     }
     let mut unknown: std::collections::BTreeSet<&str> = Default::default();
     let mut no_workstream = 0;
     for (kind, t) in &m.wfm {
-        println!(
+        crate::say!(
             "  {kind:<14} {:>7} {:>9} {:>8} {:>10} {:>9}",
-            t.records, t.inserted, t.updated, t.duplicate, t.rejected,
+            t.records,
+            t.inserted,
+            t.updated,
+            t.duplicate,
+            t.rejected,
         );
         no_workstream += t.unmatched_workstream;
         unknown.extend(t.unknown_users.iter().map(String::as_str));
     }
-    println!("  sent = inserted + updated + duplicate + rejected: a record the receiver already");
-    println!(
+    crate::say!(
+        "  sent = inserted + updated + duplicate + rejected: a record the receiver already"
+    );
+    crate::say!(
         "  held unchanged is a duplicate, with other content an update (re-runs replace a day)."
     );
     if no_workstream > 0 {
-        println!(
+        crate::say!(
             "  {no_workstream} interval records are of inboxes no workstream rule matches: sent with workstream = null"
         );
-        println!(
+        crate::say!(
             "  (the WFM lists them as unmatched volume; in {}/workstream_intervals too).",
             root.display()
         );
     }
-    println!(
+    crate::say!(
         "  unknown users: {} — agents on the status segments sent whom the WFM has no user for (named by",
         unknown.len()
     );
-    println!("  e-mail, or by Gladly id for agents missing from Gladly's /agents, whose e-mail is null);");
-    println!("  the receiver stores their records unassigned.");
+    crate::say!("  e-mail, or by Gladly id for agents missing from Gladly's /agents, whose e-mail is null);");
+    crate::say!("  the receiver stores their records unassigned.");
 }

@@ -19,7 +19,7 @@ pub struct ReportArgs {
 pub fn report(p: &Pipeline, a: &ReportArgs) -> i32 {
     match report::write(p, a.date, a.out.as_deref(), a.now) {
         Ok(w) => {
-            println!(
+            crate::say!(
                 "report for {}: {} ({} agents, {} status segments, {} KB)",
                 w.day,
                 w.path.display(),
@@ -30,7 +30,7 @@ pub fn report(p: &Pipeline, a: &ReportArgs) -> i32 {
             0
         }
         Err(e) => {
-            eprintln!("gladly-wfm report: {e}");
+            crate::say_err!("gladly-wfm report: {e}");
             e.code()
         }
     }

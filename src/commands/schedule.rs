@@ -13,7 +13,7 @@ use crate::state::PipelineState;
 pub async fn schedule(p: &Pipeline) -> i32 {
     use tokio::signal::unix::{signal, SignalKind};
     let Some(sched) = p.schedule.clone() else {
-        eprintln!(
+        crate::say_err!(
             "{}: [schedule] cron is required by `schedule`",
             p.file.display()
         );
@@ -21,7 +21,7 @@ pub async fn schedule(p: &Pipeline) -> i32 {
     };
     // Every fire extracts and pushes: unset credentials fail now, not at the first fire.
     if let Err(e) = p.require_for_run(true, true) {
-        eprintln!("gladly-wfm: {e}");
+        crate::say_err!("gladly-wfm: {e}");
         return 2;
     }
     let tz = schedule_timezone(p);
@@ -56,7 +56,7 @@ pub async fn schedule(p: &Pipeline) -> i32 {
             _ = term.recv() => { log::info("schedule: stopping (SIGTERM) — the current run is abandoned; the next run resumes it"); return 0; }
             _ = int.recv() => { log::info("schedule: stopping (SIGINT) — the current run is abandoned; the next run resumes it"); return 0; }
         };
-        println!("{}", outcome.summary);
+        crate::say!("{}", outcome.summary);
         if outcome.exit_code != 0 {
             log::warn(format!(
                 "schedule: run {runs} ended with exit code {}; carrying on",

@@ -292,7 +292,7 @@ mod tests {
         assert_eq!(d.status_segments(), 2000 * 14);
         let page = html::page(&d);
         let mb = page.len() as f64 / 1e6;
-        eprintln!(
+        crate::say_err!(
             "2000 agents × {} status pieces: {mb:.2} MB",
             d.status_segments() / 2000
         );
