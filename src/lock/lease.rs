@@ -176,28 +176,41 @@ impl LeaseLock {
                 let every = (lease / 3).max(Duration::from_millis(200));
                 loop {
                     tokio::time::sleep(every).await;
-                    let Some(tag) = e_tag.lock().unwrap().clone() else {
-                        return;
-                    };
-                    let (root, key, next) = (root.clone(), key.clone(), record.renewed(lease));
-                    // The write blocks on this same runtime's other worker; keep it off this one.
+                    let (root, key, next, e_tag) = (
+                        root.clone(),
+                        key.clone(),
+                        record.renewed(lease),
+                        e_tag.clone(),
+                    );
+                    // The whole renewal holds the ETag's lock, so a release waits for a renewal in
+                    // flight and then writes on the ETag it left. The write blocks on this same
+                    // runtime's other worker; keep it off this one.
                     let res = tokio::task::spawn_blocking(move || {
-                        root.write(&key, next.bytes(), WriteMode::Update(tag))
+                        let mut tag = e_tag.lock().unwrap();
+                        let Some(t) = tag.clone() else {
+                            return Ok(false);
+                        };
+                        let written = root.write(&key, next.bytes(), WriteMode::Update(t));
+                        if let Ok(new) = &written {
+                            *tag = new.clone();
+                        } else if written.as_ref().is_err_and(|e| e.conflict) {
+                            *tag = None;
+                        }
+                        written.map(|new| new.is_some())
                     })
                     .await;
                     match res {
-                        Ok(Ok(t)) => *e_tag.lock().unwrap() = t,
+                        Ok(Ok(true)) => {}
+                        Ok(Ok(false)) | Err(_) => return,
                         Ok(Err(e)) if e.conflict => {
                             log::error(format!(
                                 "lost the run lock {}: another run took it over; this run's \
                                  next state write will fail rather than overwrite the other's",
                                 e.path
                             ));
-                            *e_tag.lock().unwrap() = None;
                             return;
                         }
                         Ok(Err(e)) => log::warn(format!("cannot renew the run lock: {e}")),
-                        Err(_) => return,
                     }
                 }
             })
@@ -219,7 +232,50 @@ impl LeaseLock {
     }
 }
 
+impl LeaseLock {
+    /// Marks the lock released; waits for a renewal in flight first. A conflict (a renewal the
+    /// store took but whose answer was lost) is read back: while the record is still this run's
+    /// it is released on the ETag read. Fails only when the lock could not be released, so the
+    /// next run would find it held until the lease expires.
+    pub fn release(self) -> Result<(), LockError> {
+        self.renewal.abort();
+        let mut tag = self.e_tag.lock().unwrap().take();
+        let released = LockRecord {
+            released: true,
+            ..self.record.renewed(Duration::ZERO)
+        };
+        for _ in 0..3 {
+            let Some(t) = tag.take() else {
+                // Lost to a takeover (logged when it happened): nothing of this run's to release.
+                return Ok(());
+            };
+            match self
+                .root
+                .write(&self.key, released.bytes(), WriteMode::Update(t))
+            {
+                Ok(_) => return Ok(()),
+                Err(e) if e.conflict => {
+                    let Some((bytes, now)) = self.root.read(&self.key).map_err(io)? else {
+                        return Ok(());
+                    };
+                    match serde_json::from_slice::<LockRecord>(&bytes) {
+                        Ok(r) if r.run_id == self.record.run_id && !r.released => tag = now,
+                        _ => return Ok(()),
+                    }
+                }
+                Err(e) => return Err(io(e)),
+            }
+        }
+        Err(LockError::Io {
+            path: self.root.describe(&self.key),
+            detail: "the lock object kept changing while this run released it".into(),
+        })
+    }
+}
+
 impl Drop for LeaseLock {
+    /// A lock not released by `release` (a panic, an early return) is released here, best
+    /// effort; the next run takes it over once its lease expires otherwise.
     fn drop(&mut self) {
         self.renewal.abort();
         let Some(tag) = self.e_tag.lock().unwrap().take() else {

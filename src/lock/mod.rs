@@ -37,6 +37,17 @@ impl PipelineLock {
         }
     }
 
+    /// Releases the lock; an error means it is still held (until its lease expires).
+    pub fn release(self) -> Result<(), LockError> {
+        match self {
+            PipelineLock::File(l) => {
+                drop(l);
+                Ok(())
+            }
+            PipelineLock::Lease(l) => l.release(),
+        }
+    }
+
     /// Who holds the lock now, if anyone (for `status`).
     pub fn holder(dir: &Dir) -> Option<String> {
         match dir.local_path() {
