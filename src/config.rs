@@ -127,6 +127,8 @@ struct RawPipeline {
     report_lag_minutes: u32,
     #[serde(default = "d_7")]
     lookback_days: u32,
+    #[serde(default = "d_400")]
+    max_range_days: Spanned<u32>,
     gladly: RawGladly,
     #[serde(default)]
     tasks: Vec<RawRule>,
@@ -144,17 +146,25 @@ struct RawFollow {
     #[serde(default = "d_30u64")]
     poll_seconds: Spanned<u64>,
     #[serde(default = "d_10u64")]
-    work_sessions_minutes: u64,
-    #[serde(default = "d_60")]
-    dimensions_minutes: u64,
+    work_sessions_minutes: Spanned<u64>,
+    #[serde(default = "d_60u64")]
+    dimensions_minutes: Spanned<u64>,
+}
+
+fn d_400() -> Spanned<u32> {
+    Spanned::new(0..0, 400)
+}
+
+fn d_60u64() -> Spanned<u64> {
+    Spanned::new(0..0, 60)
 }
 
 fn d_30u64() -> Spanned<u64> {
     Spanned::new(0..0, 30)
 }
 
-fn d_10u64() -> u64 {
-    10
+fn d_10u64() -> Spanned<u64> {
+    Spanned::new(0..0, 10)
 }
 
 /// `[follow]`: only `gladly-wfm follow` reads it (DESIGN §12).
@@ -314,6 +324,8 @@ pub struct Pipeline {
     pub settle_days: u32,
     pub report_lag_minutes: u32,
     pub lookback_days: u32,
+    /// The longest `--from`/`--to` range a run accepts (`max_range_days`).
+    pub max_range_days: u32,
     pub gladly: GladlyConfig,
     pub tasks: Vec<Rule>,
     pub workstreams: Vec<Rule>,
@@ -821,15 +833,32 @@ impl Pipeline {
                         format!("follow.poll_seconds: {poll} is outside 15..300"),
                     );
                 }
+                for (key, v) in [
+                    ("work_sessions_minutes", &f.work_sessions_minutes),
+                    ("dimensions_minutes", &f.dimensions_minutes),
+                ] {
+                    let n = *v.get_ref();
+                    if !(1..=1440).contains(&n) {
+                        return cx.err(v.span(), format!("follow.{key}: {n} is outside 1..1440"));
+                    }
+                }
                 FollowConfig {
                     poll_seconds: poll,
-                    work_sessions_minutes: f.work_sessions_minutes.max(1),
-                    dimensions_minutes: f.dimensions_minutes.max(1),
+                    work_sessions_minutes: *f.work_sessions_minutes.get_ref(),
+                    dimensions_minutes: *f.dimensions_minutes.get_ref(),
                 }
             }
         };
+        let max_range_days = *raw.max_range_days.get_ref();
+        if max_range_days == 0 {
+            return cx.err(
+                raw.max_range_days.span(),
+                "max_range_days: must be at least 1".to_string(),
+            );
+        }
         Ok(Pipeline {
             file: path.to_path_buf(),
+            max_range_days,
             name,
             description: raw.description,
             timezone,

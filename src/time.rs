@@ -12,6 +12,12 @@ pub type Ms = i64;
 pub const MS_PER_HOUR: Ms = 3_600_000;
 pub const MS_PER_DAY: Ms = 24 * MS_PER_HOUR;
 
+/// The earliest business date a run accepts: Gladly holds no data from before it.
+pub const EARLIEST_DATE: NaiveDate = match NaiveDate::from_ymd_opt(2010, 1, 1) {
+    Some(d) => d,
+    None => panic!("a valid date"),
+};
+
 /// Parses an RFC 3339 timestamp with 0–9 fraction digits and `Z` or an offset, truncated to ms.
 pub fn parse_ts(s: &str) -> Option<Ms> {
     let s = s.trim();

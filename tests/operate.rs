@@ -203,6 +203,18 @@ async fn check_reports_credentials_and_unmatched_or_doubly_matched_labels_and_in
         o.stdout.contains("not tried") && o.stdout.contains("no raw data yet"),
         "{o}"
     );
+    // --strict on a root with no data yet checks what it can (keys, patterns) and passes.
+    let o = bin(
+        dir.path(),
+        &["check", "--pipeline", &ps, "--offline", "--strict"],
+        &[],
+    )
+    .await;
+    assert_eq!(o.code, 0, "{o}");
+    assert!(
+        o.stdout.contains("nothing to check the task rules against"),
+        "{o}"
+    );
     assert!(s.gladly.requests().is_empty());
     assert_eq!(
         run(
@@ -291,4 +303,72 @@ async fn dry_run_and_disabled_wfm_push_nothing_and_json_logs_parse() {
     );
     let st = bin(dir.path(), &["status", "--pipeline", &ps], &[]).await;
     assert!(st.stdout.contains("nightly cursor: 2026-11-03"), "{st}");
+}
+
+/// A range nobody means is refused before anything is fetched or written (exit 2): dates before
+/// Gladly could hold data, and a range longer than `max_range_days`; a long range that is meant
+/// says what it will cost before it starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nonsense_ranges_exit_2_and_a_long_range_logs_its_estimate() {
+    let s = start_default(NOW).await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(dir.path(), &s, "", "");
+    let o = run(
+        dir.path(),
+        &p,
+        NOW,
+        &["--from", "0000-01-01", "--to", "0000-01-02"],
+    )
+    .await;
+    assert_eq!(o.code, 2, "{o}");
+    assert!(format!("{o}").contains("before 2010-01-01"), "{o}");
+    let o = run(
+        dir.path(),
+        &p,
+        NOW,
+        &["--from", "2016-01-01", "--to", "2025-12-31"],
+    )
+    .await;
+    assert_eq!(o.code, 2, "{o}");
+    assert!(
+        format!("{o}").contains("3653 days, more than max_range_days = 400"),
+        "{o}"
+    );
+    assert!(s.gladly.requests().is_empty(), "nothing was fetched");
+    assert!(!dir.path().join("output").exists(), "nothing was written");
+    // The key raises the bound; a range within it logs its cost at Gladly's limits first.
+    let p = pipeline(dir.path(), &s, "max_range_days = 3", "");
+    let o = run(
+        dir.path(),
+        &p,
+        NOW,
+        &["--from", "2026-10-29", "--to", "2026-11-01"],
+    )
+    .await;
+    assert_eq!(o.code, 2, "{o}");
+    assert!(
+        format!("{o}").contains("4 days, more than max_range_days = 3"),
+        "{o}"
+    );
+    let p = pipeline(dir.path(), &s, "max_range_days = 4", "");
+    let o = run(
+        dir.path(),
+        &p,
+        NOW,
+        &[
+            "--from",
+            "2026-10-29",
+            "--to",
+            "2026-11-01",
+            "--stages",
+            "extract",
+        ],
+    )
+    .await;
+    assert_eq!(o.code, 0, "{o}");
+    assert!(
+        o.stderr
+            .contains("estimate: 12 report request(s) at gladly.reports_per_minute = 600"),
+        "four report days, three reports each: {o}"
+    );
 }

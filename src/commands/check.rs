@@ -29,18 +29,18 @@ pub async fn check(p: &Pipeline, offline: bool, strict: bool) -> i32 {
         .and_then(|r| crate::ownership::verify(&r, &p.name).map_err(|e| e.to_string()));
     if let Err(e) = owned {
         // Another pipeline's raw zone says nothing about this pipeline's rules.
-        eprintln!("gladly-wfm: {e}");
+        crate::say_err!("gladly-wfm: {e}");
         return 2;
     }
     if !offline {
         for section in [Section::Gladly, Section::Wfm] {
             if let Err(e) = p.require(section) {
-                eprintln!("gladly-wfm: {e} (check --offline needs no credentials)");
+                crate::say_err!("gladly-wfm: {e} (check --offline needs no credentials)");
                 return 2;
             }
         }
     }
-    println!(
+    crate::say!(
         "{}: pipeline file is valid ({} task rules, {} workstream rules)",
         p.file.display(),
         p.tasks.len(),
@@ -48,20 +48,20 @@ pub async fn check(p: &Pipeline, offline: bool, strict: bool) -> i32 {
     );
     let mut code = 0;
     if offline {
-        println!("credentials: not tried (--offline)");
+        crate::say!("credentials: not tried (--offline)");
     } else {
         let g = GladlyClient::new(&p.gladly, Arc::new(Stats::default()));
         match g.organization().await {
-            Ok(org) => println!(
+            Ok(org) => crate::say!(
                 "gladly: credentials accepted (organisation timezone {})",
                 org.timezone.unwrap_or_default()
             ),
             Err(e @ GladlyError::Auth { .. }) => {
-                println!("gladly: {e}");
+                crate::say!("gladly: {e}");
                 code = 4;
             }
             Err(e) => {
-                println!("gladly: {e}");
+                crate::say!("gladly: {e}");
                 code = code.max(1);
             }
         }
@@ -78,13 +78,13 @@ pub async fn check(p: &Pipeline, offline: bool, strict: bool) -> i32 {
                 )
                 .await
             {
-                Ok(_) => println!("wfm: credentials accepted"),
+                Ok(_) => crate::say!("wfm: credentials accepted"),
                 Err(e @ WfmError::Auth { .. }) => {
-                    println!("wfm: {e}");
+                    crate::say!("wfm: {e}");
                     code = 4;
                 }
                 Err(e) => {
-                    println!("wfm: {e}");
+                    crate::say!("wfm: {e}");
                     code = code.max(1);
                 }
             }
@@ -93,14 +93,14 @@ pub async fn check(p: &Pipeline, offline: bool, strict: bool) -> i32 {
     let root = match p.root() {
         Ok(r) => r,
         Err(e) => {
-            println!("output: {e}");
+            crate::say!("output: {e}");
             return 2;
         }
     };
     let st = Storage::new(root, p.compression);
     let problems = report_labels(p, &st) + report_inboxes(p, &st);
     if strict && problems > 0 {
-        println!("strict: {problems} problem(s) above: every label and inbox seen must match a rule, and every rule something seen");
+        crate::say!("strict: {problems} problem(s) above: every label and inbox seen must match a rule, and every rule something seen");
         code = code.max(1);
     }
     code
@@ -114,19 +114,19 @@ fn rule_names(rules: &[Rule], idx: &[usize]) -> String {
 }
 
 /// Prints the label report; returns the number of unmatched labels and unused task rules
-/// (with no raw data, one: nothing can be checked).
+/// (none with no raw data yet: there is nothing to check the rules against, which is no fault).
 fn report_labels(p: &Pipeline, st: &Storage) -> usize {
     let days = match st.partitions(raw::AGENT_EVENTS) {
         Ok(d) => d,
         Err(e) => {
-            println!("labels: cannot list the raw zone: {e}");
+            crate::say!("labels: cannot list the raw zone: {e}");
             return 1;
         }
     };
     let newest: Vec<_> = days.iter().rev().take(CHECK_DAYS).collect();
     if newest.is_empty() {
-        println!("labels: no raw data yet (run the extract stage first)");
-        return 1;
+        crate::say!("labels: no raw data yet, so nothing to check the task rules against (the extract stage lands some)");
+        return 0;
     }
     let mut problems = 0;
     let mut labels: BTreeMap<String, u64> = BTreeMap::new();
@@ -137,7 +137,7 @@ fn report_labels(p: &Pipeline, st: &Storage) -> usize {
             }
         }
     }
-    println!(
+    crate::say!(
         "labels seen in the newest {} raw day(s): {}",
         newest.len(),
         labels.len()
@@ -151,10 +151,10 @@ fn report_labels(p: &Pipeline, st: &Storage) -> usize {
         match m.len() {
             0 => {
                 problems += 1;
-                println!("  unmatched label `{l}` ({n} events): no task rule matches")
+                crate::say!("  unmatched label `{l}` ({n} events): no task rule matches")
             }
             1 => {}
-            _ => println!(
+            _ => crate::say!(
                 "  label `{l}` ({n} events) matches {}; the first wins",
                 rule_names(&p.tasks, &m)
             ),
@@ -163,9 +163,10 @@ fn report_labels(p: &Pipeline, st: &Storage) -> usize {
     for (i, u) in used.iter().enumerate() {
         if !u {
             problems += 1;
-            println!(
+            crate::say!(
                 "  task rule \"{}\" (line {}) matches no label seen",
-                p.tasks[i].name, p.tasks[i].line
+                p.tasks[i].name,
+                p.tasks[i].line
             );
         }
     }
@@ -173,18 +174,25 @@ fn report_labels(p: &Pipeline, st: &Storage) -> usize {
 }
 
 /// Prints the inbox report; returns the number of unmatched inboxes and unused workstream
-/// rules (with no snapshot, one).
+/// rules (none with no snapshot yet, one when the snapshot cannot be read).
 fn report_inboxes(p: &Pipeline, st: &Storage) -> usize {
-    let Ok(Some((_, df))) = raw::newest(st, raw::INBOXES) else {
-        println!("inboxes: no snapshot yet (run the extract stage first)");
-        return 1;
+    let df = match raw::newest(st, raw::INBOXES) {
+        Ok(Some((_, df))) => df,
+        Ok(None) => {
+            crate::say!("inboxes: no snapshot yet, so nothing to check the workstream rules against (the extract stage lands one)");
+            return 0;
+        }
+        Err(e) => {
+            crate::say!("inboxes: the raw zone cannot be read: {e}");
+            return 1;
+        }
     };
     let Ok((inboxes, _)) = raw::inboxes_from(&df) else {
-        println!("inboxes: the newest snapshot cannot be read");
+        crate::say!("inboxes: the newest snapshot cannot be read");
         return 1;
     };
     let mut problems = 0;
-    println!("inboxes in the newest snapshot: {}", inboxes.len());
+    crate::say!("inboxes in the newest snapshot: {}", inboxes.len());
     let mut used = vec![false; p.workstreams.len()];
     for i in &inboxes {
         let mut c = vec![i.inbox_id.as_str()];
@@ -204,10 +212,10 @@ fn report_inboxes(p: &Pipeline, st: &Storage) -> usize {
         match m.len() {
             0 => {
                 problems += 1;
-                println!("  unmatched inbox {name}: no workstream rule matches")
+                crate::say!("  unmatched inbox {name}: no workstream rule matches")
             }
             1 => {}
-            _ => println!(
+            _ => crate::say!(
                 "  inbox {name} matches {}; the first wins",
                 rule_names(&p.workstreams, &m)
             ),
@@ -216,9 +224,10 @@ fn report_inboxes(p: &Pipeline, st: &Storage) -> usize {
     for (i, u) in used.iter().enumerate() {
         if !u {
             problems += 1;
-            println!(
+            crate::say!(
                 "  workstream rule \"{}\" (line {}) matches no inbox",
-                p.workstreams[i].name, p.workstreams[i].line
+                p.workstreams[i].name,
+                p.workstreams[i].line
             );
         }
     }
