@@ -382,3 +382,35 @@ async fn a_plain_http_endpoint_that_is_not_loopback_is_refused_with_exit_2() {
     );
     assert!(!o.stdout.contains(SECRET_KEY) && !o.stderr.contains(SECRET_KEY));
 }
+
+/// An `s3://` root with no credentials in the environment is a configuration error named as such
+/// (exit 2), found before any request: the S3 client is never left to ask the cloud's instance
+/// metadata endpoint, which is not on loopback.
+#[tokio::test]
+async fn an_s3_root_without_credentials_is_refused_with_exit_2_before_any_request() {
+    let sims = start_default(NOW).await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = s3_pipeline(dir.path(), &sims, "");
+    // A loopback endpoint where nothing listens: a request would fail, not reach the cloud.
+    let env = [
+        ("AWS_ENDPOINT_URL", "http://127.0.0.1:9"),
+        ("AWS_ALLOW_HTTP", "true"),
+    ];
+    let o = run_env(dir.path(), &p, NOW, &RANGE, &env).await;
+    assert_eq!(o.code, 2, "{o}");
+    assert!(
+        o.stdout.contains("no AWS credentials for s3://") && o.stdout.contains("AWS_ACCESS_KEY_ID"),
+        "{o}"
+    );
+    assert!(
+        sims.gladly.requests().is_empty(),
+        "nothing was fetched: {o}"
+    );
+    let pf = p.display().to_string();
+    let o = bin(dir.path(), &["status", "--pipeline", &pf], &env).await;
+    assert_eq!(o.code, 2, "{o}");
+    assert!(
+        format!("{o}").contains("no AWS credentials for s3://"),
+        "{o}"
+    );
+}

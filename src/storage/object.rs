@@ -108,6 +108,20 @@ const SECRET_VARS: [&str; 3] = [
     "AWS_SESSION_TOKEN",
 ];
 
+/// Whether the environment names a source of credentials that the S3 client reads. Without one
+/// the client falls back to the cloud's instance metadata endpoint, which off the cloud is a
+/// slow failure with an S3 error text: an instance role is therefore asked for by naming the
+/// endpoint (`AWS_METADATA_ENDPOINT`), and anonymous access by `AWS_SKIP_SIGNATURE=true`.
+fn credentials_named() -> bool {
+    let set = |v: &str| std::env::var(v).is_ok_and(|s| !s.trim().is_empty());
+    (set("AWS_ACCESS_KEY_ID") && set("AWS_SECRET_ACCESS_KEY"))
+        || (set("AWS_WEB_IDENTITY_TOKEN_FILE") && set("AWS_ROLE_ARN"))
+        || set("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
+        || set("AWS_CONTAINER_CREDENTIALS_FULL_URI")
+        || set("AWS_METADATA_ENDPOINT")
+        || std::env::var("AWS_SKIP_SIGNATURE").is_ok_and(|s| s.eq_ignore_ascii_case("true"))
+}
+
 impl ObjectRoot {
     /// Builds the client from the environment. No request is made here.
     pub fn open(bucket: &str, prefix: &str) -> Result<ObjectRoot, String> {
@@ -137,6 +151,14 @@ impl ObjectRoot {
                     ))
                 }
             }
+        }
+        if !credentials_named() {
+            return Err(format!(
+                "no AWS credentials for s3://{bucket}/{prefix}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY \
+                 (with AWS_SESSION_TOKEN when temporary), or AWS_WEB_IDENTITY_TOKEN_FILE with AWS_ROLE_ARN, \
+                 or AWS_CONTAINER_CREDENTIALS_RELATIVE_URI / _FULL_URI; for an instance role set \
+                 AWS_METADATA_ENDPOINT (http://169.254.169.254)"
+            ));
         }
         let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
         if std::env::var("AWS_REGION").is_err() && std::env::var("AWS_DEFAULT_REGION").is_err() {
