@@ -70,11 +70,11 @@ impl<O: Checked> Spooled<O> {
 
 /// Agent events of a report close to its row cap are probably cut short: said, not hidden.
 fn warn_if_capped<T>(d: &Decoded<T>, source: &str) {
-    if source == Source::Report.as_str() && d.rows.len() >= 95_000 {
+    // The cap is on the rows Gladly sends, repeats included.
+    if source == Source::Report.as_str() && d.total >= 95_000 {
         crate::log::warn(format!(
             "{}: {} rows, close to the reports' reported cap; the day may be truncated",
-            d.what,
-            d.rows.len()
+            d.what, d.total
         ));
     }
 }

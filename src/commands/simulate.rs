@@ -30,6 +30,7 @@ pub struct GladlyArgs {
     pub slow_ms: u64,
     pub quirks: String,
     pub pad_reports_mib: u64,
+    pub pad_events_mib: u64,
     pub dump: Option<PathBuf>,
 }
 
@@ -55,6 +56,7 @@ pub fn gladly_config(a: &GladlyArgs) -> Result<GladlySimConfig, String> {
     cfg.slow_ms = a.slow_ms;
     cfg.speed = a.speed;
     cfg.report_padding_bytes = a.pad_reports_mib << 20;
+    cfg.events_padding_bytes = a.pad_events_mib << 20;
     Ok(cfg)
 }
 
@@ -70,7 +72,7 @@ pub async fn run_gladly(a: GladlyArgs) -> Result<(), String> {
         .serve(&a.addr)
         .await
         .map_err(|e| format!("--addr {}: {e}", a.addr))?;
-    println!("listening on http://{addr}");
+    crate::say!("listening on http://{addr}");
     wait_for_signal().await;
     Ok(())
 }
@@ -105,7 +107,7 @@ pub async fn run_wfm(a: WfmArgs) -> Result<(), String> {
         .serve(&a.addr)
         .await
         .map_err(|e| format!("--addr {}: {e}", a.addr))?;
-    println!("listening on http://{addr}");
+    crate::say!("listening on http://{addr}");
     wait_for_signal().await;
     Ok(())
 }

@@ -99,11 +99,59 @@ fn sample(v: &str) -> String {
     }
 }
 
+/// The key the rows of one answer are deduplicated by, the raw zone's own: of rows with one key
+/// the last one read is kept, as the raw zone's merges keep it. So an answer costs memory in
+/// its distinct rows, not in its size (a report padded with repeats, an overlap read twice).
+/// `None`: a row that is kept whatever (one that is never stored).
+pub trait Keyed {
+    fn key(&self) -> Option<u128>;
+}
+
+/// A derived event id is 32 hex digits: itself the key.
+fn id_key(id: &str) -> u128 {
+    u128::from_str_radix(id, 16).unwrap_or_else(|_| digest_key(&[id]))
+}
+
+/// The first 128 bits of SHA-256 over the parts.
+fn digest_key(parts: &[&str]) -> u128 {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update([0]);
+    }
+    let d = h.finalize();
+    u128::from_be_bytes(d[..16].try_into().expect("32 bytes"))
+}
+
+impl Keyed for AgentEvent {
+    fn key(&self) -> Option<u128> {
+        Some(id_key(&self.event_id))
+    }
+}
+
+impl Keyed for ConversationEvent {
+    fn key(&self) -> Option<u128> {
+        Some(id_key(&self.event_id))
+    }
+}
+
+/// Ended work sessions by (`contact_session_id`, `id`); open ones (`None`) are counted, not kept.
+impl Keyed for Option<WorkSession> {
+    fn key(&self) -> Option<u128> {
+        self.as_ref()
+            .map(|w| digest_key(&[&w.contact_session_id, &w.id]))
+    }
+}
+
 /// What decoding an answer gave: its records, what was set aside, and how much was unreadable.
 #[derive(Debug)]
 pub struct Decoded<T> {
     pub what: String,
+    /// Unique by `Keyed::key`, in the order each key was first read.
     pub rows: Vec<T>,
+    /// Where each key's row is in `rows`.
+    index: rustc_hash::FxHashMap<u128, usize>,
     pub aside: Vec<SetAside>,
     /// Rows set aside because a value could not be read, by column: (count, first value).
     unreadable: BTreeMap<String, (usize, String)>,
@@ -111,11 +159,12 @@ pub struct Decoded<T> {
     pub total: usize,
 }
 
-impl<T> Decoded<T> {
+impl<T: Keyed> Decoded<T> {
     fn new(what: &str) -> Decoded<T> {
         Decoded {
             what: what.to_string(),
             rows: Vec::new(),
+            index: Default::default(),
             aside: Vec::new(),
             unreadable: BTreeMap::new(),
             total: 0,
@@ -125,7 +174,16 @@ impl<T> Decoded<T> {
     fn push(&mut self, location: String, r: Result<T, RowError>) {
         self.total += 1;
         match r {
-            Ok(t) => self.rows.push(t),
+            Ok(t) => match t.key() {
+                None => self.rows.push(t),
+                Some(k) => match self.index.entry(k) {
+                    std::collections::hash_map::Entry::Occupied(at) => self.rows[*at.get()] = t,
+                    std::collections::hash_map::Entry::Vacant(at) => {
+                        at.insert(self.rows.len());
+                        self.rows.push(t);
+                    }
+                },
+            },
             Err(e) => {
                 if let Some((col, value)) = e.unreadable {
                     let c = self.unreadable.entry(col).or_insert((0, value));
@@ -138,7 +196,9 @@ impl<T> Decoded<T> {
             }
         }
     }
+}
 
+impl<T> Decoded<T> {
     /// Rows set aside because something in them could not be read.
     pub fn unreadable(&self) -> usize {
         self.unreadable.values().map(|c| c.0).sum()
@@ -207,52 +267,86 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
 
 /// Decodes an Events API body (JSON Lines) of agent events.
 pub fn agent_events_jsonl(body: impl Read, req: &Request) -> Result<Decoded<AgentEvent>, String> {
-    json_lines(body, req, |raw: RawLine| {
-        let kind =
-            AgentEventKind::parse(&raw.etype).ok_or_else(|| RowError::unknown_type(&raw.etype))?;
-        let recorded = req.instant("timestamp", &raw.timestamp, Hint::None)?;
-        let c = raw.content;
-        let agent_id = c
-            .agent_id
-            .ok_or_else(|| RowError::blank("content.agentId"))?;
-        let focus = kind.axis().is_none();
-        // Focus events have no occurredAt: their recorded time stands in.
-        let occurred = match &c.occurred_at {
-            Some(s) => req.instant("content.occurredAt", s, Hint::Near(recorded))?,
-            None if focus => recorded,
-            None => return Err(RowError::blank("content.occurredAt")),
-        };
-        let available_for = if focus {
-            c.context.and_then(|x| x.available_for).map(sorted)
+    json_lines(body, req, |raw: RawLine| agent_event(raw, req))
+}
+
+/// Decodes an Events API body of agent and conversation events in one pass, each line by its
+/// `type`: a line whose type cannot be read counts as an agent event's (and is set aside there).
+/// Line numbers are the body's.
+pub fn events_jsonl(
+    body: impl Read,
+    req: &Request,
+) -> Result<(Decoded<AgentEvent>, Decoded<ConversationEvent>), String> {
+    #[derive(Deserialize)]
+    struct TypeOnly<'a> {
+        #[serde(rename = "type", borrow)]
+        etype: std::borrow::Cow<'a, str>,
+    }
+    let (mut agents, mut conversations) = (Decoded::new(&req.what), Decoded::new(&req.what));
+    each_line(body, req, |number, l| {
+        let location = format!("{}, line {number}", req.what);
+        let conversation = serde_json::from_slice::<TypeOnly>(l)
+            .is_ok_and(|t| t.etype.starts_with("CONVERSATION"));
+        if conversation {
+            conversations.push(location, parse(l).and_then(|r| conversation_event(r, req)));
         } else {
-            c.available_for.map(sorted)
-        };
-        if kind == AgentEventKind::AvailabilityUpdated && available_for.is_none() {
-            return Err(RowError::blank("content.availableFor"));
+            agents.push(location, parse(l).and_then(|r| agent_event(r, req)));
         }
-        Ok(AgentEvent {
-            event_id: derive_event_id(&agent_id, kind.as_str(), occurred),
-            kind,
-            agent_id,
-            occurred_at: occurred,
-            recorded_at: recorded,
-            away_reason: c.away_reason.and_then(|r| r.name),
-            active_reason: c.active_reason.and_then(|r| r.name),
-            available_for,
-            source: Source::EventsApi,
-        })
+    })?;
+    Ok((agents, conversations))
+}
+
+fn agent_event(raw: RawLine, req: &Request) -> Result<AgentEvent, RowError> {
+    let kind =
+        AgentEventKind::parse(&raw.etype).ok_or_else(|| RowError::unknown_type(&raw.etype))?;
+    let recorded = req.instant("timestamp", &raw.timestamp, Hint::None)?;
+    let c = raw.content;
+    let agent_id = c
+        .agent_id
+        .ok_or_else(|| RowError::blank("content.agentId"))?;
+    let focus = kind.axis().is_none();
+    // Focus events have no occurredAt: their recorded time stands in.
+    let occurred = match &c.occurred_at {
+        Some(s) => req.instant("content.occurredAt", s, Hint::Near(recorded))?,
+        None if focus => recorded,
+        None => return Err(RowError::blank("content.occurredAt")),
+    };
+    let available_for = if focus {
+        c.context.and_then(|x| x.available_for).map(sorted)
+    } else {
+        c.available_for.map(sorted)
+    };
+    if kind == AgentEventKind::AvailabilityUpdated && available_for.is_none() {
+        return Err(RowError::blank("content.availableFor"));
+    }
+    Ok(AgentEvent {
+        event_id: derive_event_id(&agent_id, kind.as_str(), occurred),
+        kind,
+        agent_id,
+        occurred_at: occurred,
+        recorded_at: recorded,
+        away_reason: c.away_reason.and_then(|r| r.name),
+        active_reason: c.active_reason.and_then(|r| r.name),
+        available_for,
+        source: Source::EventsApi,
     })
 }
 
-/// Decodes JSON Lines one line at a time as they stream: `f` makes a record of a parsed line or
-/// says why it is set aside. Blank lines are skipped; a malformed line (invalid UTF-8 included)
-/// is set aside with its line number. Only a read error of the body fails the whole answer.
-fn json_lines<R: serde::de::DeserializeOwned, T>(
+/// One JSON line parsed, or why it is set aside.
+fn parse<R: serde::de::DeserializeOwned>(l: &[u8]) -> Result<R, RowError> {
+    serde_json::from_slice::<R>(l).map_err(|e| RowError {
+        unreadable: Some(("(JSON line)".into(), String::from_utf8_lossy(l).into())),
+        reason: format!("malformed JSON: {e}"),
+    })
+}
+
+/// Reads a body one line at a time as it streams, calling `f` with each non-blank line
+/// (trimmed) and its number. Only a read error of the body fails.
+fn each_line(
     body: impl Read,
     req: &Request,
-    mut f: impl FnMut(R) -> Result<T, RowError>,
-) -> Result<Decoded<T>, String> {
-    let mut out = Decoded::new(&req.what);
+    mut f: impl FnMut(usize, &[u8]),
+) -> Result<(), String> {
     let mut body = BufReader::with_capacity(64 * 1024, body);
     let mut line = Vec::new();
     let mut number = 0;
@@ -262,21 +356,32 @@ fn json_lines<R: serde::de::DeserializeOwned, T>(
             .read_until(b'\n', &mut line)
             .map_err(|e| format!("{}: reading the body: {e}", req.what))?;
         if n == 0 {
-            return Ok(out);
+            return Ok(());
         }
         number += 1;
         let l = line.trim_ascii();
-        if l.is_empty() {
-            continue;
+        if !l.is_empty() {
+            f(number, l);
         }
-        let r = serde_json::from_slice::<R>(l)
-            .map_err(|e| RowError {
-                unreadable: Some(("(JSON line)".into(), String::from_utf8_lossy(l).into())),
-                reason: format!("malformed JSON: {e}"),
-            })
-            .and_then(&mut f);
-        out.push(format!("{}, line {number}", req.what), r);
     }
+}
+
+/// Decodes JSON Lines one line at a time as they stream: `f` makes a record of a parsed line or
+/// says why it is set aside. Blank lines are skipped; a malformed line (invalid UTF-8 included)
+/// is set aside with its line number. Only a read error of the body fails the whole answer.
+fn json_lines<R: serde::de::DeserializeOwned, T: Keyed>(
+    body: impl Read,
+    req: &Request,
+    mut f: impl FnMut(R) -> Result<T, RowError>,
+) -> Result<Decoded<T>, String> {
+    let mut out = Decoded::new(&req.what);
+    each_line(body, req, |number, l| {
+        out.push(
+            format!("{}, line {number}", req.what),
+            parse(l).and_then(&mut f),
+        );
+    })?;
+    Ok(out)
 }
 
 #[derive(Deserialize, Default)]
@@ -315,35 +420,37 @@ pub fn conversation_events_jsonl(
     body: impl Read,
     req: &Request,
 ) -> Result<Decoded<ConversationEvent>, String> {
-    json_lines(body, req, |raw: RawConvLine| {
-        let kind = ConversationEventKind::parse(&raw.etype)
-            .ok_or_else(|| RowError::unknown_type(&raw.etype))?;
-        let ts = req.instant("timestamp", &raw.timestamp, Hint::None)?;
-        let c = raw.content;
-        let conversation_id = c
-            .conversation_id
-            .ok_or_else(|| RowError::blank("content.conversationId"))?;
-        let ctx = c.context.and_then(|x| x.assignee).unwrap_or_default();
-        let new = c.assignee.unwrap_or_default();
-        Ok(ConversationEvent {
-            event_id: derive_event_id(&conversation_id, kind.as_str(), ts),
-            kind,
-            conversation_id,
-            customer_id: c.customer_id,
-            recorded_at: ts,
-            inbox_id: ctx.inbox_id,
-            agent_id: ctx.agent_id,
-            new_inbox_id: new.inbox_id,
-            new_agent_id: new.agent_id,
-            source: Source::EventsApi,
-        })
+    json_lines(body, req, |raw: RawConvLine| conversation_event(raw, req))
+}
+
+fn conversation_event(raw: RawConvLine, req: &Request) -> Result<ConversationEvent, RowError> {
+    let kind = ConversationEventKind::parse(&raw.etype)
+        .ok_or_else(|| RowError::unknown_type(&raw.etype))?;
+    let ts = req.instant("timestamp", &raw.timestamp, Hint::None)?;
+    let c = raw.content;
+    let conversation_id = c
+        .conversation_id
+        .ok_or_else(|| RowError::blank("content.conversationId"))?;
+    let ctx = c.context.and_then(|x| x.assignee).unwrap_or_default();
+    let new = c.assignee.unwrap_or_default();
+    Ok(ConversationEvent {
+        event_id: derive_event_id(&conversation_id, kind.as_str(), ts),
+        kind,
+        conversation_id,
+        customer_id: c.customer_id,
+        recorded_at: ts,
+        inbox_id: ctx.inbox_id,
+        agent_id: ctx.agent_id,
+        new_inbox_id: new.inbox_id,
+        new_agent_id: new.agent_id,
+        source: Source::EventsApi,
     })
 }
 
 // ---------------------------------------------------------------- Reports API (CSV)
 
 /// Decodes a CSV report row by row: `f` makes a record of a row or says why it is set aside.
-fn csv_rows<T>(
+fn csv_rows<T: Keyed>(
     body: impl Read,
     req: &Request,
     required: &[&str],
@@ -553,6 +660,7 @@ pub fn work_sessions_csv(
     let ended = Decoded {
         what: decoded.what,
         rows: decoded.rows.into_iter().flatten().collect(),
+        index: Default::default(),
         aside: decoded.aside,
         unreadable: decoded.unreadable,
         total: decoded.total,
@@ -624,6 +732,31 @@ mod tests {
         let r = agent_events_csv(csv.as_bytes(), &req("r")).unwrap();
         assert_eq!(r.rows[0].event_id, d.rows[0].event_id);
         assert_eq!(d.rows[1].occurred_at, d.rows[1].recorded_at);
+    }
+
+    /// One pass over a body of every entity: each line to its decoder by type, line numbers of
+    /// the body, and a line repeated in the answer kept once (the last read).
+    #[test]
+    fn events_split_by_type_in_one_pass_and_repeats_are_kept_once() {
+        let body = br#"{"type":"AGENT_STATUS/LOGGED_IN","timestamp":"2024-05-06T15:00:02.118Z","content":{"agentId":"A1","occurredAt":"2024-05-06T15:00:02.101Z","activeReason":{"name":"Work"}}}
+
+{"type":"CONVERSATION/CREATED","timestamp":"2024-05-06T15:01:00Z","content":{"customerId":"C","conversationId":"V1","context":{"assignee":{"inboxId":"I"}}}}
+not json
+{"type":"CONVERSATION_ASSIGNEE/UPDATED","timestamp":"2024-05-06T15:02:00Z","content":{"customerId":"C","conversationId":"V1","reason":"x","assignee":{"inboxId":"I","agentId":"A1"},"context":{"assignee":{"inboxId":"I"}}}}
+{"type":"AGENT_STATUS/LOGGED_IN","timestamp":"2024-05-06T15:00:02.118Z","content":{"agentId":"A1","occurredAt":"2024-05-06T15:00:02.101Z","activeReason":{"name":"Work 2"}}}
+"#;
+        let (a, c) = events_jsonl(&body[..], &req("events")).unwrap();
+        assert_eq!(a.rows.len(), 1, "{:?}", a.rows);
+        assert_eq!(
+            a.rows[0].active_reason.as_deref(),
+            Some("Work 2"),
+            "the last read wins"
+        );
+        assert_eq!(a.total, 3);
+        assert_eq!(a.aside.len(), 1);
+        assert!(a.aside[0].location.ends_with("line 4"), "{:?}", a.aside);
+        assert_eq!(c.rows.len(), 2);
+        assert_eq!(c.rows[1].new_agent_id.as_deref(), Some("A1"));
     }
 
     #[test]
