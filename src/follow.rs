@@ -55,9 +55,18 @@ pub struct FollowState {
     pub polled_to: Option<Ms>,
     /// The newest recorded `timestamp` landed.
     pub newest_event: Option<Ms>,
+    /// When the last poll succeeded.
     pub last_poll_at: Option<Ms>,
     /// now − newest event landed, at the last poll.
     pub lag_ms: Option<Ms>,
+    /// When a poll last failed, and why (redacted); cleared by the next poll that succeeds.
+    #[serde(default)]
+    pub last_failure_at: Option<Ms>,
+    #[serde(default)]
+    pub last_error: Option<String>,
+    /// Polls failed in a row since the last that succeeded.
+    #[serde(default)]
+    pub failures_since_ok: u32,
     pub last_work_sessions_at: Option<Ms>,
     pub last_dimensions_at: Option<Ms>,
     /// The first day followed: reconciles run from there.
@@ -270,7 +279,10 @@ pub async fn follow(p: &Pipeline, clock: Clock) -> i32 {
                 log::error(e.to_string());
                 return 4;
             }
-            Err(e) => log::error(format!("follow: {e}; trying again at the next poll")),
+            Err(e) => {
+                log::error(format!("follow: {e}; trying again at the next poll"));
+                f.failed(&e);
+            }
         }
         if interrupt.requested() {
             break;
@@ -306,9 +318,11 @@ async fn resolve_timezone(p: &Pipeline, gladly: &GladlyClient) -> Result<Tz, Fol
 
 impl Follower<'_> {
     /// One poll under the pipeline's lock; a poll that finds the lock taken waits for the next.
+    /// The lock is released after the poll, whatever became of it; not releasing it fails the
+    /// tick.
     async fn tick(&mut self) -> Result<(), FollowError> {
         let run_id = format!("follow-{}", std::process::id());
-        let _lock = match PipelineLock::acquire(
+        let lock = match PipelineLock::acquire(
             &self.state_dir,
             &self.p.name,
             &run_id,
@@ -321,6 +335,26 @@ impl Follower<'_> {
             }
             Err(e) => return Err(e.into()),
         };
+        let polled = self.locked_tick().await;
+        let released = tokio::task::block_in_place(|| lock.release());
+        polled?;
+        Ok(released?)
+    }
+
+    /// A failed poll is remembered for `status` (when, why, how many in a row); the cursor does
+    /// not move, so the next poll reads the window again.
+    fn failed(&mut self, e: &FollowError) {
+        self.fs.last_failure_at = Some(self.clock.now());
+        self.fs.last_error = Some(log::redact(&e.to_string()));
+        self.fs.failures_since_ok += 1;
+        if let Err(e) = self.fs.save(&self.state_dir) {
+            log::warn(format!(
+                "follow: cannot record the failed poll for `status`: {e}"
+            ));
+        }
+    }
+
+    async fn locked_tick(&mut self) -> Result<(), FollowError> {
         let (t, cpu) = (std::time::Instant::now(), process_cpu_ms());
         // First a day another run was committing when it was killed is completed (and, at the
         // first poll, what it had not committed is removed): one listing when there is none.
@@ -340,6 +374,11 @@ impl Follower<'_> {
                 return Err(e);
             }
         };
+        if self.fs.last_error.is_some() {
+            self.fs.last_error = None;
+            self.fs.failures_since_ok = 0;
+            self.fs.save(&self.state_dir)?;
+        }
         let samples = std::mem::take(&mut self.latencies);
         for l in &samples {
             if self.fs.recent_latencies_ms.len() == RECENT {
@@ -424,18 +463,16 @@ impl Follower<'_> {
                     &spool,
                 )
                 .await?;
-            let mut bytes = Vec::new();
-            body.open()
-                .and_then(|mut r| std::io::Read::read_to_end(&mut r, &mut bytes))
-                .map_err(|e| FollowError::Failed(format!("reading the spooled events: {e}")))?;
-            drop(body);
-            let (agent_lines, conversation_lines) = split_by_entity(&bytes);
             let what = format!("events {}..{}", time::fmt_ts(start), time::fmt_ts(end));
             let req = decode::Request::new(what, start, end, tz);
-            let agents =
-                decode::agent_events_jsonl(&agent_lines[..], &req).map_err(FollowError::Failed)?;
-            let conversations = decode::conversation_events_jsonl(&conversation_lines[..], &req)
+            // Decoded as it is read from the spool, in one pass: memory holds the window's
+            // distinct events, never the answer.
+            let (agents, conversations) = body
+                .open()
+                .map_err(|e| format!("reading the spooled events: {e}"))
+                .and_then(|r| decode::events_jsonl(r, &req))
                 .map_err(FollowError::Failed)?;
+            drop(body);
             // A window whose lines mostly fail to parse is an error, not an empty window.
             agents.check().map_err(FollowError::Failed)?;
             conversations.check().map_err(FollowError::Failed)?;
@@ -768,7 +805,7 @@ impl Follower<'_> {
                 trigger: "follow".into(),
             };
             let outcome = pipeline::run(self.p, &opts).await;
-            println!("{}", outcome.summary);
+            crate::say!("{}", outcome.summary);
             if outcome.exit_code != 0 {
                 log::warn(format!(
                     "follow: the reconcile of {day} ended with exit code {}; trying again later",
@@ -805,53 +842,5 @@ fn read_curated<T>(
     match st.read_partition(dataset, day)? {
         None => Ok(Vec::new()),
         Some(df) => from(&df).map_err(|e| FollowError::Failed(format!("{dataset} {day}: {e}"))),
-    }
-}
-
-/// Splits an Events API body (every entity) into agent lines and conversation lines
-/// (`CONVERSATION/…`, `CONVERSATION_ASSIGNEE/…`), so each
-/// decoder sees only its own kind; a line whose type cannot be read goes to the agent decoder,
-/// which sets it aside with its reason.
-fn split_by_entity(body: &[u8]) -> (Vec<u8>, Vec<u8>) {
-    #[derive(Deserialize)]
-    struct TypeOnly<'a> {
-        #[serde(rename = "type", borrow)]
-        etype: std::borrow::Cow<'a, str>,
-    }
-    let (mut agents, mut conversations) = (Vec::new(), Vec::new());
-    for line in body.split(|b| *b == b'\n') {
-        let trimmed = line.trim_ascii();
-        if trimmed.is_empty() {
-            continue;
-        }
-        let conversation = serde_json::from_slice::<TypeOnly>(trimmed)
-            .is_ok_and(|t| t.etype.starts_with("CONVERSATION"));
-        let out = if conversation {
-            &mut conversations
-        } else {
-            &mut agents
-        };
-        out.extend_from_slice(trimmed);
-        out.push(b'\n');
-    }
-    (agents, conversations)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn events_are_split_by_entity() {
-        let body = b"{\"type\":\"AGENT_STATUS/LOGGED_IN\",\"x\":1}\n\n{\"type\":\"CONVERSATION/CREATED\"}\nnot json\n{\"type\":\"CONVERSATION_ASSIGNEE/UPDATED\"}\n";
-        let (a, c) = split_by_entity(body);
-        assert_eq!(
-            String::from_utf8(a).unwrap(),
-            "{\"type\":\"AGENT_STATUS/LOGGED_IN\",\"x\":1}\nnot json\n"
-        );
-        assert_eq!(
-            String::from_utf8(c).unwrap(),
-            "{\"type\":\"CONVERSATION/CREATED\"}\n{\"type\":\"CONVERSATION_ASSIGNEE/UPDATED\"}\n"
-        );
     }
 }

@@ -2,6 +2,9 @@
 //! and maps outcomes to the documented exit codes (0 done, 1 failed, 2 usage/config, 3 locked,
 //! 4 credentials refused).
 
+// Every printed line goes through the redaction: `say!` / `say_err!` (log.rs), never `println!`.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -11,10 +14,7 @@ use gladly_wfm::commands::{check, report, schedule, status};
 use gladly_wfm::commands::{demo, simulate};
 use gladly_wfm::config::Pipeline;
 use gladly_wfm::pipeline::{self, RunOptions, Stages};
-use gladly_wfm::{block_cache, log, time};
-
-#[global_allocator]
-static GLOBAL: block_cache::CachingMiMalloc = block_cache::CachingMiMalloc;
+use gladly_wfm::{log, time};
 
 #[derive(Parser)]
 #[command(
@@ -192,6 +192,9 @@ enum SimCmd {
         /// oversized answer, to see the client's cap and memory at work).
         #[arg(long, default_value_t = 0)]
         pad_reports_mib: u64,
+        /// Follow every Events API answer with this many MiB of copies of its last line.
+        #[arg(long, default_value_t = 0)]
+        pad_events_mib: u64,
         /// Write the ground truth (agents, inboxes, events, work sessions) to this folder.
         #[arg(long)]
         dump: Option<PathBuf>,
@@ -231,7 +234,7 @@ enum SimCmd {
 
 fn load(path: &std::path::Path) -> Result<Pipeline, ExitCode> {
     Pipeline::load(path).map_err(|e| {
-        eprintln!("gladly-wfm: {e}");
+        gladly_wfm::say_err!("gladly-wfm: {e}");
         ExitCode::from(2)
     })
 }
@@ -240,7 +243,7 @@ fn date(flag: &str, s: &Option<String>) -> Result<Option<chrono::NaiveDate>, Exi
     match s {
         None => Ok(None),
         Some(s) => time::parse_date(s).map(Some).ok_or_else(|| {
-            eprintln!("gladly-wfm: {flag} `{s}` is not a date (YYYY-MM-DD)");
+            gladly_wfm::say_err!("gladly-wfm: {flag} `{s}` is not a date (YYYY-MM-DD)");
             ExitCode::from(2)
         }),
     }
@@ -250,102 +253,20 @@ fn code(c: i32) -> ExitCode {
     ExitCode::from(c.clamp(0, 255) as u8)
 }
 
-/// Transparent huge pages make every fresh 2 MiB of the allocator's heap resident, and zeroed, at
-/// its first touch: a short transform spent a third of its samples zeroing pages (`perf`) and
-/// held nearly twice the memory it used. Off for this process only; 4 KiB pages cost it nothing
-/// measurable in CPU time.
-fn no_transparent_huge_pages() {
-    // SAFETY: PR_SET_THP_DISABLE takes plain integers and changes only this process's policy.
-    unsafe {
-        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
-    }
-}
-
-/// mimalloc (v3, as pinned in Cargo.lock) waits a second before it gives freed memory back to
-/// the system, and a thread that falls idle (a blocking-pool thread that decoded a day) keeps
-/// its freed pages until it allocates again: a week's extraction peaked at 282 MiB with the
-/// default, 150 MiB with purging at once, for 1.3 s more system time over 7 days (`madvise`),
-/// and no measurable change in the transform (`MIMALLOC_PURGE_DELAY=0|10|1000` runs, see the
-/// closing note of issue 17). An environment variable `MIMALLOC_PURGE_DELAY` still wins. A
-/// run that transforms landed days one after another keeps its large blocks for the next day
-/// instead (`block_cache`), within a budget.
-fn purge_freed_memory_at_once() {
-    extern "C" {
-        // mimalloc.h: `void mi_option_set(mi_option_t option, long value)`.
-        fn mi_option_set(option: std::ffi::c_int, value: std::ffi::c_long);
-    }
-    // `mi_option_purge_delay` in the v3 header of libmimalloc-sys 0.1.49 (pinned in Cargo.toml).
-    const MI_OPTION_PURGE_DELAY: std::ffi::c_int = 15;
-    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
-        // SAFETY: sets one integer option of the allocator this binary links; any value is valid.
-        unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
-    }
-}
-
-/// `GLADLY_WFM_BLOCK_CACHE_MIB`: the most freed memory the allocator keeps for reuse while a
-/// run transforms days already landed (MiB; 0 turns the cache off). See `block_cache`.
-fn block_cache_budget() -> Result<(), String> {
-    const VAR: &str = "GLADLY_WFM_BLOCK_CACHE_MIB";
-    if let Some(v) = std::env::var_os(VAR) {
-        if v.is_empty() {
-            return Ok(());
-        }
-        let bytes = v
-            .to_str()
-            .and_then(|v| v.trim().parse::<usize>().ok())
-            .filter(|&mib| mib <= 4096)
-            .and_then(|mib| mib.checked_mul(1 << 20))
-            .ok_or_else(|| format!("{VAR}={v:?}: not a whole number of MiB from 0 to 4096"))?;
-        block_cache::set_keeping_budget(bytes);
-    }
-    Ok(())
-}
-
-/// polars' own thread pool gets one thread, unless `POLARS_MAX_THREADS` says otherwise. The
-/// pipeline spreads its work over threads itself (a day's two halves, its files written side by
-/// side, the next day read ahead), so a second pool thread only held memory: each thread keeps
-/// the allocator pages it last used. Measured with two (this machine's cores) against one:
-/// a 10-day backfill's peak 114–115 against 107–109 MiB, the load of 30 days 85 against 76–80,
-/// the same wall time in both and in the agent transform the benchmark compares with DuckDB
-/// (0.97× with one). Must run before any thread starts: it sets the environment polars reads.
-fn one_polars_thread() {
-    const VAR: &str = "POLARS_MAX_THREADS";
-    if std::env::var_os(VAR).is_none() {
-        std::env::set_var(VAR, "1");
-    }
-}
-
-/// The async runtime. The pipeline's commands run on one worker thread (unless
-/// `TOKIO_WORKER_THREADS` says otherwise): their async work is waiting on Gladly, the WFM and
-/// storage, paced by rate limits; landing and transforming a day move off the worker
-/// (`block_in_place`), and tokio starts a worker in its place meanwhile, so fetching goes on.
-/// A second idle worker only held memory (a 10-day backfill 101–102 against 105–107 MiB, with
-/// one polars thread; the same wall time). The simulators and the demo, which serve HTTP to
-/// the pipeline from the same process, keep a worker per core.
-fn runtime(cmd: &Cmd) -> std::io::Result<tokio::runtime::Runtime> {
-    let serves = match cmd {
-        #[cfg(feature = "simulators")]
-        Cmd::Demo { .. } | Cmd::Simulate { .. } => true,
-        _ => false,
-    };
-    let mut b = tokio::runtime::Builder::new_multi_thread();
-    b.enable_all();
-    if !serves && std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
-        b.worker_threads(1);
-    }
-    b.build()
+/// The async runtime (tokio's defaults; `TOKIO_WORKER_THREADS` is read by tokio itself).
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
 }
 
 fn main() -> ExitCode {
-    // Before any other thread exists (`one_polars_thread` changes the environment).
-    no_transparent_huge_pages();
-    purge_freed_memory_at_once();
-    one_polars_thread();
+    log::redact_panics();
     let cli = Cli::parse();
-    let code = match runtime(&cli.cmd) {
+    let code = match runtime() {
         Ok(rt) => rt.block_on(cli_main(cli)),
         Err(e) => {
-            eprintln!("gladly-wfm: cannot start the async runtime: {e}");
+            gladly_wfm::say_err!("gladly-wfm: cannot start the async runtime: {e}");
             ExitCode::from(1)
         }
     };
@@ -356,10 +277,6 @@ fn main() -> ExitCode {
 }
 
 async fn cli_main(cli: Cli) -> ExitCode {
-    if let Err(e) = block_cache_budget() {
-        eprintln!("gladly-wfm: {e}");
-        return ExitCode::from(2);
-    }
     let format = if cli.log_format == "json" {
         log::Format::Json
     } else {
@@ -371,7 +288,7 @@ async fn cli_main(cli: Cli) -> ExitCode {
         Some(s) => match time::parse_ts(s) {
             Some(t) => t,
             None => {
-                eprintln!("gladly-wfm: --now `{s}` is not an RFC 3339 instant");
+                gladly_wfm::say_err!("gladly-wfm: --now `{s}` is not an RFC 3339 instant");
                 return ExitCode::from(2);
             }
         },
@@ -410,7 +327,7 @@ async fn cli_main(cli: Cli) -> ExitCode {
             let stages = match Stages::parse(&stages) {
                 Ok(s) => s,
                 Err(e) => {
-                    eprintln!("gladly-wfm: --stages: {e}");
+                    gladly_wfm::say_err!("gladly-wfm: --stages: {e}");
                     return ExitCode::from(2);
                 }
             };
@@ -423,13 +340,8 @@ async fn cli_main(cli: Cli) -> ExitCode {
                 now,
                 trigger: trigger.into(),
             };
-            log::debug(format!(
-                "threads: {} async worker(s), {} in polars' pool",
-                tokio::runtime::Handle::current().metrics().num_workers(),
-                polars_core::runtime::THREAD_POOL.current_num_threads()
-            ));
             let outcome = pipeline::run(&p, &opts).await;
-            println!("{}", outcome.summary);
+            gladly_wfm::say!("{}", outcome.summary);
             code(outcome.exit_code)
         }
         Cmd::Follow { pipeline: file } => match load(&file) {
@@ -470,7 +382,7 @@ async fn cli_main(cli: Cli) -> ExitCode {
             code(report::report(&p, &report::ReportArgs { date, out, now }))
         }
         Cmd::Status { pipeline: file } => match load(&file) {
-            Ok(p) => code(status::status(&p)),
+            Ok(p) => code(status::status(&p, now)),
             Err(c) => c,
         },
         #[cfg(feature = "simulators")]
@@ -493,6 +405,7 @@ async fn cli_main(cli: Cli) -> ExitCode {
                     slow_ms,
                     quirks,
                     pad_reports_mib,
+                    pad_events_mib,
                     dump,
                 } => {
                     let sim_now = match sim_now.as_deref().or(cli.now.as_deref()) {
@@ -500,7 +413,9 @@ async fn cli_main(cli: Cli) -> ExitCode {
                         Some(s) => match time::parse_ts(s) {
                             Some(t) => Some(t),
                             None => {
-                                eprintln!("gladly-wfm: --now `{s}` is not an RFC 3339 instant");
+                                gladly_wfm::say_err!(
+                                    "gladly-wfm: --now `{s}` is not an RFC 3339 instant"
+                                );
                                 return ExitCode::from(2);
                             }
                         },
@@ -524,6 +439,7 @@ async fn cli_main(cli: Cli) -> ExitCode {
                         slow_ms,
                         quirks,
                         pad_reports_mib,
+                        pad_events_mib,
                         dump,
                     })
                     .await
@@ -556,7 +472,7 @@ async fn cli_main(cli: Cli) -> ExitCode {
             match r {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    eprintln!("gladly-wfm: {e}");
+                    gladly_wfm::say_err!("gladly-wfm: {e}");
                     ExitCode::from(2)
                 }
             }

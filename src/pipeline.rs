@@ -9,7 +9,6 @@ use chrono::{Duration, NaiveDate};
 use chrono_tz::Tz;
 use serde_json::json;
 
-use crate::block_cache;
 use crate::config::Pipeline;
 use crate::extract::{AbortOnDrop, ExtractError, Extractor, Fetched};
 use crate::gladly::{GladlyClient, GladlyError};
@@ -251,6 +250,11 @@ pub async fn run(p: &Pipeline, opts: &RunOptions) -> RunOutcome {
     if opts.from.is_some() != opts.to.is_some() {
         return early(2, "--from and --to go together".into());
     }
+    if let (Some(f), Some(t)) = (opts.from, opts.to) {
+        if let Err(e) = check_range(p, f, t) {
+            return early(2, e);
+        }
+    }
     // Credentials only for the systems this run talks to; the root only if it is ours (§3, §9).
     let push = opts.stages.load && !opts.dry_run;
     if let Err(e) = p.require_for_run(opts.stages.extract, push) {
@@ -264,7 +268,7 @@ pub async fn run(p: &Pipeline, opts: &RunOptions) -> RunOutcome {
         return early(e.exit_code(), e.to_string());
     }
     let state_dir = root.dir(&p.state_rel());
-    let _lock = match PipelineLock::acquire(&state_dir, &p.name, &run_id, p.lock_lease) {
+    let lock = match PipelineLock::acquire(&state_dir, &p.name, &run_id, p.lock_lease) {
         Ok(l) => l,
         Err(e) => {
             return early(
@@ -309,7 +313,7 @@ pub async fn run(p: &Pipeline, opts: &RunOptions) -> RunOutcome {
         wfm_auth_error: None,
     };
     let result = r.execute().await;
-    let (code, outcome, error) = match &result {
+    let (mut code, mut outcome, mut error) = match &result {
         Ok(()) => match &r.wfm_auth_error {
             Some(e) => (4, "wfm_auth_failed", Some(e.clone())),
             None => (0, "ok", None),
@@ -317,6 +321,20 @@ pub async fn run(p: &Pipeline, opts: &RunOptions) -> RunOutcome {
         Err(RunError::Interrupted) => (1, "interrupted", Some(RunError::Interrupted.to_string())),
         Err(e) => (e.code(), "failed", Some(e.to_string())),
     };
+    // A run that ends releases its lock, or fails saying it could not.
+    if let Err(e) = tokio::task::block_in_place(|| lock.release()) {
+        let msg = format!(
+            "could not release the run lock ({e}); the next run takes it over once its lease expires"
+        );
+        log::error(&msg);
+        if code == 0 {
+            (code, outcome) = (1, "failed");
+        }
+        error = Some(match error {
+            Some(first) => format!("{first}; {msg}"),
+            None => msg,
+        });
+    }
     let facts = RunFacts {
         run_id: &run_id,
         pipeline: p,
@@ -329,7 +347,7 @@ pub async fn run(p: &Pipeline, opts: &RunOptions) -> RunOutcome {
             Some(n) => json!({
                 "gladly": gstats.snapshot(),
                 "wfm": wstats.snapshot(),
-                // Before the manifest's own PUT and the lock's release.
+                // After the lock's release, before the manifest's own PUT.
                 "object_store": n,
             }),
         },
@@ -430,6 +448,43 @@ pub fn last_complete_day(tz: Tz, now: Ms, lag_minutes: u32) -> NaiveDate {
     d
 }
 
+/// A range a person would not mean: before Gladly could hold data, or longer than
+/// `max_range_days` (a typo in a year starts thousands of days of requests).
+fn check_range(p: &Pipeline, from: NaiveDate, to: NaiveDate) -> Result<(), String> {
+    if from < time::EARLIEST_DATE {
+        return Err(format!(
+            "--from {from} is before {}: Gladly holds no data from then",
+            time::EARLIEST_DATE
+        ));
+    }
+    let days = (to - from).num_days() + 1;
+    if days > p.max_range_days as i64 {
+        return Err(format!(
+            "--from {from} --to {to} is {days} days, more than max_range_days = {} in {}: split the range, or raise the key",
+            p.max_range_days,
+            p.file.display()
+        ));
+    }
+    Ok(())
+}
+
+/// What extracting `days` costs at Gladly's limits: report requests (a day older than the
+/// Events API's window takes three: both timestamps reports and the work sessions; a newer one
+/// the work sessions only) and the least time they take at `reports_per_minute`.
+fn extraction_estimate(p: &Pipeline, tz: Tz, now: Ms, days: &[NaiveDate]) -> (usize, f64) {
+    let reports: usize = days
+        .iter()
+        .map(|&d| {
+            if time::day_start(tz, d) >= now - 23 * time::MS_PER_HOUR {
+                1
+            } else {
+                3
+            }
+        })
+        .sum();
+    (reports, reports as f64 / p.gladly.reports_per_minute as f64)
+}
+
 /// The days a run processes: the explicit range, or (nightly) every complete day after the
 /// cursor, the last `settle_days` again, and today when intraday.
 pub fn plan_days(
@@ -516,6 +571,18 @@ impl Run<'_> {
                 .unwrap_or_default(),
             tz.name()
         ));
+        if self.opts.stages.extract && self.window.len() > 1 {
+            let (reports, minutes) = extraction_estimate(self.p, tz, self.opts.now, &self.window);
+            log::info(format!(
+                "estimate: {reports} report request(s) at gladly.reports_per_minute = {}: at least {} of extraction",
+                self.p.gladly.reports_per_minute,
+                if minutes < 90.0 {
+                    format!("{minutes:.0} min")
+                } else {
+                    format!("{:.1} h", minutes / 60.0)
+                }
+            ));
+        }
         if self.opts.stages.extract {
             self.extract_dimensions(today).await?;
         }
@@ -550,9 +617,6 @@ impl Run<'_> {
         // extracting run waits for extraction anyway, so it reads each day when it comes.
         let mut read_ahead = (!self.opts.stages.extract && self.opts.stages.transform)
             .then(|| ReadAhead::start(&self.st));
-        // The same runs, over more than a day, keep large freed blocks for the next day's
-        // transform to reuse (`block_cache`), until the last day is transformed.
-        let keeping = (read_ahead.is_some() && days.len() > 1).then(block_cache::Keeping::start);
         for (i, &day) in days.iter().enumerate() {
             if self.interrupt.requested() {
                 return Err(RunError::Interrupted);
@@ -630,13 +694,6 @@ impl Run<'_> {
         // conversations' (a file under the run's temporary directory, removed here), which the
         // load would otherwise carry to the end of the run beside its push plans.
         drop((carry, conv_carry, read_ahead));
-        if let Some(k) = keeping {
-            log::debug(format!(
-                "block cache: {} large blocks reused over {} days",
-                k.reused(),
-                days.len()
-            ));
-        }
         if self.opts.stages.transform {
             self.redo_changed_work_days(&inboxes)?;
         }

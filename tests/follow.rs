@@ -232,6 +232,86 @@ async fn follow_lands_every_event_once_and_the_receiver_equals_a_batch_run() {
         "{o}"
     );
     assert!(o.stdout.contains("event → WFM acknowledgement p50"), "{o}");
+
+    // Gladly fails (every answer a 400): the follower says so in `status`, with the lag as of
+    // now (ten minutes on), not the one stored at its last good poll.
+    let failing = failing_gladly().await;
+    let text = std::fs::read_to_string(&p)
+        .unwrap()
+        .replace(&s.gladly_url, &failing);
+    std::fs::write(&p, text).unwrap();
+    let later = gladly_wfm::time::fmt_ts(end + 10 * 60_000);
+    let f = follow_until_logged(dir.path(), &p, &later, "trying again at the next poll").await;
+    assert_eq!(f.code, 0, "{}", f.log.join("\n"));
+    let o = bin(
+        dir.path(),
+        &["status", "--pipeline", pf.as_str(), "--now", &later],
+        &[],
+    )
+    .await;
+    assert_eq!(o.code, 0, "{o}");
+    assert!(
+        o.stdout
+            .contains("follow: FAILING: 1 poll(s) in a row failed"),
+        "{o}"
+    );
+    let lag = o
+        .stdout
+        .split("; lag ")
+        .nth(1)
+        .and_then(|r| r.split(" as of now").next())
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        lag.ends_with(" min"),
+        "the lag as of now is minutes, not the stored seconds: {o}"
+    );
+}
+
+/// A Gladly that answers every request with a 400 (not retried): each poll fails at once.
+async fn failing_gladly() -> String {
+    let app = axum::Router::new().fallback(|| async {
+        (
+            axum::http::StatusCode::BAD_REQUEST,
+            r#"{"errors":[{"detail":"down for the test"}]}"#,
+        )
+    });
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    format!("http://{addr}")
+}
+
+/// Runs `follow` from `now` until a log line holds `needle` (then SIGTERM), or until it dies.
+async fn follow_until_logged(dir: &Path, p: &Path, now: &str, needle: &str) -> Followed {
+    let pf = p.display().to_string();
+    let args = ["follow", "--pipeline", pf.as_str(), "--now", now];
+    let mut child = command(dir, &args, &[])
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap() as i32;
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut log = Vec::new();
+    let read = async {
+        let mut signalled = false;
+        while let Ok(Some(line)) = lines.next_line().await {
+            if !signalled && line.contains(needle) {
+                unsafe { libc::kill(pid, libc::SIGTERM) };
+                signalled = true;
+            }
+            log.push(line);
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(120), read)
+        .await
+        .expect("follow logged the line within two minutes");
+    let status = child.wait().await.unwrap();
+    Followed {
+        code: status.code().unwrap_or(-1),
+        log,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -31,8 +31,9 @@ pub fn ranges(days: &[NaiveDate]) -> String {
     }
 }
 
-pub fn status(p: &Pipeline) -> i32 {
-    println!(
+/// Prints the pipeline's state as of `now` (the clock, or `--now`).
+pub fn status(p: &Pipeline, now: crate::time::Ms) -> i32 {
+    crate::say!(
         "pipeline {}{}",
         p.name,
         p.description
@@ -43,7 +44,7 @@ pub fn status(p: &Pipeline) -> i32 {
     let root = match p.root() {
         Ok(r) => r,
         Err(e) => {
-            println!("output: {e}");
+            crate::say!("output: {e}");
             return 2;
         }
     };
@@ -51,11 +52,11 @@ pub fn status(p: &Pipeline) -> i32 {
     let state = match PipelineState::load(&state_dir) {
         Ok(s) => s,
         Err(e) => {
-            println!("state: {e}");
+            crate::say!("state: {e}");
             return 1;
         }
     };
-    println!(
+    crate::say!(
         "nightly cursor: {}",
         state
             .nightly_cursor
@@ -68,11 +69,11 @@ pub fn status(p: &Pipeline) -> i32 {
             .get(stage)
             .map(|s| s.iter().copied().collect())
             .unwrap_or_default();
-        println!("completed {stage:9}: {}", ranges(&days));
+        crate::say!("completed {stage:9}: {}", ranges(&days));
     }
     match PipelineLock::holder(&state_dir) {
-        Some(h) => println!("lock: held ({})", h.trim()),
-        None => println!("lock: free"),
+        Some(h) => crate::say!("lock: held ({})", h.trim()),
+        None => crate::say!("lock: free"),
     }
     let runs_dir = root.dir(&p.runs_rel());
     let mut runs: Vec<String> = runs_dir
@@ -82,9 +83,9 @@ pub fn status(p: &Pipeline) -> i32 {
         .filter(|n| n.ends_with(".json"))
         .collect();
     runs.sort();
-    println!("last runs:");
+    crate::say!("last runs:");
     if runs.is_empty() {
-        println!("  none");
+        crate::say!("  none");
     }
     for r in runs.iter().rev().take(5) {
         // A manifest that cannot be read is listed by name, not skipped.
@@ -94,10 +95,10 @@ pub fn status(p: &Pipeline) -> i32 {
             .flatten()
             .and_then(|b| serde_json::from_slice::<Manifest>(&b).ok())
         else {
-            println!("  {r}: unreadable");
+            crate::say!("  {r}: unreadable");
             continue;
         };
-        println!(
+        crate::say!(
             "  {} {} {} ({} day(s), {} events, {} segments){}",
             m.run_id,
             m.trigger,
@@ -108,7 +109,7 @@ pub fn status(p: &Pipeline) -> i32 {
             m.error.map(|e| format!(" — {e}")).unwrap_or_default(),
         );
     }
-    follower(p);
+    follower(p, now);
     match (&p.schedule, &p.schedule_expr) {
         (Some(s), Some(expr)) => {
             let tz = super::schedule::schedule_timezone(p);
@@ -117,26 +118,40 @@ pub fn status(p: &Pipeline) -> i32 {
                 .next()
                 .map(|t| t.to_rfc3339())
                 .unwrap_or_else(|| "never".into());
-            println!("schedule: `{expr}` in {}; next fire {next}", tz.name());
+            crate::say!("schedule: `{expr}` in {}; next fire {next}", tz.name());
         }
-        _ => println!("schedule: none ([schedule] is not set)"),
+        _ => crate::say!("schedule: none ([schedule] is not set)"),
     }
     0
 }
 
-/// The follower's health, when `follow` has run: its cursor, lag and last poll.
-fn follower(p: &Pipeline) {
+/// A duration for people: `8.5 s`, `8.5 min`, `3.2 h`.
+fn human(ms: i64) -> String {
+    let s = ms as f64 / 1000.0;
+    if s < 90.0 {
+        format!("{s:.1} s")
+    } else if s < 90.0 * 60.0 {
+        format!("{:.1} min", s / 60.0)
+    } else {
+        format!("{:.1} h", s / 3600.0)
+    }
+}
+
+/// The follower's health, when `follow` has run, as of `now`: the lag now (not the one stored at
+/// its last poll, which a failing follower never updates), when its last poll succeeded, and
+/// whether it is failing and why.
+fn follower(p: &Pipeline, now: crate::time::Ms) {
     let fs = match p
         .state_dir()
         .and_then(|d| crate::follow::FollowState::load(&d))
     {
-        Ok(fs) if fs.last_poll_at.is_some() => fs,
+        Ok(fs) if fs.last_poll_at.is_some() || fs.last_failure_at.is_some() => fs,
         Ok(_) => {
-            println!("follow: not run");
+            crate::say!("follow: not run");
             return;
         }
         Err(e) => {
-            println!("follow: {e}");
+            crate::say!("follow: {e}");
             return;
         }
     };
@@ -145,15 +160,30 @@ fn follower(p: &Pipeline) {
         t.map(|l| format!("{:.1} s", l as f64 / 1000.0))
             .unwrap_or_else(|| "unknown".into())
     };
-    println!(
-        "follow: last poll {}; read up to {}; lag {} (now − newest event landed)",
+    let ago = |t: Option<i64>| {
+        t.map(|t| format!(" ({} ago)", human((now - t).max(0))))
+            .unwrap_or_default()
+    };
+    crate::say!(
+        "follow: last poll {}{}; read up to {}; lag {} as of now (now − newest event landed)",
         ts(fs.last_poll_at),
+        ago(fs.last_poll_at),
         ts(fs.polled_to),
-        secs(fs.lag_ms)
+        fs.newest_event
+            .map(|t| human((now - t).max(0)))
+            .unwrap_or_else(|| "unknown".into())
     );
+    if let (Some(at), Some(why)) = (fs.last_failure_at, &fs.last_error) {
+        crate::say!(
+            "follow: FAILING: {} poll(s) in a row failed, the last at {}{}: {why}",
+            fs.failures_since_ok,
+            crate::time::fmt_ts(at),
+            ago(Some(at))
+        );
+    }
     let recent = crate::follow::Latency::of(fs.recent_latencies_ms.iter().copied().collect());
     if let Some(l) = recent.as_ref().or(fs.latency.as_ref()) {
-        println!(
+        crate::say!(
             "follow: event → WFM acknowledgement p50 {}, p95 {}, max {} (the last {} status changes)",
             secs(Some(l.p50_ms)),
             secs(Some(l.p95_ms)),
@@ -161,7 +191,7 @@ fn follower(p: &Pipeline) {
             l.samples
         );
     }
-    println!(
+    crate::say!(
         "follow: reconciled through {}",
         fs.reconciled_through
             .map(|d| d.to_string())
