@@ -305,11 +305,13 @@ fn process_cpu_ms() -> u64 {
     ms(ru.ru_utime) + ms(ru.ru_stime)
 }
 
+/// The pipeline's timezone, or the organisation's. With one in the file, starting needs no
+/// answer from Gladly: a service starts during an outage, and its polls report the outage.
 async fn resolve_timezone(p: &Pipeline, gladly: &GladlyClient) -> Result<Tz, FollowError> {
-    let org = gladly.organization().await?;
     if let Some(tz) = p.timezone {
         return Ok(tz);
     }
+    let org = gladly.organization().await?;
     org.timezone
         .as_deref()
         .and_then(time::parse_tz)

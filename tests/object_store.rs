@@ -414,3 +414,38 @@ async fn an_s3_root_without_credentials_is_refused_with_exit_2_before_any_reques
         "{o}"
     );
 }
+
+/// A renewal the store took but whose answer was lost leaves the holder a stale ETag (as a
+/// renewal racing the release did): releasing reads the record back and, still this run's,
+/// releases it. Before, the release lost with a 412 and the next run found the lock held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_whose_etag_went_stale_is_still_released() {
+    use gladly_wfm::lock::PipelineLock;
+    use gladly_wfm::storage::{Root, RootSpec, WriteMode};
+    let server = S3Server::start().await;
+    server.create_bucket(BUCKET).await;
+    for (k, v) in server.env() {
+        std::env::set_var(k, v);
+    }
+    let released = tokio::task::spawn_blocking(|| {
+        let spec = RootSpec::parse(&format!("s3://{BUCKET}/stale")).unwrap();
+        let root = Root::open(&spec).unwrap();
+        let dir = root.dir("_state/t");
+        let key = dir.key("run.lock");
+        let lock = PipelineLock::acquire(&dir, "t", "run-1", Duration::from_secs(60)).unwrap();
+        // The same record written again behind the holder's back: a new ETag it never saw.
+        let (bytes, _) = root.read(&key).unwrap().unwrap();
+        root.write(&key, bytes.to_vec(), WriteMode::Overwrite)
+            .unwrap();
+        lock.release().unwrap();
+        let after = root.read(&key).unwrap().unwrap().0;
+        // Another run takes the lock at once: it is free.
+        let next = PipelineLock::acquire(&dir, "t", "run-2", Duration::from_secs(60));
+        (after, next.map(|l| l.release().is_ok()))
+    })
+    .await
+    .unwrap();
+    let record: Value = serde_json::from_slice(&released.0).unwrap();
+    assert_eq!(record["released"], true, "{record}");
+    assert!(matches!(released.1, Ok(true)), "the next run took the lock");
+}

@@ -5,7 +5,8 @@ demo's `output/`), and prints the results as JSON for tests/recipes.rs to check.
     python3 tests/recipes.py README.md datasets   # {dataset: {engine: rows}}
 
 A recipe is the fenced block after a `<!-- recipe: NAME ENGINE -->` line: one SQL query for
-`duckdb`, or Python for `pandas` whose last line is the result (as in a notebook).
+`duckdb`, or Python for `pandas` whose last line prints the result, `print(EXPR)`. A pandas
+recipe also runs as pasted into a script, and must print something.
 """
 
 import json
@@ -56,10 +57,21 @@ def run_recipe(engine, code):
         import duckdb
 
         return records(duckdb.sql(code).df())
+    import contextlib
+    import io
+
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        exec(code, {})
+    if not printed.getvalue().strip():
+        raise SystemExit(f"a pandas recipe printed nothing when run as pasted:\n{code}")
     lines = code.rstrip().splitlines()
+    last = lines[-1].strip()
+    if not (last.startswith("print(") and last.endswith(")")):
+        raise SystemExit(f"a pandas recipe's last line must be print(...):\n{code}")
     ns = {}
     exec("\n".join(lines[:-1]), ns)
-    return records(eval(lines[-1], ns))
+    return records(eval(last[len("print(") : -1], ns))
 
 
 def main():

@@ -114,18 +114,16 @@ async fn answers_closed_mid_line_without_a_length_are_fetched_again() {
         .filter(|r| r.fault == Some("close"))
         .cloned()
         .collect();
-    let kinds: [(
-        &str,
-        &dyn Fn(&gladly_wfm_sim::gladly::LoggedRequest) -> bool,
-    ); 4] = [
-        ("the Events API", &|r| r.path == "/api/v1/events"),
-        ("AgentTimestampsReport", &|r| {
+    type Is = fn(&gladly_wfm_sim::gladly::LoggedRequest) -> bool;
+    let kinds: [(&str, Is); 4] = [
+        ("the Events API", |r| r.path == "/api/v1/events"),
+        ("AgentTimestampsReport", |r| {
             r.body.contains("AgentTimestampsReport")
         }),
-        ("ConversationTimestampsReport", &|r| {
+        ("ConversationTimestampsReport", |r| {
             r.body.contains("ConversationTimestampsReport")
         }),
-        ("the work-session report", &|r| {
+        ("the work-session report", |r| {
             r.path == "/api/v1/reports/work-session-events"
         }),
     ];

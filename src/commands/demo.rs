@@ -69,8 +69,12 @@ pub async fn demo(a: DemoArgs) -> i32 {
         crate::say_err!("gladly-wfm: {e}; or use --out for another folder");
         return e.exit_code();
     }
-    let now = time::now_ms();
     let tz = chrono_tz::America::New_York;
+    let now = if a.follow {
+        busy_hour(tz, time::now_ms())
+    } else {
+        time::now_ms()
+    };
     let world = WorldConfig {
         seed: 42,
         agents: a.agents.max(1),
@@ -161,58 +165,53 @@ pub async fn demo(a: DemoArgs) -> i32 {
     );
     crate::say!("{}", outcome.summary);
     if a.follow {
-        return follow_live(&p, &wfm).await;
+        return follow_live(&p, &wfm, time::Clock::starting_at(now, 1.0)).await;
     }
     0
 }
 
-/// `demo --follow`: the follower on the real clock against the live simulator, and a line for
-/// every agent state the WFM sees change, until Ctrl-C.
-async fn follow_live(p: &Pipeline, wfm: &std::sync::Arc<WfmSim>) -> i32 {
+/// `demo --follow` plays the simulated centre from 10:30 today in `tz` (a busy hour), so its
+/// agents change state while a newcomer watches; the plain demo runs on the real clock.
+fn busy_hour(tz: chrono_tz::Tz, real_now: time::Ms) -> time::Ms {
+    time::local_to_utc(tz, time::day_of(tz, real_now), 10 * 60 + 30)
+}
+
+/// `demo --follow`: the follower against the live simulator on `clock` (from a busy hour, at
+/// real speed), and a line for every agent state the WFM sees change, until Ctrl-C.
+async fn follow_live(p: &Pipeline, wfm: &std::sync::Arc<WfmSim>, clock: time::Clock) -> i32 {
     crate::say!();
     crate::say!(
-        "Following: every {} s the Events API is read and the WFM updated (Ctrl-C to stop).",
+        "Following from {} in the simulated centre: every {} s the Events API is read and the WFM updated (Ctrl-C to stop).",
+        time::fmt_ts(clock.now()),
         p.follow.poll_seconds
     );
     let watch = {
         let wfm = wfm.clone();
         tokio::spawn(async move {
-            let mut seen: std::collections::BTreeMap<(String, String), String> = Default::default();
+            let mut seen: OpenStates = Default::default();
             let mut first = true;
             loop {
-                let mut now: std::collections::BTreeMap<(String, String), String> =
-                    Default::default();
-                for t in wfm.store().kind(Kind::Tasks) {
-                    if !t["endTime"].is_null() {
-                        continue;
-                    }
-                    let who = t["userEmail"]
-                        .as_str()
-                        .or(t["userIdentifier"].as_str())
-                        .unwrap_or("?")
-                        .to_string();
-                    let axis = t["axis"].as_str().unwrap_or("").to_string();
-                    let state = format!(
-                        "{} ({}, since {})",
-                        t["status"].as_str().unwrap_or(""),
-                        t["task"].as_str().unwrap_or("no task"),
-                        t["startTime"].as_str().unwrap_or("")
+                let now = open_states(&wfm);
+                if first {
+                    crate::say!(
+                        "  the WFM holds {} open agent states: each agent's current state on each of its two axes (status: active or away; availability: channels), a segment with no end yet",
+                        now.len()
                     );
-                    now.insert((who, axis), state);
-                }
-                if !first {
-                    for (k, v) in &now {
-                        if seen.get(k) != Some(v) {
+                    crate::say!("  each change below: when seen, agent, axis → new state (task), since when, and how long after it happened the WFM had it");
+                } else {
+                    for (k, (state, start)) in &now {
+                        if seen.get(k).map(|v| &v.0) != Some(state) {
+                            let seen_at = clock.now();
                             crate::say!(
-                                "  {} {:<28} {:<12} → {v}",
-                                time::fmt_ts(time::now_ms()),
+                                "  {} {:<28} {:<12} → {state}, since {}, in the WFM {:.0} s after",
+                                time::fmt_ts(seen_at),
                                 k.0,
-                                k.1
+                                k.1,
+                                time::fmt_ts(*start),
+                                (seen_at - start).max(0) as f64 / 1000.0
                             );
                         }
                     }
-                } else {
-                    crate::say!("  the WFM holds {} open agent states", now.len());
                 }
                 first = false;
                 seen = now;
@@ -220,9 +219,38 @@ async fn follow_live(p: &Pipeline, wfm: &std::sync::Arc<WfmSim>) -> i32 {
             }
         })
     };
-    let code = crate::follow::follow(p, time::Clock::real()).await;
+    let code = crate::follow::follow(p, clock).await;
     watch.abort();
     code
+}
+
+/// (agent, axis) → (state and task, start) of every open task record the WFM holds.
+type OpenStates = std::collections::BTreeMap<(String, String), (String, time::Ms)>;
+
+fn open_states(wfm: &WfmSim) -> OpenStates {
+    let mut out = OpenStates::new();
+    for t in wfm.store().kind(Kind::Tasks) {
+        if !t["endTime"].is_null() {
+            continue;
+        }
+        let who = t["userEmail"]
+            .as_str()
+            .or(t["userIdentifier"].as_str())
+            .unwrap_or("?")
+            .to_string();
+        let axis = t["axis"].as_str().unwrap_or("").to_string();
+        let state = format!(
+            "{} ({})",
+            t["status"].as_str().unwrap_or(""),
+            t["task"].as_str().unwrap_or("no task"),
+        );
+        let start = t["startTime"]
+            .as_str()
+            .and_then(time::parse_ts)
+            .unwrap_or_default();
+        out.insert((who, axis), (state, start));
+    }
+    out
 }
 
 /// Rows of every partition on disk (this run's and earlier runs'), from the Parquet footers.
