@@ -25,8 +25,8 @@ use crate::storage::{Dir, Storage, StorageError};
 use crate::time::{self, Ms};
 use crate::transform::datasets::{self as ds, Emails};
 use crate::transform::segments::StartState;
-use crate::transform::stage::{RawDay, TransformError, Transformer};
-use crate::transform::workstreams::{self as wsd, SpilledConvStates};
+use crate::transform::stage::{TransformError, Transformer};
+use crate::transform::workstreams::{self as wsd, ConvStates};
 use crate::wfm::{WfmClient, WfmError};
 
 pub use crate::options::{RunOptions, Stages};
@@ -387,58 +387,6 @@ fn early(code: i32, msg: String) -> RunOutcome {
     }
 }
 
-/// Reads days' raw agent events ahead on one thread that lives as long as the run (not a new
-/// thread a day). Only the agent events: a day's conversation events read ahead sat beside the
-/// transform of the day before, and a 90-day transform-only run of a 2,000-agent centre peaked
-/// at 219 MiB instead of 125 (agent events alone: 143 MiB, flat from 30 days on).
-struct ReadAhead {
-    ask: std::sync::mpsc::Sender<NaiveDate>,
-    answers: std::sync::mpsc::Receiver<(NaiveDate, Result<RawDay, TransformError>)>,
-    /// The day asked for and not yet taken.
-    asked: Option<NaiveDate>,
-}
-
-impl ReadAhead {
-    fn start(st: &Storage) -> ReadAhead {
-        let st = st.clone();
-        let (ask, days) = std::sync::mpsc::channel::<NaiveDate>();
-        let (give, answers) = std::sync::mpsc::channel();
-        // The thread ends when the run drops its `ReadAhead` (the channel closes).
-        std::thread::spawn(move || {
-            for day in days {
-                if give.send((day, RawDay::read(&st, day))).is_err() {
-                    break;
-                }
-            }
-        });
-        ReadAhead {
-            ask,
-            answers,
-            asked: None,
-        }
-    }
-
-    /// Starts reading `day`.
-    fn ask(&mut self, day: NaiveDate) {
-        if self.ask.send(day).is_ok() {
-            self.asked = Some(day);
-        }
-    }
-
-    /// `day`'s raw events if they were asked for (else nothing: the stages read them).
-    fn take(&mut self, day: NaiveDate) -> Result<RawDay, RunError> {
-        if self.asked.take() != Some(day) {
-            return Ok(RawDay::default());
-        }
-        match tokio::task::block_in_place(|| self.answers.recv()) {
-            Ok((d, raw)) if d == day => Ok(raw?),
-            _ => Err(RunError::Failed(format!(
-                "reading the raw events of {day}: the reading thread stopped"
-            ))),
-        }
-    }
-}
-
 /// The last day that is complete at `now`: ended at least `lag_minutes` ago.
 pub fn last_complete_day(tz: Tz, now: Ms, lag_minutes: u32) -> NaiveDate {
     let mut d = time::day_of(tz, now);
@@ -592,7 +540,7 @@ impl Run<'_> {
         }
         let inboxes = self.newest_inboxes()?;
         let mut carry: Option<(NaiveDate, StartState)> = None;
-        let mut conv_carry: Option<(NaiveDate, SpilledConvStates)> = None;
+        let mut conv_carry: Option<(NaiveDate, ConvStates)> = None;
         let days = self.window.clone();
         // Fetching runs ahead on its own task (a few days, spooled to disk, so memory stays
         // flat) while this task lands and transforms: the rate limits, not the CPU, pace
@@ -611,12 +559,6 @@ impl Run<'_> {
             .stages
             .extract
             .then(|| AbortOnDrop(tokio::spawn(extractor.clone().run(days.clone(), 2, tx))));
-        // A run that extracts nothing finds every day landed: the next day's raw agent events
-        // are read on a thread of their own while this day is transformed (their read was a
-        // tenth of the agent transform, and its only part not already on two threads). An
-        // extracting run waits for extraction anyway, so it reads each day when it comes.
-        let mut read_ahead = (!self.opts.stages.extract && self.opts.stages.transform)
-            .then(|| ReadAhead::start(&self.st));
         for (i, &day) in days.iter().enumerate() {
             if self.interrupt.requested() {
                 return Err(RunError::Interrupted);
@@ -665,19 +607,9 @@ impl Run<'_> {
                 );
                 let t = Instant::now();
                 let generation = self.pending.generation(day);
-                let raw = match read_ahead.as_mut() {
-                    Some(r) => {
-                        let raw = r.take(day)?;
-                        if let Some(&next) = days.get(i + 1) {
-                            r.ask(next);
-                        }
-                        raw
-                    }
-                    None => RawDay::default(),
-                };
                 let tf = self.transformer();
                 let out = tokio::task::block_in_place(|| {
-                    tf.transform_all(day, raw, &emails, &inboxes, &mut carry, &mut conv_carry)
+                    tf.transform_all(day, &emails, &inboxes, &mut carry, &mut conv_carry)
                 })?;
                 self.tally.merge(out);
                 self.pending.transformed(day, generation, self.pushes())?;
@@ -690,10 +622,8 @@ impl Run<'_> {
             }
         }
         drop(ahead);
-        // The states carried from day to day are done with: the agents' (in memory) and the
-        // conversations' (a file under the run's temporary directory, removed here), which the
-        // load would otherwise carry to the end of the run beside its push plans.
-        drop((carry, conv_carry, read_ahead));
+        // The states carried from day to day are done with before the load.
+        drop((carry, conv_carry));
         if self.opts.stages.transform {
             self.redo_changed_work_days(&inboxes)?;
         }
@@ -919,39 +849,27 @@ impl Run<'_> {
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
-        // The next day's plans are built (read, converted, serialised: CPU and disk) on a
-        // blocking thread while this day's are sent, so this process and the receiver work at
-        // the same time; days are still sent in order, each plan after the one before. The
-        // build starts once the day's segments are sent: begun beside them, two days' largest
-        // plans were alive at once. The load of 10 days alone (5 pairs): 64.7-65.4 MiB against
-        // 77.1-77.7 (one day: 54), in 3.29 against 3.05 s (medians).
-        let (st, tz) = (self.st.clone(), self.tz);
-        let build = |day: NaiveDate| {
-            let st = st.clone();
+        for &day in &all {
             let whole = days.contains(&day);
             let intervals = whole || pending_load.contains(&day);
-            let integration = client.integration_id().to_string();
-            tokio::task::spawn_blocking(move || {
-                day_plans(&st, tz, batch, day, whole, intervals, &integration)
-            })
-        };
-        let mut next = all.first().map(|&d| build(d));
-        for (i, &day) in all.iter().enumerate() {
-            let built = next.take().expect("built ahead").await.map_err(|e| {
-                RunError::Failed(format!("building the push plans of {day} failed: {e}"))
-            })??;
+            let built = tokio::task::block_in_place(|| {
+                day_plans(
+                    &self.st,
+                    self.tz,
+                    batch,
+                    day,
+                    whole,
+                    intervals,
+                    client.integration_id(),
+                )
+            })?;
             let mut day_rejected = 0;
             self.tally
                 .wfm
                 .entry("intervals".into())
                 .or_default()
                 .unmatched_workstream += built.unmatched_workstream;
-            for (n, (kind, plan)) in built.plans.into_iter().enumerate() {
-                // The next day is built once this day's first plan (its segments: the largest)
-                // is sent and dropped, not while it is held.
-                if n == 1 {
-                    next = all.get(i + 1).map(|&d| build(d));
-                }
+            for (kind, plan) in built.plans {
                 match push::push_plan(
                     client,
                     &plan,
@@ -966,9 +884,6 @@ impl Run<'_> {
                     Ok(rejected_here) => day_rejected += rejected_here,
                     Err(e) => return self.wfm_failed(e),
                 }
-            }
-            if next.is_none() {
-                next = all.get(i + 1).map(|&d| build(d));
             }
             rejected += day_rejected;
             if day_rejected > 0 {

@@ -2,19 +2,16 @@
 //! work sessions with their workstream; and interval totals per workstream × channel × interval.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufReader, BufWriter, Read, Write};
-use std::path::Path;
 
 use rustc_hash::FxHashMap as HashMap;
 
-use chrono::{Datelike, NaiveDate};
+use chrono::NaiveDate;
 use polars::prelude::PolarsResult;
 
 use super::datasets::inbox_workstream;
 use crate::config::Rule;
 use crate::frames::{DataFrame, FrameBuilder, Need};
 use crate::model::{ConversationEvent, ConversationEventKind, InboxDim, WorkSession};
-use crate::storage::TempFile;
 use crate::time::Ms;
 
 pub const CONVERSATIONS: &str = "conversations";
@@ -121,33 +118,6 @@ impl ConvStates {
         self.0.retain(|(_, s)| s.last_day >= oldest);
     }
 
-    /// Writes the states to a file of their own under `dir` and frees them: a run's carried
-    /// conversations wait there between one day's transform and the next (`SpilledConvStates`).
-    pub fn spill(self, dir: &Path) -> std::io::Result<SpilledConvStates> {
-        std::fs::create_dir_all(dir)?;
-        let spilled = SpilledConvStates {
-            file: TempFile::new(dir, "conversation-states"),
-            entries: self.0.len(),
-        };
-        // `create_new`: a name already taken (another host's run on a shared disk) is an error,
-        // not a file overwritten.
-        let file = std::fs::File::create_new(spilled.file.path())?;
-        let mut w = BufWriter::with_capacity(1 << 16, file);
-        for (id, s) in &self.0 {
-            let id = id.as_bytes();
-            w.write_all(&(id.len() as u32).to_le_bytes())?;
-            w.write_all(id)?;
-            w.write_all(&s.created_at.to_le_bytes())?;
-            w.write_all(&s.closed_at.to_le_bytes())?;
-            w.write_all(&s.last_day.num_days_from_ce().to_le_bytes())?;
-            w.write_all(&[s.closed as u8])?;
-        }
-        // No fsync: the file is read back by this process, and a run that dies rebuilds the
-        // states from the look-back days' raw events.
-        w.flush()?;
-        Ok(spilled)
-    }
-
     /// Merges `fresh` (sorted, no id already here) into place, from the back: no second copy.
     fn merge_in(&mut self, mut fresh: Vec<(compact_str::CompactString, ConvState)>) {
         let Some(filler) = fresh.first().map(|f| f.1) else {
@@ -167,75 +137,6 @@ impl ConvStates {
                 v[w] = fresh.pop().expect("looked at above");
             }
         }
-    }
-}
-
-/// A run's carried conversation states on disk between two days (`ConvStates::spill`). They
-/// were the largest thing a backfill held from one day to the next (48 bytes each, about
-/// 130,000 for a week of a 2,000-agent centre: ~6 MiB) and are needed only while a day's
-/// conversations are matched to them, not while its frames are built and written, when the
-/// day peaks. Written and read back in a few milliseconds; removed when dropped.
-pub struct SpilledConvStates {
-    file: TempFile,
-    entries: usize,
-}
-
-impl SpilledConvStates {
-    /// The states as spilled (the file stays until this is dropped).
-    pub fn load(&self) -> Result<ConvStates, String> {
-        let path = self.file.path();
-        let bad = |e: std::io::Error| match e.kind() {
-            std::io::ErrorKind::UnexpectedEof => {
-                format!("reading {}: cut short", path.display())
-            }
-            _ => format!("reading {}: {e}", path.display()),
-        };
-        let mut r = BufReader::with_capacity(1 << 16, std::fs::File::open(path).map_err(bad)?);
-        // Room for a day's new conversations beside the carried ones (`merge_in`).
-        let mut v = Vec::with_capacity(self.entries + self.entries / 4);
-        let mut buf = [0u8; 8];
-        for _ in 0..self.entries {
-            r.read_exact(&mut buf[..4]).map_err(bad)?;
-            let len = u32::from_le_bytes(buf[..4].try_into().expect("4 bytes")) as usize;
-            // Read through `take`: a damaged length fails at the file's end, not in a huge
-            // allocation.
-            let mut id = Vec::new();
-            (&mut r)
-                .take(len as u64)
-                .read_to_end(&mut id)
-                .map_err(bad)?;
-            if id.len() != len {
-                return Err(format!("reading {}: cut short", path.display()));
-            }
-            let id = compact_str::CompactString::from_utf8(id)
-                .map_err(|e| format!("reading {}: {e}", path.display()))?;
-            r.read_exact(&mut buf).map_err(bad)?;
-            let created_at = Ms::from_le_bytes(buf);
-            r.read_exact(&mut buf).map_err(bad)?;
-            let closed_at = Ms::from_le_bytes(buf);
-            r.read_exact(&mut buf[..5]).map_err(bad)?;
-            let days = i32::from_le_bytes(buf[..4].try_into().expect("4 bytes"));
-            let last_day = NaiveDate::from_num_days_from_ce_opt(days)
-                .ok_or_else(|| format!("reading {}: day {days} out of range", path.display()))?;
-            let closed = buf[4] != 0;
-            v.push((
-                id,
-                ConvState {
-                    created_at,
-                    closed_at,
-                    last_day,
-                    closed,
-                },
-            ));
-        }
-        if r.read(&mut buf).map_err(bad)? != 0 {
-            return Err(format!(
-                "reading {}: more than the {} states written",
-                path.display(),
-                self.entries
-            ));
-        }
-        Ok(ConvStates(v))
     }
 }
 
@@ -572,7 +473,6 @@ mod tests {
             ConversationEventKind::Reopened,
             ConversationEventKind::AssigneeUpdated,
         ];
-        let dir = tempfile::tempdir().unwrap();
         let mut states = ConvStates::default();
         let mut plain: BTreeMap<String, ConvState> = BTreeMap::new();
         let first: NaiveDate = "2026-03-01".parse().unwrap();
@@ -580,7 +480,7 @@ mod tests {
             let day = first + chrono::Duration::days(k);
             let evs: Vec<ConversationEvent> = (0..next(60))
                 .map(|i| {
-                    // Some ids too long to be stored inline (and not ASCII): the spill keeps them.
+                    // Some ids too long to be stored inline (and not ASCII).
                     let n = next(150);
                     let cid = if n % 10 == 0 {
                         format!("c{n:03}-a conversation id longer than 24 bytes, é")
@@ -643,46 +543,8 @@ mod tests {
                     (st.created_at(), st.closed_at())
                 );
             }
-            // Carried to the next day as a run carries them: through a spilled file.
-            let spilled = states.spill(dir.path()).unwrap();
-            states = spilled.load().unwrap();
-            let path = spilled.file.path().to_path_buf();
-            drop(spilled);
-            assert!(!path.exists(), "removed when dropped: {}", path.display());
         }
         assert!(states.0.len() > 50, "the pool recurs: {}", states.0.len());
-    }
-
-    #[test]
-    fn a_damaged_spilled_state_file_is_an_error_naming_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let day: NaiveDate = "2026-03-01".parse().unwrap();
-        let spill = || {
-            let mut states = ConvStates::default();
-            states.merge_in(vec![("c1".into(), ConvState::new(day))]);
-            states.spill(dir.path()).unwrap()
-        };
-        // Cut short; a byte too many; an id length far beyond the file.
-        type Damage = fn(&mut Vec<u8>);
-        let damages: [(&str, Damage); 3] = [
-            ("cut short", |b| b.truncate(b.len() - 3)),
-            ("more than the 1 states written", |b| b.push(0)),
-            ("cut short", |b| {
-                b[..4].copy_from_slice(&u32::MAX.to_le_bytes())
-            }),
-        ];
-        for (want, damage) in damages {
-            let spilled = spill();
-            let mut bytes = std::fs::read(spilled.file.path()).unwrap();
-            damage(&mut bytes);
-            std::fs::write(spilled.file.path(), &bytes).unwrap();
-            let err = spilled.load().unwrap_err();
-            assert!(
-                err.starts_with(&format!("reading {}: ", spilled.file.path().display())),
-                "{err}"
-            );
-            assert!(err.ends_with(want), "{want}: {err}");
-        }
     }
 
     #[test]
