@@ -865,8 +865,8 @@ fn summary_from_dump(
             let next = evs.get(i + 1).map_or(cutoff, |e| e.0);
             steps.push((t, next, state.0, state.1));
         }
-        for d in 0..days.len() {
-            let (from, to) = (midnight(days[d]), midnight(&next_day(days[d])).min(cutoff));
+        for day in days {
+            let (from, to) = (midnight(day), midnight(&next_day(day)).min(cutoff));
             let within = |a: i64, b: i64| (b.min(to) - a.max(from)).max(0);
             let logged: i64 = steps.iter().filter(|s| s.2).map(|s| within(s.0, s.1)).sum();
             let active: i64 = steps
@@ -879,10 +879,7 @@ fn summary_from_dump(
                 counts[e.2] += 1;
             }
             if logged > 0 {
-                out.insert(
-                    (agent.clone(), days[d].to_string()),
-                    (logged, active, counts),
-                );
+                out.insert((agent.clone(), day.to_string()), (logged, active, counts));
             }
         }
     }

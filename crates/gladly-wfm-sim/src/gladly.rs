@@ -684,12 +684,21 @@ struct ReportRequest {
     aggregation_level: Option<String>,
 }
 
-/// A report request checked: its body, timezone and (inclusive) dates, or the 400 to answer.
+/// A request Gladly refuses with 400: the attribute at fault, and why.
+struct BadRequest(&'static str, String);
+
+impl BadRequest {
+    fn answer(self) -> Response {
+        errors(StatusCode::BAD_REQUEST, self.0, "invalid", &self.1)
+    }
+}
+
+/// A report request checked: its body, timezone and (inclusive) dates, or why it is a 400.
 fn report_request(
     sim: &GladlySim,
     body: &[u8],
-) -> Result<(ReportRequest, chrono_tz::Tz, NaiveDate, NaiveDate), Response> {
-    let bad = |attr: &str, detail: &str| errors(StatusCode::BAD_REQUEST, attr, "invalid", detail);
+) -> Result<(ReportRequest, chrono_tz::Tz, NaiveDate, NaiveDate), BadRequest> {
+    let bad = |attr: &'static str, detail: &str| BadRequest(attr, detail.to_string());
     let req: ReportRequest =
         serde_json::from_slice(body).map_err(|e| bad("body", &e.to_string()))?;
     let tz = match &req.timezone {
@@ -714,7 +723,7 @@ fn report_request(
 fn report(sim: &GladlySim, body: &[u8]) -> Response {
     let (req, tz, from, to) = match report_request(sim, body) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(bad) => return bad.answer(),
     };
     let start = time::day_start(tz, from);
     // Reports lag: the newest events are not in them yet.
@@ -740,7 +749,7 @@ fn report(sim: &GladlySim, body: &[u8]) -> Response {
             let level = req.aggregation_level.as_deref();
             match summary_csv(sim, tz, (from, to), level, known_until) {
                 Ok(rows) => rows,
-                Err(resp) => return resp,
+                Err(bad) => return bad.answer(),
             }
         }
         _ => {
@@ -769,15 +778,8 @@ fn summary_csv(
     (from, to): (NaiveDate, NaiveDate),
     level: Option<&str>,
     known_until: Ms,
-) -> Result<Option<Vec<u8>>, Response> {
-    let bad = |detail: &str| {
-        errors(
-            StatusCode::BAD_REQUEST,
-            "aggregationLevel",
-            "invalid",
-            detail,
-        )
-    };
+) -> Result<Option<Vec<u8>>, BadRequest> {
+    let bad = |detail: &str| BadRequest("aggregationLevel", detail.to_string());
     let Some(agg) = level.and_then(Aggregation::parse) else {
         return Err(bad("aggregationLevel must be daily or halfHourly"));
     };
