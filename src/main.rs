@@ -185,7 +185,7 @@ enum SimCmd {
         slow_ms: u64,
         /// Comma list: bom, blank-lines, fraction-digits, unknown-fields, unknown-event-type,
         /// report-offsets, report-local-time, all; and (not in all) timezone-filter, malformed,
-        /// unreadable-timestamps.
+        /// unreadable-timestamps, summary-drift (one agent's AgentSummaryV2 times +600 s).
         #[arg(long, default_value = "")]
         quirks: String,
         /// Follow every timestamps report with this many MiB of copies of its last row (an

@@ -4,6 +4,7 @@
 
 mod util;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use gladly_wfm_sim::faults::FaultRates;
@@ -576,4 +577,387 @@ async fn wfm_dump_keeps_the_store_across_restarts() {
     let tasks = again.wfm.store().kind(Kind::Tasks);
     assert_eq!(tasks.len(), 1);
     assert_eq!(tasks[0]["eventId"], "k1:2024-05-01");
+}
+
+/// Posts a report request; the status and the body.
+async fn post_report(s: &Sims, body: Value) -> (u16, String) {
+    let r = client()
+        .post(format!("{}/api/v1/reports", s.gladly_url))
+        .json(&body)
+        .basic_auth("sim@example.com", Some(TOKEN))
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// `3600.5` seconds as 3_600_500 ms, exactly (no float on the way).
+fn secs_to_ms(s: &str) -> i64 {
+    let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
+    assert!(frac.len() <= 3, "{s}: more than three decimals");
+    whole.parse::<i64>().unwrap() * 1000 + format!("{frac:0<3}").parse::<i64>().unwrap()
+}
+
+/// One AgentSummaryV2 row's figures: logged-in and active ms, then the five event counts.
+type Figures = (i64, i64, Vec<u32>);
+
+/// An AgentSummaryV2 answer read by header name: (agent id, time bucket) → figures.
+fn summary_rows(csv_text: &str) -> BTreeMap<(String, String), Figures> {
+    let mut rdr = csv::Reader::from_reader(csv_text.as_bytes());
+    let h = rdr.headers().unwrap().clone();
+    let col = |name: &str| h.iter().position(|c| c == name).expect(name);
+    let (agent, bucket) = (col("Agent ID"), col("Time Bucket"));
+    let (logged, active) = (
+        col("Logged In Time in seconds"),
+        col("Active Time in seconds"),
+    );
+    let counts: Vec<usize> = [
+        "Logged In",
+        "Logged Out",
+        "Went Away",
+        "Returned from Away",
+        "Changed Active Reason",
+    ]
+    .iter()
+    .map(|c| col(c))
+    .collect();
+    assert!(h.iter().any(|c| c == "Email"));
+    let mut out = BTreeMap::new();
+    for rec in rdr.records() {
+        let rec = rec.unwrap();
+        let figures = (
+            secs_to_ms(&rec[logged]),
+            secs_to_ms(&rec[active]),
+            counts.iter().map(|&i| rec[i].parse().unwrap()).collect(),
+        );
+        let key = (rec[agent].to_string(), rec[bucket].to_string());
+        assert!(
+            out.insert(key, figures).is_none(),
+            "one row per agent and bucket"
+        );
+    }
+    out
+}
+
+fn summary_body(level: &str, from: &str, to: &str) -> Value {
+    json!({"metricSet": "AgentSummaryV2", "timezone": TZ, "startAt": from, "endAt": to,
+           "filters": {}, "aggregationLevel": level})
+}
+
+async fn summary(
+    s: &Sims,
+    level: &str,
+    from: &str,
+    to: &str,
+) -> BTreeMap<(String, String), Figures> {
+    let (status, text) = post_report(s, summary_body(level, from, to)).await;
+    assert_eq!(status, 200, "{text}");
+    summary_rows(&text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_summary_daily_rows_are_their_half_hours_and_bad_requests_are_400() {
+    let s = start_default(NOW).await;
+    let daily = summary(&s, "daily", "2026-10-28", "2026-11-04").await;
+    let halves = summary(&s, "halfHourly", "2026-10-28", "2026-11-04").await;
+    assert!(daily.len() > 100, "{} agent-days", daily.len());
+    // Per agent and day, the half hours add up to the daily row, to the millisecond.
+    let mut sums: BTreeMap<(String, String), Figures> = BTreeMap::new();
+    for ((agent, bucket), (l, a, c)) in &halves {
+        assert_eq!(bucket.len(), "2026-11-24T13:30-05:00".len(), "{bucket}");
+        let s = sums
+            .entry((agent.clone(), bucket[..10].to_string()))
+            .or_insert((0, 0, vec![0; 5]));
+        s.0 += l;
+        s.1 += a;
+        s.2.iter_mut().zip(c).for_each(|(x, y)| *x += y);
+        assert!(0 <= *a && a <= l && *l <= 1_800_000, "{agent} {bucket}");
+    }
+    assert_eq!(daily, sums);
+    // aggregationLevel is required, and one of two values.
+    let mut no_level = summary_body("daily", "2026-11-02", "2026-11-02");
+    no_level.as_object_mut().unwrap().remove("aggregationLevel");
+    for body in [no_level, summary_body("weekly", "2026-11-02", "2026-11-02")] {
+        let (status, text) = post_report(&s, body).await;
+        assert_eq!(status, 400);
+        let errors: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(errors["errors"][0]["attr"], "aggregationLevel");
+    }
+    // Half-hourly: at most a month (31 days) at once; daily has no such limit.
+    let too_long = summary_body("halfHourly", "2026-10-04", "2026-11-04");
+    assert_eq!(post_report(&s, too_long).await.0, 400);
+    let month = summary_body("halfHourly", "2026-10-05", "2026-11-04");
+    assert_eq!(post_report(&s, month).await.0, 200);
+    let year = summary_body("daily", "2025-11-05", "2026-11-04");
+    assert_eq!(post_report(&s, year).await.0, 200);
+    // Before the history: nobody has time, an empty body.
+    let (status, text) = post_report(&s, summary_body("daily", "2020-01-01", "2020-01-01")).await;
+    assert_eq!((status, text.as_str()), (200, ""));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_summary_on_a_dst_day_and_across_midnight() {
+    let s = start_default(NOW).await;
+    // 2026-11-01, fall back: 01:00–02:00 happens twice, as two half hours each with its offset.
+    let halves = summary(&s, "halfHourly", "2026-11-01", "2026-11-01").await;
+    let labels = |agent: &str| -> Vec<&str> {
+        halves
+            .keys()
+            .filter(|(a, _)| a == agent)
+            .map(|(_, b)| b.as_str())
+            .collect()
+    };
+    let repeated = [
+        "2026-11-01T01:00-04:00",
+        "2026-11-01T01:30-04:00",
+        "2026-11-01T01:00-05:00",
+        "2026-11-01T01:30-05:00",
+    ];
+    let night: Vec<&String> = halves
+        .keys()
+        .map(|(a, _)| a)
+        .filter(|a| repeated.iter().all(|r| labels(a).contains(r)))
+        .collect();
+    assert!(!night.is_empty(), "a night agent works both 01:00s");
+    // A 25-hour day: no agent has more than 25 hours on it.
+    let daily = summary(&s, "daily", "2026-11-01", "2026-11-01").await;
+    for ((agent, _), (l, a, _)) in &daily {
+        assert!(*l <= 25 * 3_600_000 && a <= l, "{agent}: {l} ms");
+    }
+    // A night shift that crosses midnight counts on both days: each day's logged-in time runs
+    // between its midnights (read from the timestamps report of the same days).
+    let body = json!({"metricSet": "AgentTimestampsReport", "timezone": TZ,
+                      "startAt": "2026-10-30", "endAt": "2026-11-03", "filters": {}});
+    let (_, text) = post_report(&s, body).await;
+    let mut rdr = csv::Reader::from_reader(text.as_bytes());
+    let mut status: BTreeMap<String, Vec<(i64, String)>> = BTreeMap::new();
+    for rec in rdr.records() {
+        let rec = rec.unwrap();
+        if rec[4].starts_with("AGENT_STATUS/LOGGED") {
+            let e = status.entry(rec[3].to_string()).or_default();
+            e.push((ms(&rec[1]), rec[4].to_string()));
+        }
+    }
+    // The local days 2026-10-30 to 2026-11-03 and their midnights (EDT, EST from the 1st).
+    let days = [
+        "2026-10-30",
+        "2026-10-31",
+        "2026-11-01",
+        "2026-11-02",
+        "2026-11-03",
+    ];
+    let midnights: Vec<i64> = [
+        "10-30T04", "10-31T04", "11-01T04", "11-02T05", "11-03T05", "11-04T05",
+    ]
+    .iter()
+    .map(|m| ms(&format!("2026-{m}:00:00Z")))
+    .collect();
+    let daily = summary(&s, "daily", days[0], days[4]).await;
+    let mut checked = 0;
+    for (agent, evs) in &mut status {
+        evs.sort();
+        // Logged-in spans from the logins and logouts alone: logged in at the report's start if
+        // its first event is a logout, still logged in at its end if its last is a login.
+        let mut spans = Vec::new();
+        let mut since = evs[0].1.ends_with("LOGGED_OUT").then_some(midnights[0]);
+        for (t, ty) in evs.iter() {
+            match (ty.ends_with("LOGGED_IN"), since) {
+                (true, None) => since = Some(*t),
+                (false, Some(s)) => {
+                    spans.push((s, *t));
+                    since = None;
+                }
+                _ => {}
+            }
+        }
+        spans.extend(since.map(|s| (s, midnights[5])));
+        let logged = |from: i64, to: i64| -> i64 {
+            spans
+                .iter()
+                .map(|(a, b)| (b.min(&to) - a.max(&from)).max(0))
+                .sum()
+        };
+        for i in 1..days.len() {
+            let (from, midnight, to) = (midnights[i - 1], midnights[i], midnights[i + 1]);
+            if !spans.iter().any(|(a, b)| *a < midnight && *b > midnight) {
+                continue; // not logged in at this midnight
+            }
+            let row = |day: &str| daily[&(agent.clone(), day.to_string())].0;
+            assert_eq!(
+                row(days[i - 1]),
+                logged(from, midnight),
+                "{agent} {}",
+                days[i - 1]
+            );
+            assert_eq!(row(days[i]), logged(midnight, to), "{agent} {}", days[i]);
+            checked += 1;
+        }
+    }
+    assert!(checked > 0, "a night shift across midnight");
+}
+
+/// Logged-in and active ms per (agent, local day) for `days`, computed from the dumped ground
+/// truth (events.jsonl) apart from the simulator's summary code: each agent's status is a step
+/// function of its events (known if recorded before `cutoff`, in occurred-at order), integrated
+/// between the day's midnights; the event counts are those that occurred that day.
+fn summary_from_dump(
+    dump: &std::path::Path,
+    days: &[&str],
+    cutoff: i64,
+) -> BTreeMap<(String, String), Figures> {
+    let tz: chrono_tz::Tz = TZ.parse().unwrap();
+    let midnight = |d: &str| -> i64 {
+        let date: chrono::NaiveDate = d.parse().unwrap();
+        use chrono::TimeZone;
+        let local = date.and_hms_opt(0, 0, 0).unwrap();
+        tz.from_local_datetime(&local)
+            .earliest()
+            .unwrap()
+            .timestamp_millis()
+    };
+    let kinds = [
+        "LOGGED_IN",
+        "LOGGED_OUT",
+        "WENT_AWAY",
+        "RETURNED_FROM_AWAY",
+        "CHANGED_ACTIVE_REASON",
+    ];
+    let mut by_agent: BTreeMap<String, Vec<(i64, i64, usize)>> = BTreeMap::new();
+    for line in std::fs::read_to_string(dump.join("events.jsonl"))
+        .unwrap()
+        .lines()
+    {
+        let e: Value = serde_json::from_str(line).unwrap();
+        let Some(kind) = e["type"]
+            .as_str()
+            .and_then(|t| t.strip_prefix("AGENT_STATUS/"))
+        else {
+            continue;
+        };
+        let (Some(k), recorded) = (
+            kinds.iter().position(|x| *x == kind),
+            ms(e["timestamp"].as_str().unwrap()),
+        ) else {
+            continue;
+        };
+        if recorded < cutoff {
+            let occurred = ms(e["content"]["occurredAt"].as_str().unwrap());
+            let agent = e["content"]["agentId"].as_str().unwrap().to_string();
+            by_agent
+                .entry(agent)
+                .or_default()
+                .push((occurred, recorded, k));
+        }
+    }
+    let mut out = BTreeMap::new();
+    for (agent, mut evs) in by_agent {
+        evs.sort_by_key(|e| (e.0, e.1));
+        // (from, to, logged in, away): the status between consecutive events, then to the cutoff.
+        let (mut steps, mut state) = (Vec::new(), (false, false));
+        for (i, &(t, _, k)) in evs.iter().enumerate() {
+            state = match k {
+                0 => (true, state.1),
+                1 => (false, false),
+                2 => (state.0, state.0),
+                3 => (state.0, false),
+                _ => state,
+            };
+            let next = evs.get(i + 1).map_or(cutoff, |e| e.0);
+            steps.push((t, next, state.0, state.1));
+        }
+        for day in days {
+            let (from, to) = (midnight(day), midnight(&next_day(day)).min(cutoff));
+            let within = |a: i64, b: i64| (b.min(to) - a.max(from)).max(0);
+            let logged: i64 = steps.iter().filter(|s| s.2).map(|s| within(s.0, s.1)).sum();
+            let active: i64 = steps
+                .iter()
+                .filter(|s| s.2 && !s.3)
+                .map(|s| within(s.0, s.1))
+                .sum();
+            let mut counts = vec![0u32; 5];
+            for e in evs.iter().filter(|e| e.0 >= from && e.0 < to) {
+                counts[e.2] += 1;
+            }
+            if logged > 0 {
+                out.insert((agent.clone(), day.to_string()), (logged, active, counts));
+            }
+        }
+    }
+    out
+}
+
+fn next_day(d: &str) -> String {
+    (d.parse::<chrono::NaiveDate>().unwrap() + chrono::Duration::days(1)).to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_summary_matches_a_walk_of_the_dumped_ground_truth() {
+    let s = start_default(NOW).await;
+    let dir = tempfile::tempdir().unwrap();
+    s.gladly.dump(dir.path()).unwrap();
+    // The whole history (10 days to today), today cut by the report lag of an hour.
+    let days: Vec<String> = (26..=31)
+        .map(|d| format!("2026-10-{d}"))
+        .chain((1..=4).map(|d| format!("2026-11-0{d}")))
+        .collect();
+    let days: Vec<&str> = days.iter().map(String::as_str).collect();
+    let got = summary(&s, "daily", days[0], days[9]).await;
+    let cutoff = ms(NOW) - 3_600_000;
+    assert_eq!(got, summary_from_dump(dir.path(), &days, cutoff));
+    assert!(
+        got.keys().any(|(_, d)| d == "2026-11-04"),
+        "today, up to the lag"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_summary_drift_quirk_moves_one_agent_by_600_seconds() {
+    let plain = start_default(NOW).await;
+    let mut w = world(7, 20, NOW);
+    w.quirks = Quirks::parse("summary-drift").unwrap();
+    let drifted = start(w, |_| {}, WfmSimConfig::default()).await;
+    let agent = drifted.gladly.world.summary_drift_agent().unwrap();
+    assert!(plain.gladly.world.summary_drift_agent().is_none());
+    let planted = (gladly_wfm_sim::summary::SUMMARY_DRIFT_SECONDS * 1000.0) as i64;
+    assert_eq!(planted, 600_000);
+    // Daily: the planted agent's every row is exactly 600 s more, logged in and active; the
+    // other agents' rows are untouched.
+    let (from, to) = ("2026-10-26", "2026-11-04");
+    let a = summary(&plain, "daily", from, to).await;
+    let b = summary(&drifted, "daily", from, to).await;
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    let mut moved = 0;
+    for (key, (l, act, c)) in &a {
+        let (l2, act2, c2) = &b[key];
+        if key.0 == agent {
+            assert_eq!((l2 - l, act2 - act, c2), (planted, planted, c), "{key:?}");
+            moved += 1;
+        } else {
+            assert_eq!((l, act, c), (l2, act2, c2), "{key:?}");
+        }
+    }
+    assert!(moved >= 5, "{moved} drifted days");
+    // Half-hourly: the agent's first half hour of each day gains up to 600 s (capped at the
+    // half hour, active within logged in); nothing else moves.
+    let a = summary(&plain, "halfHourly", from, to).await;
+    let b = summary(&drifted, "halfHourly", from, to).await;
+    let mut changed_days = std::collections::BTreeSet::new();
+    for (key, (l, act, c)) in &a {
+        let (l2, act2, c2) = &b[key];
+        if (l, act) == (l2, act2) {
+            continue;
+        }
+        assert_eq!(key.0, agent, "{key:?}");
+        assert!(
+            changed_days.insert(key.1[..10].to_string()),
+            "one per day: {key:?}"
+        );
+        assert!(
+            l2 > l && *l2 <= (l + planted).min(1_800_000) && act2 <= l2,
+            "{key:?}"
+        );
+        assert_eq!(c, c2);
+    }
+    // A first half hour already full (a night shift's 00:00) cannot gain: at most one a day.
+    assert!(!changed_days.is_empty() && changed_days.len() <= moved);
 }

@@ -44,6 +44,10 @@ pub struct Quirks {
     /// Bad input (not part of `all`): report timestamps as `11/02/2026 15:04:05`, a rendering
     /// no client reads, so every row is unreadable.
     pub unreadable_timestamps: bool,
+    /// Planted drift (not part of `all`): one agent's `AgentSummaryV2` figures are off by
+    /// `summary::SUMMARY_DRIFT_SECONDS` (see `World::summary_drift_agent`), so an audit of our
+    /// numbers against Gladly's has a known disagreement to find, to the second.
+    pub summary_drift: bool,
 }
 
 impl Quirks {
@@ -61,6 +65,7 @@ impl Quirks {
                 "report-local-time" => q.report_local_time = true,
                 "timezone-filter" => q.timezone_filter = true,
                 "unreadable-timestamps" => q.unreadable_timestamps = true,
+                "summary-drift" => q.summary_drift = true,
                 "all" => {
                     q = Quirks {
                         bom: true,
@@ -73,7 +78,7 @@ impl Quirks {
                         ..q
                     }
                 }
-                other => return Err(format!("unknown quirk `{other}` (known: bom, blank-lines, fraction-digits, unknown-fields, unknown-event-type, report-offsets, report-local-time, all; and timezone-filter, malformed, unreadable-timestamps)")),
+                other => return Err(format!("unknown quirk `{other}` (known: bom, blank-lines, fraction-digits, unknown-fields, unknown-event-type, report-offsets, report-local-time, all; and timezone-filter, malformed, unreadable-timestamps, summary-drift)")),
             }
         }
         Ok(q)
@@ -210,6 +215,9 @@ pub struct World {
     active_reasons: Vec<Reason>,
     cache: Mutex<BTreeMap<NaiveDate, Arc<DayData>>>,
     clock: Option<time::Clock>,
+    /// Every agent's status events over the simulated history, for `AgentSummaryV2`
+    /// (`summary`): built on the first summary asked for, rebuilt when the history moves.
+    pub(crate) status_truth: Mutex<Option<Arc<crate::summary::StatusTruth>>>,
 }
 
 const FIRST: &[&str] = &[
@@ -342,6 +350,7 @@ impl World {
             active_reasons,
             cache: Mutex::new(BTreeMap::new()),
             clock: None,
+            status_truth: Mutex::new(None),
         }
     }
 

@@ -17,7 +17,9 @@ use serde_json::{json, Value};
 
 use super::faults::{Fault, FaultInjector, FaultRates, SlidingWindow};
 use super::generator::{Entity, Event, World, WorldConfig};
+use crate::summary::{self, Aggregation, MAX_HALF_HOURLY_DAYS, SUMMARY_COLUMNS};
 use crate::time::{self, Ms};
+use chrono::NaiveDate;
 
 /// The work-session report's columns, in order, as the spec lists them (gladly-api.md §5). The
 /// simulator keeps its own list: the client's decoder has another, so a mistake in either is
@@ -678,57 +680,55 @@ struct ReportRequest {
     end_at: String,
     #[serde(default)]
     filters: Value,
+    /// `AgentSummaryV2` only (required there); other metric sets ignore it.
+    aggregation_level: Option<String>,
 }
 
-fn report(sim: &GladlySim, body: &[u8]) -> Response {
-    let req: ReportRequest = match serde_json::from_slice(body) {
-        Ok(r) => r,
-        Err(e) => return errors(StatusCode::BAD_REQUEST, "body", "invalid", &e.to_string()),
-    };
+/// A request Gladly refuses with 400: the attribute at fault, and why.
+struct BadRequest(&'static str, String);
+
+impl BadRequest {
+    fn answer(self) -> Response {
+        errors(StatusCode::BAD_REQUEST, self.0, "invalid", &self.1)
+    }
+}
+
+/// A report request checked: its body, timezone and (inclusive) dates, or why it is a 400.
+fn report_request(
+    sim: &GladlySim,
+    body: &[u8],
+) -> Result<(ReportRequest, chrono_tz::Tz, NaiveDate, NaiveDate), BadRequest> {
+    let bad = |attr: &'static str, detail: &str| BadRequest(attr, detail.to_string());
+    let req: ReportRequest =
+        serde_json::from_slice(body).map_err(|e| bad("body", &e.to_string()))?;
     let tz = match &req.timezone {
         None => sim.world.tz(),
-        Some(name) => match time::parse_tz(name) {
-            Some(tz) => tz,
-            None => {
-                return errors(
-                    StatusCode::BAD_REQUEST,
-                    "timezone",
-                    "invalid",
-                    "unknown timezone",
-                )
-            }
-        },
+        Some(name) => time::parse_tz(name).ok_or_else(|| bad("timezone", "unknown timezone"))?,
     };
     let (Some(from), Some(to)) = (
         time::parse_date(&req.start_at),
         time::parse_date(&req.end_at),
     ) else {
-        return errors(
-            StatusCode::BAD_REQUEST,
-            "startAt",
-            "invalid",
-            "startAt and endAt must be dates",
-        );
+        return Err(bad("startAt", "startAt and endAt must be dates"));
     };
     if to < from {
-        return errors(
-            StatusCode::BAD_REQUEST,
-            "endAt",
-            "invalid",
-            "endAt must not be before startAt",
-        );
+        return Err(bad("endAt", "endAt must not be before startAt"));
     }
     if req.filters.as_object().is_some_and(|m| !m.is_empty()) {
-        return errors(
-            StatusCode::BAD_REQUEST,
-            "filters",
-            "invalid",
-            "unknown filter",
-        );
+        return Err(bad("filters", "unknown filter"));
     }
+    Ok((req, tz, from, to))
+}
+
+fn report(sim: &GladlySim, body: &[u8]) -> Response {
+    let (req, tz, from, to) = match report_request(sim, body) {
+        Ok(r) => r,
+        Err(bad) => return bad.answer(),
+    };
     let start = time::day_start(tz, from);
     // Reports lag: the newest events are not in them yet.
-    let end = time::day_end(tz, to).min(sim.world.now() - sim.cfg.report_lag_minutes * 60_000);
+    let known_until = sim.world.now() - sim.cfg.report_lag_minutes * 60_000;
+    let end = time::day_end(tz, to).min(known_until);
     let q = &sim.world.cfg.quirks;
     let rows = match req.metric_set.as_str() {
         "AgentTimestampsReport" => {
@@ -745,6 +745,13 @@ fn report(sim: &GladlySim, body: &[u8]) -> Response {
                 .events_between(start, end, &[Entity::Conversation]);
             conversation_csv(sim, tz, &evs)
         }
+        "AgentSummaryV2" => {
+            let level = req.aggregation_level.as_deref();
+            match summary_csv(sim, tz, (from, to), level, known_until) {
+                Ok(rows) => rows,
+                Err(bad) => return bad.answer(),
+            }
+        }
         _ => {
             return errors(
                 StatusCode::BAD_REQUEST,
@@ -760,6 +767,46 @@ fn report(sim: &GladlySim, body: &[u8]) -> Response {
         rows
     };
     csv_response(rows, q, &req.metric_set, sim.cfg.report_padding_bytes)
+}
+
+/// `AgentSummaryV2` as CSV (no body for no rows), from the world's ground truth known by
+/// `known_until` (`summary`), or the 400 for a missing or unknown `aggregationLevel` and for a
+/// half-hourly range longer than a month.
+fn summary_csv(
+    sim: &GladlySim,
+    tz: chrono_tz::Tz,
+    (from, to): (NaiveDate, NaiveDate),
+    level: Option<&str>,
+    known_until: Ms,
+) -> Result<Option<Vec<u8>>, BadRequest> {
+    let bad = |detail: &str| BadRequest("aggregationLevel", detail.to_string());
+    let Some(agg) = level.and_then(Aggregation::parse) else {
+        return Err(bad("aggregationLevel must be daily or halfHourly"));
+    };
+    if agg == Aggregation::HalfHourly && (to - from).num_days() + 1 > MAX_HALF_HOURLY_DAYS {
+        return Err(bad("halfHourly serves at most a month"));
+    }
+    let (buckets, rows) = sim.world.agent_summary(tz, from, to, agg, known_until);
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let csv_err = |_| bad("unwritable");
+    w.write_record(SUMMARY_COLUMNS).map_err(csv_err)?;
+    for r in rows {
+        let a = &sim.world.agents[r.agent];
+        let mut row = vec![
+            a.id.clone(),
+            a.name.clone(),
+            a.email.clone(),
+            buckets[r.bucket].label.clone(),
+            summary::seconds(r.logged_in_ms),
+            summary::seconds(r.active_ms),
+        ];
+        row.extend(r.counts.iter().map(u32::to_string));
+        w.write_record(&row).map_err(csv_err)?;
+    }
+    Ok(w.into_inner().ok())
 }
 
 /// Puts a `Timezone Filter` column (the report's timezone) in front of every row.

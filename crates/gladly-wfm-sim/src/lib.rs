@@ -10,6 +10,7 @@ pub mod faults;
 pub mod generator;
 pub mod gladly;
 pub mod rng;
+pub mod summary;
 pub mod time;
 pub mod wfm;
 pub mod wfm_store;
