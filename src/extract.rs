@@ -18,6 +18,7 @@ use crate::gladly::spool::SpooledBody;
 use crate::gladly::{plausible, GladlyClient, GladlyError};
 use crate::model::{SetAside, Source, WorkSession};
 use crate::raw::{self, RawEvents};
+use crate::stages::{self, Rewrite};
 use crate::state::PendingWorkFile;
 use crate::storage::{Storage, StorageError};
 use crate::time::{self, Ms, MS_PER_HOUR};
@@ -30,6 +31,17 @@ pub enum ExtractError {
     Storage(#[from] StorageError),
     #[error("{0}")]
     Answer(String),
+}
+
+impl From<crate::stages::StageError> for ExtractError {
+    fn from(e: crate::stages::StageError) -> Self {
+        use crate::stages::StageError;
+        match e {
+            StageError::Storage(s) => ExtractError::Storage(s),
+            StageError::Gladly(g) => ExtractError::Gladly(g),
+            other => ExtractError::Answer(other.to_string()),
+        }
+    }
 }
 
 /// A day as fetched, not yet decoded nor landed: its answers wait on disk, so the days fetched
@@ -409,11 +421,8 @@ impl Extractor {
                 time::fmt_ts(e.recorded_at())
             ),
         }));
-        let old = E::read(&self.st, day)?.unwrap_or_default();
-        let merged = raw::merge_by_id(old, inside);
-        let mut df = E::frame(&merged).map_err(frame_err(format!("{} {day}", E::DATASET)))?;
-        self.st.write_partition(E::DATASET, day, &mut df)?;
-        x.rows.push((E::DATASET, day, merged.len()));
+        let (_, rows) = stages::land_events(&self.st, day, inside, Rewrite::Always)?;
+        x.rows.push((E::DATASET, day, rows));
         Ok(())
     }
 

@@ -18,19 +18,19 @@ use std::sync::Arc;
 use chrono::{Duration, NaiveDate};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::config::Pipeline;
 use crate::extract::{ExtractError, Extractor};
 use crate::gladly::{decode, GladlyClient, GladlyError};
 use crate::http::Stats;
 use crate::interrupt::Interrupt;
-use crate::load::push::{self, PushError};
+use crate::load::push::{self, Kind, PushError, Record};
 use crate::lock::{LockError, PipelineLock};
 use crate::log;
 use crate::model::{AgentDim, InboxDim};
 use crate::pipeline::{self, RunOptions, Stages};
 use crate::raw::{self, RawEvents};
+use crate::stages::{self, read_curated, Rewrite, StageError, Startup};
 use crate::state::PendingWorkFile;
 use crate::storage::{Dir, Storage, StorageError};
 use crate::time::{self, Clock, Ms, MS_PER_HOUR};
@@ -153,6 +153,8 @@ enum FollowError {
     Extract(#[from] ExtractError),
     #[error(transparent)]
     Lock(#[from] LockError),
+    #[error(transparent)]
+    Stage(#[from] StageError),
     #[error("{0}")]
     Failed(String),
 }
@@ -164,6 +166,7 @@ impl FollowError {
             FollowError::Gladly(GladlyError::Auth { .. })
                 | FollowError::Extract(ExtractError::Gladly(GladlyError::Auth { .. }))
                 | FollowError::Push(PushError::Wfm(WfmError::Auth { .. }))
+                | FollowError::Stage(StageError::Gladly(GladlyError::Auth { .. }))
         )
     }
 }
@@ -200,23 +203,14 @@ struct Follower<'a> {
 
 /// Runs until SIGTERM/SIGINT (exit 0 after the poll in progress), or a refused credential (4).
 pub async fn follow(p: &Pipeline, clock: Clock) -> i32 {
-    log::add_secrets(&p.secrets());
     // Follow polls Gladly and pushes to the WFM, into a root that must be this pipeline's.
-    if let Err(e) = p.require_for_run(true, true) {
-        log::error(e.to_string());
-        return 2;
-    }
-    let root = match p.root() {
-        Ok(r) => r,
+    let Startup { st, state_dir, .. } = match Startup::open(p, true, true) {
+        Ok(s) => s,
         Err(e) => {
-            log::error(format!("output.root: {e}"));
-            return 2;
+            log::error(e.to_string());
+            return e.exit_code();
         }
     };
-    if let Err(e) = crate::ownership::claim(&root, &p.name) {
-        log::error(e.to_string());
-        return e.exit_code();
-    }
     let gladly = Arc::new(GladlyClient::new(&p.gladly, Arc::new(Stats::default())));
     let tz = match resolve_timezone(p, &gladly).await {
         Ok(tz) => tz,
@@ -225,7 +219,6 @@ pub async fn follow(p: &Pipeline, clock: Clock) -> i32 {
             return if e.is_auth() { 4 } else { 1 };
         }
     };
-    let state_dir = root.dir(&p.state_rel());
     let fs = match FollowState::load(&state_dir) {
         Ok(fs) => fs,
         Err(e) => {
@@ -237,7 +230,7 @@ pub async fn follow(p: &Pipeline, clock: Clock) -> i32 {
         p,
         clock,
         tz,
-        st: Storage::new(root.clone(), p.compression),
+        st,
         state_dir,
         gladly,
         wfm: p
@@ -312,10 +305,7 @@ async fn resolve_timezone(p: &Pipeline, gladly: &GladlyClient) -> Result<Tz, Fol
         return Ok(tz);
     }
     let org = gladly.organization().await?;
-    org.timezone
-        .as_deref()
-        .and_then(time::parse_tz)
-        .ok_or_else(|| FollowError::Failed("no timezone: set `timezone` in the pipeline".into()))
+    Ok(stages::timezone(None, org.timezone.as_deref(), None)?)
 }
 
 impl Follower<'_> {
@@ -533,7 +523,7 @@ impl Follower<'_> {
     }
 
     /// Merges events into the raw partitions of the days they were recorded on; returns how
-    /// many were new.
+    /// many were new. A day with no new event is not rewritten.
     fn land<E: RawEvents>(
         &self,
         events: Vec<E>,
@@ -548,32 +538,17 @@ impl Follower<'_> {
         }
         let mut new = 0;
         for (day, fresh) in by_day {
-            let old = E::read(&self.st, day)?.unwrap_or_default();
-            let known: BTreeSet<String> = old.iter().map(|e| e.event_id().to_string()).collect();
-            let added = fresh
-                .iter()
-                .filter(|e| !known.contains(e.event_id()))
-                .count();
-            if added == 0 {
-                continue;
+            let (added, _) = stages::land_events(&self.st, day, fresh, Rewrite::IfNew)?;
+            if added > 0 {
+                new += added;
+                days.insert(day);
             }
-            new += added;
-            let merged = raw::merge_by_id(old, fresh);
-            let mut df = E::frame(&merged)
-                .map_err(|e| FollowError::Failed(format!("{} {day}: {e}", E::DATASET)))?;
-            self.st.write_partition(E::DATASET, day, &mut df)?;
-            days.insert(day);
         }
         Ok(new)
     }
 
     fn transformer(&self, now: Ms) -> Transformer<'_> {
-        Transformer {
-            p: self.p,
-            st: &self.st,
-            tz: self.tz,
-            now,
-        }
+        Transformer::new(self.p, &self.st, self.tz, now)
     }
 
     /// A day's agent and conversation datasets from the raw zone (open pieces keep a null end
@@ -608,25 +583,23 @@ impl Follower<'_> {
         Ok(())
     }
 
-    /// Upserts what changed since the last acknowledged push, in order of start (a piece that
-    /// closed goes before the one that opened after it).
-    async fn upsert_changed(
+    /// Upserts what changed since the last acknowledged push, in the order given (tasks in
+    /// order of start: a piece that closed goes before the one that opened after it).
+    async fn upsert_changed<R: Record>(
         &mut self,
-        kind: &str,
-        path: &'static str,
-        put: bool,
+        kind: Kind,
         day: Option<NaiveDate>,
-        records: Vec<(String, Value)>,
+        records: Vec<R>,
     ) -> Result<usize, FollowError> {
         let Some(client) = self.wfm.as_ref() else {
             return Ok(0);
         };
         let scope = day.map(|d| d.to_string()).unwrap_or_default();
-        let changed: Vec<(String, String, Value)> = records
+        let changed: Vec<(String, String, R)> = records
             .into_iter()
-            .filter_map(|(key, rec)| {
-                let k = format!("{kind}/{scope}/{key}");
-                let d = push::digest(&[rec.to_string().as_bytes()]);
+            .filter_map(|rec| {
+                let k = format!("{}/{scope}/{}", kind.as_str(), rec.key());
+                let d = push::record_digest(&rec);
                 (self.fs.pushed.get(&k) != Some(&d)).then_some((k, d, rec))
             })
             .collect();
@@ -639,28 +612,23 @@ impl Follower<'_> {
             .max(1);
         let mut sent = 0;
         for chunk in changed.chunks(batch) {
-            let recs: Vec<Value> = chunk.iter().map(|(_, _, r)| r.clone()).collect();
-            let what = format!("follow {kind} {scope}");
-            let answer = push::upsert(client, put, path, &recs, &what).await?;
-            if kind == "tasks" {
-                // A status change is the piece's start, or its end once it closed; only the
-                // changes that happened in this poll's window count (not a catch-up).
-                let ack = self.clock.now();
-                for r in &recs {
-                    let at = r["endTime"]
-                        .as_str()
-                        .or(r["startTime"].as_str())
-                        .and_then(time::parse_ts);
-                    if let Some(at) = at.filter(|a| *a >= self.since) {
-                        self.latencies.push(ack - at);
-                    }
+            let recs: Vec<&R> = chunk.iter().map(|(_, _, r)| r).collect();
+            let what = format!("follow {} {scope}", kind.as_str());
+            let answer = push::upsert(client, kind, &recs, &what).await?;
+            // A status change is the piece's start, or its end once it closed; only the
+            // changes that happened in this poll's window count (not a catch-up).
+            let ack = self.clock.now();
+            for at in recs.iter().filter_map(|r| r.changed_at()) {
+                if at >= self.since {
+                    self.latencies.push(ack - at);
                 }
             }
             if answer.rejected > 0 {
                 log::warn(format!(
-                    "follow: the WFM rejected {} of {} {kind} record(s): {}",
+                    "follow: the WFM rejected {} of {} {} record(s): {}",
                     answer.rejected,
                     recs.len(),
+                    kind.as_str(),
                     serde_json::to_string(&answer.errors).unwrap_or_default()
                 ));
             }
@@ -686,42 +654,21 @@ impl Follower<'_> {
             return Ok(0);
         }
         let segs = read_curated(&self.st, ds::AGENT_STATUS_SEGMENTS, day, ds::segments_from)?;
-        let mut recs: Vec<(String, Value)> = push::segment_records(day, &segs)
-            .into_iter()
-            .map(|r| (r["eventId"].as_str().unwrap_or("").to_string(), r))
-            .collect();
-        recs.sort_by(|a, b| a.1["startTime"].as_str().cmp(&b.1["startTime"].as_str()));
-        let mut n = self
-            .upsert_changed("tasks", push::TASKS_PATH, false, Some(day), recs)
-            .await?;
+        let mut recs: Vec<_> = push::segment_rows(day, &segs).collect();
+        recs.sort_by_key(|r| r.start());
+        let mut n = self.upsert_changed(Kind::Tasks, Some(day), recs).await?;
         let convs = read_curated(&self.st, wsd::CONVERSATIONS, day, wsd::conversations_from)?;
         let day_start = time::day_start(self.tz, day);
-        let recs = push::conversation_records(day, day_start, &convs)
-            .into_iter()
-            .map(|r| (r["externalId"].as_str().unwrap_or("").to_string(), r))
-            .collect();
+        let recs: Vec<_> = push::conversation_rows(day, day_start, &convs).collect();
         n += self
-            .upsert_changed(
-                "conversations",
-                push::CONVERSATIONS_PATH,
-                false,
-                Some(day),
-                recs,
-            )
+            .upsert_changed(Kind::Conversations, Some(day), recs)
             .await?;
         Ok(n)
     }
 
     /// Agents and inboxes into today's raw snapshot.
     async fn dimensions(&mut self, today: NaiveDate, now: Ms) -> Result<(), FollowError> {
-        let agents = self.gladly.agents().await?;
-        let inboxes = self.gladly.inboxes().await?;
-        let mut a = raw::agents_frame(&agents, now)
-            .map_err(|e| FollowError::Failed(format!("agents snapshot: {e}")))?;
-        self.st.write_partition(raw::AGENTS, today, &mut a)?;
-        let mut i = raw::inboxes_frame(&inboxes, now)
-            .map_err(|e| FollowError::Failed(format!("inboxes snapshot: {e}")))?;
-        self.st.write_partition(raw::INBOXES, today, &mut i)?;
+        let (agents, inboxes) = stages::land_dimensions(&self.gladly, &self.st, today, now).await?;
         self.emails = ds::emails(&agents);
         self.agents = agents;
         self.inboxes = inboxes;
@@ -731,12 +678,8 @@ impl Follower<'_> {
 
     async fn push_users(&mut self) -> Result<usize, FollowError> {
         let state = crate::state::PipelineState::load(&self.state_dir)?;
-        let recs = push::user_records(&self.agents, &state.users_pushed)
-            .into_iter()
-            .map(|r| (r["email"].as_str().unwrap_or("").to_string(), r))
-            .collect();
-        self.upsert_changed("users", push::USERS_PATH, true, None, recs)
-            .await
+        let recs = push::user_records(&self.agents, &state.users_pushed);
+        self.upsert_changed(Kind::Users, None, recs).await
     }
 
     /// Today's work sessions so far: landed, today's work datasets rebuilt, interval totals
@@ -764,20 +707,9 @@ impl Follower<'_> {
             today,
             wsd::intervals_from,
         )?;
-        let (recs, _) = push::interval_records(&rows);
-        let recs = recs
-            .into_iter()
-            .map(|r| {
-                let key = format!(
-                    "{}|{}|{}",
-                    r["workstream"].as_str().unwrap_or(""),
-                    r["channel"].as_str().unwrap_or(""),
-                    r["intervalStart"].as_str().unwrap_or("")
-                );
-                (key, r)
-            })
-            .collect();
-        self.upsert_changed("intervals", push::INTERVALS_PATH, false, Some(today), recs)
+        let (recs, _) = push::interval_rows(&rows);
+        let recs: Vec<_> = recs.collect();
+        self.upsert_changed(Kind::Intervals, Some(today), recs)
             .await
     }
 
@@ -815,9 +747,9 @@ impl Follower<'_> {
                 ));
                 return;
             }
-            let prefix: Vec<String> = ["tasks", "conversations", "intervals"]
+            let prefix: Vec<String> = [Kind::Tasks, Kind::Conversations, Kind::Intervals]
                 .iter()
-                .map(|k| format!("{k}/{day}/"))
+                .map(|k| format!("{}/{day}/", k.as_str()))
                 .collect();
             self.fs
                 .pushed
@@ -832,17 +764,5 @@ impl Follower<'_> {
             }
             day += Duration::days(1);
         }
-    }
-}
-
-fn read_curated<T>(
-    st: &Storage,
-    dataset: &str,
-    day: NaiveDate,
-    from: fn(&crate::frames::DataFrame) -> polars::prelude::PolarsResult<Vec<T>>,
-) -> Result<Vec<T>, FollowError> {
-    match st.read_partition(dataset, day)? {
-        None => Ok(Vec::new()),
-        Some(df) => from(&df).map_err(|e| FollowError::Failed(format!("{dataset} {day}: {e}"))),
     }
 }

@@ -14,12 +14,13 @@ use crate::extract::{AbortOnDrop, ExtractError, Extractor, Fetched};
 use crate::gladly::{GladlyClient, GladlyError};
 use crate::http::Stats;
 use crate::interrupt::Interrupt;
-use crate::load::push::{self, PushError, PushPlan};
+use crate::load::push::{self, Kind, PushError, PushPlan};
 use crate::lock::{LockError, PipelineLock};
 use crate::log;
 use crate::manifest::{self, Manifest, RunFacts, Tally};
 use crate::model::{AgentDim, InboxDim};
 use crate::raw;
+use crate::stages::{self, curated_frame, read_curated, StageError, Startup};
 use crate::state::{PendingWorkFile, PipelineState};
 use crate::storage::{Dir, Storage, StorageError};
 use crate::time::{self, Ms};
@@ -109,13 +110,24 @@ impl From<StorageError> for RunError {
     }
 }
 
+impl From<StageError> for RunError {
+    fn from(e: StageError) -> Self {
+        match e {
+            StageError::Storage(s) => s.into(),
+            StageError::Gladly(g) => g.into(),
+            e if e.exit_code() == 2 => RunError::Usage(e.to_string()),
+            e => RunError::Failed(e.to_string()),
+        }
+    }
+}
+
 fn polars_err(what: String) -> impl FnOnce(polars::prelude::PolarsError) -> RunError {
     move |e| RunError::Failed(format!("{what}: {e}"))
 }
 
 /// A day's push plans, and its interval records with no workstream (counted, still sent).
 struct DayPlans {
-    plans: Vec<(&'static str, PushPlan)>,
+    plans: Vec<(Kind, PushPlan)>,
     unmatched_workstream: u64,
 }
 
@@ -140,44 +152,38 @@ fn day_plans(
             let df = curated_frame(st, ds::AGENT_STATUS_SEGMENTS, day)?;
             let segs = ds::segments_in(&df)
                 .map_err(polars_err(format!("{} {day}", ds::AGENT_STATUS_SEGMENTS)))?;
-            PushPlan::new(
-                format!("tasks/{day}"),
-                push::TASKS_PATH,
-                false,
-                Some(window),
+            PushPlan::of(
+                Kind::Tasks,
+                Some((day, window)),
                 push::segment_rows(day, &segs),
                 batch,
                 integration,
             )
         };
-        plans.push(("tasks", tasks));
+        plans.push((Kind::Tasks, tasks));
         let conversations = {
             let df = curated_frame(st, wsd::CONVERSATIONS, day)?;
             let convs = wsd::conversations_in(&df)
                 .map_err(polars_err(format!("{} {day}", wsd::CONVERSATIONS)))?;
-            PushPlan::new(
-                format!("conversations/{day}"),
-                push::CONVERSATIONS_PATH,
-                false,
-                Some(window),
+            PushPlan::of(
+                Kind::Conversations,
+                Some((day, window)),
                 push::conversation_rows(day, window.0, &convs),
                 batch,
                 integration,
             )
         };
-        plans.push(("conversations", conversations));
+        plans.push((Kind::Conversations, conversations));
     }
     if intervals {
         let rows = read_curated(st, wsd::WORKSTREAM_INTERVALS, day, wsd::intervals_from)?;
         let (recs, unmatched) = push::interval_rows(&rows);
         unmatched_workstream = unmatched;
         plans.push((
-            "intervals",
-            PushPlan::new(
-                format!("intervals/{day}"),
-                push::INTERVALS_PATH,
-                false,
-                Some(window),
+            Kind::Intervals,
+            PushPlan::of(
+                Kind::Intervals,
+                Some((day, window)),
                 recs,
                 batch,
                 integration,
@@ -187,28 +193,6 @@ fn day_plans(
     Ok(DayPlans {
         plans,
         unmatched_workstream,
-    })
-}
-
-fn read_curated<T>(
-    st: &Storage,
-    dataset: &str,
-    day: NaiveDate,
-    from: fn(&crate::frames::DataFrame) -> polars::prelude::PolarsResult<Vec<T>>,
-) -> Result<Vec<T>, RunError> {
-    let df = curated_frame(st, dataset, day)?;
-    from(&df).map_err(polars_err(format!("{dataset} {day}")))
-}
-
-fn curated_frame(
-    st: &Storage,
-    dataset: &str,
-    day: NaiveDate,
-) -> Result<crate::frames::DataFrame, RunError> {
-    st.read_partition(dataset, day)?.ok_or_else(|| {
-        RunError::Failed(format!(
-            "day {day} has no {dataset}: run the transform stage for it first"
-        ))
     })
 }
 
@@ -255,19 +239,15 @@ pub async fn run(p: &Pipeline, opts: &RunOptions) -> RunOutcome {
             return early(2, e);
         }
     }
-    // Credentials only for the systems this run talks to; the root only if it is ours (§3, §9).
     let push = opts.stages.load && !opts.dry_run;
-    if let Err(e) = p.require_for_run(opts.stages.extract, push) {
-        return early(2, e.to_string());
-    }
-    let root = match p.root() {
-        Ok(r) => r,
-        Err(e) => return early(2, format!("output.root: {e}")),
+    let Startup {
+        root,
+        st,
+        state_dir,
+    } = match Startup::open(p, opts.stages.extract, push) {
+        Ok(s) => s,
+        Err(e) => return early(e.exit_code(), e.to_string()),
     };
-    if let Err(e) = crate::ownership::claim(&root, &p.name) {
-        return early(e.exit_code(), e.to_string());
-    }
-    let state_dir = root.dir(&p.state_rel());
     let lock = match PipelineLock::acquire(&state_dir, &p.name, &run_id, p.lock_lease) {
         Ok(l) => l,
         Err(e) => {
@@ -296,7 +276,7 @@ pub async fn run(p: &Pipeline, opts: &RunOptions) -> RunOutcome {
     let mut r = Run {
         p,
         opts,
-        st: Storage::new(root.clone(), p.compression),
+        st,
         state_dir,
         state,
         pending,
@@ -678,32 +658,20 @@ impl Run<'_> {
     async fn resolve_timezone(&mut self) -> Result<Tz, RunError> {
         if self.opts.stages.extract {
             // One cheap call that also proves the credentials before anything else.
-            let org = self.gladly.organization().await?;
-            if let Some(tz) = org.timezone.as_deref().and_then(time::parse_tz) {
+            let org = self.gladly.organization().await?.timezone;
+            if let Some(tz) = org.as_deref().and_then(time::parse_tz) {
                 self.state.org_timezone = Some(tz.name().to_string());
             }
         }
-        if let Some(tz) = self.p.timezone {
-            return Ok(tz);
-        }
-        self.state
-            .org_timezone
-            .as_deref()
-            .and_then(time::parse_tz)
-            .ok_or_else(|| RunError::Failed("no timezone: set `timezone` in the pipeline file or run the extract stage once".into()))
+        // The organisation's as just answered, or as an earlier run remembered it.
+        let remembered = self.state.org_timezone.as_deref();
+        Ok(stages::timezone(self.p.timezone, None, remembered)?)
     }
 
     async fn extract_dimensions(&mut self, today: NaiveDate) -> Result<(), RunError> {
         let t = Instant::now();
-        let now = time::now_ms();
-        let agents = self.gladly.agents().await?;
-        let inboxes = self.gladly.inboxes().await?;
-        let mut a =
-            raw::agents_frame(&agents, now).map_err(polars_err("agents snapshot".into()))?;
-        self.st.write_partition(raw::AGENTS, today, &mut a)?;
-        let mut i =
-            raw::inboxes_frame(&inboxes, now).map_err(polars_err("inboxes snapshot".into()))?;
-        self.st.write_partition(raw::INBOXES, today, &mut i)?;
+        let (agents, inboxes) =
+            stages::land_dimensions(&self.gladly, &self.st, today, time::now_ms()).await?;
         log::info(format!(
             "dimensions: {} agents, {} inboxes",
             agents.len(),
@@ -714,15 +682,9 @@ impl Run<'_> {
     }
 
     fn newest_agents(&self) -> Result<(Vec<AgentDim>, Emails), RunError> {
-        match raw::newest(&self.st, raw::AGENTS)? {
-            None => Ok((Vec::new(), Emails::default())),
-            Some((_, df)) => {
-                let (agents, _) =
-                    raw::agents_from(&df).map_err(polars_err("agents snapshot".into()))?;
-                let e = ds::emails(&agents);
-                Ok((agents, e))
-            }
-        }
+        let agents = stages::newest_agents(&self.st)?;
+        let e = ds::emails(&agents);
+        Ok((agents, e))
     }
 
     /// Curated `agents` and `inboxes` from the newest raw snapshot, under its own date.
@@ -770,21 +732,11 @@ impl Run<'_> {
     }
 
     fn transformer(&self) -> Transformer<'_> {
-        Transformer {
-            p: self.p,
-            st: &self.st,
-            tz: self.tz,
-            now: self.opts.now,
-        }
+        Transformer::new(self.p, &self.st, self.tz, self.opts.now)
     }
 
     fn newest_inboxes(&self) -> Result<Vec<InboxDim>, RunError> {
-        match raw::newest(&self.st, raw::INBOXES)? {
-            None => Ok(Vec::new()),
-            Some((_, df)) => Ok(raw::inboxes_from(&df)
-                .map_err(polars_err("inboxes snapshot".into()))?
-                .0),
-        }
+        Ok(stages::newest_inboxes(&self.st)?)
     }
 
     /// Pushes users once, then each day's segments, conversations and interval totals, after
@@ -800,19 +752,14 @@ impl Run<'_> {
         let batch = self.p.wfm.as_ref().map(|w| w.batch_size).unwrap_or(100);
         let state_dir = self.state_dir.clone();
         let user_records = push::user_records(agents, &self.state.users_pushed);
-        let inactive = user_records
-            .iter()
-            .filter(|u| u["isActive"] == false)
-            .count();
+        let inactive = user_records.iter().filter(|u| !u.is_active).count();
         if inactive > 0 {
             log::info(format!(
                 "users: {inactive} gone from /agents since an earlier run, pushed as inactive"
             ));
         }
-        let users = PushPlan::new(
-            "users".into(),
-            push::USERS_PATH,
-            true,
+        let users = PushPlan::of(
+            Kind::Users,
             None,
             &user_records,
             batch,
@@ -825,7 +772,7 @@ impl Run<'_> {
             &mut self.state,
             &state_dir,
             &mut self.tally.wfm,
-            "users",
+            Kind::Users.as_str(),
             &self.interrupt,
         )
         .await
@@ -866,7 +813,7 @@ impl Run<'_> {
             let mut day_rejected = 0;
             self.tally
                 .wfm
-                .entry("intervals".into())
+                .entry(Kind::Intervals.as_str().into())
                 .or_default()
                 .unmatched_workstream += built.unmatched_workstream;
             for (kind, plan) in built.plans {
@@ -876,7 +823,7 @@ impl Run<'_> {
                     &mut self.state,
                     &state_dir,
                     &mut self.tally.wfm,
-                    kind,
+                    kind.as_str(),
                     &self.interrupt,
                 )
                 .await

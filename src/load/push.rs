@@ -21,6 +21,55 @@ pub const TASKS_PATH: &str = "/api/workactivity/taskdata";
 pub const CONVERSATIONS_PATH: &str = "/api/workactivity/workstreams";
 pub const INTERVALS_PATH: &str = "/api/workactivity/workstreams/intervals";
 
+/// The kinds of record the WFM takes (wfm-api.md §4): their name (in checkpoints, manifests
+/// and follow's change keys), where they go, and how.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Users,
+    Tasks,
+    Conversations,
+    Intervals,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Users => "users",
+            Kind::Tasks => "tasks",
+            Kind::Conversations => "conversations",
+            Kind::Intervals => "intervals",
+        }
+    }
+
+    pub fn path(self) -> &'static str {
+        match self {
+            Kind::Users => USERS_PATH,
+            Kind::Tasks => TASKS_PATH,
+            Kind::Conversations => CONVERSATIONS_PATH,
+            Kind::Intervals => INTERVALS_PATH,
+        }
+    }
+
+    /// Users are PUT (replaced by identifier); the rest are POSTed.
+    pub fn put(self) -> bool {
+        self == Kind::Users
+    }
+}
+
+/// A record sent to the WFM: its key at the receiver (what `follow` remembers a digest by),
+/// and for a task the instant of the status change it reports (its end once it closed).
+pub trait Record: serde::Serialize {
+    fn key(&self) -> String;
+    fn changed_at(&self) -> Option<Ms> {
+        None
+    }
+}
+
+/// A digest of a record's JSON: the same bytes the WFM is sent.
+pub fn record_digest(r: &impl serde::Serialize) -> String {
+    digest(&[&serde_json::to_vec(r).expect("a record serialises")])
+}
+
 /// Totals of the receiver's answers, per kind, for the manifest and the summary line.
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
@@ -91,41 +140,60 @@ pub enum PushError {
     Checkpoint(#[from] crate::storage::StorageError),
 }
 
+/// A user identifier (wfm-api.md §4). Fields in alphabetical order, like the other records.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserRecord {
+    pub email: String,
+    pub integration_identifier: String,
+    pub is_active: bool,
+    pub name: Option<String>,
+}
+
+impl Record for UserRecord {
+    fn key(&self) -> String {
+        self.email.clone()
+    }
+}
+
 /// Every agent of the newest snapshot as an active user, and every user pushed before that is
 /// gone from it as inactive (a deactivated agent must stop being scheduled; it turns active
 /// again if it comes back).
-pub fn user_records(agents: &[AgentDim], pushed: &BTreeMap<String, PushedUser>) -> Vec<Value> {
-    let mut by_email: BTreeMap<String, Value> = BTreeMap::new();
+pub fn user_records(agents: &[AgentDim], pushed: &BTreeMap<String, PushedUser>) -> Vec<UserRecord> {
+    let mut by_email: BTreeMap<String, UserRecord> = BTreeMap::new();
     for a in agents {
         let email = normalize_email(a.email.as_deref().unwrap_or(""));
         if !email.is_empty() {
-            let r = json!({"email": email, "integrationIdentifier": a.agent_id, "name": a.name, "isActive": true});
+            let r = UserRecord {
+                email: email.clone(),
+                integration_identifier: a.agent_id.clone(),
+                is_active: true,
+                name: a.name.clone(),
+            };
             by_email.insert(email, r);
         }
     }
     for (email, u) in pushed {
-        by_email.entry(email.clone()).or_insert_with(|| {
-            json!({"email": email, "integrationIdentifier": u.agent_id, "name": u.name, "isActive": false})
+        by_email.entry(email.clone()).or_insert_with(|| UserRecord {
+            email: email.clone(),
+            integration_identifier: u.agent_id.clone(),
+            is_active: false,
+            name: u.name.clone(),
         });
     }
     by_email.into_values().collect()
 }
 
 /// The users a push of `records` has made known to the WFM, for the next run's comparison.
-pub fn remember_users(records: &[Value], pushed: &mut BTreeMap<String, PushedUser>) {
+pub fn remember_users(records: &[UserRecord], pushed: &mut BTreeMap<String, PushedUser>) {
     for r in records {
-        if let Some(email) = r["email"].as_str() {
-            pushed.insert(
-                email.to_string(),
-                PushedUser {
-                    agent_id: r["integrationIdentifier"]
-                        .as_str()
-                        .unwrap_or("")
-                        .to_string(),
-                    name: r["name"].as_str().map(str::to_string),
-                },
-            );
-        }
+        pushed.insert(
+            r.email.clone(),
+            PushedUser {
+                agent_id: r.integration_identifier.clone(),
+                name: r.name.clone(),
+            },
+        );
     }
 }
 
@@ -146,6 +214,7 @@ fn channels_of(label: &str) -> Vec<&str> {
 }
 
 /// An instant as the WFM writes it (`time::fmt_ts`), serialised straight into the request body.
+#[derive(Clone, Copy)]
 struct Ts(Ms);
 
 impl serde::Serialize for Ts {
@@ -258,27 +327,37 @@ pub fn interval_rows(rows: &[IntervalRow]) -> (impl Iterator<Item = IntervalReco
     (recs, unmatched)
 }
 
-fn to_values<R: serde::Serialize>(recs: impl Iterator<Item = R>) -> Vec<Value> {
-    recs.map(|r| serde_json::to_value(r).expect("a record serialises"))
-        .collect()
+impl Record for SegmentRecord<'_> {
+    fn key(&self) -> String {
+        self.event_id.clone()
+    }
+    fn changed_at(&self) -> Option<Ms> {
+        Some(self.end_time.unwrap_or(self.start_time).0)
+    }
 }
 
-/// The same records as JSON values (what `follow` compares and sends).
-pub fn segment_records(day: chrono::NaiveDate, segs: &[SegmentRow]) -> Vec<Value> {
-    to_values(segment_rows(day, segs))
+impl SegmentRecord<'_> {
+    pub fn start(&self) -> Ms {
+        self.start_time.0
+    }
 }
 
-pub fn conversation_records(
-    day: chrono::NaiveDate,
-    day_start: Ms,
-    rows: &[ConversationRow],
-) -> Vec<Value> {
-    to_values(conversation_rows(day, day_start, rows))
+impl Record for ConversationRecord<'_> {
+    fn key(&self) -> String {
+        self.external_id.clone()
+    }
 }
 
-pub fn interval_records(rows: &[IntervalRow]) -> (Vec<Value>, u64) {
-    let (recs, unmatched) = interval_rows(rows);
-    (to_values(recs), unmatched)
+impl Record for IntervalRecord<'_> {
+    /// Workstream, channel and interval start (a missing workstream or channel is empty).
+    fn key(&self) -> String {
+        format!(
+            "{}|{}|{}",
+            self.workstream.unwrap_or(""),
+            self.channel.unwrap_or(""),
+            time::UtcMs(self.interval_start.0)
+        )
+    }
 }
 
 /// Checks that an answer accounts for every record sent (DESIGN §8 "nothing trusted that the
@@ -299,18 +378,18 @@ pub fn confirm(answer: &PushAnswer, sent: usize, what: &str) -> Result<(), PushE
 }
 
 /// Upserts records by key, without a replace window (what `follow` sends between reconciles).
-pub async fn upsert(
+pub async fn upsert<R: serde::Serialize>(
     client: &WfmClient,
-    put: bool,
-    path: &'static str,
-    records: &[Value],
+    kind: Kind,
+    records: &[R],
     what: &str,
 ) -> Result<PushAnswer, PushError> {
     let mut body = Vec::new();
     write_envelope(&mut body, client.integration_id(), records, None);
     let body = bytes::Bytes::from(body);
+    let path = kind.path();
     let key = digest(&[client.session().as_bytes(), path.as_bytes(), body.as_ref()]);
-    let answer = client.send(put, path, &body, &key).await?;
+    let answer = client.send(kind.put(), path, &body, &key).await?;
     confirm(&answer, records.len(), what)?;
     Ok(answer)
 }
@@ -343,6 +422,31 @@ pub struct PushPlan {
 }
 
 impl PushPlan {
+    /// The plan of one kind of record: for a day (keyed `kind/day`, with its replace window)
+    /// or for no day (users).
+    pub fn of<R: serde::Serialize>(
+        kind: Kind,
+        day: Option<(chrono::NaiveDate, (Ms, Ms))>,
+        records: impl IntoIterator<Item = R>,
+        batch_size: usize,
+        integration: &str,
+    ) -> PushPlan {
+        let key = match day {
+            Some((d, _)) => format!("{}/{d}", kind.as_str()),
+            None => kind.as_str().to_string(),
+        };
+        let window = day.map(|(_, w)| w);
+        PushPlan::new(
+            key,
+            kind.path(),
+            kind.put(),
+            window,
+            records,
+            batch_size,
+            integration,
+        )
+    }
+
     /// `integration` is the receiver's integration id, which every body names.
     pub fn new<R: serde::Serialize>(
         key: String,
@@ -617,7 +721,7 @@ mod tests {
             segment(Axis::Availability, "AvailableFor:MESSAGING,VOICE", None),
             segment(Axis::Availability, "Unavailable", None),
         ];
-        let convs = vec![ConversationRow {
+        let convs: Vec<ConversationRow> = vec![ConversationRow {
             conversation_id: "c1".into(),
             customer_id: None,
             inbox_id: Some("in1".into()),
@@ -644,7 +748,7 @@ mod tests {
         let window = Some((day_start, day_end));
         let cases: Vec<(Vec<Value>, PushPlan)> = vec![
             (
-                segment_records(day, &segs),
+                values(segment_rows(day, &segs)),
                 PushPlan::new(
                     "t".into(),
                     TASKS_PATH,
@@ -656,7 +760,7 @@ mod tests {
                 ),
             ),
             (
-                conversation_records(day, day_start, &convs),
+                values(conversation_rows(day, day_start, &convs)),
                 PushPlan::new(
                     "c".into(),
                     CONVERSATIONS_PATH,
@@ -668,7 +772,7 @@ mod tests {
                 ),
             ),
             (
-                interval_records(&ivs).0,
+                values(interval_rows(&ivs).0),
                 PushPlan::new(
                     "i".into(),
                     INTERVALS_PATH,
@@ -718,14 +822,54 @@ mod tests {
             PushPlan::new("e".into(), TASKS_PATH, false, None, none, 2, "x").batches(),
             0
         );
-        let first = &segment_records(day, &segs)[0];
+        let first = &values(segment_rows(day, &segs))[0];
         assert_eq!(first["startTime"], "2024-05-01T14:00:03.120Z");
         assert_eq!(first["endTime"], "2024-05-01T14:31:40.000Z");
         assert_eq!(first["statusCategory"], "away");
         assert_eq!(
-            segment_records(day, &segs)[1]["availableFor"],
+            values(segment_rows(day, &segs))[1]["availableFor"],
             json!(["MESSAGING", "VOICE"])
         );
-        assert_eq!(segment_records(day, &segs)[2]["availableFor"], json!([]));
+        assert_eq!(
+            values(segment_rows(day, &segs))[2]["availableFor"],
+            json!([])
+        );
+        // follow's change digests are those of the JSON values earlier versions built.
+        let digests_of = |recs: Vec<String>, vals: Vec<Value>| {
+            for (d, v) in recs.iter().zip(&vals) {
+                assert_eq!(d, &digest(&[v.to_string().as_bytes()]), "{v}");
+            }
+        };
+        digests_of(
+            segment_rows(day, &segs)
+                .map(|r| record_digest(&r))
+                .collect(),
+            values(segment_rows(day, &segs)),
+        );
+        digests_of(
+            interval_rows(&ivs).0.map(|r| record_digest(&r)).collect(),
+            values(interval_rows(&ivs).0),
+        );
+        let users = user_records(
+            &[AgentDim {
+                agent_id: "A1".into(),
+                name: Some("Ann".into()),
+                email: Some(" Ann@Example.com ".into()),
+                team_ids: vec![],
+            }],
+            &BTreeMap::new(),
+        );
+        assert_eq!(
+            serde_json::to_value(&users[0]).unwrap(),
+            json!({"email": "ann@example.com", "integrationIdentifier": "A1", "name": "Ann", "isActive": true})
+        );
+        digests_of(
+            users.iter().map(record_digest).collect(),
+            values(users.iter()),
+        );
+    }
+
+    fn values<R: serde::Serialize>(recs: impl Iterator<Item = R>) -> Vec<Value> {
+        recs.map(|r| serde_json::to_value(r).unwrap()).collect()
     }
 }

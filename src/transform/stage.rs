@@ -59,6 +59,13 @@ pub struct Transformer<'a> {
     pub now: Ms,
 }
 
+impl<'a> Transformer<'a> {
+    /// `now`: days that end after it are incomplete.
+    pub fn new(p: &'a Pipeline, st: &'a Storage, tz: Tz, now: Ms) -> Transformer<'a> {
+        Transformer { p, st, tz, now }
+    }
+}
+
 impl Transformer<'_> {
     /// The state of every agent and axis at the start of `day`, from the look-back days.
     pub fn start_state(&self, day: NaiveDate) -> Result<StartState, TransformError> {
