@@ -23,14 +23,18 @@ const CHECK_DAYS: usize = 14;
 /// root belongs to another pipeline).
 pub async fn check(p: &Pipeline, offline: bool, strict: bool) -> i32 {
     crate::log::add_secrets(&p.secrets());
-    let owned = p
-        .root()
-        .map_err(|e| e.to_string())
-        .and_then(|r| crate::ownership::verify(&r, &p.name).map_err(|e| e.to_string()));
-    if let Err(e) = owned {
-        // Another pipeline's raw zone says nothing about this pipeline's rules.
+    let root = match p.root() {
+        Ok(r) => r,
+        Err(e) => {
+            crate::say_err!("gladly-wfm: output.root: {e}");
+            return 2;
+        }
+    };
+    if let Err(e) = crate::ownership::verify(&root, &p.name) {
+        // Another pipeline's raw zone says nothing about this pipeline's rules (2); a root
+        // that cannot be read is 1, as for `run`.
         crate::say_err!("gladly-wfm: {e}");
-        return 2;
+        return e.exit_code();
     }
     if !offline {
         for section in [Section::Gladly, Section::Wfm] {
@@ -90,13 +94,6 @@ pub async fn check(p: &Pipeline, offline: bool, strict: bool) -> i32 {
             }
         }
     }
-    let root = match p.root() {
-        Ok(r) => r,
-        Err(e) => {
-            crate::say!("output: {e}");
-            return 2;
-        }
-    };
     let st = Storage::new(root, p.compression);
     let problems = report_labels(p, &st) + report_inboxes(p, &st);
     if strict && problems > 0 {

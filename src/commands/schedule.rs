@@ -51,12 +51,13 @@ pub async fn schedule(p: &Pipeline) -> i32 {
             now: crate::time::now_ms(),
             trigger: "schedule".into(),
         };
-        let outcome = tokio::select! {
-            o = pipeline::run(p, &opts) => o,
-            _ = term.recv() => { log::info("schedule: stopping (SIGTERM) — the current run is abandoned; the next run resumes it"); return 0; }
-            _ = int.recv() => { log::info("schedule: stopping (SIGINT) — the current run is abandoned; the next run resumes it"); return 0; }
-        };
+        // The run listens for the signals itself and stops at its next safe point.
+        let outcome = pipeline::run(p, &opts).await;
         crate::say!("{}", outcome.summary);
+        if outcome.interrupted {
+            log::info("schedule: stopping (a signal stopped the run; the next run resumes it)");
+            return 0;
+        }
         if outcome.exit_code != 0 {
             log::warn(format!(
                 "schedule: run {runs} ended with exit code {}; carrying on",

@@ -44,7 +44,7 @@ pub fn status(p: &Pipeline, now: crate::time::Ms) -> i32 {
     let root = match p.root() {
         Ok(r) => r,
         Err(e) => {
-            crate::say!("output: {e}");
+            crate::say_err!("gladly-wfm: output.root: {e}");
             return 2;
         }
     };
@@ -52,7 +52,7 @@ pub fn status(p: &Pipeline, now: crate::time::Ms) -> i32 {
     let state = match PipelineState::load(&state_dir) {
         Ok(s) => s,
         Err(e) => {
-            crate::say!("state: {e}");
+            crate::say_err!("gladly-wfm: state: {e}");
             return 1;
         }
     };
