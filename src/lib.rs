@@ -27,6 +27,7 @@ pub mod raw;
 pub mod report;
 pub mod state;
 pub mod storage;
+pub mod telemetry;
 pub mod time;
 pub mod transform;
 pub mod wfm;
