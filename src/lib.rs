@@ -25,6 +25,7 @@ pub mod pattern;
 pub mod pipeline;
 pub mod raw;
 pub mod report;
+pub mod service;
 pub mod state;
 pub mod storage;
 pub mod telemetry;

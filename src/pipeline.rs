@@ -240,6 +240,7 @@ pub fn new_run_id(now: Ms) -> String {
 pub async fn run(p: &Pipeline, opts: &RunOptions) -> RunOutcome {
     let started = time::now_ms();
     let run_id = new_run_id(started);
+    let _run = log::scope_run(&p.name, &run_id);
     let t0 = Instant::now();
     log::add_secrets(&p.secrets());
     if let (Some(f), Some(t)) = (opts.from, opts.to) {
@@ -334,6 +335,9 @@ pub async fn run(p: &Pipeline, opts: &RunOptions) -> RunOutcome {
             Some(first) => format!("{first}; {msg}"),
             None => msg,
         });
+    }
+    if code == 0 {
+        crate::telemetry::last_success("run");
     }
     let facts = RunFacts {
         run_id: &run_id,
@@ -621,6 +625,7 @@ impl Run<'_> {
             if self.interrupt.requested() {
                 return Err(RunError::Interrupted);
             }
+            let day_scope = log::scope_day(day, "extract");
             log::info(format!("day {day} ({}/{})", i + 1, days.len()));
             log::progress(
                 i,
@@ -658,6 +663,7 @@ impl Run<'_> {
                 }
             }
             if self.opts.stages.transform {
+                day_scope.stage("transform");
                 log::progress(
                     i,
                     days.len(),
@@ -937,6 +943,7 @@ impl Run<'_> {
         };
         let mut next = all.first().map(|&d| build(d));
         for (i, &day) in all.iter().enumerate() {
+            let _day = log::scope_day(day, "load");
             let built = next.take().expect("built ahead").await.map_err(|e| {
                 RunError::Failed(format!("building the push plans of {day} failed: {e}"))
             })??;
