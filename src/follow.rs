@@ -276,6 +276,8 @@ pub async fn follow(p: &Pipeline, clock: Clock) -> i32 {
     let period = f.clock.real_duration(p.follow.poll_seconds as Ms * 1000);
     let mut ticks = tokio::time::interval(period);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The cursor as resumed: a follower that cannot poll after a restart still shows its lag.
+    f.fs.polled_to.map(crate::telemetry::cursor);
     let Ok(mut service) = crate::service::Service::start(p, Some(period * 3)).await else {
         return 2;
     };
