@@ -98,11 +98,16 @@ impl Follower {
             "--speed",
             sp.as_str(),
         ];
-        let mut child = command(dir, &args, &[])
+        let child = command(dir, &args, &[])
             .stderr(std::process::Stdio::piped())
             .stdout(std::process::Stdio::null())
             .spawn()
             .unwrap();
+        Follower::of(child)
+    }
+
+    /// Reads a child's stderr, one JSON line at a time.
+    fn of(mut child: tokio::process::Child) -> Follower {
         let mut reader = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(async move {
@@ -390,4 +395,46 @@ async fn json_log_lines_parse_and_a_days_lines_carry_day_and_stage() {
     }
     assert!(!run_id.is_empty());
     assert_no_secrets(&dir.path().join("output"), &[&o.stderr]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedule_serves_health_while_it_waits() {
+    let s = start_default(NOW).await;
+    let dir = tempfile::tempdir().unwrap();
+    // A fire time a year away: the scheduler waits all through the test.
+    let p = pipeline(
+        dir.path(),
+        &s,
+        "",
+        "[schedule]\ncron = \"0 0 1 1 *\"\n\n[service]\nlisten = \"127.0.0.1:0\"\n",
+    );
+    let pf = p.display().to_string();
+    let args = [
+        "--log-format",
+        "json",
+        "schedule",
+        "--pipeline",
+        pf.as_str(),
+    ];
+    let child = command(dir.path(), &args, &[])
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut f = Follower::of(child);
+    let line = f.until("service listening on http://").await;
+    let addr = gladly_wfm::service::listening_addr(line["message"].as_str().unwrap())
+        .unwrap()
+        .to_string();
+    f.until("schedule: next run at").await;
+    assert_eq!(
+        get(&addr, "/healthz").await,
+        (200, "{\"alive\":true}\n".into())
+    );
+    assert_eq!(get(&addr, "/readyz").await.0, 200);
+    parse_exposition(&get(&addr, "/metrics").await.1);
+    let pid = f.child.id().unwrap() as i32;
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let status = f.child.wait().await.unwrap();
+    assert_eq!(status.code(), Some(0), "{}", f.log.join("\n"));
 }
