@@ -277,7 +277,7 @@ pub async fn follow(p: &Pipeline, clock: Clock) -> i32 {
     let mut ticks = tokio::time::interval(period);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // The cursor as resumed: a follower that cannot poll after a restart still shows its lag.
-    f.fs.polled_to.map(crate::telemetry::cursor);
+    crate::telemetry::resumed(f.fs.polled_to);
     let Ok(mut service) = crate::service::Service::start(p, Some(period * 3)).await else {
         return 2;
     };

@@ -336,6 +336,13 @@ pub fn cursor(ms: i64) {
     metrics().cursor.set(unix_seconds(ms));
 }
 
+/// The cursor a follower resumes from (Unix ms), if it has one: shown before its first poll.
+pub fn resumed(cursor_ms: Option<i64>) {
+    if let Some(c) = cursor_ms {
+        cursor(c);
+    }
+}
+
 /// Event → WFM acknowledgement, in ms, of each status change pushed.
 pub fn event_to_wfm(path: &str, latencies_ms: &[i64]) {
     if let Some(p) = known(&PATHS, path) {
