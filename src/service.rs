@@ -29,6 +29,9 @@ const MAX_CONNECTIONS: usize = 32;
 const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 /// No connection lives longer (a scraper or a probe reconnects).
 const CONNECTION_LIFETIME: Duration = Duration::from_secs(30);
+/// `/healthz` never asks for a turn more often than this, whatever the loop's period: a clock
+/// run faster than real time (tests, demos) must not make a single slow turn look dead.
+const MIN_ALIVE_WITHIN: Duration = Duration::from_secs(10);
 
 /// What `/healthz` and `/readyz` answer from.
 #[derive(Debug)]
@@ -145,14 +148,14 @@ impl Service {
     }
 
     /// Starts serving when the pipeline has `[service]`: for `follow`, `alive_within` is three
-    /// poll intervals; `schedule` passes `None`. A listener that cannot be bound is an error
+    /// poll intervals (at least 10 s); `schedule` passes `None`. A listener that cannot be bound is an error
     /// (exit 2: the address is the file's).
     pub async fn start(p: &Pipeline, alive_within: Option<Duration>) -> Result<Service, i32> {
         let Some(cfg) = &p.service else {
             return Ok(Service::none());
         };
         crate::telemetry::init();
-        let health = Health::new(alive_within);
+        let health = Health::new(alive_within.map(|d| d.max(MIN_ALIVE_WITHIN)));
         let listener = match tokio::net::TcpListener::bind(cfg.listen).await {
             Ok(l) => l,
             Err(e) => {
