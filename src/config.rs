@@ -138,6 +138,20 @@ struct RawPipeline {
     wfm: Option<RawWfm>,
     schedule: Option<RawSchedule>,
     follow: Option<RawFollow>,
+    service: Option<RawService>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawService {
+    listen: Spanned<String>,
+}
+
+/// `[service]`: `follow` and `schedule` serve /healthz, /readyz and /metrics (DESIGN §13).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServiceConfig {
+    /// Where to listen; port 0 takes a free one (the log line says which).
+    pub listen: std::net::SocketAddr,
 }
 
 #[derive(Deserialize)]
@@ -341,6 +355,8 @@ pub struct Pipeline {
     pub schedule: Option<cron::Schedule>,
     pub schedule_expr: Option<String>,
     pub follow: FollowConfig,
+    /// `[service] listen`; `None`: no endpoint.
+    pub service: Option<ServiceConfig>,
     /// `${VAR}`s of [gladly] and [wfm] that were unset: see `require`.
     unresolved: Vec<(Section, ConfigError)>,
 }
@@ -849,6 +865,24 @@ impl Pipeline {
                 }
             }
         };
+        let service = match &raw.service {
+            None => None,
+            Some(s) => {
+                let listen = cx.expand("service.listen", &s.listen)?;
+                match listen.trim().parse::<std::net::SocketAddr>() {
+                    Ok(a) => Some(ServiceConfig { listen: a }),
+                    Err(_) => {
+                        return cx.err(
+                            s.listen.span(),
+                            format!(
+                                "service.listen: `{}` is not an address to listen on (an IP address and a port: 127.0.0.1:9464, or 0.0.0.0:9464 in a container)",
+                                quote(&listen)
+                            ),
+                        )
+                    }
+                }
+            }
+        };
         let max_range_days = *raw.max_range_days.get_ref();
         if max_range_days == 0 {
             return cx.err(
@@ -878,6 +912,7 @@ impl Pipeline {
             schedule,
             schedule_expr,
             follow,
+            service,
             unresolved: cx.unresolved.take(),
         })
     }
@@ -995,5 +1030,20 @@ pattern = "LOGGED_IN"
         assert!(e.to_string().contains("https"), "{e}");
         let e = parse(&BASE.replace("America/New_York", "Mars/Olympus")).unwrap_err();
         assert!(e.to_string().contains("Mars/Olympus") && e.line == 3, "{e}");
+    }
+
+    #[test]
+    fn service_listen_is_an_address_and_errors_name_file_and_line() {
+        assert_eq!(parse(BASE).unwrap().service, None);
+        let p = parse(&format!("{BASE}\n[service]\nlisten = \"0.0.0.0:9464\"\n")).unwrap();
+        assert_eq!(p.service.unwrap().listen.to_string(), "0.0.0.0:9464");
+        let e = parse(&format!("{BASE}\n[service]\nlisten = \"localhost\"\n")).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("p.toml:15: service.listen: `localhost`"),
+            "{e}"
+        );
+        let e = parse(&format!("{BASE}\n[service]\nlisen = \"127.0.0.1:1\"\n")).unwrap_err();
+        assert!(e.line == 15 && e.to_string().contains("lisen"), "{e}");
     }
 }

@@ -414,6 +414,7 @@ impl Extractor {
                 time::fmt_ts(outside[0].recorded_at())
             )));
         }
+        crate::telemetry::set_aside("outside_day", outside.len() as u64);
         x.set_aside.extend(outside.iter().map(|e| SetAside {
             location: format!("{what} {day}, event {}", e.event_id()),
             reason: format!(

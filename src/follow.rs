@@ -160,6 +160,14 @@ enum FollowError {
 }
 
 impl FollowError {
+    /// Gladly failed (not ready: service.rs).
+    fn is_gladly(&self) -> bool {
+        matches!(
+            self,
+            FollowError::Gladly(_) | FollowError::Extract(ExtractError::Gladly(_))
+        )
+    }
+
     fn is_auth(&self) -> bool {
         matches!(
             self,
@@ -261,13 +269,19 @@ pub async fn follow(p: &Pipeline, clock: Clock) -> i32 {
     let period = f.clock.real_duration(p.follow.poll_seconds as Ms * 1000);
     let mut ticks = tokio::time::interval(period);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The cursor as resumed: a follower that cannot poll after a restart still shows its lag.
+    crate::telemetry::resumed(f.fs.polled_to);
+    let Ok(mut service) = crate::service::Service::start(p, Some(period * 3)).await else {
+        return 2;
+    };
     loop {
         tokio::select! {
             _ = ticks.tick() => {}
             _ = interrupt.wait() => break,
         }
+        service.loop_turn();
         match f.tick().await {
-            Ok(()) => {}
+            Ok(()) => service.poll_ok(),
             Err(e) if e.is_auth() => {
                 log::error(e.to_string());
                 return 4;
@@ -275,6 +289,7 @@ pub async fn follow(p: &Pipeline, clock: Clock) -> i32 {
             Err(e) => {
                 log::error(format!("follow: {e}; trying again at the next poll"));
                 f.failed(&e);
+                service.poll_failed(e.is_gladly(), &e.to_string());
             }
         }
         if interrupt.requested() {
@@ -348,6 +363,7 @@ impl Follower<'_> {
 
     async fn locked_tick(&mut self) -> Result<(), FollowError> {
         let (t, cpu) = (std::time::Instant::now(), process_cpu_ms());
+        let _poll = log::scope_day(time::day_of(self.tz, self.clock.now()), "poll");
         // First a day another run was committing when it was killed is completed (and, at the
         // first poll, what it had not committed is removed): one listing when there is none.
         if self.recovered {
@@ -372,6 +388,7 @@ impl Follower<'_> {
             self.fs.save(&self.state_dir)?;
         }
         let samples = std::mem::take(&mut self.latencies);
+        crate::telemetry::polled(t.elapsed(), self.fs.polled_to, &samples);
         for l in &samples {
             if self.fs.recent_latencies_ms.len() == RECENT {
                 self.fs.recent_latencies_ms.pop_front();
@@ -762,6 +779,7 @@ impl Follower<'_> {
                 log::error(format!("follow: {e}"));
                 return;
             }
+            crate::telemetry::last_success("reconcile");
             day += Duration::days(1);
         }
     }

@@ -71,9 +71,31 @@ pub struct Stats {
     pub throttled: AtomicU64,
     pub server_errors: AtomicU64,
     pub transport_errors: AtomicU64,
+    /// Which API these counters count (`gladly`, `wfm`), for the metrics (telemetry.rs): set
+    /// once by the client that uses them; unnamed counters count for the manifest only.
+    pub api: std::sync::OnceLock<&'static str>,
 }
 
 impl Stats {
+    /// Names the API these counters count for the metrics.
+    pub fn for_api(&self, api: &'static str) {
+        let _ = self.api.set(api);
+    }
+
+    /// One attempt answered with `status`, or not answered (`None`).
+    fn answered(&self, status: Option<u16>) {
+        if let Some(api) = self.api.get() {
+            crate::telemetry::http_request(api, status);
+        }
+    }
+
+    fn retried(&self) {
+        self.retries.fetch_add(1, Ordering::Relaxed);
+        if let Some(api) = self.api.get() {
+            crate::telemetry::http_retry(api);
+        }
+    }
+
     pub fn snapshot(&self) -> serde_json::Value {
         serde_json::json!({
             "requests": self.requests.load(Ordering::Relaxed),
@@ -280,7 +302,7 @@ pub async fn execute(
     let mut last = String::new();
     for attempt in 0..policy.max_attempts {
         if attempt > 0 {
-            stats.retries.fetch_add(1, Ordering::Relaxed);
+            stats.retried();
         }
         for l in limiters {
             l.acquire().await;
@@ -288,7 +310,9 @@ pub async fn execute(
         stats.requests.fetch_add(1, Ordering::Relaxed);
         let mut wait = policy.backoff(attempt);
         let mut throttled = false;
-        match build().send().await {
+        let sent = build().send().await;
+        stats.answered(sent.as_ref().ok().map(|r| r.status().as_u16()));
+        match sent {
             Err(e) => last = no_answer(what, &e, stats)?,
             Ok(resp) => {
                 let status = resp.status().as_u16();
@@ -464,7 +488,7 @@ pub async fn execute_streamed(
     let mut last = String::new();
     for attempt in 0..policy.max_attempts {
         if attempt > 0 {
-            stats.retries.fetch_add(1, Ordering::Relaxed);
+            stats.retried();
         }
         let mut wait = policy.backoff(attempt);
         let permit = match slot {
@@ -476,7 +500,9 @@ pub async fn execute_streamed(
         }
         stats.requests.fetch_add(1, Ordering::Relaxed);
         let mut throttled = false;
-        let outcome = match build().send().await {
+        let sent = build().send().await;
+        stats.answered(sent.as_ref().ok().map(|r| r.status().as_u16()));
+        let outcome = match sent {
             Err(e) => Attempt::Retry(no_answer(what, &e, stats)?),
             Ok(resp) if resp.status().is_redirection() => {
                 return Err(redirected(what, &resp).into());

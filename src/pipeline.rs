@@ -224,6 +224,7 @@ pub fn new_run_id(now: Ms) -> String {
 pub async fn run(p: &Pipeline, opts: &RunOptions) -> RunOutcome {
     let started = time::now_ms();
     let run_id = new_run_id(started);
+    let _run = log::scope_run(&p.name, &run_id);
     let t0 = Instant::now();
     log::add_secrets(&p.secrets());
     if let (Some(f), Some(t)) = (opts.from, opts.to) {
@@ -314,6 +315,9 @@ pub async fn run(p: &Pipeline, opts: &RunOptions) -> RunOutcome {
             Some(first) => format!("{first}; {msg}"),
             None => msg,
         });
+    }
+    if code == 0 {
+        crate::telemetry::last_success("run");
     }
     let facts = RunFacts {
         run_id: &run_id,
@@ -543,6 +547,7 @@ impl Run<'_> {
             if self.interrupt.requested() {
                 return Err(RunError::Interrupted);
             }
+            let day_scope = log::scope_day(day, "extract");
             log::info(format!("day {day} ({}/{})", i + 1, days.len()));
             log::progress(
                 i,
@@ -580,6 +585,7 @@ impl Run<'_> {
                 }
             }
             if self.opts.stages.transform {
+                day_scope.stage("transform");
                 log::progress(
                     i,
                     days.len(),
@@ -799,6 +805,7 @@ impl Run<'_> {
         for &day in &all {
             let whole = days.contains(&day);
             let intervals = whole || pending_load.contains(&day);
+            let _day = log::scope_day(day, "load");
             let built = tokio::task::block_in_place(|| {
                 day_plans(
                     &self.st,

@@ -85,7 +85,11 @@ pub fn read_agent_events(
 pub trait RawEvents: Sized {
     /// The raw dataset, for messages and counts.
     const DATASET: &'static str;
+    /// The metrics' `entity` (telemetry.rs).
+    const ENTITY: &'static str;
     fn event_id(&self) -> &str;
+    /// Which API it was read from.
+    fn source(&self) -> crate::model::Source;
     fn recorded_at(&self) -> Ms;
     fn read(st: &Storage, day: NaiveDate) -> Result<Option<Vec<Self>>, StorageError>;
     fn frame(evs: &[Self]) -> PolarsResult<DataFrame>;
@@ -93,8 +97,12 @@ pub trait RawEvents: Sized {
 
 impl RawEvents for AgentEvent {
     const DATASET: &'static str = AGENT_EVENTS;
+    const ENTITY: &'static str = "agent";
     fn event_id(&self) -> &str {
         &self.event_id
+    }
+    fn source(&self) -> crate::model::Source {
+        self.source
     }
     fn recorded_at(&self) -> Ms {
         self.recorded_at
@@ -109,14 +117,29 @@ impl RawEvents for AgentEvent {
 
 /// Merges a fresh fetch into what the raw zone holds for the day: the union by event id, fresh
 /// rows winning, sorted by id. (Focus events exist only in Events-API windows; a later report
-/// must not erase them.)
+/// must not erase them.) Every landing goes through here, the nightly run's and `follow`'s:
+/// the events new to the raw zone are counted here for the metrics (telemetry.rs).
 pub fn merge_by_id<E: RawEvents>(old: Vec<E>, fresh: Vec<E>) -> Vec<E> {
     let mut by_id: std::collections::BTreeMap<String, E> = old
         .into_iter()
         .map(|e| (e.event_id().to_string(), e))
         .collect();
+    // (source, new events, the newest `timestamp` among them)
+    let mut new: Vec<(crate::model::Source, u64, Ms)> = Vec::new();
     for e in fresh {
-        by_id.insert(e.event_id().to_string(), e);
+        let (source, at) = (e.source(), e.recorded_at());
+        if by_id.insert(e.event_id().to_string(), e).is_none() {
+            match new.iter_mut().find(|(s, _, _)| *s == source) {
+                Some((_, n, newest)) => {
+                    *n += 1;
+                    *newest = (*newest).max(at);
+                }
+                None => new.push((source, 1, at)),
+            }
+        }
+    }
+    for (source, n, newest) in new {
+        crate::telemetry::events_landed(source.as_str(), E::ENTITY, n, Some(newest));
     }
     by_id.into_values().collect()
 }
@@ -273,8 +296,12 @@ pub fn read_conversation_events(
 
 impl RawEvents for ConversationEvent {
     const DATASET: &'static str = CONVERSATION_EVENTS;
+    const ENTITY: &'static str = "conversation";
     fn event_id(&self) -> &str {
         &self.event_id
+    }
+    fn source(&self) -> crate::model::Source {
+        self.source
     }
     fn recorded_at(&self) -> Ms {
         self.recorded_at

@@ -63,6 +63,7 @@ impl WfmClient {
 
     pub fn new(cfg: &WfmConfig, stats: Arc<Stats>) -> WfmClient {
         crate::log::add_credential(&cfg.client_id, cfg.client_secret.expose());
+        stats.for_api("wfm");
         WfmClient {
             http: crate::http::client_builder().build().expect("HTTP client"),
             // The receiver's default limit: 100 requests per 30 s per client.
@@ -186,12 +187,25 @@ impl WfmClient {
                             what: what.clone(),
                             detail: e.to_string(),
                         })?;
-                    return serde_json::from_value(v["data"].clone()).map_err(|e| {
-                        WfmError::Decode {
-                            what: what.clone(),
-                            detail: e.to_string(),
-                        }
-                    });
+                    let answer: PushAnswer =
+                        serde_json::from_value(v["data"].clone()).map_err(|e| {
+                            WfmError::Decode {
+                                what: what.clone(),
+                                detail: e.to_string(),
+                            }
+                        })?;
+                    // The WFM's answers by kind, for the metrics; a push acknowledged.
+                    if let Some(kind) = crate::telemetry::kind_of_path(path) {
+                        crate::telemetry::wfm_answer(
+                            kind,
+                            answer.inserted,
+                            answer.updated,
+                            answer.duplicate,
+                            answer.rejected,
+                        );
+                    }
+                    crate::telemetry::last_success("push");
+                    return Ok(answer);
                 }
                 // An expired or revoked token: one fresh token, one more try.
                 401 if !fresh => fresh = true,

@@ -281,7 +281,7 @@ async fn dry_run_and_disabled_wfm_push_nothing_and_json_logs_parse() {
     for line in o.stderr.lines() {
         let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}"));
         assert!(
-            v["level"].is_string() && v["msg"].is_string() && v["ts"].is_string(),
+            v["level"].is_string() && v["message"].is_string() && v["timestamp"].is_string(),
             "{line}"
         );
     }

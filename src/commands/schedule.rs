@@ -25,6 +25,11 @@ pub async fn schedule(p: &Pipeline) -> i32 {
         return 2;
     }
     let tz = schedule_timezone(p);
+    // [service]: alive while the scheduler waits or runs; ready while the last run succeeded.
+    let Ok(service) = crate::service::Service::start(p, None).await else {
+        return 2;
+    };
+    service.ready(true, "");
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
     let mut runs = 0u64;
@@ -58,6 +63,14 @@ pub async fn schedule(p: &Pipeline) -> i32 {
             log::info("schedule: stopping (a signal stopped the run; the next run resumes it)");
             return 0;
         }
+        service.loop_turn();
+        service.ready(
+            outcome.exit_code == 0,
+            &format!(
+                "run: the last run ended with exit code {}",
+                outcome.exit_code
+            ),
+        );
         if outcome.exit_code != 0 {
             log::warn(format!(
                 "schedule: run {runs} ended with exit code {}; carrying on",

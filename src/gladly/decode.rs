@@ -185,6 +185,14 @@ impl<T: Keyed> Decoded<T> {
                 },
             },
             Err(e) => {
+                crate::telemetry::set_aside(
+                    if e.unreadable.is_some() {
+                        "unreadable"
+                    } else {
+                        "unknown_type"
+                    },
+                    1,
+                );
                 if let Some((col, value)) = e.unreadable {
                     let c = self.unreadable.entry(col).or_insert((0, value));
                     c.0 += 1;

@@ -110,6 +110,7 @@ struct RawTeam {
 impl GladlyClient {
     pub fn new(cfg: &GladlyConfig, stats: Arc<Stats>) -> GladlyClient {
         crate::log::add_credential(&cfg.user, cfg.token.expose());
+        stats.for_api("gladly");
         let http = crate::http::client_builder()
             .user_agent(concat!("gladly-wfm/", env!("CARGO_PKG_VERSION")))
             .build()
