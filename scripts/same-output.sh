@@ -57,7 +57,7 @@ kill $G $W; wait $G $W 2>/dev/null || true
 one "$1" "$WORK/a"
 one "$2" "$WORK/b"
 A="$WORK/a"; B="$WORK/b"; rc=0
-for f in $(cd "$A/root" && find . -name '*.parquet' | grep -v '^./inboxes\|^./raw/inboxes\|^./agents\|^./raw/agents' | sort); do
+for f in $(cd "$A/root" && find . -name '*.parquet' | grep -v '^./inboxes\|^./raw/inboxes\|^./agents\|^./raw/agents\|^./raw/teams' | sort); do
   cmp -s "$A/root/$f" "$B/root/$f" || { echo "differs: $f"; rc=1; }
 done
 n=$(cd "$A/root" && find . -name '*.parquet' | wc -l)

@@ -164,6 +164,13 @@ pub struct AgentDim {
     pub team_ids: Vec<String>,
 }
 
+/// A team of `/teams`: its name, for people (the report's groups).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TeamDim {
+    pub team_id: String,
+    pub name: Option<String>,
+}
+
 /// Trimmed and lower-cased: how agents join to WFM users.
 pub fn normalize_email(e: &str) -> String {
     e.trim().to_lowercase()

@@ -8,7 +8,7 @@ use polars::prelude::PolarsResult;
 use crate::frames::{DataFrame, FrameBuilder, FrameReader, Need};
 use crate::model::{
     AgentDim, AgentEvent, AgentEventKind, ConversationEvent, ConversationEventKind, InboxDim,
-    Source, WorkSession,
+    Source, TeamDim, WorkSession,
 };
 use crate::storage::{Storage, StorageError};
 use crate::time::Ms;
@@ -16,6 +16,8 @@ use crate::time::Ms;
 pub const AGENT_EVENTS: &str = "raw/agent_events";
 pub const AGENTS: &str = "raw/agents";
 pub const INBOXES: &str = "raw/inboxes";
+/// Team names, snapshotted with the agents (the agents carry their team ids).
+pub const TEAMS: &str = "raw/teams";
 
 pub fn agent_events_frame(evs: &[AgentEvent]) -> PolarsResult<DataFrame> {
     FrameBuilder::new(evs.len())
@@ -207,6 +209,28 @@ pub fn inboxes_from(df: &DataFrame) -> PolarsResult<(Vec<InboxDim>, Option<Ms>)>
         })
         .collect::<PolarsResult<Vec<_>>>()?;
     Ok((out, snap.first().copied().flatten()))
+}
+
+pub fn teams_frame(teams: &[TeamDim], snapshot_at: Ms) -> PolarsResult<DataFrame> {
+    FrameBuilder::new(teams.len())
+        .str("team_id", teams.iter().map(|t| Some(t.team_id.as_str())))
+        .str("name", teams.iter().map(|t| t.name.as_deref()))
+        .ts("snapshot_at", teams.iter().map(|_| Some(snapshot_at)))
+        .finish()
+}
+
+pub fn teams_from(df: &DataFrame) -> PolarsResult<Vec<TeamDim>> {
+    let r = FrameReader(df);
+    let ids = r.str("team_id")?;
+    let names = r.str("name")?;
+    (0..r.height())
+        .map(|i| {
+            Ok(TeamDim {
+                team_id: Need(i).some("team_id", ids[i].clone())?,
+                name: names[i].clone(),
+            })
+        })
+        .collect()
 }
 
 /// The newest snapshot of a dimension in the raw zone: (its date, the frame).

@@ -94,19 +94,22 @@ pub fn timezone(
         .ok_or(StageError::NoTimezone)
 }
 
-/// Agents (with their teams) and inboxes from Gladly, landed as `day`'s raw snapshots taken at
-/// `snapshot_at`.
+/// Agents (with their teams), team names and inboxes from Gladly, landed as `day`'s raw
+/// snapshots taken at `snapshot_at`.
 pub async fn land_dimensions(
     gladly: &GladlyClient,
     st: &Storage,
     day: NaiveDate,
     snapshot_at: Ms,
 ) -> Result<(Vec<AgentDim>, Vec<InboxDim>), StageError> {
-    let agents = gladly.agents().await?;
+    let (agents, teams) = gladly.agents_and_teams().await?;
     let inboxes = gladly.inboxes().await?;
     let mut a =
         raw::agents_frame(&agents, snapshot_at).map_err(frame_err("agents snapshot".into()))?;
     st.write_partition(raw::AGENTS, day, &mut a)?;
+    let mut t =
+        raw::teams_frame(&teams, snapshot_at).map_err(frame_err("teams snapshot".into()))?;
+    st.write_partition(raw::TEAMS, day, &mut t)?;
     let mut i =
         raw::inboxes_frame(&inboxes, snapshot_at).map_err(frame_err("inboxes snapshot".into()))?;
     st.write_partition(raw::INBOXES, day, &mut i)?;

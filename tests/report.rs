@@ -255,6 +255,8 @@ async fn report_draws_every_status_segment_at_its_time_and_sums_hours_per_task()
         html.contains(r#"id="run""#) && html.contains("(exit code 0)"),
         "the run section reads the manifest"
     );
+    // Teams by the names Gladly's /teams gives them, not by id.
+    assert!(html.contains("team Team 1"), "teams are named");
 
     // A date without data: exit 2, the date named, and what there is.
     let o = report(dir.path(), &["--date", "2026-10-20"]).await;

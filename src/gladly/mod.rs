@@ -20,7 +20,7 @@ use crate::http::{
     execute, execute_streamed, Answer, BodyFormat, RetryPolicy, SlidingLimiter, Spool, Stats,
     StreamError,
 };
-use crate::model::{AgentDim, InboxDim};
+use crate::model::{AgentDim, InboxDim, TeamDim};
 use crate::time::{self, Ms};
 use spool::SpooledBody;
 
@@ -103,6 +103,7 @@ struct RawInbox {
 #[serde(rename_all = "camelCase")]
 struct RawTeam {
     id: String,
+    name: Option<String>,
     #[serde(default)]
     agent_ids: Vec<String>,
 }
@@ -271,6 +272,11 @@ impl GladlyClient {
 
     /// Agents with their teams (from `/teams`, which is where Gladly keeps membership).
     pub async fn agents(&self) -> Result<Vec<AgentDim>, GladlyError> {
+        Ok(self.agents_and_teams().await?.0)
+    }
+
+    /// Agents with their team ids, and the teams with their names (sorted by id).
+    pub async fn agents_and_teams(&self) -> Result<(Vec<AgentDim>, Vec<TeamDim>), GladlyError> {
         let a = self
             .get("/api/v1/agents", &[], "GET /api/v1/agents")
             .await?;
@@ -291,7 +297,15 @@ impl GladlyClient {
             })
             .collect();
         out.sort_by(|a, b| a.agent_id.cmp(&b.agent_id));
-        Ok(out)
+        let mut teams: Vec<TeamDim> = teams
+            .into_iter()
+            .map(|t| TeamDim {
+                team_id: t.id,
+                name: t.name,
+            })
+            .collect();
+        teams.sort_by(|a, b| a.team_id.cmp(&b.team_id));
+        Ok((out, teams))
     }
 
     pub async fn inboxes(&self) -> Result<Vec<InboxDim>, GladlyError> {

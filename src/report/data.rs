@@ -191,6 +191,19 @@ fn agents(st: &Storage) -> Result<BTreeMap<String, AgentDim>, ReportError> {
         .collect())
 }
 
+/// Team names by id, from the newest raw teams snapshot (none before the first).
+fn team_names(st: &Storage) -> Result<BTreeMap<String, String>, ReportError> {
+    let Some(df) = newest(st, crate::raw::TEAMS)? else {
+        return Ok(BTreeMap::new());
+    };
+    let teams = crate::raw::teams_from(&df)
+        .map_err(|e| read_err(&st.root.describe(crate::raw::TEAMS), e))?;
+    Ok(teams
+        .into_iter()
+        .filter_map(|t| Some((t.team_id, t.name?)))
+        .collect())
+}
+
 struct InboxDim {
     name: Option<String>,
     disabled: bool,
@@ -384,7 +397,10 @@ pub fn gather(
         let display = dim
             .and_then(|d| d.name.clone())
             .or_else(|| email.clone())
-            .unwrap_or_else(|| id.clone());
+            .unwrap_or_else(|| match dim {
+                Some(_) => id.clone(),
+                None => format!("unlisted agent {}…", id.chars().take(4).collect::<String>()),
+            });
         groups.entry(key).or_default().push(AgentDay {
             agent_id: id,
             display,
@@ -393,6 +409,7 @@ pub fn gather(
             availability,
         });
     }
+    let names = team_names(&st)?;
     let groups = groups
         .into_iter()
         .map(|((kind, team), mut agents)| {
@@ -401,7 +418,7 @@ pub fn gather(
                     .cmp(&(b.display.to_lowercase(), &b.agent_id))
             });
             let title = match kind {
-                0 => format!("team {team}"),
+                0 => format!("team {}", names.get(&team).unwrap_or(&team)),
                 1 => "no team".to_string(),
                 _ => "not listed by /agents".to_string(),
             };

@@ -631,10 +631,11 @@ fn run(o: &mut String, d: &DayData) {
                 or_dash(&m.window.from),
                 or_dash(&m.window.to),
                 if days == 1 { "" } else { "s" },
-                if m.window.explicit {
-                    ", --from/--to"
-                } else {
-                    ""
+                match (m.trigger.as_str(), m.window.explicit) {
+                    ("demo", _) => ": the demo's --days and today so far",
+                    ("follow", _) => ": follow's reconcile of a complete day",
+                    (_, true) => ", --from/--to",
+                    _ => "",
                 }
             ),
         ),
