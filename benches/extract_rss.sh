@@ -64,9 +64,11 @@ run_day() {
 follow_poll() {
     start_sim --pad-events-mib "$1"
     pipeline
+    rm -f "$dir/follow.err"
     GLADLY_API_TOKEN=sim-token /usr/bin/time -v "$BIN" follow --pipeline "$dir/p.toml" --now "$NOW" \
         >"$dir/follow.out" 2>"$dir/follow.err" &
     timer=$!
+    # Until the first poll ends (the file is new: no line of an earlier run can match).
     while ! grep -q -e 'follow: polled' -e 'trying again' -e 'ERROR' "$dir/follow.err" 2>/dev/null; do
         kill -0 $timer 2>/dev/null || break
         sleep 0.2
