@@ -259,6 +259,39 @@ pub fn audit_frame(rows: &[AuditRow]) -> PolarsResult<DataFrame> {
         .finish()
 }
 
+/// `agent_day_audit` read back (the report page); a note this version does not know reads as
+/// none.
+pub fn audit_from(df: &DataFrame) -> PolarsResult<Vec<AuditRow>> {
+    let r = FrameReader(df);
+    let (a, e, n) = (r.str("agent_id")?, r.str("agent_email")?, r.str("note")?);
+    let f = |c: &str| r.f64(c);
+    let (l, gl, ac, ga) = (
+        f("logged_in_seconds")?,
+        f("gladly_logged_in_seconds")?,
+        f("active_seconds")?,
+        f("gladly_active_seconds")?,
+    );
+    let w = r.bool("within_tolerance")?;
+    let known = [NOTE_FIRST_DAY, NOTE_UNKNOWN_AGENT, NOTE_ONLY_GLADLY];
+    (0..r.height())
+        .map(|i| {
+            let need = Need(i);
+            Ok(AuditRow {
+                agent_id: need.some("agent_id", a[i].clone())?,
+                agent_email: e[i].clone(),
+                logged_in_seconds: l[i].unwrap_or(0.0),
+                gladly_logged_in_seconds: gl[i].unwrap_or(0.0),
+                active_seconds: ac[i].unwrap_or(0.0),
+                gladly_active_seconds: ga[i].unwrap_or(0.0),
+                within_tolerance: need.some("within_tolerance", w[i])?,
+                note: n[i]
+                    .as_deref()
+                    .and_then(|x| known.iter().find(|k| **k == x).copied()),
+            })
+        })
+        .collect()
+}
+
 /// One of a day's largest differences, for the manifest.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
