@@ -139,6 +139,45 @@ struct RawPipeline {
     schedule: Option<RawSchedule>,
     follow: Option<RawFollow>,
     service: Option<RawService>,
+    audit: Option<RawAudit>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    #[serde(default = "d_true")]
+    enabled: bool,
+    #[serde(default = "d_60f")]
+    tolerance_seconds: Spanned<f64>,
+    #[serde(default = "d_half")]
+    tolerance_percent: Spanned<f64>,
+}
+
+fn d_60f() -> Spanned<f64> {
+    Spanned::new(0..0, 60.0)
+}
+
+fn d_half() -> Spanned<f64> {
+    Spanned::new(0..0, 0.5)
+}
+
+/// `[audit]`: `run` compares each complete day with Gladly's `AgentSummaryV2` (DESIGN §14).
+#[derive(Clone, Debug, PartialEq)]
+pub struct AuditConfig {
+    pub enabled: bool,
+    /// Both are non-negative and finite (checked when parsed).
+    pub tolerance_seconds: f64,
+    pub tolerance_percent: f64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            enabled: true,
+            tolerance_seconds: 60.0,
+            tolerance_percent: 0.5,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -357,6 +396,8 @@ pub struct Pipeline {
     pub follow: FollowConfig,
     /// `[service] listen`; `None`: no endpoint.
     pub service: Option<ServiceConfig>,
+    /// `[audit]`, its defaults when absent.
+    pub audit: AuditConfig,
     /// `${VAR}`s of [gladly] and [wfm] that were unset: see `require`.
     unresolved: Vec<(Section, ConfigError)>,
 }
@@ -883,6 +924,28 @@ impl Pipeline {
                 }
             }
         };
+        let audit = match &raw.audit {
+            None => AuditConfig::default(),
+            Some(a) => {
+                for (key, v) in [
+                    ("tolerance_seconds", &a.tolerance_seconds),
+                    ("tolerance_percent", &a.tolerance_percent),
+                ] {
+                    let n = *v.get_ref();
+                    if !(n.is_finite() && n >= 0.0) {
+                        return cx.err(
+                            v.span(),
+                            format!("audit.{key}: {n} must be a number of at least 0"),
+                        );
+                    }
+                }
+                AuditConfig {
+                    enabled: a.enabled,
+                    tolerance_seconds: *a.tolerance_seconds.get_ref(),
+                    tolerance_percent: *a.tolerance_percent.get_ref(),
+                }
+            }
+        };
         let max_range_days = *raw.max_range_days.get_ref();
         if max_range_days == 0 {
             return cx.err(
@@ -913,6 +976,7 @@ impl Pipeline {
             schedule_expr,
             follow,
             service,
+            audit,
             unresolved: cx.unresolved.take(),
         })
     }
@@ -1030,6 +1094,26 @@ pattern = "LOGGED_IN"
         assert!(e.to_string().contains("https"), "{e}");
         let e = parse(&BASE.replace("America/New_York", "Mars/Olympus")).unwrap_err();
         assert!(e.to_string().contains("Mars/Olympus") && e.line == 3, "{e}");
+    }
+
+    #[test]
+    fn audit_defaults_and_refuses_negative_tolerances_with_file_and_line() {
+        assert_eq!(parse(BASE).unwrap().audit, AuditConfig::default());
+        let p = parse(&format!(
+            "{BASE}\n[audit]\nenabled = false\ntolerance_seconds = 30\n"
+        ))
+        .unwrap();
+        assert!(!p.audit.enabled);
+        assert_eq!(p.audit.tolerance_seconds, 30.0);
+        assert_eq!(p.audit.tolerance_percent, 0.5);
+        let e = parse(&format!("{BASE}\n[audit]\ntolerance_percent = -1.0\n")).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("p.toml:15: audit.tolerance_percent: -1"),
+            "{e}"
+        );
+        let e = parse(&format!("{BASE}\n[audit]\ntolerance = 1.0\n")).unwrap_err();
+        assert!(e.to_string().contains("tolerance"), "{e}");
     }
 
     #[test]

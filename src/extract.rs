@@ -13,6 +13,7 @@ use std::sync::Arc;
 use chrono::NaiveDate;
 use chrono_tz::Tz;
 
+use crate::audit::{self, SummaryRow};
 use crate::gladly::decode::{self, Decoded, Request};
 use crate::gladly::spool::SpooledBody;
 use crate::gladly::{plausible, GladlyClient, GladlyError};
@@ -52,6 +53,15 @@ pub struct Fetched {
     agents: (Spooled<Decoded<crate::model::AgentEvent>>, &'static str),
     conversations: Spooled<Decoded<crate::model::ConversationEvent>>,
     sessions: Option<Spooled<(Decoded<WorkSession>, usize)>>,
+    /// `None` when the day is not audited at all (`[audit]` off, or the day incomplete).
+    summary: Option<SummaryFetch>,
+}
+
+/// Gladly's summary of a day, spooled, or why there is none: a summary Gladly does not serve
+/// leaves the day not audited, never a failed day (DESIGN §14).
+enum SummaryFetch {
+    Spooled(Spooled<Decoded<SummaryRow>>),
+    NotAudited(String),
 }
 
 /// One answer spooled to disk with what decodes it.
@@ -110,6 +120,8 @@ pub struct Extracted {
     pub set_aside: Vec<SetAside>,
     /// (dataset, date, rows now in the raw partition)
     pub rows: Vec<(&'static str, NaiveDate, usize)>,
+    /// Why the day's summary could not be landed (the day is then not audited).
+    pub not_audited: Option<String>,
 }
 
 pub struct Extractor {
@@ -119,6 +131,8 @@ pub struct Extractor {
     pub now: Ms,
     /// Where a day whose raw work sessions change is recorded, before they change.
     pub pending: Arc<PendingWorkFile>,
+    /// Days that end by this instant are audited (their summary fetched); `None`: no audit.
+    pub audit_until: Option<Ms>,
 }
 
 /// A decoded answer that can say whether it is trusted.
@@ -168,10 +182,11 @@ impl Extractor {
             tokio::try_join!(
                 self.fetch_agent_events(day),
                 self.fetch_conversations(day),
-                self.spool_work_sessions(day)
+                self.spool_work_sessions(day),
+                self.fetch_summary(day)
             )
         };
-        let (agents, conversations, sessions) = tokio::time::timeout(limit, all)
+        let (agents, conversations, sessions, summary) = tokio::time::timeout(limit, all)
             .await
             .map_err(|_| {
                 ExtractError::Answer(format!(
@@ -184,7 +199,72 @@ impl Extractor {
             agents,
             conversations,
             sessions,
+            summary,
         })
+    }
+
+    /// The day's daily `AgentSummaryV2`, when the day is audited. Refused credentials fail the
+    /// day as everywhere; any other failure (after the client's retries) leaves it not audited.
+    async fn fetch_summary(&self, day: NaiveDate) -> Result<Option<SummaryFetch>, ExtractError> {
+        let (start, end) = (time::day_start(self.tz, day), time::day_end(self.tz, day));
+        if self.audit_until.is_none_or(|until| end > until) {
+            return Ok(None);
+        }
+        match self
+            .gladly
+            .agent_summary(self.tz, (day, day), "daily", &self.spool_dir())
+            .await
+        {
+            Ok(body) => {
+                let req = Request::new(format!("AgentSummaryV2 {day}"), start, end, self.tz);
+                let decode = decode::agent_summary_csv;
+                Ok(Some(SummaryFetch::Spooled(Spooled { body, req, decode })))
+            }
+            Err(e @ GladlyError::Auth { .. }) => Err(e.into()),
+            Err(e) => Ok(Some(SummaryFetch::NotAudited(e.to_string()))),
+        }
+    }
+
+    /// Lands the day's summary in the raw zone, or records why the day is not audited: an
+    /// unreadable or empty answer is not a failed day.
+    fn land_summary(
+        &self,
+        day: NaiveDate,
+        summary: Option<SummaryFetch>,
+        x: &mut Extracted,
+    ) -> Result<(), ExtractError> {
+        let s = match summary {
+            None => return Ok(()),
+            Some(SummaryFetch::NotAudited(why)) => {
+                x.not_audited = Some(why);
+                return Ok(());
+            }
+            Some(SummaryFetch::Spooled(s)) => s,
+        };
+        let decoded = match s.decode() {
+            Ok(d) => d,
+            Err(ExtractError::Answer(why)) => {
+                x.not_audited = Some(why);
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        x.set_aside.extend(decoded.aside);
+        if decoded.rows.is_empty() {
+            x.not_audited = Some(format!(
+                "Gladly's AgentSummaryV2 for {day} is empty ({} row(s) read)",
+                decoded.total
+            ));
+            return Ok(());
+        }
+        let mut rows = decoded.rows;
+        rows.sort_by(|a, b| (&a.agent_id, &a.time_bucket).cmp(&(&b.agent_id, &b.time_bucket)));
+        let mut df =
+            audit::summary_frame(&rows).map_err(frame_err(format!("raw agent summary {day}")))?;
+        self.st
+            .write_partition(audit::RAW_AGENT_SUMMARY, day, &mut df)?;
+        x.rows.push((audit::RAW_AGENT_SUMMARY, day, rows.len()));
+        Ok(())
     }
 
     /// Lands a fetched day in the raw zone (CPU and disk; no network).
@@ -208,6 +288,7 @@ impl Extractor {
             None => Default::default(),
         };
         self.land_work_sessions(sessions, &mut x)?;
+        self.land_summary(day, f.summary, &mut x)?;
         Ok(x)
     }
 

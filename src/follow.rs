@@ -709,6 +709,7 @@ impl Follower<'_> {
             tz: self.tz,
             now,
             pending: pending.clone(),
+            audit_until: None,
         };
         // A refused credential here stops the follower (exit 4) like one anywhere else.
         let fetched = x.fetch_work_sessions(today).await?;

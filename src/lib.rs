@@ -6,6 +6,7 @@
 // Every printed line goes through the redaction: `say!` / `say_err!` (log.rs), never `println!`.
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod audit;
 pub mod commands;
 pub mod config;
 pub mod extract;

@@ -122,6 +122,19 @@ enum Cmd {
         #[arg(long, value_name = "FILE.html")]
         out: Option<PathBuf>,
     },
+    /// Compare processed days with Gladly's own AgentSummaryV2 (fetched again); exit 1 when
+    /// an agent-day drifts beyond [audit]'s tolerance. Default: the newest complete processed day.
+    Audit {
+        /// The pipeline file (TOML).
+        #[arg(long)]
+        pipeline: PathBuf,
+        /// First business date (YYYY-MM-DD, pipeline timezone).
+        #[arg(long)]
+        from: Option<String>,
+        /// Last business date, inclusive.
+        #[arg(long)]
+        to: Option<String>,
+    },
     /// Completed days, last runs, lock holder, next fire time.
     Status {
         /// The pipeline file (no credentials needed).
@@ -380,6 +393,22 @@ async fn cli_main(cli: Cli) -> ExitCode {
                 Err(c) => return c,
             };
             code(report::report(&p, &report::ReportArgs { date, out, now }))
+        }
+        Cmd::Audit {
+            pipeline: file,
+            from,
+            to,
+        } => {
+            let p = match load(&file) {
+                Ok(p) => p,
+                Err(c) => return c,
+            };
+            let (from, to) = match (date("--from", &from), date("--to", &to)) {
+                (Ok(f), Ok(t)) => (f, t),
+                (Err(c), _) | (_, Err(c)) => return c,
+            };
+            let args = gladly_wfm::commands::audit::AuditArgs { from, to, now };
+            code(gladly_wfm::commands::audit::audit(&p, &args).await)
         }
         Cmd::Status { pipeline: file } => match load(&file) {
             Ok(p) => code(status::status(&p, now)),

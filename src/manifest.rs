@@ -9,6 +9,7 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::audit::AuditDay;
 use crate::config::Pipeline;
 use crate::load::push::PushTotals;
 use crate::log;
@@ -30,6 +31,8 @@ pub struct Tally {
     pub stage_ms: BTreeMap<String, u128>,
     pub wfm: BTreeMap<String, PushTotals>,
     pub days_done: Vec<String>,
+    /// Day → its audit (DESIGN §14).
+    pub audit: BTreeMap<String, AuditDay>,
 }
 
 impl Tally {
@@ -61,6 +64,33 @@ impl Tally {
                 .entry(format!("unknown inbox id {id}"))
                 .or_default() += n;
         }
+        if let Some((day, a)) = out.audit {
+            self.audited(day, a);
+        }
+    }
+
+    /// Records a day's audit: logged (a warning when it drifts), and the metric when it is the
+    /// newest day audited so far.
+    pub fn audited(&mut self, day: NaiveDate, a: AuditDay) {
+        let key = day.to_string();
+        if a.drifting > 0 {
+            log::warn(format!(
+                "audit {day}: {} agent-day(s) drift from Gladly's AgentSummaryV2 beyond the tolerance ({}); see agent_day_audit",
+                a.drifting,
+                a.describe()
+            ));
+        } else {
+            log::info(format!("audit {day}: {}", a.describe()));
+        }
+        let newest = self
+            .audit
+            .iter()
+            .filter(|(_, x)| x.not_audited.is_none())
+            .all(|(d, _)| *d <= key);
+        if a.not_audited.is_none() && newest {
+            crate::telemetry::audit(a.within as u64, a.drifting as u64);
+        }
+        self.audit.insert(key, a);
     }
     pub fn time(&mut self, stage: &str, t: Instant) {
         *self.stage_ms.entry(stage.into()).or_default() += t.elapsed().as_millis();
@@ -116,6 +146,9 @@ pub struct Manifest {
     pub outcome: String,
     pub exit_code: i32,
     pub error: Option<String>,
+    /// Day → its audit against Gladly's summary (DESIGN §14); absent with `[audit]` off.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub audit: BTreeMap<String, AuditDay>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -198,14 +231,32 @@ pub fn manifest(t: &Tally, f: &RunFacts) -> Manifest {
         outcome: f.outcome.to_string(),
         exit_code: f.exit_code,
         error: f.error.clone(),
+        audit: t.audit.clone(),
     }
+}
+
+/// `; audit: 40 agent-days, 1 drifting, 1 day(s) not audited`, or nothing with no audit.
+pub fn audit_summary(audit: &BTreeMap<String, AuditDay>) -> String {
+    if audit.is_empty() {
+        return String::new();
+    }
+    let compared: usize = audit.values().map(|a| a.compared).sum();
+    let drifting: usize = audit.values().map(|a| a.drifting).sum();
+    let not = audit.values().filter(|a| a.not_audited.is_some()).count();
+    format!(
+        "; audit: {compared} agent-days, {drifting} drifting{}",
+        match not {
+            0 => String::new(),
+            n => format!(", {n} day(s) not audited"),
+        }
+    )
 }
 
 /// The one line a run prints last.
 pub fn summary(m: &Manifest, elapsed_s: f64, manifest_path: Option<&str>) -> String {
     let w = |g: fn(&PushTotals) -> u64| m.wfm.values().map(g).sum::<u64>();
     log::redact(&format!(
-        "gladly-wfm {}: {} — {} day(s){}; events {}, segments {}; unmatched labels {}; set aside {}; wfm inserted {} updated {} duplicate {} rejected {}{}; {:.1}s{}{}",
+        "gladly-wfm {}: {} — {} day(s){}; events {}, segments {}; unmatched labels {}; set aside {}; wfm inserted {} updated {} duplicate {} rejected {}{}{}; {:.1}s{}{}",
         m.pipeline,
         m.outcome,
         m.days_completed.len(),
@@ -225,6 +276,7 @@ pub fn summary(m: &Manifest, elapsed_s: f64, manifest_path: Option<&str>) -> Str
             0 => String::new(),
             n => format!(" (unmatched volume: {n} interval records with no workstream)"),
         },
+        audit_summary(&m.audit),
         elapsed_s,
         manifest_path.map(|p| format!("; manifest {p}")).unwrap_or_default(),
         m.error.as_ref().map(|e| format!("; error: {e}")).unwrap_or_default(),

@@ -402,16 +402,22 @@ fn check_range(p: &Pipeline, from: NaiveDate, to: NaiveDate) -> Result<(), Strin
 
 /// What extracting `days` costs at Gladly's limits: report requests (a day older than the
 /// Events API's window takes three: both timestamps reports and the work sessions; a newer one
-/// the work sessions only) and the least time they take at `reports_per_minute`.
+/// the work sessions only; and a complete day its audit summary) and the least time they take at `reports_per_minute`.
 fn extraction_estimate(p: &Pipeline, tz: Tz, now: Ms, days: &[NaiveDate]) -> (usize, f64) {
     let reports: usize = days
         .iter()
         .map(|&d| {
-            if time::day_start(tz, d) >= now - 23 * time::MS_PER_HOUR {
-                1
-            } else {
-                3
-            }
+            let lag = p.report_lag_minutes;
+            // The audit's summary: one more for each complete day (DESIGN §14).
+            let audit = usize::from(
+                p.audit.enabled && crate::audit::complete(time::day_end(tz, d), now, lag),
+            );
+            audit
+                + if time::day_start(tz, d) >= now - 23 * time::MS_PER_HOUR {
+                    1
+                } else {
+                    3
+                }
         })
         .sum();
     (reports, reports as f64 / p.gladly.reports_per_minute as f64)
@@ -537,6 +543,11 @@ impl Run<'_> {
             tz: self.tz,
             now: self.opts.now,
             pending: self.pending.clone(),
+            audit_until: self
+                .p
+                .audit
+                .enabled
+                .then(|| self.opts.now - self.p.report_lag_minutes as Ms * 60_000),
         });
         let ahead = self
             .opts
@@ -544,6 +555,8 @@ impl Run<'_> {
             .extract
             .then(|| AbortOnDrop(tokio::spawn(extractor.clone().run(days.clone(), 2, tx))));
         for (i, &day) in days.iter().enumerate() {
+            // Why extraction could not land the day's summary: its transform then does not audit.
+            let mut not_audited = None;
             if self.interrupt.requested() {
                 return Err(RunError::Interrupted);
             }
@@ -577,6 +590,7 @@ impl Run<'_> {
                 for (d, day, n) in x.rows {
                     self.tally.rows(d, day, n);
                 }
+                not_audited = x.not_audited;
                 self.state.mark("extract", day);
                 self.state.save(&self.state_dir)?;
                 // A signal that came while the day landed stops the run before its transform.
@@ -595,7 +609,14 @@ impl Run<'_> {
                 let generation = self.pending.generation(day);
                 let tf = self.transformer();
                 let out = tokio::task::block_in_place(|| {
-                    tf.transform_all(day, &emails, &inboxes, &mut carry, &mut conv_carry)
+                    tf.transform_all(
+                        day,
+                        &emails,
+                        &inboxes,
+                        &mut carry,
+                        &mut conv_carry,
+                        not_audited,
+                    )
                 })?;
                 self.tally.merge(out);
                 self.pending.transformed(day, generation, self.pushes())?;

@@ -18,8 +18,10 @@ use util::*;
 const BUCKET: &str = "lake";
 const PREFIX: &str = "orgs/acme";
 const RANGE: [&str; 4] = ["--from", "2026-11-01", "--to", "2026-11-04"];
-const DATASETS: [&str; 10] = [
+const DATASETS: [&str; 12] = [
     "raw/agent_events",
+    "raw/agent_summary",
+    "agent_day_audit",
     "raw/conversation_events",
     "raw/work_sessions",
     "agent_status_events",

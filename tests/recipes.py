@@ -21,6 +21,7 @@ DATASETS = [
     "conversations",
     "work_sessions",
     "workstream_intervals",
+    "agent_day_audit",
 ]
 
 

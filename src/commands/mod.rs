@@ -1,5 +1,6 @@
 //! The subcommands behind `main.rs`'s command line.
 
+pub mod audit;
 pub mod check;
 #[cfg(feature = "simulators")]
 pub mod demo;

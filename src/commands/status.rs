@@ -83,6 +83,7 @@ pub fn status(p: &Pipeline, now: crate::time::Ms) -> i32 {
         .filter(|n| n.ends_with(".json"))
         .collect();
     runs.sort();
+    audit_line(&runs_dir, &runs);
     crate::say!("last runs:");
     if runs.is_empty() {
         crate::say!("  none");
@@ -123,6 +124,24 @@ pub fn status(p: &Pipeline, now: crate::time::Ms) -> i32 {
         _ => crate::say!("schedule: none ([schedule] is not set)"),
     }
     0
+}
+
+/// The newest audited day of the newest run that audited any (DESIGN §14).
+fn audit_line(runs_dir: &crate::storage::Dir, runs: &[String]) {
+    let newest = runs.iter().rev().find_map(|r| {
+        let m: Manifest = serde_json::from_slice(&runs_dir.read(r).ok()??).ok()?;
+        m.audit
+            .iter()
+            .rev()
+            .find(|(_, a)| a.not_audited.is_none())
+            .map(|(d, a)| (d.clone(), a.clone(), m.run_id.clone()))
+    });
+    match newest {
+        Some((day, a, run)) => {
+            crate::say!("audit: {day}: {} (run {run})", a.describe())
+        }
+        None => crate::say!("audit: no day audited yet"),
+    }
 }
 
 /// A duration for people: `8.5 s`, `8.5 min`, `3.2 h`.

@@ -676,6 +676,45 @@ pub fn work_sessions_csv(
     Ok((ended, open))
 }
 
+/// The `AgentSummaryV2` columns the audit reads (gladly-api.md §5); others are ignored.
+pub const SUMMARY_COLUMNS: &[&str] = &[
+    "Agent ID",
+    "Email",
+    "Time Bucket",
+    "Logged In Time in seconds",
+    "Active Time in seconds",
+];
+
+/// One row per agent and bucket: the last one read of a repeated pair is kept.
+impl Keyed for crate::audit::SummaryRow {
+    fn key(&self) -> Option<u128> {
+        Some(digest_key(&[&self.agent_id, &self.time_bucket]))
+    }
+}
+
+/// Decodes an `AgentSummaryV2` CSV body, by header name.
+pub fn agent_summary_csv(
+    body: impl Read,
+    req: &Request,
+) -> Result<Decoded<crate::audit::SummaryRow>, String> {
+    csv_rows(body, req, SUMMARY_COLUMNS, |row| {
+        let secs = |c: &str| -> Result<f64, RowError> {
+            let v = need(row, c)?;
+            let n = v
+                .parse::<f64>()
+                .map_err(|_| RowError::bad(c, v, "not a number"))?;
+            plausible::seconds(n).map_err(|why| RowError::bad(c, v, why))
+        };
+        Ok(crate::audit::SummaryRow {
+            agent_id: need(row, "Agent ID")?.to_string(),
+            email: row.cell("Email")?.map(str::to_string),
+            time_bucket: need(row, "Time Bucket")?.to_string(),
+            logged_in_seconds: secs("Logged In Time in seconds")?,
+            active_seconds: secs("Active Time in seconds")?,
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -71,6 +71,9 @@ pub struct GladlyClient {
     /// Reports share a per-minute budget with every integration of the org: a 429 there can
     /// need most of a minute to clear, so their retries wait longer.
     pub report_policy: RetryPolicy,
+    /// The audit's summary is optional: a day is not audited rather than held for minutes of
+    /// retries while the shared reports budget is spent on it.
+    pub summary_policy: RetryPolicy,
     pub stats: Arc<Stats>,
 }
 
@@ -135,6 +138,11 @@ impl GladlyClient {
             policy: RetryPolicy::default(),
             report_policy: RetryPolicy {
                 max_attempts: 10,
+                base: Duration::from_secs(1),
+                cap: Duration::from_secs(40),
+            },
+            summary_policy: RetryPolicy {
+                max_attempts: 3,
                 base: Duration::from_secs(1),
                 cap: Duration::from_secs(40),
             },
@@ -229,6 +237,7 @@ impl GladlyClient {
         body: serde_json::Value,
         what: &str,
         spool_dir: &std::path::Path,
+        policy: &RetryPolicy,
     ) -> Result<SpooledBody, GladlyError> {
         let url = format!("{}{}", self.base, path);
         let out = SpooledBody::new(spool_dir);
@@ -243,7 +252,7 @@ impl GladlyClient {
             },
             &[&self.reports_per_minute, &self.post_limiter],
             Some(&self.reports_in_flight),
-            &self.report_policy,
+            policy,
             &self.stats,
             &Spool {
                 path: out.path(),
@@ -362,8 +371,43 @@ impl GladlyClient {
             "startAt": day.to_string(), "endAt": day.to_string(), "filters": {},
         });
         let what = format!("{metric_set} {day}");
-        self.report_post("/api/v1/reports", body, &what, spool_dir)
-            .await
+        self.report_post(
+            "/api/v1/reports",
+            body,
+            &what,
+            spool_dir,
+            &self.report_policy,
+        )
+        .await
+    }
+
+    /// `AgentSummaryV2` of the days `from..=to` in `tz`, at `level` (`daily` or `halfHourly`),
+    /// spooled under `spool_dir`: one request against the reports limits.
+    pub async fn agent_summary(
+        &self,
+        tz: Tz,
+        (from, to): (NaiveDate, NaiveDate),
+        level: &str,
+        spool_dir: &std::path::Path,
+    ) -> Result<SpooledBody, GladlyError> {
+        let body = serde_json::json!({
+            "metricSet": "AgentSummaryV2", "timezone": tz.name(),
+            "startAt": from.to_string(), "endAt": to.to_string(),
+            "aggregationLevel": level, "filters": {},
+        });
+        let what = if from == to {
+            format!("AgentSummaryV2 {from}")
+        } else {
+            format!("AgentSummaryV2 {from}..{to}")
+        };
+        self.report_post(
+            "/api/v1/reports",
+            body,
+            &what,
+            spool_dir,
+            &self.summary_policy,
+        )
+        .await
     }
 
     /// Work sessions anchored in `[start, end)` (minute precision; Gladly answers up to a
@@ -382,6 +426,7 @@ impl GladlyClient {
             body,
             &what,
             spool_dir,
+            &self.report_policy,
         )
         .await
     }

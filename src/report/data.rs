@@ -117,6 +117,8 @@ pub struct DayData {
     pub unmatched_inboxes: Vec<UnmatchedInbox>,
     pub workstream_rules: Vec<RuleUse>,
     pub run: Option<RunInfo>,
+    /// The day's `agent_day_audit` rows (DESIGN §14); `None` when the day was not audited.
+    pub audit: Option<Vec<crate::audit::AuditRow>>,
 }
 
 impl DayData {
@@ -535,5 +537,20 @@ pub fn gather(
         unmatched_inboxes,
         workstream_rules,
         run: run_for_day(&root.dir(&p.runs_rel()), day),
+        audit: audit_rows(&st, day)?,
     }))
+}
+
+/// The day's `agent_day_audit`, read back.
+fn audit_rows(
+    st: &Storage,
+    day: NaiveDate,
+) -> Result<Option<Vec<crate::audit::AuditRow>>, ReportError> {
+    let Some(df) = partition(st, crate::audit::AGENT_DAY_AUDIT, day)? else {
+        return Ok(None);
+    };
+    let path = st.partition_location(crate::audit::AGENT_DAY_AUDIT, day);
+    crate::audit::audit_from(&df)
+        .map(Some)
+        .map_err(|e| read_err(&path, e))
 }

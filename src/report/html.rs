@@ -65,6 +65,7 @@ pub fn page(d: &DayData) -> String {
     hours(&mut o, d);
     intervals(&mut o, d);
     rules(&mut o, d);
+    audit(&mut o, d);
     run(&mut o, d);
     let _ = write!(
         o,
@@ -591,6 +592,39 @@ fn v_str(v: &Value) -> String {
         Value::String(s) => s.clone(),
         other => other.to_string(),
     }
+}
+
+/// "Checked against Gladly": the day's agent-days within tolerance, and the others.
+fn audit(o: &mut String, d: &DayData) {
+    o.push_str(r#"<section id="audit"><h2>Checked against Gladly</h2>"#);
+    let Some(rows) = &d.audit else {
+        o.push_str(
+            r#"<p class="note">Not audited: no agent_day_audit for this day.</p></section>"#,
+        );
+        return;
+    };
+    let within = rows.iter().filter(|r| r.within_tolerance).count();
+    let _ = write!(
+        o,
+        r#"<p>{within} of {} agent-days agree with Gladly's AgentSummaryV2 within the tolerance.</p>"#,
+        rows.len()
+    );
+    let off: Vec<_> = rows.iter().filter(|r| !r.within_tolerance).collect();
+    if !off.is_empty() {
+        o.push_str("<table><tr><th>agent</th><th>logged in, ours − Gladly's (s)</th><th>active, ours − Gladly's (s)</th><th>note</th></tr>");
+        for r in off {
+            let _ = write!(
+                o,
+                "<tr><td>{}</td><td>{:+.3}</td><td>{:+.3}</td><td>{}</td></tr>",
+                esc(r.agent_email.as_deref().unwrap_or(&r.agent_id)),
+                r.logged_in_diff(),
+                r.active_diff(),
+                esc(r.note.unwrap_or("drift"))
+            );
+        }
+        o.push_str("</table>");
+    }
+    o.push_str("</section>");
 }
 
 fn run(o: &mut String, d: &DayData) {

@@ -283,6 +283,7 @@ mod tests {
             unmatched_inboxes: Vec::new(),
             workstream_rules: Vec::new(),
             run: None,
+            audit: None,
         }
     }
 

@@ -8,8 +8,10 @@ use chrono::{Duration, NaiveDate};
 use chrono_tz::Tz;
 
 use super::datasets::{self as ds, Emails, Unmatched};
+use super::segments::Segment;
 use super::segments::{advance_state, carry_newest, day_segments_and_newest, StartState};
 use super::workstreams::{self as wsd, ConvStates, InboxMap};
+use crate::audit::{self, AuditDay};
 use crate::config::Pipeline;
 use crate::model::InboxDim;
 use crate::raw;
@@ -34,6 +36,8 @@ pub struct DayOut {
     pub rows: Vec<(&'static str, NaiveDate, usize)>,
     pub unmatched_labels: Unmatched,
     pub unknown_inboxes: BTreeMap<String, u64>,
+    /// The day's audit (DESIGN §14), when `[audit]` is on and the day was transformed whole.
+    pub audit: Option<(NaiveDate, AuditDay)>,
     /// The day's partitions written but not yet visible: committed together (`commit`).
     staged: Vec<Staged>,
 }
@@ -48,8 +52,24 @@ impl DayOut {
             *self.unknown_inboxes.entry(k).or_default() += n;
         }
         self.staged.extend(other.staged);
+        if other.audit.is_some() {
+            self.audit = other.audit;
+        }
     }
 }
+
+/// What the day's audit reads besides the raw zone: our segments of the day, and why its
+/// extraction could not land Gladly's summary, if so.
+struct AuditInput<'s, 'a> {
+    segs: &'s [Segment<'a>],
+    emails: &'s Emails,
+    /// The state at the day's start was carried from the day before, transformed in this run.
+    carried: bool,
+    not_audited: Option<String>,
+}
+
+/// A day's audit summary, and its staged partition with its rows when it was compared.
+type AuditOut = (AuditDay, Option<(Staged, usize)>);
 
 pub struct Transformer<'a> {
     pub p: &'a Pipeline,
@@ -92,8 +112,10 @@ impl Transformer<'_> {
         day: NaiveDate,
         emails: &Emails,
         carry: &mut Option<(NaiveDate, StartState)>,
+        not_audited: Option<String>,
     ) -> Result<DayOut, TransformError> {
         let tz = self.tz;
+        let carried = matches!(carry, Some((d, _)) if *d + Duration::days(1) == day);
         let evs = raw::read_agent_events(self.st, day)?.ok_or_else(|| {
             TransformError::Failed(format!(
                 "day {day} has no raw agent events: run the extract stage for it first"
@@ -121,7 +143,8 @@ impl Transformer<'_> {
         let segments = self
             .st
             .stage_partition(ds::AGENT_STATUS_SEGMENTS, day, &mut df)?;
-        let out = DayOut {
+        drop(df);
+        let mut out = DayOut {
             rows: vec![
                 (ds::AGENT_STATUS_EVENTS, day, evs.len()),
                 (ds::AGENT_STATUS_SEGMENTS, day, segs.len()),
@@ -130,10 +153,75 @@ impl Transformer<'_> {
             staged: vec![events, segments],
             ..Default::default()
         };
+        let audited = AuditInput {
+            segs: &segs,
+            emails,
+            carried,
+            not_audited,
+        };
+        if let Some((a, staged)) = self.stage_audit(day, audited)? {
+            if let Some((staged, n)) = staged {
+                out.staged.push(staged);
+                out.rows.push((audit::AGENT_DAY_AUDIT, day, n));
+            }
+            out.audit = Some((day, a));
+        }
         crate::fault_point("curated-written");
         carry_newest(&mut prior, &newest);
         *carry = Some((day, prior));
         Ok(out)
+    }
+
+    /// The day's `agent_day_audit`, staged, and its summary; `None` with `[audit]` off. A day
+    /// that cannot be audited (incomplete, no summary) stages nothing and says why.
+    fn stage_audit(
+        &self,
+        day: NaiveDate,
+        a: AuditInput,
+    ) -> Result<Option<AuditOut>, TransformError> {
+        if !self.p.audit.enabled {
+            return Ok(None);
+        }
+        let not = |why: String| Ok(Some((AuditDay::not_audited(why), None)));
+        let (start, end) = (time::day_start(self.tz, day), time::day_end(self.tz, day));
+        if !audit::complete(end, self.now, self.p.report_lag_minutes) {
+            return not(format!(
+                "incomplete (Gladly's summary is complete report_lag_minutes = {} after the day)",
+                self.p.report_lag_minutes
+            ));
+        }
+        if let Some(why) = a.not_audited {
+            return not(why);
+        }
+        let Some(gladly) = audit::read_summary(self.st, day)? else {
+            return not("no AgentSummaryV2 in the raw zone: run the extract stage for it".into());
+        };
+        let mut ours = BTreeMap::new();
+        for s in a.segs {
+            let span = (s.start_at, s.end_at);
+            audit::add_segment(
+                &mut ours,
+                start,
+                s.agent_id,
+                s.axis,
+                s.opened_by.state(),
+                span,
+            );
+        }
+        // A day after one transformed in this run has its look-back in the raw zone.
+        let first = !a.carried && audit::first_in_raw_zone(self.st, day, self.p.lookback_days)?;
+        let cx = audit::Context {
+            tolerance: &self.p.audit,
+            emails: a.emails,
+            first_in_raw_zone: first,
+        };
+        let rows = audit::compare(&ours, &gladly, &cx);
+        let mut df =
+            audit::audit_frame(&rows).map_err(frame_err(format!("agent_day_audit {day}")))?;
+        let staged = self
+            .st
+            .stage_partition(audit::AGENT_DAY_AUDIT, day, &mut df)?;
+        Ok(Some((AuditDay::of(&rows), Some((staged, rows.len())))))
     }
 
     /// All of a day's curated datasets, visible together: the agent half on this thread, the
@@ -145,6 +233,7 @@ impl Transformer<'_> {
         inboxes: &[InboxDim],
         carry: &mut Option<(NaiveDate, StartState)>,
         conv_carry: &mut Option<(NaiveDate, ConvStates)>,
+        not_audited: Option<String>,
     ) -> Result<DayOut, TransformError> {
         let (agents, work) = std::thread::scope(|sc| {
             let work = sc.spawn(|| -> Result<DayOut, TransformError> {
@@ -152,7 +241,7 @@ impl Transformer<'_> {
                 out.merge(self.stage_work(day, inboxes)?);
                 Ok(out)
             });
-            let agents = self.stage_agents(day, emails, carry);
+            let agents = self.stage_agents(day, emails, carry, not_audited);
             (
                 agents,
                 work.join().unwrap_or_else(|_| {
@@ -176,7 +265,7 @@ impl Transformer<'_> {
         inboxes: &[InboxDim],
         carry: &mut Option<(NaiveDate, StartState)>,
     ) -> Result<DayOut, TransformError> {
-        let mut out = self.stage_agents(day, emails, carry)?;
+        let mut out = self.stage_agents(day, emails, carry, None)?;
         out.merge(self.stage_conversations(day, inboxes, None)?);
         self.commit(day, out)
     }

@@ -72,6 +72,9 @@ pub struct GladlySimConfig {
     pub events_padding_bytes: u64,
     /// Injected faults hit the Reports API only (dimensions and events answer normally).
     pub faults_only_reports: bool,
+    /// `AgentSummaryV2` answers this status instead of its rows (200: an empty body), for
+    /// testing a summary Gladly does not serve; `None`: served normally.
+    pub summary_status: Option<u16>,
 }
 
 impl GladlySimConfig {
@@ -91,6 +94,7 @@ impl GladlySimConfig {
             report_padding_bytes: 0,
             events_padding_bytes: 0,
             faults_only_reports: false,
+            summary_status: None,
         }
     }
 }
@@ -744,6 +748,14 @@ fn report(sim: &GladlySim, body: &[u8]) -> Response {
                 .world
                 .events_between(start, end, &[Entity::Conversation]);
             conversation_csv(sim, tz, &evs)
+        }
+        "AgentSummaryV2" if sim.cfg.summary_status.is_some() => {
+            let code = sim.cfg.summary_status.unwrap_or(200);
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            if status == StatusCode::OK {
+                return (StatusCode::OK, "").into_response();
+            }
+            return errors(status, "metricSet", "unavailable", "summary not served");
         }
         "AgentSummaryV2" => {
             let level = req.aggregation_level.as_deref();
