@@ -695,7 +695,7 @@ async fn dispatch(weak: Weak<GladlySim>, id: String, generation: u64, mut cursor
         if now >= cursor {
             // Events with cursor <= timestamp <= now, then the cursor moves past now.
             for e in due_events(&sim, cursor, now + 1).await {
-                if hook.events.iter().any(|t| *t == e.etype) {
+                if hook.events.contains(&e.etype) {
                     start_delivery(&sim, &hook, Arc::new(e)).await;
                 }
             }
@@ -747,11 +747,8 @@ async fn start_delivery(sim: &Arc<GladlySim>, hook: &Webhook, event: Arc<Event>)
             });
             continue;
         }
-        match attempt(sim, &d, 1).await {
-            Some(false) => {
-                tokio::spawn(retries(weak, d, 2));
-            }
-            Some(true) | None => {}
+        if attempt(sim, &d, 1).await == Some(false) {
+            tokio::spawn(retries(weak, d, 2));
         }
     }
 }
