@@ -208,6 +208,12 @@ enum SimCmd {
         /// Follow every Events API answer with this many MiB of copies of its last line.
         #[arg(long, default_value_t = 0)]
         pad_events_mib: u64,
+        /// Multiply the webhook retry intervals (+30 s, +5 min, +30 min, +1 h) by this.
+        #[arg(long, default_value_t = 1.0)]
+        webhook_retry_scale: f64,
+        /// Accept http:// webhook URLs too (Gladly accepts https:// only).
+        #[arg(long)]
+        webhook_allow_http: bool,
         /// Write the ground truth (agents, inboxes, events, work sessions) to this folder.
         #[arg(long)]
         dump: Option<PathBuf>,
@@ -435,6 +441,8 @@ async fn cli_main(cli: Cli) -> ExitCode {
                     quirks,
                     pad_reports_mib,
                     pad_events_mib,
+                    webhook_retry_scale,
+                    webhook_allow_http,
                     dump,
                 } => {
                     let sim_now = match sim_now.as_deref().or(cli.now.as_deref()) {
@@ -469,6 +477,8 @@ async fn cli_main(cli: Cli) -> ExitCode {
                         quirks,
                         pad_reports_mib,
                         pad_events_mib,
+                        webhook_retry_scale,
+                        webhook_allow_http,
                         dump,
                     })
                     .await

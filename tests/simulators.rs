@@ -3,6 +3,9 @@
 //! token, envelope, replace/upsert/duplicate, 413, 429 with Retry-After, token expiry, overlap.
 
 mod util;
+/// The Gladly simulator's webhooks (spec §6).
+#[path = "simulators/webhooks.rs"]
+mod webhooks;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -31,6 +31,9 @@ pub struct GladlyArgs {
     pub quirks: String,
     pub pad_reports_mib: u64,
     pub pad_events_mib: u64,
+    /// Multiplies the webhook retry intervals.
+    pub webhook_retry_scale: f64,
+    pub webhook_allow_http: bool,
     pub dump: Option<PathBuf>,
 }
 
@@ -57,6 +60,11 @@ pub fn gladly_config(a: &GladlyArgs) -> Result<GladlySimConfig, String> {
     cfg.speed = a.speed;
     cfg.report_padding_bytes = a.pad_reports_mib << 20;
     cfg.events_padding_bytes = a.pad_events_mib << 20;
+    if !(a.webhook_retry_scale >= 0.0 && a.webhook_retry_scale.is_finite()) {
+        return Err("--webhook-retry-scale: must be a number from 0".into());
+    }
+    cfg.webhook_retry_scale = a.webhook_retry_scale;
+    cfg.webhook_allow_http = a.webhook_allow_http;
     Ok(cfg)
 }
 

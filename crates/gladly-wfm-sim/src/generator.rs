@@ -375,6 +375,20 @@ impl World {
         self.cfg.timezone
     }
 
+    /// How long in real time until the world's clock shows `at` (zero once it has); `None`
+    /// while a clock standing still (`speed` 0 with a fixed `now`) is short of it.
+    pub fn real_until(&self, at: Ms) -> Option<std::time::Duration> {
+        let left = at - self.now();
+        if left <= 0 {
+            return Some(std::time::Duration::ZERO);
+        }
+        match (&self.clock, self.cfg.now) {
+            (Some(c), _) => Some(c.real_duration(left)),
+            (None, Some(_)) => None,
+            (None, None) => Some(std::time::Duration::from_millis(left as u64)),
+        }
+    }
+
     /// The simulated history: `days` local days ending today (by the simulated clock).
     pub fn day_range(&self) -> (NaiveDate, NaiveDate) {
         let today = time::day_of(self.tz(), self.now());

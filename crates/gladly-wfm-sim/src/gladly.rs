@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 
 use super::faults::{Fault, FaultInjector, FaultRates, SlidingWindow};
 use super::generator::{Entity, Event, World, WorldConfig};
+use super::webhooks::{self, DeliveryAttempt, Webhook, WebhookSettings, Webhooks};
 use crate::summary::{self, Aggregation, MAX_HALF_HOURLY_DAYS, SUMMARY_COLUMNS};
 use crate::time::{self, Ms};
 use chrono::NaiveDate;
@@ -75,6 +76,23 @@ pub struct GladlySimConfig {
     /// `AgentSummaryV2` answers this status instead of its rows (200: an empty body), for
     /// testing a summary Gladly does not serve; `None`: served normally.
     pub summary_status: Option<u16>,
+    /// Webhook retry intervals (+30 s, +5 min, +30 min, +1 h on the simulator's clock) are
+    /// multiplied by this (1.0 = the spec's; 0.001 makes them 30 ms to 3.6 s).
+    pub webhook_retry_scale: f64,
+    /// The share of webhook deliveries silently never sent (0–1, seeded per webhook and event).
+    pub webhook_drop: f64,
+    /// The share of webhook deliveries sent twice (0–1, seeded per webhook and event).
+    pub webhook_repeat: f64,
+    /// Each delivery is held back a seeded 0 to this many milliseconds of the simulator's clock
+    /// after its event (0 = none): later events can then arrive first.
+    pub webhook_delay_ms: u64,
+    /// A webhook receiver that has not answered within this many real milliseconds has failed
+    /// the attempt (the spec's 15 s).
+    pub webhook_timeout_ms: u64,
+    /// Accept `http://` webhook URLs too (Gladly and the default accept `https://` only).
+    pub webhook_allow_http: bool,
+    /// Extra roots (PEM) the webhook client trusts besides the built-in web PKI roots.
+    pub webhook_root_certs: Vec<Vec<u8>>,
 }
 
 impl GladlySimConfig {
@@ -95,6 +113,26 @@ impl GladlySimConfig {
             events_padding_bytes: 0,
             faults_only_reports: false,
             summary_status: None,
+            webhook_retry_scale: 1.0,
+            webhook_drop: 0.0,
+            webhook_repeat: 0.0,
+            webhook_delay_ms: 0,
+            webhook_timeout_ms: 15_000,
+            webhook_allow_http: false,
+            webhook_root_certs: Vec::new(),
+        }
+    }
+
+    fn webhook_settings(&self) -> WebhookSettings {
+        WebhookSettings {
+            seed: self.world.seed,
+            retry_scale: self.webhook_retry_scale,
+            drop: self.webhook_drop,
+            repeat: self.webhook_repeat,
+            delay_ms: self.webhook_delay_ms,
+            timeout_ms: self.webhook_timeout_ms,
+            allow_http: self.webhook_allow_http,
+            root_certs: self.webhook_root_certs.clone(),
         }
     }
 }
@@ -133,6 +171,7 @@ pub struct GladlySim {
     log: Mutex<Vec<LoggedRequest>>,
     /// Agents taken off `/agents` at run time (deactivated in Gladly), by id.
     removed: Mutex<std::collections::HashSet<String>>,
+    pub(crate) webhooks: Webhooks,
 }
 
 impl GladlySim {
@@ -145,6 +184,7 @@ impl GladlySim {
             per_method: Mutex::new(Default::default()),
             log: Mutex::new(Vec::new()),
             removed: Mutex::new(Default::default()),
+            webhooks: Webhooks::new(cfg.webhook_settings()),
             cfg,
         })
     }
@@ -165,6 +205,26 @@ impl GladlySim {
 
     pub fn requests(&self) -> Vec<LoggedRequest> {
         self.log.lock().unwrap().clone()
+    }
+
+    /// The organisation's webhooks as stored, credentials and headers included.
+    pub fn webhooks(&self) -> Vec<Webhook> {
+        self.webhooks.all()
+    }
+
+    pub fn webhook(&self, id: &str) -> Option<Webhook> {
+        self.webhooks.all().into_iter().find(|h| h.id == id)
+    }
+
+    /// Every webhook delivery attempt (PINGs included) and every dropped delivery, in order.
+    pub fn webhook_deliveries(&self) -> Vec<DeliveryAttempt> {
+        self.webhooks.log()
+    }
+
+    /// Switches an enabled webhook off as Gladly does after a delivery's fifth failed attempt
+    /// (`disabledAtDueToRetryLimit` = now); false if it is unknown or already off.
+    pub fn switch_off_webhook(&self, id: &str) -> bool {
+        self.webhooks.switch_off(id, None, self.world.now())
     }
 
     /// Starts serving on `addr` (port 0 picks a free port); returns the bound address.
@@ -296,6 +356,12 @@ async fn handle(State(sim): State<Arc<GladlySim>>, req: Request) -> Response {
     let query = req.uri().query().unwrap_or("").to_string();
     if path == "/_sim/requests" {
         return axum::Json(sim.requests()).into_response();
+    }
+    if path == "/_sim/webhooks" {
+        return axum::Json(sim.webhooks()).into_response();
+    }
+    if path == "/_sim/webhook-deliveries" {
+        return axum::Json(sim.webhook_deliveries()).into_response();
     }
     let headers = req.headers().clone();
     let body = axum::body::to_bytes(req.into_body(), 1 << 20)
@@ -433,6 +499,10 @@ async fn answer(
         }
         Fault::Slow => tokio::time::sleep(Duration::from_millis(sim.cfg.slow_ms)).await,
         _ => {}
+    }
+    // Webhook calls PING the receiver during the call: async, on the async workers.
+    if path == "/api/v1/webhooks" || path.starts_with("/api/v1/webhooks/") {
+        return (webhooks::answer(sim, method, path, body).await, remaining);
     }
     // Generating a day is CPU work: off the async workers, so arriving requests are admitted
     // (and timed against the rate limits) the moment they arrive, as at the real Gladly.

@@ -12,6 +12,7 @@ pub mod gladly;
 pub mod rng;
 pub mod summary;
 pub mod time;
+pub mod webhooks;
 pub mod wfm;
 pub mod wfm_store;
 
