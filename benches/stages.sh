@@ -11,7 +11,8 @@
 # STAGES with `extract` starts a Gladly simulator (seed 42, AGENTS agents, limits raised 30×)
 # and a fresh output root in DIR; the others reuse DIR's. `load` starts a WFM simulator with
 # its limit raised and prints its CPU time and RSS beside the client's. BIN (default: the
-# release binary `cargo bench` builds) and AGENTS (2000) come from the environment.
+# release binary `cargo bench` builds), AGENTS (2000) and AUDIT (`[audit] enabled`: true) come
+# from the environment.
 set -euo pipefail
 DAYS=$1 STAGES=$2 DIR=${3:-/tmp/gladly-wfm-stages-$1}
 BIN=${BIN:-${CARGO_TARGET_DIR:-target}/release/gladly-wfm}
@@ -63,6 +64,8 @@ name = "Customer_Support"
 pattern = "Customer_Support|VIP Care"
 [output]
 root = "$DIR/output"
+[audit]
+enabled = ${AUDIT:-true}
 TOML
 if [[ $STAGES == *load* ]]; then
     start "$DIR/wfm.out" wfm --addr=127.0.0.1:0 --requests-per-30s=1000000

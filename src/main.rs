@@ -421,100 +421,102 @@ async fn cli_main(cli: Cli) -> ExitCode {
             Err(c) => c,
         },
         #[cfg(feature = "simulators")]
-        Cmd::Simulate { which } => {
-            let r = match which {
-                SimCmd::Gladly {
-                    addr,
-                    seed,
-                    agents,
-                    inboxes,
-                    days,
-                    sim_now,
-                    faults,
-                    user,
-                    token,
-                    timezone,
-                    rps,
-                    reports_per_minute,
-                    reports_in_flight,
-                    slow_ms,
-                    quirks,
-                    pad_reports_mib,
-                    pad_events_mib,
-                    webhook_retry_scale,
-                    webhook_allow_http,
-                    dump,
-                } => {
-                    let sim_now = match sim_now.as_deref().or(cli.now.as_deref()) {
-                        None => None,
-                        Some(s) => match time::parse_ts(s) {
-                            Some(t) => Some(t),
-                            None => {
-                                gladly_wfm::say_err!(
-                                    "gladly-wfm: --now `{s}` is not an RFC 3339 instant"
-                                );
-                                return ExitCode::from(2);
-                            }
-                        },
-                    };
-                    simulate::run_gladly(simulate::GladlyArgs {
-                        // `--speed` only means something from a given `--now`.
-                        speed: cli.speed.filter(|_| sim_now.is_some()).unwrap_or(0.0),
-                        addr,
-                        seed,
-                        agents,
-                        inboxes,
-                        days,
-                        now: sim_now,
-                        faults,
-                        user,
-                        token,
-                        timezone,
-                        rps,
-                        reports_per_minute,
-                        reports_in_flight,
-                        slow_ms,
-                        quirks,
-                        pad_reports_mib,
-                        pad_events_mib,
-                        webhook_retry_scale,
-                        webhook_allow_http,
-                        dump,
-                    })
-                    .await
-                }
-                SimCmd::Wfm {
-                    addr,
-                    faults,
-                    dump,
-                    client_id,
-                    client_secret,
-                    token_ttl,
-                    requests_per_30s,
-                    slow_ms,
-                    log_body_mib,
-                } => {
-                    simulate::run_wfm(simulate::WfmArgs {
-                        addr,
-                        faults,
-                        dump,
-                        client_id,
-                        client_secret,
-                        token_ttl,
-                        requests_per_30s,
-                        slow_ms,
-                        log_body_mib,
-                    })
-                    .await
-                }
+        Cmd::Simulate { which } => simulate_cmd(which, cli.now, cli.speed).await,
+    }
+}
+
+/// `simulate gladly|wfm`: a simulator on its own, until interrupted.
+#[cfg(feature = "simulators")]
+async fn simulate_cmd(which: SimCmd, cli_now: Option<String>, speed: Option<f64>) -> ExitCode {
+    let r = match which {
+        SimCmd::Gladly {
+            addr,
+            seed,
+            agents,
+            inboxes,
+            days,
+            sim_now,
+            faults,
+            user,
+            token,
+            timezone,
+            rps,
+            reports_per_minute,
+            reports_in_flight,
+            slow_ms,
+            quirks,
+            pad_reports_mib,
+            pad_events_mib,
+            webhook_retry_scale,
+            webhook_allow_http,
+            dump,
+        } => {
+            let sim_now = match sim_now.as_deref().or(cli_now.as_deref()) {
+                None => None,
+                Some(s) => match time::parse_ts(s) {
+                    Some(t) => Some(t),
+                    None => {
+                        gladly_wfm::say_err!("gladly-wfm: --now `{s}` is not an RFC 3339 instant");
+                        return ExitCode::from(2);
+                    }
+                },
             };
-            match r {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    gladly_wfm::say_err!("gladly-wfm: {e}");
-                    ExitCode::from(2)
-                }
-            }
+            simulate::run_gladly(simulate::GladlyArgs {
+                // `--speed` only means something from a given `--now`.
+                speed: speed.filter(|_| sim_now.is_some()).unwrap_or(0.0),
+                addr,
+                seed,
+                agents,
+                inboxes,
+                days,
+                now: sim_now,
+                faults,
+                user,
+                token,
+                timezone,
+                rps,
+                reports_per_minute,
+                reports_in_flight,
+                slow_ms,
+                quirks,
+                pad_reports_mib,
+                pad_events_mib,
+                webhook_retry_scale,
+                webhook_allow_http,
+                dump,
+            })
+            .await
+        }
+        SimCmd::Wfm {
+            addr,
+            faults,
+            dump,
+            client_id,
+            client_secret,
+            token_ttl,
+            requests_per_30s,
+            slow_ms,
+            log_body_mib,
+        } => {
+            simulate::run_wfm(simulate::WfmArgs {
+                addr,
+                faults,
+                dump,
+                client_id,
+                client_secret,
+                token_ttl,
+                requests_per_30s,
+                slow_ms,
+                log_body_mib,
+            })
+            .await
+        }
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            gladly_wfm::say_err!("gladly-wfm: {e}");
+            ExitCode::from(2)
         }
     }
 }

@@ -196,6 +196,14 @@ fn day_plans(
     })
 }
 
+/// What one day's transform hands the next: the agents' and the conversations' states at its
+/// end (rebuilt from the look-back days when the day before was not transformed).
+#[derive(Default)]
+struct Carry {
+    agents: Option<(NaiveDate, StartState)>,
+    conversations: Option<(NaiveDate, ConvStates)>,
+}
+
 struct Run<'a> {
     p: &'a Pipeline,
     opts: &'a RunOptions,
@@ -227,18 +235,8 @@ pub async fn run(p: &Pipeline, opts: &RunOptions) -> RunOutcome {
     let _run = log::scope_run(&p.name, &run_id);
     let t0 = Instant::now();
     log::add_secrets(&p.secrets());
-    if let (Some(f), Some(t)) = (opts.from, opts.to) {
-        if f > t {
-            return early(2, format!("--from {f} is after --to {t}"));
-        }
-    }
-    if opts.from.is_some() != opts.to.is_some() {
-        return early(2, "--from and --to go together".into());
-    }
-    if let (Some(f), Some(t)) = (opts.from, opts.to) {
-        if let Err(e) = check_range(p, f, t) {
-            return early(2, e);
-        }
+    if let Err(e) = check_dates(p, opts) {
+        return early(2, e);
     }
     let push = opts.stages.load && !opts.dry_run;
     let Startup {
@@ -294,28 +292,7 @@ pub async fn run(p: &Pipeline, opts: &RunOptions) -> RunOutcome {
         wfm_auth_error: None,
     };
     let result = r.execute().await;
-    let (mut code, mut outcome, mut error) = match &result {
-        Ok(()) => match &r.wfm_auth_error {
-            Some(e) => (4, "wfm_auth_failed", Some(e.clone())),
-            None => (0, "ok", None),
-        },
-        Err(RunError::Interrupted) => (1, "interrupted", Some(RunError::Interrupted.to_string())),
-        Err(e) => (e.code(), "failed", Some(e.to_string())),
-    };
-    // A run that ends releases its lock, or fails saying it could not.
-    if let Err(e) = tokio::task::block_in_place(|| lock.release()) {
-        let msg = format!(
-            "could not release the run lock ({e}); the next run takes it over once its lease expires"
-        );
-        log::error(&msg);
-        if code == 0 {
-            (code, outcome) = (1, "failed");
-        }
-        error = Some(match error {
-            Some(first) => format!("{first}; {msg}"),
-            None => msg,
-        });
-    }
+    let (code, outcome, error) = ending(&result, &r.wfm_auth_error, lock);
     if code == 0 {
         crate::telemetry::last_success("run");
     }
@@ -341,16 +318,7 @@ pub async fn run(p: &Pipeline, opts: &RunOptions) -> RunOutcome {
         elapsed_s: t0.elapsed().as_secs_f64(),
     };
     let manifest = manifest::manifest(&r.tally, &facts);
-    let runs = root.dir(&p.runs_rel());
-    let name = format!("{run_id}.json");
-    let text = log::redact(&serde_json::to_string_pretty(&manifest).unwrap_or_default());
-    let manifest_path = match runs.write(&name, text.into_bytes()) {
-        Ok(()) => Some(runs.describe(&name)),
-        Err(e) => {
-            log::error(format!("cannot write the run manifest: {e}"));
-            None
-        }
-    };
+    let manifest_path = write_manifest(&root.dir(&p.runs_rel()), &run_id, &manifest);
     let summary = manifest::summary(&manifest, facts.elapsed_s, manifest_path.as_deref());
     RunOutcome {
         exit_code: code,
@@ -358,6 +326,60 @@ pub async fn run(p: &Pipeline, opts: &RunOptions) -> RunOutcome {
         summary,
         manifest_path,
         manifest: Some(manifest),
+    }
+}
+
+/// `--from`/`--to` as a person means them: together, in order, a plausible range.
+fn check_dates(p: &Pipeline, opts: &RunOptions) -> Result<(), String> {
+    match (opts.from, opts.to) {
+        (Some(f), Some(t)) if f > t => Err(format!("--from {f} is after --to {t}")),
+        (Some(f), Some(t)) => check_range(p, f, t),
+        (None, None) => Ok(()),
+        _ => Err("--from and --to go together".into()),
+    }
+}
+
+/// How the run ended: (exit code, outcome, error). It releases the lock first: a run that ends
+/// releases its lock, or fails saying it could not.
+fn ending(
+    result: &Result<(), RunError>,
+    wfm_auth_error: &Option<String>,
+    lock: PipelineLock,
+) -> (i32, &'static str, Option<String>) {
+    let (mut code, mut outcome, mut error) = match result {
+        Ok(()) => match wfm_auth_error {
+            Some(e) => (4, "wfm_auth_failed", Some(e.clone())),
+            None => (0, "ok", None),
+        },
+        Err(RunError::Interrupted) => (1, "interrupted", Some(RunError::Interrupted.to_string())),
+        Err(e) => (e.code(), "failed", Some(e.to_string())),
+    };
+    if let Err(e) = tokio::task::block_in_place(|| lock.release()) {
+        let msg = format!(
+            "could not release the run lock ({e}); the next run takes it over once its lease expires"
+        );
+        log::error(&msg);
+        if code == 0 {
+            (code, outcome) = (1, "failed");
+        }
+        error = Some(match error {
+            Some(first) => format!("{first}; {msg}"),
+            None => msg,
+        });
+    }
+    (code, outcome, error)
+}
+
+/// Writes the run's manifest (redacted) under `_runs/<pipeline>/`; returns where.
+fn write_manifest(runs: &Dir, run_id: &str, manifest: &Manifest) -> Option<String> {
+    let name = format!("{run_id}.json");
+    let text = log::redact(&serde_json::to_string_pretty(manifest).unwrap_or_default());
+    match runs.write(&name, text.into_bytes()) {
+        Ok(()) => Some(runs.describe(&name)),
+        Err(e) => {
+            log::error(format!("cannot write the run manifest: {e}"));
+            None
+        }
     }
 }
 
@@ -454,8 +476,87 @@ pub fn plan_days(
 
 impl Run<'_> {
     async fn execute(&mut self) -> Result<(), RunError> {
-        // Before anything reads or writes: a day a killed run was committing is completed,
-        // and the files it had not committed are removed.
+        self.recover()?;
+        let today = self.plan().await?;
+        if self.opts.stages.extract {
+            self.extract_dimensions(today).await?;
+        }
+        let (agents, emails) = self.newest_agents()?;
+        if self.opts.stages.transform {
+            self.transform_dimensions()?;
+        }
+        let inboxes = self.newest_inboxes()?;
+        let mut carry = Carry::default();
+        let days = self.window.clone();
+        // Fetching runs ahead on its own task (a few days, spooled to disk, so memory stays
+        // flat) while this task lands and transforms: the rate limits, not the CPU, pace
+        // extraction.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Fetched, ExtractError>>(2);
+        let extractor = Arc::new(self.extractor());
+        let ahead = self
+            .opts
+            .stages
+            .extract
+            .then(|| AbortOnDrop(tokio::spawn(extractor.clone().run(days.clone(), 2, tx))));
+        for (i, &day) in days.iter().enumerate() {
+            if self.interrupt.requested() {
+                return Err(RunError::Interrupted);
+            }
+            let day_scope = log::scope_day(day, "extract");
+            log::info(format!("day {day} ({}/{})", i + 1, days.len()));
+            log::progress(
+                i,
+                days.len(),
+                &format!("{day}: extract · {}", self.progress_counts()),
+            );
+            // Why extraction could not land the day's summary: its transform then does not audit.
+            let mut not_audited = None;
+            if ahead.is_some() {
+                let t = Instant::now();
+                let x = tokio::select! {
+                    x = rx.recv() => x,
+                    _ = self.interrupt.wait() => return Err(RunError::Interrupted),
+                };
+                let f = x.ok_or_else(|| RunError::Failed("the extract task stopped".into()))??;
+                self.tally.time("extract_wait", t);
+                not_audited = self.land_day(day, &extractor, f)?;
+                // A signal that came while the day landed stops the run before its transform.
+                if self.interrupt.requested() {
+                    return Err(RunError::Interrupted);
+                }
+            }
+            if self.opts.stages.transform {
+                day_scope.stage("transform");
+                log::progress(
+                    i,
+                    days.len(),
+                    &format!("{day}: transform · {}", self.progress_counts()),
+                );
+                self.transform_day(day, &emails, &inboxes, &mut carry, not_audited)?;
+            }
+            if !self.opts.stages.load || self.wfm.is_none() {
+                self.tally.days_done.push(day.to_string());
+            }
+        }
+        drop(ahead);
+        // The states carried from day to day are done with before the load.
+        drop(carry);
+        if self.opts.stages.transform {
+            self.redo_changed_work_days(&inboxes)?;
+        }
+        if self.opts.stages.load && self.wfm.is_some() {
+            let t = Instant::now();
+            self.load(&agents, &days).await?;
+            self.tally.time("load", t);
+        }
+        self.advance_cursor();
+        self.state.save(&self.state_dir)?;
+        Ok(())
+    }
+
+    /// Before anything reads or writes: a day a killed run was committing is completed, and
+    /// the files it had not committed are removed.
+    fn recover(&mut self) -> Result<(), RunError> {
         let recovered = self.st.recover()?;
         if recovered.commits > 0 {
             log::info(format!(
@@ -469,7 +570,13 @@ impl Run<'_> {
                 recovered.swept
             ));
         }
-        // A date in the future is a usage error, found before any request when the timezone is known.
+        Ok(())
+    }
+
+    /// The timezone and the days to process (`window`), logged with what extracting them
+    /// costs; returns today. A `--to` in the future is a usage error, found before any request
+    /// when the timezone is known.
+    async fn plan(&mut self) -> Result<NaiveDate, RunError> {
         let future = |tz: Tz, to: Option<NaiveDate>| -> Result<(), RunError> {
             let today = time::day_of(tz, self.opts.now);
             match to {
@@ -486,7 +593,6 @@ impl Run<'_> {
         self.tz = self.resolve_timezone().await?;
         let tz = self.tz;
         future(tz, self.opts.to)?;
-        let today = time::day_of(tz, self.opts.now);
         self.window = plan_days(
             self.p,
             &self.state,
@@ -495,18 +601,13 @@ impl Run<'_> {
             self.opts.from,
             self.opts.to,
         );
+        let first_last = |d: Option<&NaiveDate>| d.map(|d| d.to_string()).unwrap_or_default();
         log::info(format!(
             "pipeline {}: {} day(s) {}..{} in {}",
             self.p.name,
             self.window.len(),
-            self.window
-                .first()
-                .map(|d| d.to_string())
-                .unwrap_or_default(),
-            self.window
-                .last()
-                .map(|d| d.to_string())
-                .unwrap_or_default(),
+            first_last(self.window.first()),
+            first_last(self.window.last()),
             tz.name()
         ));
         if self.opts.stages.extract && self.window.len() > 1 {
@@ -521,23 +622,11 @@ impl Run<'_> {
                 }
             ));
         }
-        if self.opts.stages.extract {
-            self.extract_dimensions(today).await?;
-        }
-        let (agents, emails) = self.newest_agents()?;
-        if self.opts.stages.transform {
-            self.transform_dimensions()?;
-        }
-        let inboxes = self.newest_inboxes()?;
-        let mut carry: Option<(NaiveDate, StartState)> = None;
-        let mut conv_carry: Option<(NaiveDate, ConvStates)> = None;
-        let days = self.window.clone();
-        // Fetching runs ahead on its own task (a few days, spooled to disk, so memory stays
-        // flat) while this task lands and transforms: the rate limits, not the CPU, pace
-        // extraction. Landing and transforming on one thread, one after the other, reuse one
-        // set of allocator pages (Extractor::run).
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Fetched, ExtractError>>(2);
-        let extractor = Arc::new(Extractor {
+        Ok(time::day_of(tz, self.opts.now))
+    }
+
+    fn extractor(&self) -> Extractor {
+        Extractor {
             gladly: self.gladly.clone(),
             st: self.st.clone(),
             tz: self.tz,
@@ -548,108 +637,77 @@ impl Run<'_> {
                 .audit
                 .enabled
                 .then(|| self.opts.now - self.p.report_lag_minutes as Ms * 60_000),
-        });
-        let ahead = self
-            .opts
-            .stages
-            .extract
-            .then(|| AbortOnDrop(tokio::spawn(extractor.clone().run(days.clone(), 2, tx))));
-        for (i, &day) in days.iter().enumerate() {
-            // Why extraction could not land the day's summary: its transform then does not audit.
-            let mut not_audited = None;
-            if self.interrupt.requested() {
-                return Err(RunError::Interrupted);
-            }
-            let day_scope = log::scope_day(day, "extract");
-            log::info(format!("day {day} ({}/{})", i + 1, days.len()));
-            log::progress(
-                i,
-                days.len(),
-                &format!("{day}: extract · {}", self.progress_counts()),
-            );
-            if ahead.is_some() {
-                let t = Instant::now();
-                let x = tokio::select! {
-                    x = rx.recv() => x,
-                    _ = self.interrupt.wait() => return Err(RunError::Interrupted),
-                };
-                let f = x.ok_or_else(|| RunError::Failed("the extract task stopped".into()))??;
-                self.tally.time("extract_wait", t);
-                let t = Instant::now();
-                // A panic while decoding fails the run with its manifest, as an error does (it
-                // was a failed task when landing ran on the blocking pool).
-                let x = tokio::task::block_in_place(|| {
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| extractor.land(f)))
-                })
-                .map_err(|_| RunError::Failed(format!("landing {day} failed: a panic")))??;
-                self.tally.time("land", t);
-                self.tally.aside(x.set_aside);
-                self.tally
-                    .sources
-                    .insert(day.to_string(), x.source.to_string());
-                for (d, day, n) in x.rows {
-                    self.tally.rows(d, day, n);
-                }
-                not_audited = x.not_audited;
-                self.state.mark("extract", day);
-                self.state.save(&self.state_dir)?;
-                // A signal that came while the day landed stops the run before its transform.
-                if self.interrupt.requested() {
-                    return Err(RunError::Interrupted);
-                }
-            }
-            if self.opts.stages.transform {
-                day_scope.stage("transform");
-                log::progress(
-                    i,
-                    days.len(),
-                    &format!("{day}: transform · {}", self.progress_counts()),
-                );
-                let t = Instant::now();
-                let generation = self.pending.generation(day);
-                let tf = self.transformer();
-                let out = tokio::task::block_in_place(|| {
-                    tf.transform_all(
-                        day,
-                        &emails,
-                        &inboxes,
-                        &mut carry,
-                        &mut conv_carry,
-                        not_audited,
-                    )
-                })?;
-                self.tally.merge(out);
-                self.pending.transformed(day, generation, self.pushes())?;
-                self.tally.time("transform", t);
-                self.state.mark("transform", day);
-                self.state.save(&self.state_dir)?;
-            }
-            if !self.opts.stages.load || self.wfm.is_none() {
-                self.tally.days_done.push(day.to_string());
-            }
         }
-        drop(ahead);
-        // The states carried from day to day are done with before the load.
-        drop((carry, conv_carry));
-        if self.opts.stages.transform {
-            self.redo_changed_work_days(&inboxes)?;
+    }
+
+    /// Decodes and lands a fetched day into the raw zone; returns why its summary could not be
+    /// landed, if it could not (the day is then not audited).
+    fn land_day(
+        &mut self,
+        day: NaiveDate,
+        extractor: &Extractor,
+        f: Fetched,
+    ) -> Result<Option<String>, RunError> {
+        let t = Instant::now();
+        // A panic while decoding fails the run with its manifest, as an error does.
+        let x = tokio::task::block_in_place(|| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| extractor.land(f)))
+        })
+        .map_err(|_| RunError::Failed(format!("landing {day} failed: a panic")))??;
+        self.tally.time("land", t);
+        self.tally.aside(x.set_aside);
+        self.tally
+            .sources
+            .insert(day.to_string(), x.source.to_string());
+        for (d, day, n) in x.rows {
+            self.tally.rows(d, day, n);
         }
-        if self.opts.stages.load && self.wfm.is_some() {
-            let t = Instant::now();
-            self.load(&agents, &days).await?;
-            self.tally.time("load", t);
-        }
+        self.state.mark("extract", day);
+        self.state.save(&self.state_dir)?;
+        Ok(x.not_audited)
+    }
+
+    /// A day's curated datasets from the raw zone, committed together.
+    fn transform_day(
+        &mut self,
+        day: NaiveDate,
+        emails: &Emails,
+        inboxes: &[InboxDim],
+        carry: &mut Carry,
+        not_audited: Option<String>,
+    ) -> Result<(), RunError> {
+        let t = Instant::now();
+        let generation = self.pending.generation(day);
+        let tf = self.transformer();
+        let out = tokio::task::block_in_place(|| {
+            tf.transform_all(
+                day,
+                emails,
+                inboxes,
+                &mut carry.agents,
+                &mut carry.conversations,
+                not_audited,
+            )
+        })?;
+        self.tally.merge(out);
+        self.pending.transformed(day, generation, self.pushes())?;
+        self.tally.time("transform", t);
+        self.state.mark("transform", day);
+        self.state.save(&self.state_dir)?;
+        Ok(())
+    }
+
+    /// A nightly run that did every stage moves the cursor to the last complete day.
+    fn advance_cursor(&mut self) {
         let all_stages = self.opts.stages.extract
             && self.opts.stages.transform
             && (self.opts.stages.load || !self.pushes());
         if self.opts.from.is_none() && self.wfm_auth_error.is_none() && all_stages {
-            let last = last_complete_day(tz, self.opts.now, self.p.report_lag_minutes);
+            let last = last_complete_day(self.tz, self.opts.now, self.p.report_lag_minutes);
             if self.state.nightly_cursor.is_none_or(|c| c < last) && !self.opts.dry_run {
                 self.state.nightly_cursor = Some(last);
             }
         }
-        self.state.save(&self.state_dir)?;
-        Ok(())
     }
 
     /// Whether this pipeline pushes to a WFM (a dry run still owes it what it did not push).

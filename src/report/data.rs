@@ -383,15 +383,16 @@ pub fn gather(
         .keys()
         .filter(|id| !per_agent.contains_key(*id))
         .count();
-    // Group key: (0, team id) for teams, (1, "") for agents in no team, (2, "") for agents the
-    // snapshot does not list.
+    // Group key: (0, team name, or id without one) for teams, (1, "") for agents in no team,
+    // (2, "") for agents the snapshot does not list.
+    let names = team_names(&st)?;
     let mut groups: BTreeMap<(u8, String), Vec<AgentDay>> = BTreeMap::new();
     for (id, (mut status, mut availability)) in per_agent {
         status.sort_by_key(|p| p.start);
         availability.sort_by_key(|p| p.start);
         let dim = dims.get(&id);
         let key = match dim {
-            Some(AgentDim { team: Some(t), .. }) => (0, t.clone()),
+            Some(AgentDim { team: Some(t), .. }) => (0, names.get(t).unwrap_or(t).clone()),
             Some(_) => (1, String::new()),
             None => (2, String::new()),
         };
@@ -411,7 +412,6 @@ pub fn gather(
             availability,
         });
     }
-    let names = team_names(&st)?;
     let groups = groups
         .into_iter()
         .map(|((kind, team), mut agents)| {
@@ -420,7 +420,7 @@ pub fn gather(
                     .cmp(&(b.display.to_lowercase(), &b.agent_id))
             });
             let title = match kind {
-                0 => format!("team {}", names.get(&team).unwrap_or(&team)),
+                0 => format!("team {team}"),
                 1 => "no team".to_string(),
                 _ => "not listed by /agents".to_string(),
             };
