@@ -368,7 +368,8 @@ async fn nonsense_ranges_exit_2_and_a_long_range_logs_its_estimate() {
     assert_eq!(o.code, 0, "{o}");
     assert!(
         o.stderr
-            .contains("estimate: 12 report request(s) at gladly.reports_per_minute = 600"),
-        "four report days, three reports each: {o}"
+            .contains("estimate: 16 report request(s) at gladly.reports_per_minute = 600"),
+        "four report days, four reports each (both timestamps reports, the work sessions and \
+         the audit's summary): {o}"
     );
 }
