@@ -123,8 +123,10 @@ pub fn stdout_line(s: &str) {
 
 /// Prints one line on stderr, redacted (see `stdout_line`).
 pub fn stderr_line(s: &str) {
-    clear_progress();
-    let _ = writeln!(std::io::stderr(), "{}", redact(s));
+    let s = redact(s);
+    above_progress(|| {
+        let _ = writeln!(std::io::stderr(), "{s}");
+    });
 }
 
 /// A panic's message goes through the redaction too.
@@ -196,9 +198,9 @@ pub fn debug(msg: impl AsRef<str>) {
 /// Writes one formatted line on stderr, redacted: every log line goes through here.
 pub fn write_line(line: &str) {
     let line = redact(line);
-    clear_progress();
-    let mut err = std::io::stderr().lock();
-    let _ = writeln!(err, "{line}");
+    above_progress(|| {
+        let _ = writeln!(std::io::stderr().lock(), "{line}");
+    });
 }
 
 /// A span's fields, as JSON values (kept in the span's extensions).
@@ -420,27 +422,46 @@ fn progress_on() -> bool {
         && std::io::stderr().is_terminal()
 }
 
-static PROGRESS_SHOWN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// The progress bar on a terminal, while a run shows one.
+static BAR: Mutex<Option<indicatif::ProgressBar>> = Mutex::new(None);
 
-/// A progress bar on a terminal (days done of the range, and the current step); nothing under
-/// cron or when stderr is not a terminal.
-pub fn progress(done: usize, total: usize, step: &str) {
+/// A progress bar on a terminal (`done` of `total` `unit` — days of a run, days pushed — and the
+/// current step); nothing under cron or when stderr is not a terminal. Log lines print above it.
+pub fn progress(done: usize, total: usize, unit: &str, step: &str) {
     if !progress_on() || total == 0 {
         return;
     }
-    let width = 30;
-    let filled = done * width / total;
-    let bar: String = "#".repeat(filled) + &"-".repeat(width - filled);
-    let _ = write!(
-        std::io::stderr(),
-        "\r\x1b[2K[{bar}] {done}/{total} days  {step}"
-    );
-    PROGRESS_SHOWN.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut bar = BAR.lock().unwrap_or_else(|e| e.into_inner());
+    let b = bar.get_or_insert_with(|| {
+        let style =
+            indicatif::ProgressStyle::with_template("[{bar:30}] {pos}/{len} {prefix}  {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("#>-");
+        indicatif::ProgressBar::with_draw_target(
+            Some(total as u64),
+            indicatif::ProgressDrawTarget::stderr(),
+        )
+        .with_style(style)
+    });
+    b.set_length(total as u64);
+    b.set_position(done as u64);
+    b.set_prefix(unit.to_string());
+    b.set_message(redact(step));
 }
 
-fn clear_progress() {
-    if PROGRESS_SHOWN.swap(false, std::sync::atomic::Ordering::Relaxed) {
-        let _ = write!(std::io::stderr(), "\r\x1b[2K");
+/// Clears the progress bar (the run's end).
+pub fn progress_done() {
+    if let Some(b) = BAR.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        b.finish_and_clear();
+    }
+}
+
+/// Prints on stderr above the progress bar, if one is shown.
+fn above_progress(f: impl FnOnce()) {
+    let bar = BAR.lock().unwrap_or_else(|e| e.into_inner());
+    match bar.as_ref() {
+        Some(b) => b.suspend(f),
+        None => f(),
     }
 }
 

@@ -292,6 +292,7 @@ pub async fn run(p: &Pipeline, opts: &RunOptions) -> RunOutcome {
         wfm_auth_error: None,
     };
     let result = r.execute().await;
+    log::progress_done();
     let (code, outcome, error) = ending(&result, &r.wfm_auth_error, lock);
     if code == 0 {
         crate::telemetry::last_success("run");
@@ -507,6 +508,7 @@ impl Run<'_> {
             log::progress(
                 i,
                 days.len(),
+                "days",
                 &format!("{day}: extract · {}", self.progress_counts()),
             );
             // Why extraction could not land the day's summary: its transform then does not audit.
@@ -530,6 +532,7 @@ impl Run<'_> {
                 log::progress(
                     i,
                     days.len(),
+                    "days",
                     &format!("{day}: transform · {}", self.progress_counts()),
                 );
                 self.transform_day(day, &emails, &inboxes, &mut carry, not_audited)?;
@@ -881,7 +884,8 @@ impl Run<'_> {
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
-        for &day in &all {
+        for (i, &day) in all.iter().enumerate() {
+            log::progress(i, all.len(), "days pushed", &format!("{day}: to the WFM"));
             let whole = days.contains(&day);
             let intervals = whole || pending_load.contains(&day);
             let _day = log::scope_day(day, "load");
