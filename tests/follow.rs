@@ -32,17 +32,21 @@ async fn follow_until(
     until: i64,
     env: &[(&str, &str)],
 ) -> Followed {
-    let pf = p.display().to_string();
     let sp = speed.to_string();
-    let args = [
-        "follow",
-        "--pipeline",
-        pf.as_str(),
-        "--now",
-        now,
-        "--speed",
-        sp.as_str(),
-    ];
+    let done = |line: &str| polled_to(line).is_some_and(|end| end >= until);
+    follow_while(dir, p, &["--now", now, "--speed", sp.as_str()], env, done).await
+}
+
+/// Runs `follow` with `args` until a log line makes `stop` true (then SIGTERM), or until it dies.
+async fn follow_while(
+    dir: &Path,
+    p: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    stop: impl Fn(&str) -> bool,
+) -> Followed {
+    let pf = p.display().to_string();
+    let args = [&["follow", "--pipeline", pf.as_str()][..], args].concat();
     let mut child = command(dir, &args, env)
         .stderr(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
@@ -54,13 +58,9 @@ async fn follow_until(
     let mut signalled = false;
     let read = async {
         while let Ok(Some(line)) = lines.next_line().await {
-            if !signalled {
-                if let Some(end) = polled_to(&line) {
-                    if end >= until {
-                        unsafe { libc::kill(pid, libc::SIGTERM) };
-                        signalled = true;
-                    }
-                }
+            if !signalled && stop(&line) {
+                unsafe { libc::kill(pid, libc::SIGTERM) };
+                signalled = true;
             }
             log.push(line);
         }
@@ -241,7 +241,8 @@ async fn follow_lands_every_event_once_and_the_receiver_equals_a_batch_run() {
         .replace(&s.gladly_url, &failing);
     std::fs::write(&p, text).unwrap();
     let later = gladly_wfm::time::fmt_ts(end + 10 * 60_000);
-    let f = follow_until_logged(dir.path(), &p, &later, "trying again at the next poll").await;
+    let failed = |line: &str| line.contains("trying again at the next poll");
+    let f = follow_while(dir.path(), &p, &["--now", &later], &[], failed).await;
     assert_eq!(f.code, 0, "{}", f.log.join("\n"));
     let o = bin(
         dir.path(),
@@ -280,38 +281,6 @@ async fn failing_gladly() -> String {
     let addr = l.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
     format!("http://{addr}")
-}
-
-/// Runs `follow` from `now` until a log line holds `needle` (then SIGTERM), or until it dies.
-async fn follow_until_logged(dir: &Path, p: &Path, now: &str, needle: &str) -> Followed {
-    let pf = p.display().to_string();
-    let args = ["follow", "--pipeline", pf.as_str(), "--now", now];
-    let mut child = command(dir, &args, &[])
-        .stderr(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let pid = child.id().unwrap() as i32;
-    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut log = Vec::new();
-    let read = async {
-        let mut signalled = false;
-        while let Ok(Some(line)) = lines.next_line().await {
-            if !signalled && line.contains(needle) {
-                unsafe { libc::kill(pid, libc::SIGTERM) };
-                signalled = true;
-            }
-            log.push(line);
-        }
-    };
-    tokio::time::timeout(std::time::Duration::from_secs(120), read)
-        .await
-        .expect("follow logged the line within two minutes");
-    let status = child.wait().await.unwrap();
-    Followed {
-        code: status.code().unwrap_or(-1),
-        log,
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
