@@ -20,7 +20,8 @@
 //! Environment (defaults): BENCH_AGENTS=2000 BENCH_DAYS=90 BENCH_LIMIT_FACTOR=30 BENCH_PAIRS=5
 //! BENCH_DEMO_DAYS=30 BENCH_DEMO_AGENTS=200; BENCH_SKIP=pairs,demo leaves sections out;
 //! BENCH_DIR=DIR keeps the data, and with BENCH_REUSE=1 a later run reuses its landed raw zone
-//! (no extraction, no push: for profiling the transform).
+//! (no extraction, no push: for profiling the transform); BENCH_AUDIT=true turns the audit on
+//! (off by default: the simulator's summaries are slow to compute).
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -204,7 +205,13 @@ name = "Customer_Support"
 pattern = "Customer_Support|VIP Care"
 [output]
 root = "{out}"
+[audit]
+# The simulator computes AgentSummaryV2 from its whole history on each request, far slower than
+# Gladly serves it: with it, a 2,000-agent backfill timed the simulator. The audit's own cost is
+# benches/stages.sh with AUDIT=false|true (docs/benchmarks.md).
+enabled = {audit}
 "#,
+        audit = std::env::var("BENCH_AUDIT").unwrap_or_else(|_| "false".into()),
         rps = 10 * factor,
         rpm = REAL_REPORTS_PER_MINUTE * factor,
         out = dir.join("output").display()
