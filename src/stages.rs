@@ -154,16 +154,10 @@ pub fn land_events<E: RawEvents>(
     rewrite: Rewrite,
 ) -> Result<(usize, usize), StageError> {
     let old = E::read(st, day)?.unwrap_or_default();
-    let known: std::collections::BTreeSet<&str> = old.iter().map(|e| e.event_id()).collect();
-    let new = fresh
-        .iter()
-        .filter(|e| !known.contains(e.event_id()))
-        .count();
-    drop(known);
+    let (merged, new) = raw::merge_by_id(old, fresh);
     if new == 0 && rewrite == Rewrite::IfNew {
-        return Ok((0, old.len()));
+        return Ok((0, merged.len()));
     }
-    let merged = raw::merge_by_id(old, fresh);
     let mut df = E::frame(&merged).map_err(frame_err(format!("{} {day}", E::DATASET)))?;
     st.write_partition(E::DATASET, day, &mut df)?;
     Ok((new, merged.len()))
