@@ -40,6 +40,7 @@ impl ConfigError {
 pub enum Section {
     Gladly,
     Wfm,
+    Webhook,
 }
 
 /// Pipeline files are a few kilobytes; these bounds keep a runaway (generated) file from
@@ -139,6 +140,7 @@ struct RawPipeline {
     schedule: Option<RawSchedule>,
     follow: Option<RawFollow>,
     service: Option<RawService>,
+    webhook: Option<RawWebhook>,
     audit: Option<RawAudit>,
 }
 
@@ -191,6 +193,35 @@ struct RawService {
 pub struct ServiceConfig {
     /// Where to listen; port 0 takes a free one (the log line says which).
     pub listen: std::net::SocketAddr,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWebhook {
+    listen: Spanned<String>,
+    public_url: Spanned<String>,
+    user: Spanned<String>,
+    password: Spanned<String>,
+    #[serde(default = "d_true")]
+    manage: bool,
+    tls_cert: Option<Spanned<String>>,
+    tls_key: Option<Spanned<String>>,
+}
+
+/// `[webhook]` (DESIGN §4, §12): where `follow`'s receiver listens, what Gladly posts to, the
+/// Basic credentials Gladly sends, and whether `follow` manages the webhook in Gladly.
+#[derive(Clone, Debug)]
+pub struct WebhookConfig {
+    pub listen: std::net::SocketAddr,
+    /// https:// (http:// only on loopback); `""` when its variable is unset (see `require`).
+    pub public_url: String,
+    /// `public_url`'s path: the receiver serves POST there and nowhere else.
+    pub path: String,
+    pub user: String,
+    pub password: Secret,
+    pub manage: bool,
+    /// (certificate chain, private key), PEM: the receiver serves HTTPS itself.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 #[derive(Deserialize)]
@@ -396,6 +427,8 @@ pub struct Pipeline {
     pub follow: FollowConfig,
     /// `[service] listen`; `None`: no endpoint.
     pub service: Option<ServiceConfig>,
+    /// `[webhook]`: `follow` takes Gladly's webhook (DESIGN §12).
+    pub webhook: Option<WebhookConfig>,
     /// `[audit]`, its defaults when absent.
     pub audit: AuditConfig,
     /// `${VAR}`s of [gladly] and [wfm] that were unset: see `require`.
@@ -659,6 +692,141 @@ impl Ctx<'_> {
     }
 }
 
+impl Ctx<'_> {
+    /// `[follow]`, its defaults when absent.
+    fn follow(&self, raw: Option<&RawFollow>) -> Result<FollowConfig, ConfigError> {
+        let Some(f) = raw else {
+            return Ok(FollowConfig::default());
+        };
+        let poll = *f.poll_seconds.get_ref();
+        if !(15..=300).contains(&poll) {
+            return self.err(
+                f.poll_seconds.span(),
+                format!("follow.poll_seconds: {poll} is outside 15..300"),
+            );
+        }
+        for (key, v) in [
+            ("work_sessions_minutes", &f.work_sessions_minutes),
+            ("dimensions_minutes", &f.dimensions_minutes),
+        ] {
+            let n = *v.get_ref();
+            if !(1..=1440).contains(&n) {
+                return self.err(v.span(), format!("follow.{key}: {n} is outside 1..1440"));
+            }
+        }
+        Ok(FollowConfig {
+            poll_seconds: poll,
+            work_sessions_minutes: *f.work_sessions_minutes.get_ref(),
+            dimensions_minutes: *f.dimensions_minutes.get_ref(),
+        })
+    }
+
+    /// An address to listen on (`key` names it in the message).
+    fn listen(&self, key: &str, v: &Spanned<String>) -> Result<std::net::SocketAddr, ConfigError> {
+        let listen = self.expand(key, v)?;
+        listen.trim().parse::<std::net::SocketAddr>().or_else(|_| {
+            self.err(
+                v.span(),
+                format!(
+                    "{key}: `{}` is not an address to listen on (an IP address and a port: 127.0.0.1:9464, or 0.0.0.0:9464 in a container)",
+                    quote(&listen)
+                ),
+            )
+        })
+    }
+
+    /// `[service]`; `None` when absent.
+    fn service(&self, raw: Option<&RawService>) -> Result<Option<ServiceConfig>, ConfigError> {
+        raw.map(|s| {
+            Ok(ServiceConfig {
+                listen: self.listen("service.listen", &s.listen)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// `[webhook]`; `None` when absent. Its credentials are needed by `follow` alone
+    /// (`Section::Webhook`).
+    fn webhook(&self, raw: Option<&RawWebhook>) -> Result<Option<WebhookConfig>, ConfigError> {
+        let Some(w) = raw else {
+            return Ok(None);
+        };
+        let listen = self.listen("webhook.listen", &w.listen)?;
+        let public_url = self.url(Section::Webhook, "webhook.public_url", &w.public_url)?;
+        let path = match reqwest::Url::parse(&public_url) {
+            Ok(u) => u.path().to_string(),
+            // Unset: `follow` refuses to start (require), other commands do not need it.
+            Err(_) => String::new(),
+        };
+        // Unset variables are `None` (recorded for `follow`); set but empty is a mistake.
+        let mut creds = Vec::new();
+        for (key, v) in [("webhook.user", &w.user), ("webhook.password", &w.password)] {
+            let value = self.expand_in(Section::Webhook, key, v)?;
+            if value.as_deref() == Some("") {
+                return self.err(
+                    v.span(),
+                    format!("{key}: must not be empty (Gladly sends it with every delivery)"),
+                );
+            }
+            creds.push(value.unwrap_or_default());
+        }
+        let (password, user) = (creds.pop().unwrap(), creds.pop().unwrap());
+        if user.contains(':') {
+            return self.err(
+                w.user.span(),
+                "webhook.user: must not contain `:` (Basic credentials)".to_string(),
+            );
+        }
+        let file =
+            |key: &str, v: &Option<Spanned<String>>| -> Result<Option<PathBuf>, ConfigError> {
+                v.as_ref()
+                    .map(|v| self.expand(key, v).map(PathBuf::from))
+                    .transpose()
+            };
+        let (tls_cert, tls_key) = (
+            file("webhook.tls_cert", &w.tls_cert)?,
+            file("webhook.tls_key", &w.tls_key)?,
+        );
+        if tls_cert.is_some() != tls_key.is_some() {
+            let at = w.tls_cert.as_ref().or(w.tls_key.as_ref()).unwrap();
+            return self.err(at.span(), "webhook: tls_cert and tls_key go together (both PEM files, or neither behind a proxy that terminates TLS)".to_string());
+        }
+        Ok(Some(WebhookConfig {
+            listen,
+            public_url,
+            path,
+            user,
+            password: Secret(password),
+            manage: w.manage,
+            tls: tls_cert.zip(tls_key),
+        }))
+    }
+
+    /// `[audit]`, its defaults when absent.
+    fn audit(&self, raw: Option<&RawAudit>) -> Result<AuditConfig, ConfigError> {
+        let Some(a) = raw else {
+            return Ok(AuditConfig::default());
+        };
+        for (key, v) in [
+            ("tolerance_seconds", &a.tolerance_seconds),
+            ("tolerance_percent", &a.tolerance_percent),
+        ] {
+            let n = *v.get_ref();
+            if !(n.is_finite() && n >= 0.0) {
+                return self.err(
+                    v.span(),
+                    format!("audit.{key}: {n} must be a number of at least 0"),
+                );
+            }
+        }
+        Ok(AuditConfig {
+            enabled: a.enabled,
+            tolerance_seconds: *a.tolerance_seconds.get_ref(),
+            tolerance_percent: *a.tolerance_percent.get_ref(),
+        })
+    }
+}
+
 impl Pipeline {
     pub fn load(path: &Path) -> Result<Pipeline, ConfigError> {
         let file = path.display().to_string();
@@ -880,72 +1048,10 @@ impl Pipeline {
                 }
             }
         };
-        let follow = match &raw.follow {
-            None => FollowConfig::default(),
-            Some(f) => {
-                let poll = *f.poll_seconds.get_ref();
-                if !(15..=300).contains(&poll) {
-                    return cx.err(
-                        f.poll_seconds.span(),
-                        format!("follow.poll_seconds: {poll} is outside 15..300"),
-                    );
-                }
-                for (key, v) in [
-                    ("work_sessions_minutes", &f.work_sessions_minutes),
-                    ("dimensions_minutes", &f.dimensions_minutes),
-                ] {
-                    let n = *v.get_ref();
-                    if !(1..=1440).contains(&n) {
-                        return cx.err(v.span(), format!("follow.{key}: {n} is outside 1..1440"));
-                    }
-                }
-                FollowConfig {
-                    poll_seconds: poll,
-                    work_sessions_minutes: *f.work_sessions_minutes.get_ref(),
-                    dimensions_minutes: *f.dimensions_minutes.get_ref(),
-                }
-            }
-        };
-        let service = match &raw.service {
-            None => None,
-            Some(s) => {
-                let listen = cx.expand("service.listen", &s.listen)?;
-                match listen.trim().parse::<std::net::SocketAddr>() {
-                    Ok(a) => Some(ServiceConfig { listen: a }),
-                    Err(_) => {
-                        return cx.err(
-                            s.listen.span(),
-                            format!(
-                                "service.listen: `{}` is not an address to listen on (an IP address and a port: 127.0.0.1:9464, or 0.0.0.0:9464 in a container)",
-                                quote(&listen)
-                            ),
-                        )
-                    }
-                }
-            }
-        };
-        let audit = match &raw.audit {
-            None => AuditConfig::default(),
-            Some(a) => {
-                for (key, v) in [
-                    ("tolerance_seconds", &a.tolerance_seconds),
-                    ("tolerance_percent", &a.tolerance_percent),
-                ] {
-                    let n = *v.get_ref();
-                    if !(n.is_finite() && n >= 0.0) {
-                        return cx.err(
-                            v.span(),
-                            format!("audit.{key}: {n} must be a number of at least 0"),
-                        );
-                    }
-                }
-                AuditConfig {
-                    enabled: a.enabled,
-                    tolerance_seconds: *a.tolerance_seconds.get_ref(),
-                    tolerance_percent: *a.tolerance_percent.get_ref(),
-                }
-            }
-        };
+        let follow = cx.follow(raw.follow.as_ref())?;
+        let service = cx.service(raw.service.as_ref())?;
+        let webhook = cx.webhook(raw.webhook.as_ref())?;
+        let audit = cx.audit(raw.audit.as_ref())?;
         let max_range_days = *raw.max_range_days.get_ref();
         if max_range_days == 0 {
             return cx.err(
@@ -976,6 +1082,7 @@ impl Pipeline {
             schedule_expr,
             follow,
             service,
+            webhook,
             audit,
             unresolved: cx.unresolved.take(),
         })
@@ -1006,6 +1113,9 @@ impl Pipeline {
         let mut s = vec![self.gladly.token.expose().to_string()];
         if let Some(w) = &self.wfm {
             s.push(w.client_secret.expose().to_string());
+        }
+        if let Some(w) = &self.webhook {
+            s.push(w.password.expose().to_string());
         }
         s.retain(|x| !x.is_empty());
         s
