@@ -85,6 +85,23 @@ pub struct Organization {
     pub timezone: Option<String>,
 }
 
+/// A webhook as Gladly shows it (spec §6).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Webhook {
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    pub url: String,
+    #[serde(default)]
+    pub events: Vec<String>,
+    #[serde(default)]
+    pub enabled: bool,
+    /// When Gladly last switched it off after failed deliveries (RFC 3339).
+    #[serde(default)]
+    pub disabled_at_due_to_retry_limit: Option<String>,
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct RawAgent {
@@ -270,6 +287,87 @@ impl GladlyClient {
             what: what.into(),
             detail: e.to_string(),
         })
+    }
+
+    /// A webhooks API call (spec §6): JSON in, the answer checked. A PATCH that enables a
+    /// webhook waits for Gladly's PING to the receiver, so its timeout allows for the 15 s
+    /// Gladly gives the receiver.
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        what: &str,
+    ) -> Result<Answer, GladlyError> {
+        let url = format!("{}{}", self.base, path);
+        let timeout = self.request_timeout.max(Duration::from_secs(30));
+        let a = execute(
+            what,
+            || {
+                let r = self
+                    .http
+                    .request(method.clone(), &url)
+                    .basic_auth(&self.user, Some(self.token.expose()))
+                    .timeout(timeout);
+                match body {
+                    Some(b) => r.json(b),
+                    None => r,
+                }
+            },
+            &[&self.post_limiter],
+            &self.policy,
+            &self.stats,
+        )
+        .await?;
+        self.check(what, a)
+    }
+
+    /// The organisation's webhooks (credentials and headers are never shown).
+    pub async fn webhooks(&self) -> Result<Vec<Webhook>, GladlyError> {
+        let what = "GET /api/v1/webhooks";
+        let a = self.get("/api/v1/webhooks", &[], what).await?;
+        Self::json(what, &a)
+    }
+
+    /// Creates a webhook; its id (from `Location`, or the body).
+    pub async fn create_webhook(&self, body: &serde_json::Value) -> Result<String, GladlyError> {
+        let what = "POST /api/v1/webhooks";
+        let a = self
+            .send(reqwest::Method::POST, "/api/v1/webhooks", Some(body), what)
+            .await?;
+        let from_location = a
+            .headers
+            .get(reqwest::header::LOCATION)
+            .and_then(|l| l.to_str().ok())
+            .and_then(|l| l.rsplit('/').next())
+            .filter(|id| !id.is_empty())
+            .map(str::to_string);
+        match from_location {
+            Some(id) => Ok(id),
+            None => Ok(Self::json::<Webhook>(what, &a)?.id),
+        }
+    }
+
+    /// Changes some of a webhook's fields (`{"enabled": true}` makes Gladly PING it first).
+    pub async fn patch_webhook(
+        &self,
+        id: &str,
+        body: &serde_json::Value,
+    ) -> Result<(), GladlyError> {
+        let path = format!("/api/v1/webhooks/{id}");
+        let what = format!("PATCH {path}");
+        self.send(reqwest::Method::PATCH, &path, Some(body), &what)
+            .await
+            .map(drop)
+    }
+
+    /// Deletes a (disabled) webhook.
+    pub async fn delete_webhook(&self, id: &str) -> Result<(), GladlyError> {
+        let path = format!("/api/v1/webhooks/{id}");
+        let what = format!("DELETE {path}");
+        self.send(reqwest::Method::DELETE, &path, None, &what)
+            .await
+            .map(drop)
     }
 
     pub async fn organization(&self) -> Result<Organization, GladlyError> {
