@@ -26,6 +26,7 @@ pub mod pattern;
 pub mod pipeline;
 pub mod raw;
 pub mod report;
+pub mod serve;
 pub mod service;
 pub mod stages;
 pub mod state;
@@ -33,6 +34,7 @@ pub mod storage;
 pub mod telemetry;
 pub mod time;
 pub mod transform;
+pub mod webhook;
 pub mod wfm;
 
 /// A named point where tests can make the process die or be signalled:

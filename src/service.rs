@@ -124,6 +124,8 @@ impl Health {
 /// methods are then no-ops, so the command's loop calls them either way.
 pub struct Service {
     health: Option<Arc<Health>>,
+    /// Stops serving when dropped.
+    _server: Option<crate::serve::Stopper>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     /// Gladly polls failed in a row, for `/readyz`'s reason.
     failed_polls: u32,
@@ -142,6 +144,7 @@ impl Service {
     pub fn none() -> Service {
         Service {
             health: None,
+            _server: None,
             tasks: Vec::new(),
             failed_polls: 0,
         }
@@ -171,7 +174,16 @@ impl Service {
         log::info(format!(
             "service listening on http://{addr} (/healthz, /readyz, /metrics)"
         ));
-        let server = tokio::spawn(serve(listener, health.clone()));
+        let server = crate::serve::spawn(
+            listener,
+            router(health.clone()),
+            crate::serve::Limits {
+                max_connections: MAX_CONNECTIONS,
+                header_timeout: HEADER_TIMEOUT,
+                lifetime: CONNECTION_LIFETIME,
+            },
+            None,
+        );
         let h = health.clone();
         let signals = tokio::spawn(async move {
             use tokio::signal::unix::{signal, SignalKind};
@@ -189,7 +201,8 @@ impl Service {
         });
         Ok(Service {
             health: Some(health),
-            tasks: vec![server, signals],
+            _server: Some(server),
+            tasks: vec![signals],
             failed_polls: 0,
         })
     }
@@ -213,6 +226,13 @@ impl Service {
         }
     }
 
+    /// Stopping: `/readyz` answers 503 from now on.
+    pub fn shutting_down(&self) {
+        if let Some(h) = &self.health {
+            h.shutting_down();
+        }
+    }
+
     /// A poll succeeded: ready.
     pub fn poll_ok(&mut self) {
         self.failed_polls = 0;
@@ -229,39 +249,6 @@ impl Service {
         let n = self.failed_polls;
         let polls = if n == 1 { "poll" } else { "polls" };
         self.ready(false, &format!("gladly: {n} {polls} failed: {error}"));
-    }
-}
-
-async fn serve(listener: tokio::net::TcpListener, health: Arc<Health>) {
-    let app = router(health);
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let (stream, _) = match listener.accept().await {
-            Ok(c) => c,
-            Err(e) => {
-                // Out of file descriptors, say: wait a little rather than spin.
-                log::debug(format!("service: accept: {e}"));
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            drop(stream);
-            continue;
-        };
-        let app = app.clone();
-        tokio::spawn(async move {
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .max_buf_size(16 * 1024)
-                .serve_connection(
-                    hyper_util::rt::TokioIo::new(stream),
-                    hyper_util::service::TowerToHyperService::new(app),
-                );
-            let _ = tokio::time::timeout(CONNECTION_LIFETIME, conn).await;
-            drop(slot);
-        });
     }
 }
 
