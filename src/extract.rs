@@ -503,7 +503,8 @@ impl Extractor {
                 time::fmt_ts(e.recorded_at())
             ),
         }));
-        let (_, rows) = stages::land_events(&self.st, day, inside, Rewrite::Always)?;
+        let (_, rows) =
+            stages::land_events(&self.st, day, inside, Rewrite::Always, raw::Via::Read)?;
         x.rows.push((E::DATASET, day, rows));
         Ok(())
     }

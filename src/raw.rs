@@ -117,12 +117,21 @@ impl RawEvents for AgentEvent {
     }
 }
 
+/// How fresh events came: read from Gladly (the Events API or a report: their `source`), or
+/// delivered by the webhook (the same objects as Events API lines, landed as such; counted
+/// apart in the metrics).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Via {
+    Read,
+    Webhook,
+}
+
 /// Merges a fresh fetch into what the raw zone holds for the day: the union by event id, fresh
 /// rows winning, sorted by id. (Focus events exist only in Events-API windows; a later report
 /// must not erase them.) Every landing goes through here, the nightly run's and `follow`'s:
 /// the events new to the raw zone are counted here for the metrics (telemetry.rs). Returns the
 /// merged rows and how many event ids were new to the day.
-pub fn merge_by_id<E: RawEvents>(old: Vec<E>, fresh: Vec<E>) -> (Vec<E>, usize) {
+pub fn merge_by_id<E: RawEvents>(old: Vec<E>, fresh: Vec<E>, via: Via) -> (Vec<E>, usize) {
     let mut by_id: std::collections::BTreeMap<String, E> = old
         .into_iter()
         .map(|e| (e.event_id().to_string(), e))
@@ -143,7 +152,11 @@ pub fn merge_by_id<E: RawEvents>(old: Vec<E>, fresh: Vec<E>) -> (Vec<E>, usize) 
     }
     let mut total = 0;
     for (source, n, newest) in new {
-        crate::telemetry::events_landed(source.as_str(), E::ENTITY, n, Some(newest));
+        let label = match via {
+            Via::Read => source.as_str(),
+            Via::Webhook => "webhook",
+        };
+        crate::telemetry::events_landed(label, E::ENTITY, n, Some(newest));
         total += n as usize;
     }
     (by_id.into_values().collect(), total)

@@ -152,9 +152,10 @@ pub fn land_events<E: RawEvents>(
     day: NaiveDate,
     fresh: Vec<E>,
     rewrite: Rewrite,
+    via: raw::Via,
 ) -> Result<(usize, usize), StageError> {
     let old = E::read(st, day)?.unwrap_or_default();
-    let (merged, new) = raw::merge_by_id(old, fresh);
+    let (merged, new) = raw::merge_by_id(old, fresh, via);
     if new == 0 && rewrite == Rewrite::IfNew {
         return Ok((0, merged.len()));
     }

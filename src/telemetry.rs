@@ -76,6 +76,7 @@ pub struct Metrics {
     set_aside: Family<L1, Counter>,
     webhook_deliveries: Family<L1, Counter>,
     webhook_enabled: Gauge,
+    webhook_switched_on: Counter,
     http_requests: Family<[(&'static str, String); 2], Counter>,
     http_retries: Family<L1, Counter>,
     wfm_records: Family<L2, Counter>,
@@ -101,6 +102,7 @@ impl Metrics {
             set_aside: Family::default(),
             webhook_deliveries: Family::default(),
             webhook_enabled: Gauge::default(),
+            webhook_switched_on: Counter::default(),
             http_requests: Family::default(),
             http_retries: Family::default(),
             wfm_records: Family::default(),
@@ -166,6 +168,11 @@ impl Metrics {
             "gladly_wfm_webhook_enabled",
             "1 while Gladly's webhook for this pipeline is on",
             m.webhook_enabled.clone(),
+        );
+        r.register(
+            "gladly_wfm_webhook_switched_on",
+            "Times follow found its webhook off in Gladly (switched off after failed deliveries, or disabled) and switched it on again",
+            m.webhook_switched_on.clone(),
         );
         r.register(
             "gladly_wfm_http_requests",
@@ -295,6 +302,11 @@ pub fn webhook_enabled(on: bool) {
     metrics().webhook_enabled.set(on as i64);
 }
 
+/// `follow` switched its webhook on again.
+pub fn webhook_switched_on_again() {
+    metrics().webhook_switched_on.inc();
+}
+
 /// One request answered (`Some(status)`) or not (`None`: no answer, `code="error"`).
 pub fn http_request(api: &str, status: Option<u16>) {
     if let Some(a) = known(&APIS, api) {
@@ -415,6 +427,7 @@ mod tests {
             ("gladly_wfm_set_aside_total", "counter"),
             ("gladly_wfm_webhook_deliveries_total", "counter"),
             ("gladly_wfm_webhook_enabled", "gauge"),
+            ("gladly_wfm_webhook_switched_on_total", "counter"),
             ("gladly_wfm_http_requests_total", "counter"),
             ("gladly_wfm_http_retries_total", "counter"),
             ("gladly_wfm_wfm_records_total", "counter"),
