@@ -29,7 +29,7 @@ use crate::lock::{LockError, PipelineLock};
 use crate::log;
 use crate::model::{AgentDim, InboxDim};
 use crate::pipeline::{self, RunOptions, Stages};
-use crate::raw::{self, RawEvents};
+use crate::raw::{self, RawEvents, Via};
 use crate::stages::{self, read_curated, Rewrite, StageError, Startup};
 use crate::state::PendingWorkFile;
 use crate::storage::{Dir, Storage, StorageError};
@@ -38,6 +38,7 @@ use crate::transform::datasets::{self as ds, Emails};
 use crate::transform::segments::StartState;
 use crate::transform::stage::{TransformError, Transformer};
 use crate::transform::workstreams as wsd;
+use crate::webhook::{self, Taken};
 use crate::wfm::{WfmClient, WfmError};
 
 /// Gladly makes an event visible to the Events API some seconds after its `timestamp`.
@@ -82,6 +83,19 @@ pub struct FollowState {
     /// The same, for each of the most recent status changes (at most `RECENT` of them).
     #[serde(default)]
     pub recent_latencies_ms: std::collections::VecDeque<Ms>,
+    /// The webhook as `follow` last saw it in Gladly (with `[webhook] manage`).
+    #[serde(default)]
+    pub webhook: Option<WebhookSeen>,
+}
+
+/// The pipeline's webhook in Gladly at `follow`'s last look (for `status`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct WebhookSeen {
+    pub url: String,
+    pub enabled: bool,
+    /// When Gladly last switched it off after failed deliveries (RFC 3339).
+    pub switched_off_at: Option<String>,
+    pub looked_at: Ms,
 }
 
 /// How many recent latencies the follow state keeps (for `status` and the benchmark).
@@ -207,6 +221,19 @@ struct Follower<'a> {
     latencies: Vec<Ms>,
     /// Whether this follower has completed and swept what a killed run left (first poll).
     recovered: bool,
+    /// When the webhook was last looked after in Gladly (`None`: not yet, or it failed).
+    webhook_looked_at: Option<Ms>,
+}
+
+/// How long the loop waits after a delivery for the ones that arrive with it, so that they
+/// are taken in (and pushed) together.
+const COALESCE: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// What woke the loop.
+enum Turn {
+    Poll,
+    Delivered(Taken),
+    Stop,
 }
 
 /// Runs until SIGTERM/SIGINT (exit 0 after the poll in progress), or a refused credential (4).
@@ -219,6 +246,13 @@ pub async fn follow(p: &Pipeline, clock: Clock) -> i32 {
             return e.exit_code();
         }
     };
+    if let Some(w) = &p.webhook {
+        if let Err(e) = p.require(crate::config::Section::Webhook) {
+            log::error(e.to_string());
+            return 2;
+        }
+        log::add_credential(&w.user, w.password.expose());
+    }
     let gladly = Arc::new(GladlyClient::new(&p.gladly, Arc::new(Stats::default())));
     let tz = match resolve_timezone(p, &gladly).await {
         Ok(tz) => tz,
@@ -254,6 +288,7 @@ pub async fn follow(p: &Pipeline, clock: Clock) -> i32 {
         since: 0,
         latencies: Vec::new(),
         recovered: false,
+        webhook_looked_at: None,
     };
     let interrupt = Interrupt::new();
     let _signals = interrupt.listen();
@@ -271,34 +306,89 @@ pub async fn follow(p: &Pipeline, clock: Clock) -> i32 {
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // The cursor as resumed: a follower that cannot poll after a restart still shows its lag.
     crate::telemetry::resumed(f.fs.polled_to);
+    // The receiver first: Gladly PINGs it while the webhook is being switched on.
+    let (queue, mut delivered) = tokio::sync::mpsc::channel(crate::webhook::receiver::QUEUE);
+    let receiver = match &p.webhook {
+        None => None,
+        Some(w) => {
+            match crate::webhook::Receiver::start(w, tz, clock, f.st.clone(), queue.clone()).await {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    log::error(format!("{}: {e}", p.file.display()));
+                    return 2;
+                }
+            }
+        }
+    };
+    drop(queue);
     let Ok(mut service) = crate::service::Service::start(p, Some(period * 3)).await else {
         return 2;
     };
     loop {
-        tokio::select! {
-            _ = ticks.tick() => {}
-            _ = interrupt.wait() => break,
-        }
+        let turn = tokio::select! {
+            _ = ticks.tick() => Turn::Poll,
+            Some(t) = delivered.recv() => Turn::Delivered(t),
+            _ = interrupt.wait() => Turn::Stop,
+        };
         service.loop_turn();
-        match f.tick().await {
-            Ok(()) => service.poll_ok(),
-            Err(e) if e.is_auth() => {
-                log::error(e.to_string());
-                return 4;
+        match turn {
+            Turn::Stop => break,
+            Turn::Delivered(first) => {
+                // The deliveries that arrive with this one are taken in together.
+                tokio::time::sleep(COALESCE).await;
+                let mut taken = vec![first];
+                while let Ok(t) = delivered.try_recv() {
+                    taken.push(t);
+                }
+                if let Err(e) = f.take_in(taken).await {
+                    if e.is_auth() {
+                        log::error(e.to_string());
+                        return 4;
+                    }
+                    log::warn(format!(
+                        "follow: webhook deliveries not pushed at once ({e}); the next poll brings them"
+                    ));
+                }
             }
-            Err(e) => {
-                log::error(format!("follow: {e}; trying again at the next poll"));
-                f.failed(&e);
-                service.poll_failed(e.is_gladly(), &e.to_string());
+            Turn::Poll => {
+                match f.tick().await {
+                    Ok(()) => service.poll_ok(),
+                    Err(e) if e.is_auth() => {
+                        log::error(e.to_string());
+                        return 4;
+                    }
+                    Err(e) => {
+                        log::error(format!("follow: {e}; trying again at the next poll"));
+                        f.failed(&e);
+                        service.poll_failed(e.is_gladly(), &e.to_string());
+                    }
+                }
+                if interrupt.requested() {
+                    break;
+                }
+                f.look_after_webhook().await;
+                f.reconcile().await;
             }
         }
-        if interrupt.requested() {
-            break;
-        }
-        f.reconcile().await;
+    }
+    // Not ready first, then the deliveries in flight are answered and the receiver closes;
+    // Gladly retries what it could not deliver, and the next start's poll covers the gap.
+    service.shutting_down();
+    if let Some(r) = receiver {
+        r.stop().await;
     }
     log::info("follow: stopped; the cursor is saved, the next start resumes from it");
     0
+}
+
+/// `; event→WFM p50 …` for a log line.
+fn describe_latency(l: &Latency) -> String {
+    format!(
+        "; event→WFM p50 {:.1} s, p95 {:.1} s, max {:.1} s",
+        l.p50_ms as f64 / 1000.0,
+        l.p95_ms as f64 / 1000.0,
+        l.max_ms as f64 / 1000.0
+    )
 }
 
 /// CPU time (user + system) this process has used so far, in milliseconds: a poll's cost is
@@ -328,24 +418,180 @@ impl Follower<'_> {
     /// The lock is released after the poll, whatever became of it; not releasing it fails the
     /// tick.
     async fn tick(&mut self) -> Result<(), FollowError> {
-        let run_id = format!("follow-{}", std::process::id());
-        let lock = match PipelineLock::acquire(
-            &self.state_dir,
-            &self.p.name,
-            &run_id,
-            self.p.lock_lease,
-        ) {
-            Ok(l) => l,
-            Err(e @ LockError::Held { .. }) => {
-                log::info(format!("follow: {e}; polling at the next tick"));
-                return Ok(());
-            }
-            Err(e) => return Err(e.into()),
+        let Some(lock) = self.lock()? else {
+            return Ok(());
         };
         let polled = self.locked_tick().await;
         let released = tokio::task::block_in_place(|| lock.release());
         polled?;
         Ok(released?)
+    }
+
+    /// The pipeline's lock, or `None` when another run holds it (the turn waits for the next).
+    fn lock(&self) -> Result<Option<PipelineLock>, FollowError> {
+        let run_id = format!("follow-{}", std::process::id());
+        match PipelineLock::acquire(&self.state_dir, &self.p.name, &run_id, self.p.lock_lease) {
+            Ok(l) => Ok(Some(l)),
+            Err(e @ LockError::Held { .. }) => {
+                log::info(format!("follow: {e}; polling at the next tick"));
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Webhook deliveries (DESIGN §12): their events join the days they belong to at once,
+    /// deduplicated by `event_id` with everything landed, and what they change is pushed. Only
+    /// days the poll already follows are taken (from the first followed day to the day of the
+    /// last poll, none reconciled): a newer day begins with a poll, an older one is the
+    /// reconcile's, and the poll brings anything left out here.
+    async fn take_in(&mut self, taken: Vec<Taken>) -> Result<(), FollowError> {
+        let (Some(today), Some(first)) = (self.fs.today, self.fs.first_day) else {
+            return Ok(());
+        };
+        if self.agents.is_empty() {
+            return Ok(());
+        }
+        let t = std::time::Instant::now();
+        let reconciled = self.fs.reconciled_through;
+        let tz = self.tz;
+        let followed = |at: Ms| {
+            let d = time::day_of(tz, at);
+            d >= first && d <= today && reconciled.is_none_or(|r| d > r)
+        };
+        let (mut agents, mut conversations) = (Vec::new(), Vec::new());
+        for t in taken {
+            agents.extend(t.agents.into_iter().filter(|e| followed(e.recorded_at)));
+            conversations.extend(
+                t.conversations
+                    .into_iter()
+                    .filter(|e| followed(e.recorded_at)),
+            );
+        }
+        let earliest = agents
+            .iter()
+            .map(|e| e.occurred_at)
+            .chain(conversations.iter().map(|e| e.recorded_at))
+            .min();
+        let Some(earliest) = earliest else {
+            return Ok(());
+        };
+        let newest = agents
+            .iter()
+            .map(|e| e.recorded_at)
+            .chain(conversations.iter().map(|e| e.recorded_at))
+            .max();
+        let Some(lock) = self.lock()? else {
+            return Ok(());
+        };
+        self.latencies.clear();
+        self.since = earliest;
+        let done = self.take_in_locked(agents, conversations).await;
+        let released = tokio::task::block_in_place(|| lock.release());
+        if done.is_err() {
+            // Staged partitions a failed turn left are swept by the next poll.
+            self.recovered = false;
+        }
+        let (new, pushed) = done?;
+        released?;
+        if let Some(n) = newest.filter(|_| new > 0) {
+            self.fs.newest_event = Some(self.fs.newest_event.map_or(n, |o| o.max(n)));
+        }
+        let samples = std::mem::take(&mut self.latencies);
+        crate::telemetry::event_to_wfm("webhook", &samples);
+        self.remember_latencies(&samples);
+        let latency = Latency::of(samples);
+        log::info(format!(
+            "follow: webhook: {new} new event(s), {pushed} record(s) pushed{}; took {} ms",
+            latency.as_ref().map(describe_latency).unwrap_or_default(),
+            t.elapsed().as_millis()
+        ));
+        if latency.is_some() {
+            self.fs.latency = latency;
+        }
+        self.fs.save(&self.state_dir)?;
+        Ok(())
+    }
+
+    /// Lands delivered events, transforms the days they changed and pushes what changed:
+    /// (new events, records pushed).
+    async fn take_in_locked(
+        &mut self,
+        agents: Vec<crate::model::AgentEvent>,
+        conversations: Vec<crate::model::ConversationEvent>,
+    ) -> Result<(usize, usize), FollowError> {
+        self.st.complete_commits()?;
+        let mut days = BTreeSet::new();
+        let new = self.land(agents, Via::Webhook, &mut days)?
+            + self.land(conversations, Via::Webhook, &mut days)?;
+        if days.iter().any(|d| Some(*d) < self.fs.today) {
+            self.start_states.retain(|d, _| *d < *days.first().unwrap());
+        }
+        for &day in &days {
+            self.transform(day)?;
+        }
+        let mut pushed = 0;
+        for &day in &days {
+            pushed += self.push_day(day).await?;
+        }
+        Ok((new, pushed))
+    }
+
+    /// Every `dimensions_minutes` (and at once until it first succeeds), with `[webhook]
+    /// manage`: the webhook made sure of in Gladly (found or created, switched on).
+    async fn look_after_webhook(&mut self) {
+        let Some(w) = self.p.webhook.as_ref().filter(|w| w.manage) else {
+            return;
+        };
+        let now = self.clock.now();
+        if self.webhook_looked_at.is_some()
+            && !self.due(
+                self.webhook_looked_at,
+                self.p.follow.dimensions_minutes,
+                now,
+            )
+        {
+            return;
+        }
+        let looked = match self.webhook_looked_at {
+            // The first look sets the name, events and credentials (Gladly never shows them).
+            None => webhook::manage::ensure(self.p, &self.gladly, w)
+                .await
+                .map(|(h, l)| {
+                    log::info(format!(
+                        "{} ({})",
+                        webhook::manage::describe(Some(&h), w),
+                        match l {
+                            webhook::manage::Looked::Created => "created",
+                            _ => "found; credentials and events set",
+                        }
+                    ));
+                    h
+                }),
+            Some(_) => webhook::manage::look_after(self.p, &self.gladly, w).await,
+        };
+        match looked {
+            Ok(h) => {
+                crate::telemetry::webhook_enabled(h.enabled);
+                self.webhook_looked_at = Some(now);
+                self.fs.webhook = Some(WebhookSeen {
+                    url: h.url,
+                    enabled: h.enabled,
+                    switched_off_at: h.disabled_at_due_to_retry_limit,
+                    looked_at: now,
+                });
+                if let Err(e) = self.fs.save(&self.state_dir) {
+                    log::warn(format!("follow: {e}"));
+                }
+            }
+            Err(e) => {
+                crate::telemetry::webhook_enabled(false);
+                log::warn(format!(
+                    "webhook: could not make sure of it in Gladly: {e}; the poll goes on, trying again at the next poll"
+                ));
+                self.webhook_looked_at = None;
+            }
+        }
     }
 
     /// A failed poll is remembered for `status` (when, why, how many in a row); the cursor does
@@ -389,12 +635,7 @@ impl Follower<'_> {
         }
         let samples = std::mem::take(&mut self.latencies);
         crate::telemetry::polled(t.elapsed(), self.fs.polled_to, &samples);
-        for l in &samples {
-            if self.fs.recent_latencies_ms.len() == RECENT {
-                self.fs.recent_latencies_ms.pop_front();
-            }
-            self.fs.recent_latencies_ms.push_back(*l);
-        }
+        self.remember_latencies(&samples);
         let latency = Latency::of(samples);
         log::info(format!(
             "follow: polled {}..{}: {} new event(s), {} record(s) pushed{}{}; lag {}; took {} ms, CPU {} ms",
@@ -407,15 +648,7 @@ impl Follower<'_> {
             } else {
                 String::new()
             },
-            latency
-                .as_ref()
-                .map(|l| format!(
-                    "; event→WFM p50 {:.1} s, p95 {:.1} s, max {:.1} s",
-                    l.p50_ms as f64 / 1000.0,
-                    l.p95_ms as f64 / 1000.0,
-                    l.max_ms as f64 / 1000.0
-                ))
-                .unwrap_or_default(),
+            latency.as_ref().map(describe_latency).unwrap_or_default(),
             self.fs
                 .lag_ms
                 .map(|l| format!("{:.1} s", l as f64 / 1000.0))
@@ -428,6 +661,16 @@ impl Follower<'_> {
             self.fs.save(&self.state_dir)?;
         }
         Ok(())
+    }
+
+    /// Keeps the most recent latencies for `status` and the benchmark.
+    fn remember_latencies(&mut self, samples: &[Ms]) {
+        for l in samples {
+            if self.fs.recent_latencies_ms.len() == RECENT {
+                self.fs.recent_latencies_ms.pop_front();
+            }
+            self.fs.recent_latencies_ms.push_back(*l);
+        }
     }
 
     async fn poll(&mut self) -> Result<PollReport, FollowError> {
@@ -496,8 +739,8 @@ impl Follower<'_> {
                 .map(|e| e.recorded_at)
                 .chain(conversation_events.iter().map(|e| e.recorded_at))
                 .max();
-            report.new_events += self.land(agent_events, &mut days)?;
-            report.new_events += self.land(conversation_events, &mut days)?;
+            report.new_events += self.land(agent_events, Via::Read, &mut days)?;
+            report.new_events += self.land(conversation_events, Via::Read, &mut days)?;
             if let Some(n) = newest {
                 self.fs.newest_event = Some(self.fs.newest_event.map_or(n, |o| o.max(n)));
             }
@@ -544,6 +787,7 @@ impl Follower<'_> {
     fn land<E: RawEvents>(
         &self,
         events: Vec<E>,
+        via: Via,
         days: &mut BTreeSet<NaiveDate>,
     ) -> Result<usize, FollowError> {
         let mut by_day: BTreeMap<NaiveDate, Vec<E>> = BTreeMap::new();
@@ -555,7 +799,7 @@ impl Follower<'_> {
         }
         let mut new = 0;
         for (day, fresh) in by_day {
-            let (added, _) = stages::land_events(&self.st, day, fresh, Rewrite::IfNew)?;
+            let (added, _) = stages::land_events(&self.st, day, fresh, Rewrite::IfNew, via)?;
             if added > 0 {
                 new += added;
                 days.insert(day);

@@ -1,0 +1,113 @@
+//! Gladly's webhook for `follow` (DESIGN §12): the receiver Gladly delivers events to, and the
+//! management that keeps exactly one webhook per pipeline switched on in Gladly.
+
+pub mod manage;
+pub mod receiver;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use chrono_tz::Tz;
+use tokio::sync::mpsc;
+
+use crate::config::WebhookConfig;
+use crate::log;
+use crate::storage::Storage;
+use crate::time::Clock;
+
+pub use receiver::Taken;
+
+/// Why the receiver could not start (the pipeline file's `[webhook]`: exit 2).
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("webhook.listen: cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("webhook.{key}: {path}: {detail}")]
+    Tls {
+        key: &'static str,
+        path: String,
+        detail: String,
+    },
+}
+
+/// The running receiver; dropping it stops it at once, `stop` lets deliveries in flight be
+/// answered first.
+pub struct Receiver {
+    pub addr: SocketAddr,
+    server: crate::serve::Stopper,
+}
+
+impl Receiver {
+    /// Binds `listen` and serves (HTTPS with `tls_cert`/`tls_key`); usable events go to
+    /// `queue`.
+    pub async fn start(
+        w: &WebhookConfig,
+        tz: Tz,
+        clock: Clock,
+        st: Storage,
+        queue: mpsc::Sender<Taken>,
+    ) -> Result<Receiver, StartError> {
+        let tls = w.tls.as_ref().map(|(c, k)| acceptor(c, k)).transpose()?;
+        let listener = tokio::net::TcpListener::bind(w.listen)
+            .await
+            .map_err(|source| StartError::Listen {
+                addr: w.listen,
+                source,
+            })?;
+        let addr = listener.local_addr().unwrap_or(w.listen);
+        log::info(format!(
+            "webhook receiver listening on {}://{addr}{} (Gladly posts to {})",
+            if tls.is_some() { "https" } else { "http" },
+            w.path,
+            w.public_url
+        ));
+        let app = receiver::router(w, tz, clock, st, queue);
+        let server = crate::serve::spawn(listener, app, receiver::limits(), tls);
+        Ok(Receiver { addr, server })
+    }
+
+    /// Accepts nothing more and answers the deliveries in flight (at most a few seconds).
+    pub async fn stop(self) {
+        self.server.stop(receiver::TIMEOUT).await;
+        log::info("webhook receiver: stopped");
+    }
+}
+
+/// A TLS acceptor from PEM files: the certificate chain and its private key.
+fn acceptor(cert: &Path, key: &Path) -> Result<tokio_rustls::TlsAcceptor, StartError> {
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let bad = |key: &'static str, path: &Path, detail: String| StartError::Tls {
+        key,
+        path: path.display().to_string(),
+        detail,
+    };
+    let certs: Vec<CertificateDer> = CertificateDer::pem_file_iter(cert)
+        .and_then(|i| i.collect::<Result<_, _>>())
+        .map_err(|e| {
+            bad(
+                "tls_cert",
+                cert,
+                format!("not a PEM certificate chain: {e}"),
+            )
+        })?;
+    if certs.is_empty() {
+        return Err(bad("tls_cert", cert, "no certificate in it".into()));
+    }
+    let private = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| bad("tls_key", key, format!("not a PEM private key: {e}")))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad("tls_cert", cert, e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, private)
+        .map_err(|e| bad("tls_key", key, format!("does not go with tls_cert: {e}")))?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(cfg)))
+}
