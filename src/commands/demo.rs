@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::Duration;
 
-use crate::config::{check_root, Pipeline};
+use crate::config::{check_root, ConfigError, Pipeline};
 use crate::manifest::Manifest;
 use crate::pipeline::{self, last_complete_day, RunOptions, Stages};
 use crate::time;
@@ -34,11 +34,21 @@ pub struct DemoArgs {
     pub follow: bool,
 }
 
-fn demo_pipeline(out: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Pipeline, String> {
+/// Why the demo's pipeline could not be set up.
+#[derive(Debug, thiserror::Error)]
+enum DemoError {
+    #[error(transparent)]
+    Pipeline(#[from] ConfigError),
+    /// `--out` is not an output root (`config::check_root` says why, as text).
+    #[error("--out: {0}")]
+    Out(String),
+}
+
+fn demo_pipeline(out: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Pipeline, DemoError> {
     let file = Path::new("pipelines/demo.toml");
     let src = std::fs::read_to_string(file).unwrap_or_else(|_| DEMO_TOML.to_string());
-    let mut p = Pipeline::parse(file, &src, env).map_err(|e| e.to_string())?;
-    check_root(&out.to_string_lossy()).map_err(|e| format!("--out: {e}"))?;
+    let mut p = Pipeline::parse(file, &src, env)?;
+    check_root(&out.to_string_lossy()).map_err(DemoError::Out)?;
     p.output_root = crate::storage::RootSpec::Local(out.to_path_buf());
     Ok(p)
 }
