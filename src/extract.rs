@@ -14,7 +14,7 @@ use chrono::NaiveDate;
 use chrono_tz::Tz;
 
 use crate::audit::{self, SummaryRow};
-use crate::gladly::decode::{self, Decoded, Request};
+use crate::gladly::decode::{self, DecodeError, Decoded, Request};
 use crate::gladly::spool::SpooledBody;
 use crate::gladly::{plausible, GladlyClient, GladlyError};
 use crate::model::{SetAside, Source, WorkSession};
@@ -68,7 +68,7 @@ enum SummaryFetch {
 struct Spooled<O> {
     body: SpooledBody,
     req: Request,
-    decode: fn(Box<dyn std::io::Read + Send>, &Request) -> Result<O, String>,
+    decode: fn(Box<dyn std::io::Read + Send>, &Request) -> Result<O, DecodeError>,
 }
 
 impl<O: Checked> Spooled<O> {
@@ -85,7 +85,8 @@ impl<O: Checked> Spooled<O> {
         })?;
         let out = (self.decode)(reader, &self.req)
             .map_err(|d| ExtractError::Answer(format!("Gladly's answer could not be read: {d}")))?;
-        out.check().map_err(ExtractError::Answer)?;
+        out.verify()
+            .map_err(|e| ExtractError::Answer(e.to_string()))?;
         Ok(out)
     }
 }
@@ -137,18 +138,18 @@ pub struct Extractor {
 
 /// A decoded answer that can say whether it is trusted.
 trait Checked {
-    fn check(&self) -> Result<(), String>;
+    fn verify(&self) -> Result<(), DecodeError>;
 }
 
 impl<T> Checked for Decoded<T> {
-    fn check(&self) -> Result<(), String> {
-        Decoded::check(self)
+    fn verify(&self) -> Result<(), DecodeError> {
+        Decoded::verify(self)
     }
 }
 
 impl<T> Checked for (Decoded<T>, usize) {
-    fn check(&self) -> Result<(), String> {
-        self.0.check()
+    fn verify(&self) -> Result<(), DecodeError> {
+        self.0.verify()
     }
 }
 

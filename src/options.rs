@@ -19,7 +19,7 @@ impl Stages {
         load: true,
     };
 
-    pub fn parse(s: &str) -> Result<Stages, String> {
+    pub fn parse(s: &str) -> Result<Stages, StagesError> {
         let mut st = Stages {
             extract: false,
             transform: false,
@@ -30,15 +30,19 @@ impl Stages {
                 "extract" => st.extract = true,
                 "transform" => st.transform = true,
                 "load" => st.load = true,
-                other => {
-                    return Err(format!(
-                        "unknown stage `{other}` (stages: extract, transform, load)"
-                    ))
-                }
+                other => return Err(StagesError::Unknown(other.to_string())),
             }
         }
         Ok(st)
     }
+}
+
+/// Why `--stages` could not be read.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StagesError {
+    /// An entry that names no stage.
+    #[error("unknown stage `{0}` (stages: extract, transform, load)")]
+    Unknown(String),
 }
 
 #[derive(Clone, Debug)]
@@ -50,4 +54,19 @@ pub struct RunOptions {
     /// The clock (tests and re-plays set it; otherwise the real time).
     pub now: Ms,
     pub trigger: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stages_parse_from_a_list_and_an_unknown_one_is_named() {
+        let st = Stages::parse(" extract, load ,").unwrap();
+        assert!(st.extract && !st.transform && st.load);
+        assert_eq!(
+            Stages::parse("extract,lod").unwrap_err().to_string(),
+            "unknown stage `lod` (stages: extract, transform, load)"
+        );
+    }
 }

@@ -18,28 +18,48 @@ pub enum Matcher {
     Regex(Regex),
 }
 
+/// Why a rule's pattern is not one. The message is the parser's or the compiler's last line
+/// (`unclosed group`), without the pattern it quotes; the whole message is the source.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PatternError {
+    /// Not a pattern on its own (boxed: the parser's error holds the pattern and spans).
+    #[error("{}", last_line(.0))]
+    Parse(#[source] Box<regex_syntax::Error>),
+    /// A pattern, but one that does not compile (too big, say).
+    #[error("{}", last_line(.0))]
+    Compile(#[source] regex::Error),
+}
+
+/// `config::Rule::new` still answers with text: its `?` turns the error into its message.
+impl From<PatternError> for String {
+    fn from(e: PatternError) -> String {
+        e.to_string()
+    }
+}
+
+/// The last line of a parser's or compiler's message, which quotes the pattern above it.
+fn last_line(e: &dyn std::fmt::Display) -> String {
+    e.to_string()
+        .lines()
+        .last()
+        .unwrap_or("")
+        .trim()
+        .trim_start_matches("error: ")
+        .to_string()
+}
+
 impl Matcher {
-    /// Parses `pattern` alone, then builds its matcher. The error is the parser's or the
-    /// compiler's last line (`unclosed group`), without the pattern it quotes.
-    pub fn new(pattern: &str) -> Result<Matcher, String> {
+    /// Parses `pattern` alone, then builds its matcher.
+    pub fn new(pattern: &str) -> Result<Matcher, PatternError> {
         if let Some(lits) = literal_alternatives(pattern) {
             return Ok(Matcher::Literals(lits));
         }
-        let last_line = |e: &dyn std::fmt::Display| {
-            e.to_string()
-                .lines()
-                .last()
-                .unwrap_or("")
-                .trim()
-                .trim_start_matches("error: ")
-                .to_string()
-        };
         regex_syntax::Parser::new()
             .parse(pattern)
-            .map_err(|e| last_line(&e))?;
+            .map_err(|e| PatternError::Parse(Box::new(e)))?;
         Regex::new(&format!("^(?:{pattern})$"))
             .map(Matcher::Regex)
-            .map_err(|e| last_line(&e))
+            .map_err(PatternError::Compile)
     }
 
     pub fn is_match(&self, text: &str) -> bool {
@@ -98,11 +118,16 @@ mod tests {
 
     #[test]
     fn a_pattern_must_parse_on_its_own() {
-        let e = Matcher::new("Lun)|(?:xx").unwrap_err();
+        let e = Matcher::new("Lun)|(?:xx").unwrap_err().to_string();
         assert!(e.contains("unopened group"), "{e}");
-        assert!(Matcher::new("(").unwrap_err().contains("unclosed group"));
+        assert!(Matcher::new("(")
+            .unwrap_err()
+            .to_string()
+            .contains("unclosed group"));
         // Too big to compile: the compiler's message, short.
         let e = Matcher::new("(?:a{1000}){1000}").unwrap_err();
+        assert!(matches!(e, PatternError::Compile(_)), "{e:?}");
+        let e = e.to_string();
         assert!(e.len() < 200 && e.contains("size limit"), "{e}");
     }
 }

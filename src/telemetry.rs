@@ -89,6 +89,7 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Every family, registered; the series of the fixed label sets created at 0.
     fn new() -> Metrics {
         let mut r = Registry::default();
         let build = Family::<L1, Gauge>::default();
@@ -96,7 +97,15 @@ impl Metrics {
             .get_or_create(&[("version", env!("CARGO_PKG_VERSION"))])
             .set(1);
         r.register("gladly_wfm_build_info", "The binary (always 1)", build);
-        let m = Metrics {
+        let m = Metrics::unregistered();
+        m.create_fixed_series();
+        m.register(&mut r);
+        Metrics { registry: r, ..m }
+    }
+
+    /// The families, empty, beside an empty registry.
+    fn unregistered() -> Metrics {
+        Metrics {
             registry: Registry::default(),
             events: Family::default(),
             set_aside: Family::default(),
@@ -112,62 +121,74 @@ impl Metrics {
             poll_duration: Histogram::new(POLL_BUCKETS),
             last_success: Family::default(),
             audit: Family::default(),
-        };
+        }
+    }
+
+    /// Creates every series whose label values form a fixed set, at 0, so that every family
+    /// and series is on the first scrape.
+    fn create_fixed_series(&self) {
         for s in SOURCES {
             for e in ENTITIES {
-                let _ = m.events.get_or_create(&[("source", s), ("entity", e)]);
+                let _ = self.events.get_or_create(&[("source", s), ("entity", e)]);
             }
         }
         for r in SET_ASIDE_REASONS {
-            let _ = m.set_aside.get_or_create(&[("reason", r)]);
+            let _ = self.set_aside.get_or_create(&[("reason", r)]);
         }
         for o in DELIVERY_OUTCOMES {
-            let _ = m.webhook_deliveries.get_or_create(&[("outcome", o)]);
+            let _ = self.webhook_deliveries.get_or_create(&[("outcome", o)]);
         }
         for a in APIS {
-            let _ = m.http_retries.get_or_create(&[("api", a)]);
+            let _ = self.http_retries.get_or_create(&[("api", a)]);
             // `code` is not a fixed set, but the family must be on the first page: the
             // requests that got no answer start it, at 0.
-            let _ = m
+            let _ = self
                 .http_requests
                 .get_or_create(&[("api", a.to_string()), ("code", "error".to_string())]);
         }
         for k in KINDS {
             for o in RECORD_OUTCOMES {
-                let _ = m.wfm_records.get_or_create(&[("kind", k), ("outcome", o)]);
+                let _ = self
+                    .wfm_records
+                    .get_or_create(&[("kind", k), ("outcome", o)]);
             }
         }
         for e in ENTITIES {
-            let _ = m.last_event.get_or_create(&[("entity", e)]);
+            let _ = self.last_event.get_or_create(&[("entity", e)]);
         }
         for p in PATHS {
-            let _ = m.event_to_wfm.get_or_create(&[("path", p)]);
+            let _ = self.event_to_wfm.get_or_create(&[("path", p)]);
         }
         for j in JOBS {
-            let _ = m.last_success.get_or_create(&[("job", j)]);
+            let _ = self.last_success.get_or_create(&[("job", j)]);
         }
         for a in AUDIT_RESULTS {
-            let _ = m.audit.get_or_create(&[("result", a)]);
+            let _ = self.audit.get_or_create(&[("result", a)]);
         }
+    }
+
+    /// Registers the families in `r` (each a handle on the same series), in the exposition's
+    /// order.
+    fn register(&self, r: &mut Registry) {
         r.register(
             "gladly_wfm_events",
             "Events landed or taken in, after deduplication",
-            m.events.clone(),
+            self.events.clone(),
         );
         r.register(
             "gladly_wfm_set_aside",
             "Rows, events and deliveries set aside",
-            m.set_aside.clone(),
+            self.set_aside.clone(),
         );
         r.register(
             "gladly_wfm_webhook_deliveries",
             "What the webhook receiver answered",
-            m.webhook_deliveries.clone(),
+            self.webhook_deliveries.clone(),
         );
         r.register(
             "gladly_wfm_webhook_enabled",
             "1 while Gladly's webhook for this pipeline is on",
-            m.webhook_enabled.clone(),
+            self.webhook_enabled.clone(),
         );
         r.register(
             "gladly_wfm_webhook_switched_on",
@@ -177,49 +198,48 @@ impl Metrics {
         r.register(
             "gladly_wfm_http_requests",
             "Requests made, by API and status (or error)",
-            m.http_requests.clone(),
+            self.http_requests.clone(),
         );
         r.register(
             "gladly_wfm_http_retries",
             "Retries, by API",
-            m.http_retries.clone(),
+            self.http_retries.clone(),
         );
         r.register(
             "gladly_wfm_wfm_records",
             "The WFM's answers, per record",
-            m.wfm_records.clone(),
+            self.wfm_records.clone(),
         );
         r.register(
             "gladly_wfm_cursor_timestamp_seconds",
             "The Events API cursor (Unix time)",
-            m.cursor.clone(),
+            self.cursor.clone(),
         );
         r.register(
             "gladly_wfm_last_event_timestamp_seconds",
             "The newest event taken in (Unix time)",
-            m.last_event.clone(),
+            self.last_event.clone(),
         );
         r.register(
             "gladly_wfm_event_to_wfm_seconds",
             "Event timestamp to WFM acknowledgement",
-            m.event_to_wfm.clone(),
+            self.event_to_wfm.clone(),
         );
         r.register(
             "gladly_wfm_poll_duration_seconds",
             "One poll, start to checkpoint",
-            m.poll_duration.clone(),
+            self.poll_duration.clone(),
         );
         r.register(
             "gladly_wfm_last_success_timestamp_seconds",
             "When each job last succeeded (Unix time)",
-            m.last_success.clone(),
+            self.last_success.clone(),
         );
         r.register(
             "gladly_wfm_audit_agent_days",
             "Agent-days of the newest audited day, within tolerance or drifting",
-            m.audit.clone(),
+            self.audit.clone(),
         );
-        Metrics { registry: r, ..m }
     }
 }
 

@@ -154,8 +154,11 @@ async fn fetch_and_compare(
         .await?;
     let req = Request::new(format!("AgentSummaryV2 {day}"), start, end, tz);
     let reader = body.open().map_err(|e| AuditError::State(e.to_string()))?;
-    let decoded = decode::agent_summary_csv(reader, &req).map_err(AuditError::State)?;
-    decoded.check().map_err(AuditError::State)?;
+    let decoded =
+        decode::agent_summary_csv(reader, &req).map_err(|e| AuditError::State(e.to_string()))?;
+    decoded
+        .verify()
+        .map_err(|e| AuditError::State(e.to_string()))?;
     if decoded.rows.is_empty() {
         return Ok((
             AuditDay::not_audited(format!("Gladly's AgentSummaryV2 for {day} is empty")),

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::Duration;
 
-use crate::config::{check_root, Pipeline};
+use crate::config::{check_root, ConfigError, Pipeline};
 use crate::manifest::Manifest;
 use crate::pipeline::{self, last_complete_day, RunOptions, Stages};
 use crate::time;
@@ -34,11 +34,21 @@ pub struct DemoArgs {
     pub follow: bool,
 }
 
-fn demo_pipeline(out: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Pipeline, String> {
+/// Why the demo's pipeline could not be set up.
+#[derive(Debug, thiserror::Error)]
+enum DemoError {
+    #[error(transparent)]
+    Pipeline(#[from] ConfigError),
+    /// `--out` is not an output root (`config::check_root` says why, as text).
+    #[error("--out: {0}")]
+    Out(String),
+}
+
+fn demo_pipeline(out: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Pipeline, DemoError> {
     let file = Path::new("pipelines/demo.toml");
     let src = std::fs::read_to_string(file).unwrap_or_else(|_| DEMO_TOML.to_string());
-    let mut p = Pipeline::parse(file, &src, env).map_err(|e| e.to_string())?;
-    check_root(&out.to_string_lossy()).map_err(|e| format!("--out: {e}"))?;
+    let mut p = Pipeline::parse(file, &src, env)?;
+    check_root(&out.to_string_lossy()).map_err(DemoError::Out)?;
     p.output_root = crate::storage::RootSpec::Local(out.to_path_buf());
     Ok(p)
 }
@@ -53,21 +63,8 @@ pub async fn demo(a: DemoArgs) -> i32 {
             return 2;
         }
     };
-    let holder = p
-        .state_dir()
-        .ok()
-        .and_then(|d| crate::lock::PipelineLock::holder(&d));
-    if let Some(holder) = holder {
-        crate::say_err!(
-            "gladly-wfm: another demo is running on {} ({}); wait for it, or use --out for another folder",
-            a.out.display(),
-            holder.trim()
-        );
-        return 3;
-    }
-    if let Err(e) = crate::ownership::verify(&crate::storage::Root::local(&a.out), &p.name) {
-        crate::say_err!("gladly-wfm: {e}; or use --out for another folder");
-        return e.exit_code();
+    if let Some(code) = refusal(&a.out, &p) {
+        return code;
     }
     let tz = chrono_tz::America::New_York;
     let now = if a.follow {
@@ -75,45 +72,11 @@ pub async fn demo(a: DemoArgs) -> i32 {
     } else {
         time::now_ms()
     };
-    let world = WorldConfig {
-        seed: 42,
-        agents: a.agents.max(1),
-        inboxes: 5,
-        days: a.days.max(1) + 3,
-        timezone: tz,
-        now: Some(now),
-        quirks: Quirks::default(),
+    let sims = match Sims::start(&a, tz, now).await {
+        Ok(s) => s,
+        Err(code) => return code,
     };
-    let mut gcfg = GladlySimConfig::new(world);
-    gcfg.reports_per_minute = 600;
-    if a.follow {
-        // The simulated organisation lives on in real time: events appear as they happen.
-        gcfg.speed = 1.0;
-    }
-    let gladly = GladlySim::new(gcfg);
-    let wfm = WfmSim::new(WfmSimConfig {
-        // As raised as the push's own limit in demo.toml: the push, not the budget, sets the pace.
-        requests_per_30s: 100_000,
-        ..WfmSimConfig::default()
-    });
-    let (g, w) = match (
-        gladly.serve("127.0.0.1:0").await,
-        wfm.serve("127.0.0.1:0").await,
-    ) {
-        (Ok(g), Ok(w)) => (g, w),
-        (Err(e), _) | (_, Err(e)) => {
-            crate::say_err!("demo: cannot start the simulators: {e}");
-            return 1;
-        }
-    };
-    let vars = [
-        ("GLADLY_BASE_URL", format!("http://{g}")),
-        ("GLADLY_API_USER", "sim@example.com".to_string()),
-        ("GLADLY_API_TOKEN", "sim-token".to_string()),
-        ("WFM_BASE_URL", format!("http://{w}")),
-        ("WFM_CLIENT_ID", "sim-client".to_string()),
-        ("WFM_CLIENT_SECRET", "sim-secret".to_string()),
-    ];
+    let vars = sims.env();
     let env = |k: &str| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone());
     let p = match demo_pipeline(&a.out, &env) {
         Ok(p) => p,
@@ -138,36 +101,140 @@ pub async fn demo(a: DemoArgs) -> i32 {
         crate::say!("{}", outcome.summary);
         return outcome.exit_code;
     }
-    crate::say!("Gladly simulator on http://{g}, WFM simulator on http://{w}");
-    print_datasets(&a.out);
+    print_results(&a.out, &p, &sims, &outcome, now);
+    if a.follow {
+        return follow_live(&p, &sims.wfm, time::Clock::starting_at(now, 1.0)).await;
+    }
+    0
+}
+
+/// Why the demo may not run on `out`, said, as its exit code: another demo holds it, or it
+/// belongs to another pipeline.
+fn refusal(out: &Path, p: &Pipeline) -> Option<i32> {
+    let holder = p
+        .state_dir()
+        .ok()
+        .and_then(|d| crate::lock::PipelineLock::holder(&d));
+    if let Some(holder) = holder {
+        crate::say_err!(
+            "gladly-wfm: another demo is running on {} ({}); wait for it, or use --out for another folder",
+            out.display(),
+            holder.trim()
+        );
+        return Some(3);
+    }
+    if let Err(e) = crate::ownership::verify(&crate::storage::Root::local(out), &p.name) {
+        crate::say_err!("gladly-wfm: {e}; or use --out for another folder");
+        return Some(e.exit_code());
+    }
+    None
+}
+
+/// Both simulators, serving on loopback ports.
+struct Sims {
+    /// Kept for as long as the demo runs.
+    _gladly: std::sync::Arc<GladlySim>,
+    wfm: std::sync::Arc<WfmSim>,
+    g: std::net::SocketAddr,
+    w: std::net::SocketAddr,
+}
+
+impl Sims {
+    /// A world of `a.agents` agents whose clock is `now` (running on in real time with
+    /// `--follow`), and a WFM whose request budget does not set the pace. `Err`: the exit code,
+    /// the failure said.
+    async fn start(a: &DemoArgs, tz: chrono_tz::Tz, now: time::Ms) -> Result<Sims, i32> {
+        let world = WorldConfig {
+            seed: 42,
+            agents: a.agents.max(1),
+            inboxes: 5,
+            days: a.days.max(1) + 3,
+            timezone: tz,
+            now: Some(now),
+            quirks: Quirks::default(),
+        };
+        let mut gcfg = GladlySimConfig::new(world);
+        gcfg.reports_per_minute = 600;
+        if a.follow {
+            // The simulated organisation lives on in real time: events appear as they happen.
+            gcfg.speed = 1.0;
+        }
+        let gladly = GladlySim::new(gcfg);
+        let wfm = WfmSim::new(WfmSimConfig {
+            // As raised as the push's own limit in demo.toml: the push, not the budget, sets the pace.
+            requests_per_30s: 100_000,
+            ..WfmSimConfig::default()
+        });
+        match (
+            gladly.serve("127.0.0.1:0").await,
+            wfm.serve("127.0.0.1:0").await,
+        ) {
+            (Ok(g), Ok(w)) => Ok(Sims {
+                _gladly: gladly,
+                wfm,
+                g,
+                w,
+            }),
+            (Err(e), _) | (_, Err(e)) => {
+                crate::say_err!("demo: cannot start the simulators: {e}");
+                Err(1)
+            }
+        }
+    }
+
+    /// The environment `demo.toml` reads: the simulators' addresses and their credentials.
+    fn env(&self) -> [(&'static str, String); 6] {
+        let (g, w) = (self.g, self.w);
+        [
+            ("GLADLY_BASE_URL", format!("http://{g}")),
+            ("GLADLY_API_USER", "sim@example.com".to_string()),
+            ("GLADLY_API_TOKEN", "sim-token".to_string()),
+            ("WFM_BASE_URL", format!("http://{w}")),
+            ("WFM_CLIENT_ID", "sim-client".to_string()),
+            ("WFM_CLIENT_SECRET", "sim-secret".to_string()),
+        ]
+    }
+}
+
+/// What a successful demo run made: the datasets, the rules' misses, the WFM's answers, the
+/// report, where the Parquet is, and the run's summary.
+fn print_results(
+    out: &Path,
+    p: &Pipeline,
+    sims: &Sims,
+    outcome: &pipeline::RunOutcome,
+    now: time::Ms,
+) {
+    crate::say!(
+        "Gladly simulator on http://{}, WFM simulator on http://{}",
+        sims.g,
+        sims.w
+    );
+    print_datasets(out);
     if let Some(m) = &outcome.manifest {
         print_unmatched(m);
-        print_wfm(m, &a.out);
+        print_wfm(m, out);
     }
-    let store = wfm.store();
+    let store = sims.wfm.store();
     crate::say!(
         "  the receiver now holds {} users and {} task records",
         store.kind(Kind::Users).len(),
         store.kind(Kind::Tasks).len()
     );
     crate::say!();
-    match crate::report::write(&p, None, Some(&a.out.join("report.html")), now) {
+    match crate::report::write(p, None, Some(&out.join("report.html")), now) {
         Ok(w) => crate::say!("Report for {}: {}", w.day, w.path.display()),
         Err(e) => crate::say_err!("demo: no report: {e}"),
     }
     crate::say!(
         "Parquet under {}/ — see the README's recipes, e.g. with DuckDB:",
-        a.out.display()
+        out.display()
     );
     crate::say!(
         "  SELECT task, sum(duration_seconds) / 3600 AS hours FROM '{}/agent_status_segments/*/*.parquet' WHERE axis = 'status' GROUP BY ALL ORDER BY hours DESC;",
-        a.out.display()
+        out.display()
     );
     crate::say!("{}", outcome.summary);
-    if a.follow {
-        return follow_live(&p, &wfm, time::Clock::starting_at(now, 1.0)).await;
-    }
-    0
 }
 
 /// `demo --follow` plays the simulated centre from 10:30 today in `tz` (a busy hour), so its

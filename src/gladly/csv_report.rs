@@ -20,6 +20,28 @@ pub struct CellError {
     pub reason: String,
 }
 
+/// Why a CSV body could not be read at all (rather than a row of it).
+#[derive(Debug, thiserror::Error)]
+pub enum CsvError {
+    #[error("reading the body: {0}")]
+    Read(#[source] std::io::Error),
+    #[error("unreadable CSV header: {0}")]
+    Header(#[source] csv::Error),
+    #[error("unreadable CSV header: invalid UTF-8")]
+    HeaderUtf8(#[source] std::str::Utf8Error),
+    #[error("report header lacks column(s) {}; header is {header:?}", missing.join(", "))]
+    MissingColumns {
+        missing: Vec<String>,
+        header: Vec<String>,
+    },
+    #[error("unreadable CSV after row {row}: {source}")]
+    After {
+        row: usize,
+        #[source]
+        source: csv::Error,
+    },
+}
+
 /// One data row. `cells` is `Err` when a cell held invalid UTF-8.
 pub struct Row<'a> {
     pub number: usize,
@@ -73,17 +95,14 @@ pub fn read_rows<R: Read>(
     body: R,
     required: &[&str],
     mut row: impl FnMut(Result<Row<'_>, (usize, CellError)>),
-) -> Result<(), String> {
+) -> Result<(), CsvError> {
     let mut body = BufReader::with_capacity(64 * 1024, body);
-    skip_preamble(&mut body).map_err(|e| format!("reading the body: {e}"))?;
+    skip_preamble(&mut body).map_err(CsvError::Read)?;
     let mut rdr = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(true)
         .from_reader(body);
-    let raw = rdr
-        .byte_headers()
-        .map_err(|e| format!("unreadable CSV header: {e}"))?
-        .clone();
+    let raw = rdr.byte_headers().map_err(CsvError::Header)?.clone();
     if raw.is_empty() {
         return Ok(()); // An empty body: an empty window.
     }
@@ -92,26 +111,25 @@ pub fn read_rows<R: Read>(
         .map(|h| {
             std::str::from_utf8(h)
                 .map(|h| h.trim_start_matches('\u{feff}').trim().to_string())
-                .map_err(|_| "unreadable CSV header: invalid UTF-8".to_string())
+                .map_err(CsvError::HeaderUtf8)
         })
-        .collect::<Result<Vec<String>, String>>()?;
+        .collect::<Result<Vec<String>, CsvError>>()?;
     let index = header
         .iter()
         .enumerate()
         .map(|(i, h)| (h.clone(), i))
         .collect();
     let cols = Columns { header, index };
-    let missing: Vec<&str> = required
+    let missing: Vec<String> = required
         .iter()
-        .copied()
-        .filter(|c| !cols.index.contains_key(*c))
+        .filter(|c| !cols.index.contains_key(**c))
+        .map(|c| c.to_string())
         .collect();
     if !missing.is_empty() {
-        return Err(format!(
-            "report header lacks column(s) {}; header is {:?}",
-            missing.join(", "),
-            cols.header
-        ));
+        return Err(CsvError::MissingColumns {
+            missing,
+            header: cols.header,
+        });
     }
     let mut rec = csv::ByteRecord::new();
     let mut number = 0;
@@ -119,7 +137,12 @@ pub fn read_rows<R: Read>(
         match rdr.read_byte_record(&mut rec) {
             Ok(false) => return Ok(()),
             Ok(true) => {}
-            Err(e) => return Err(format!("unreadable CSV after row {number}: {e}")),
+            Err(source) => {
+                return Err(CsvError::After {
+                    row: number,
+                    source,
+                })
+            }
         }
         number += 1;
         match csv::StringRecord::from_byte_record(rec.clone()) {

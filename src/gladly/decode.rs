@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader, Read};
 use chrono_tz::Tz;
 use serde::Deserialize;
 
-use super::csv_report::{read_rows, CellError, Row};
+use super::csv_report::{read_rows, CellError, CsvError, Row};
 use super::plausible;
 use super::timestamps::{self, Hint};
 use crate::model::{
@@ -47,6 +47,42 @@ impl Request {
         plausible::instant(ms, self.start, self.end)
             .map_err(|why| RowError::bad(column, value, why))
     }
+}
+
+/// Why an answer as a whole could not be decoded, or is not trusted. (A row that cannot be read
+/// is set aside instead: `RowError`.)
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// A read error of the body as it streamed.
+    #[error("{what}: reading the body: {source}")]
+    Read {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A CSV report whose header or framing could not be read.
+    #[error("{what}: {source}")]
+    Csv {
+        what: String,
+        #[source]
+        source: CsvError,
+    },
+    /// The answer's rows are mostly unreadable (`plausible::too_many_unreadable`): named by the
+    /// column that failed most and a value from it.
+    #[error(
+        "{what}: {unreadable} of {total} rows could not be read (more than {} % and more than {}), so the answer is not trusted; column `{column}` failed in {count}, e.g. `{}`",
+        plausible::MAX_UNREADABLE_SHARE * 100.0,
+        plausible::MAX_UNREADABLE_ROWS,
+        sample(value)
+    )]
+    Untrusted {
+        what: String,
+        unreadable: usize,
+        total: usize,
+        column: String,
+        count: usize,
+        value: String,
+    },
 }
 
 /// Why a row is set aside.
@@ -213,8 +249,8 @@ impl<T> Decoded<T> {
     }
 
     /// No silent emptying: an answer whose rows are mostly unreadable is an error, naming the
-    /// column that failed most and a value from it.
-    pub fn check(&self) -> Result<(), String> {
+    /// column that failed most and a value from it (`DecodeError::Untrusted`).
+    pub fn verify(&self) -> Result<(), DecodeError> {
         let n = self.unreadable();
         if !plausible::too_many_unreadable(n, self.total) {
             return Ok(());
@@ -224,14 +260,19 @@ impl<T> Decoded<T> {
             .iter()
             .max_by_key(|(_, (c, _))| *c)
             .expect("unreadable rows have a column");
-        Err(format!(
-            "{}: {n} of {} rows could not be read (more than {} % and more than {}), so the answer is not trusted; column `{col}` failed in {count}, e.g. `{}`",
-            self.what,
-            self.total,
-            plausible::MAX_UNREADABLE_SHARE * 100.0,
-            plausible::MAX_UNREADABLE_ROWS,
-            sample(value),
-        ))
+        Err(DecodeError::Untrusted {
+            what: self.what.clone(),
+            unreadable: n,
+            total: self.total,
+            column: col.clone(),
+            count: *count,
+            value: value.clone(),
+        })
+    }
+
+    /// `verify` with its error as text, for `follow`, whose `FollowError::Failed` holds text.
+    pub fn check(&self) -> Result<(), String> {
+        self.verify().map_err(|e| e.to_string())
     }
 }
 
@@ -274,13 +315,16 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
 }
 
 /// Decodes an Events API body (JSON Lines) of agent events.
-pub fn agent_events_jsonl(body: impl Read, req: &Request) -> Result<Decoded<AgentEvent>, String> {
+pub fn agent_events_jsonl(
+    body: impl Read,
+    req: &Request,
+) -> Result<Decoded<AgentEvent>, DecodeError> {
     json_lines(body, req, |raw: RawLine| agent_event(raw, req))
 }
 
 /// Decodes an Events API body of agent and conversation events in one pass, each line by its
 /// `type`: a line whose type cannot be read counts as an agent event's (and is set aside there).
-/// Line numbers are the body's.
+/// Line numbers are the body's. The error is `DecodeError`'s text, for `follow`.
 pub fn events_jsonl(
     body: impl Read,
     req: &Request,
@@ -300,7 +344,8 @@ pub fn events_jsonl(
         } else {
             agents.push(location, parse(l).and_then(|r| agent_event(r, req)));
         }
-    })?;
+    })
+    .map_err(|e| e.to_string())?;
     Ok((agents, conversations))
 }
 
@@ -354,7 +399,7 @@ fn each_line(
     body: impl Read,
     req: &Request,
     mut f: impl FnMut(usize, &[u8]),
-) -> Result<(), String> {
+) -> Result<(), DecodeError> {
     let mut body = BufReader::with_capacity(64 * 1024, body);
     let mut line = Vec::new();
     let mut number = 0;
@@ -362,7 +407,10 @@ fn each_line(
         line.clear();
         let n = body
             .read_until(b'\n', &mut line)
-            .map_err(|e| format!("{}: reading the body: {e}", req.what))?;
+            .map_err(|source| DecodeError::Read {
+                what: req.what.clone(),
+                source,
+            })?;
         if n == 0 {
             return Ok(());
         }
@@ -381,7 +429,7 @@ fn json_lines<R: serde::de::DeserializeOwned, T: Keyed>(
     body: impl Read,
     req: &Request,
     mut f: impl FnMut(R) -> Result<T, RowError>,
-) -> Result<Decoded<T>, String> {
+) -> Result<Decoded<T>, DecodeError> {
     let mut out = Decoded::new(&req.what);
     each_line(body, req, |number, l| {
         out.push(
@@ -427,7 +475,7 @@ struct RawConvLine {
 pub fn conversation_events_jsonl(
     body: impl Read,
     req: &Request,
-) -> Result<Decoded<ConversationEvent>, String> {
+) -> Result<Decoded<ConversationEvent>, DecodeError> {
     json_lines(body, req, |raw: RawConvLine| conversation_event(raw, req))
 }
 
@@ -463,13 +511,16 @@ fn csv_rows<T: Keyed>(
     req: &Request,
     required: &[&str],
     mut f: impl FnMut(&Row) -> Result<T, RowError>,
-) -> Result<Decoded<T>, String> {
+) -> Result<Decoded<T>, DecodeError> {
     let mut out = Decoded::new(&req.what);
     read_rows(body, required, |r| match r {
         Ok(row) => out.push(format!("{}, row {}", req.what, row.number), f(&row)),
         Err((n, e)) => out.push(format!("{}, row {n}", req.what), Err(e.into())),
     })
-    .map_err(|e| format!("{}: {e}", req.what))?;
+    .map_err(|source| DecodeError::Csv {
+        what: req.what.clone(),
+        source,
+    })?;
     Ok(out)
 }
 
@@ -515,7 +566,10 @@ impl RowOrder {
 }
 
 /// Decodes an `AgentTimestampsReport` CSV body.
-pub fn agent_events_csv(body: impl Read, req: &Request) -> Result<Decoded<AgentEvent>, String> {
+pub fn agent_events_csv(
+    body: impl Read,
+    req: &Request,
+) -> Result<Decoded<AgentEvent>, DecodeError> {
     let mut order = RowOrder::default();
     csv_rows(body, req, AGENT_REPORT_COLUMNS, |row| {
         let recorded = order.recorded(req, need(row, "Timestamp")?)?;
@@ -559,7 +613,7 @@ const CONVERSATION_REPORT_COLUMNS: &[&str] = &[
 pub fn conversation_events_csv(
     body: impl Read,
     req: &Request,
-) -> Result<Decoded<ConversationEvent>, String> {
+) -> Result<Decoded<ConversationEvent>, DecodeError> {
     let mut order = RowOrder::default();
     csv_rows(body, req, CONVERSATION_REPORT_COLUMNS, |row| {
         let ts = order.recorded(req, need(row, "Timestamp")?)?;
@@ -611,7 +665,7 @@ pub const WORK_SESSION_COLUMNS: &[&str] = &[
 pub fn work_sessions_csv(
     body: impl Read,
     req: &Request,
-) -> Result<(Decoded<WorkSession>, usize), String> {
+) -> Result<(Decoded<WorkSession>, usize), DecodeError> {
     let decoded = csv_rows(body, req, WORK_SESSION_COLUMNS, |row| {
         let s = |c: &str| row.cell(c).map(|v| v.map(str::to_string));
         let ts = |c: &str| -> Result<Option<Ms>, RowError> {
@@ -696,7 +750,7 @@ impl Keyed for crate::audit::SummaryRow {
 pub fn agent_summary_csv(
     body: impl Read,
     req: &Request,
-) -> Result<Decoded<crate::audit::SummaryRow>, String> {
+) -> Result<Decoded<crate::audit::SummaryRow>, DecodeError> {
     csv_rows(body, req, SUMMARY_COLUMNS, |row| {
         let secs = |c: &str| -> Result<f64, RowError> {
             let v = need(row, c)?;
@@ -911,6 +965,33 @@ not json
         );
     }
 
+    /// A body that cannot be read, or a report without its columns, fails the whole answer,
+    /// saying which and why.
+    #[test]
+    fn an_unreadable_body_or_header_fails_the_answer() {
+        struct Broken;
+        impl Read for Broken {
+            fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+                Err(std::io::Error::other("gone"))
+            }
+        }
+        let e = agent_events_jsonl(Broken, &req("events")).unwrap_err();
+        assert!(matches!(e, DecodeError::Read { .. }), "{e:?}");
+        assert_eq!(e.to_string(), "events: reading the body: gone");
+        assert_eq!(
+            events_jsonl(Broken, &req("events")).unwrap_err(),
+            "events: reading the body: gone"
+        );
+        let e = agent_events_csv(Broken, &req("r")).unwrap_err();
+        assert_eq!(e.to_string(), "r: reading the body: gone");
+        let e = agent_events_csv(&b"Timestamp,Type\n"[..], &req("r")).unwrap_err();
+        assert!(matches!(e, DecodeError::Csv { .. }), "{e:?}");
+        assert_eq!(
+            e.to_string(),
+            r#"r: report header lacks column(s) Occurred At, Agent ID, Available For, Away Reason, Active Reason; header is ["Timestamp", "Type"]"#
+        );
+    }
+
     #[test]
     fn a_mostly_unreadable_answer_names_the_column_and_a_value() {
         let mut csv = HEADER.to_string();
@@ -926,7 +1007,8 @@ not json
         }
         let d = agent_events_csv(csv.as_bytes(), &req("AgentTimestampsReport 2024-05-06")).unwrap();
         assert_eq!(d.unreadable(), 20);
-        let e = d.check().unwrap_err();
+        let e = d.verify().unwrap_err().to_string();
+        assert_eq!(Err(e.clone()), d.check());
         assert!(
             e.contains("AgentTimestampsReport 2024-05-06: 20 of 100 rows"),
             "{e}"
@@ -939,6 +1021,7 @@ not json
         let few: String = csv.lines().skip(17).collect::<Vec<_>>().join("\n");
         let d = agent_events_csv(format!("{HEADER}{few}").as_bytes(), &req("r")).unwrap();
         assert_eq!(d.unreadable(), 4);
+        assert!(d.verify().is_ok());
         assert!(d.check().is_ok());
     }
 }

@@ -20,26 +20,38 @@ pub const MAX_UNREADABLE_SHARE: f64 = 0.01;
 /// … once more than this many rows are (a stray bad row in a small day is not a broken answer).
 pub const MAX_UNREADABLE_ROWS: usize = 5;
 
+/// Why a value is not believed: the reason a set-aside row gives.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Implausible {
+    /// An instant more than `MARGIN_DAYS` outside the window `[start, end)`.
+    #[error(
+        "more than {MARGIN_DAYS} days outside the requested window {}..{}",
+        fmt_ts(*start),
+        fmt_ts(*end)
+    )]
+    OutsideWindow { start: Ms, end: Ms },
+    #[error("not a finite number of seconds")]
+    NotFinite,
+    #[error("a negative number of seconds")]
+    Negative,
+}
+
 /// Checks an instant against the window `[start, end)` its answer was asked for.
-pub fn instant(ms: Ms, start: Ms, end: Ms) -> Result<Ms, String> {
+pub fn instant(ms: Ms, start: Ms, end: Ms) -> Result<Ms, Implausible> {
     let margin = MARGIN_DAYS * MS_PER_DAY;
     if ms < start - margin || ms > end + margin {
-        return Err(format!(
-            "more than {MARGIN_DAYS} days outside the requested window {}..{}",
-            fmt_ts(start),
-            fmt_ts(end)
-        ));
+        return Err(Implausible::OutsideWindow { start, end });
     }
     Ok(ms)
 }
 
 /// Checks a duration in seconds.
-pub fn seconds(v: f64) -> Result<f64, String> {
+pub fn seconds(v: f64) -> Result<f64, Implausible> {
     if !v.is_finite() {
-        return Err("not a finite number of seconds".into());
+        return Err(Implausible::NotFinite);
     }
     if v < 0.0 {
-        return Err("a negative number of seconds".into());
+        return Err(Implausible::Negative);
     }
     Ok(v)
 }

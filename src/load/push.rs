@@ -710,18 +710,23 @@ mod tests {
         }
     }
 
-    /// The bodies are written by hand around typed records; they must be, byte for byte, what
-    /// `serde_json` writes for the same envelope and records as sorted maps: what earlier
-    /// versions sent, digested and keyed (a push in progress resumes across the upgrade).
-    #[test]
-    fn bodies_are_the_bytes_of_the_sorted_json_envelope() {
-        let day: chrono::NaiveDate = "2024-05-01".parse().unwrap();
-        let segs = vec![
+    fn day() -> chrono::NaiveDate {
+        "2024-05-01".parse().unwrap()
+    }
+
+    const DAY_START: Ms = 1_714_536_000_000;
+    const DAY_END: Ms = 1_714_622_400_000;
+
+    fn segments() -> Vec<SegmentRow> {
+        vec![
             segment(Axis::Status, "Lunch", Some(1_714_573_900_000)),
             segment(Axis::Availability, "AvailableFor:MESSAGING,VOICE", None),
             segment(Axis::Availability, "Unavailable", None),
-        ];
-        let convs: Vec<ConversationRow> = vec![ConversationRow {
+        ]
+    }
+
+    fn conversations() -> Vec<ConversationRow> {
+        vec![ConversationRow {
             conversation_id: "c1".into(),
             customer_id: None,
             inbox_id: Some("in1".into()),
@@ -731,8 +736,11 @@ mod tests {
             created_at: Some(1_714_571_700_000),
             closed_at: None,
             reopened_count: 0,
-        }];
-        let ivs = vec![IntervalRow {
+        }]
+    }
+
+    fn intervals() -> Vec<IntervalRow> {
+        vec![IntervalRow {
             workstream: Some("Customer_Support".into()),
             channel: Some("EMAIL".into()),
             interval_start: 1_714_572_000_000,
@@ -742,10 +750,16 @@ mod tests {
             within_sla: 28,
             handle_time_seconds: 9420.0,
             after_contact_time_seconds: 1310.5,
-        }];
-        let day_start = 1_714_536_000_000;
-        let day_end = 1_714_622_400_000;
-        let window = Some((day_start, day_end));
+        }]
+    }
+
+    /// The bodies are written by hand around typed records; they must be, byte for byte, what
+    /// `serde_json` writes for the same envelope and records as sorted maps: what earlier
+    /// versions sent, digested and keyed (a push in progress resumes across the upgrade).
+    #[test]
+    fn bodies_are_the_bytes_of_the_sorted_json_envelope() {
+        let (day, segs, convs, ivs) = (day(), segments(), conversations(), intervals());
+        let window = Some((DAY_START, DAY_END));
         let cases: Vec<(Vec<Value>, PushPlan)> = vec![
             (
                 values(segment_rows(day, &segs)),
@@ -760,13 +774,13 @@ mod tests {
                 ),
             ),
             (
-                values(conversation_rows(day, day_start, &convs)),
+                values(conversation_rows(day, DAY_START, &convs)),
                 PushPlan::new(
                     "c".into(),
                     CONVERSATIONS_PATH,
                     false,
                     window,
-                    conversation_rows(day, day_start, &convs),
+                    conversation_rows(day, DAY_START, &convs),
                     2,
                     "gladly-\"prod\"",
                 ),
@@ -805,15 +819,20 @@ mod tests {
                 );
             }
         }
-        // An empty day still sends one empty batch with its window, to replace what an
-        // earlier run stored; with no window there is nothing to send.
+    }
+
+    /// An empty day still sends one empty batch with its window, to replace what an earlier run
+    /// stored; with no window there is nothing to send.
+    #[test]
+    fn an_empty_day_sends_one_empty_batch_only_with_a_window() {
+        let window = Some((DAY_START, DAY_END));
         let none: [SegmentRecord; 0] = [];
         let empty = PushPlan::new("e".into(), TASKS_PATH, false, window, none, 2, "x");
         assert_eq!(
             std::str::from_utf8(&empty.bodies[0]).unwrap(),
             json!({"integrationId": "x", "source": "gladly", "data": [],
-                   "replaceWindow": {"start": time::fmt_ts(day_start),
-                                     "end": time::fmt_ts(day_end)}})
+                   "replaceWindow": {"start": time::fmt_ts(DAY_START),
+                                     "end": time::fmt_ts(DAY_END)}})
             .to_string()
         );
         assert_eq!((empty.batches(), empty.counts[0]), (1, 0));
@@ -822,6 +841,11 @@ mod tests {
             PushPlan::new("e".into(), TASKS_PATH, false, None, none, 2, "x").batches(),
             0
         );
+    }
+
+    #[test]
+    fn segment_records_carry_instants_the_status_category_and_sorted_channels() {
+        let (day, segs) = (day(), segments());
         let first = &values(segment_rows(day, &segs))[0];
         assert_eq!(first["startTime"], "2024-05-01T14:00:03.120Z");
         assert_eq!(first["endTime"], "2024-05-01T14:31:40.000Z");
@@ -834,22 +858,34 @@ mod tests {
             values(segment_rows(day, &segs))[2]["availableFor"],
             json!([])
         );
-        // follow's change digests are those of the JSON values earlier versions built.
-        let digests_of = |recs: Vec<String>, vals: Vec<Value>| {
-            for (d, v) in recs.iter().zip(&vals) {
-                assert_eq!(d, &digest(&[v.to_string().as_bytes()]), "{v}");
-            }
-        };
-        digests_of(
+    }
+
+    /// Each record's digest is that of its JSON value as built before.
+    fn assert_digests_match(recs: Vec<String>, vals: Vec<Value>) {
+        for (d, v) in recs.iter().zip(&vals) {
+            assert_eq!(d, &digest(&[v.to_string().as_bytes()]), "{v}");
+        }
+    }
+
+    /// follow's change digests are those of the JSON values earlier versions built.
+    #[test]
+    fn change_digests_are_those_of_the_json_values() {
+        let (day, segs, ivs) = (day(), segments(), intervals());
+        assert_digests_match(
             segment_rows(day, &segs)
                 .map(|r| record_digest(&r))
                 .collect(),
             values(segment_rows(day, &segs)),
         );
-        digests_of(
+        assert_digests_match(
             interval_rows(&ivs).0.map(|r| record_digest(&r)).collect(),
             values(interval_rows(&ivs).0),
         );
+    }
+
+    /// A user record: the e-mail normalised, and its digest that of its JSON value.
+    #[test]
+    fn user_records_normalise_the_email_and_digest_their_json() {
         let users = user_records(
             &[AgentDim {
                 agent_id: "A1".into(),
@@ -863,7 +899,7 @@ mod tests {
             serde_json::to_value(&users[0]).unwrap(),
             json!({"email": "ann@example.com", "integrationIdentifier": "A1", "name": "Ann", "isActive": true})
         );
-        digests_of(
+        assert_digests_match(
             users.iter().map(record_digest).collect(),
             values(users.iter()),
         );

@@ -333,14 +333,73 @@ pub fn gather(
     let (day_start, day_end) = (time::day_start(tz, day), time::day_end(tz, day));
     let open_end = now.clamp(day_start, day_end);
 
+    let tally = tally_segments(&p.tasks, segs, open_end);
+    let dims = agents(&st)?;
+    let idle_agents = dims
+        .keys()
+        .filter(|id| !tally.per_agent.contains_key(*id))
+        .count();
+    let groups = team_groups(tally.per_agent, &dims, &team_names(&st)?);
+    let labels = label_uses(p, &st, day)?;
+    let inbox_dims = inboxes(&st)?;
+    let workstream_rules = rule_uses(&p.workstreams, &inbox_candidates(&inbox_dims));
+    let unmatched_inboxes = unmatched_inboxes(&st, day, &inbox_dims)?;
+    let intervals = match partition(&st, wk::WORKSTREAM_INTERVALS, day)? {
+        Some(df) => wk::intervals_from(&df)
+            .map_err(|e| read_err(&st.partition_location(wk::WORKSTREAM_INTERVALS, day), e))?,
+        None => Vec::new(),
+    };
+    let interval_minutes = intervals
+        .first()
+        .map(|r| r.interval_minutes as u32)
+        .unwrap_or(p.interval_minutes);
+
+    Ok(Some(DayData {
+        pipeline: p.name.clone(),
+        description: p.description.clone(),
+        tz,
+        day,
+        day_start,
+        day_end,
+        generated_at: now,
+        tasks: tally.tasks,
+        groups,
+        idle_agents,
+        hours: task_hours(tally.hours),
+        interval_minutes,
+        intervals,
+        unmatched_labels: labels.unmatched,
+        events: labels.events,
+        task_rules: labels.rules,
+        unmatched_inboxes,
+        workstream_rules,
+        run: run_for_day(&root.dir(&p.runs_rel()), day),
+        audit: audit_rows(&st, day)?,
+    }))
+}
+
+/// Status and availability pieces of each agent, sorted by start.
+type AgentPieces = BTreeMap<String, (Vec<Piece>, Vec<Piece>)>;
+
+/// The day's segments, once through: the task names in colour order, the segments and closed
+/// seconds per (axis, task), and each agent's pieces (not yet sorted).
+struct SegmentTally {
+    tasks: Vec<String>,
+    hours: BTreeMap<(Axis, Option<String>), (usize, f64)>,
+    per_agent: AgentPieces,
+}
+
+/// Tallies the segments; a piece still open ends at `open_end` (the report's clock in the
+/// day). Task names: the pipeline's rules first, then any other name seen.
+fn tally_segments(rules: &[Rule], segs: Vec<SegmentRow>, open_end: Ms) -> SegmentTally {
     let mut tasks: Vec<String> = Vec::new();
-    for r in &p.tasks {
+    for r in rules {
         if !tasks.contains(&r.name) {
             tasks.push(r.name.clone());
         }
     }
     let mut hours: BTreeMap<(Axis, Option<String>), (usize, f64)> = BTreeMap::new();
-    let mut per_agent: BTreeMap<String, (Vec<Piece>, Vec<Piece>)> = BTreeMap::new();
+    let mut per_agent: AgentPieces = BTreeMap::new();
     for s in segs {
         let SegmentRow {
             agent_id,
@@ -377,15 +436,22 @@ pub fn gather(
             Axis::Availability => row.1.push(piece),
         }
     }
+    SegmentTally {
+        tasks,
+        hours,
+        per_agent,
+    }
+}
 
-    let dims = agents(&st)?;
-    let idle_agents = dims
-        .keys()
-        .filter(|id| !per_agent.contains_key(*id))
-        .count();
+/// The agents grouped by team (titled by the team's name, or its id without one), then those
+/// in no team, then those the snapshot does not list; within a group sorted by name.
+fn team_groups(
+    per_agent: AgentPieces,
+    dims: &BTreeMap<String, AgentDim>,
+    names: &BTreeMap<String, String>,
+) -> Vec<TeamGroup> {
     // Group key: (0, team name, or id without one) for teams, (1, "") for agents in no team,
     // (2, "") for agents the snapshot does not list.
-    let names = team_names(&st)?;
     let mut groups: BTreeMap<(u8, String), Vec<AgentDay>> = BTreeMap::new();
     for (id, (mut status, mut availability)) in per_agent {
         status.sort_by_key(|p| p.start);
@@ -412,7 +478,7 @@ pub fn gather(
             availability,
         });
     }
-    let groups = groups
+    groups
         .into_iter()
         .map(|((kind, team), mut agents)| {
             agents.sort_by(|a, b| {
@@ -426,20 +492,37 @@ pub fn gather(
             };
             TeamGroup { title, agents }
         })
-        .collect();
+        .collect()
+}
 
+/// The day's labels against the task rules: how each rule fared, the labels none matched (most
+/// events first) and the number of events.
+struct LabelUses {
+    rules: Vec<RuleUse>,
+    unmatched: Vec<(String, u64)>,
+    events: usize,
+}
+
+fn label_uses(p: &Pipeline, st: &Storage, day: NaiveDate) -> Result<LabelUses, ReportError> {
     let DayLabels {
-        all: all_labels,
+        all,
         unmatched,
         events,
-    } = labels(&st, day)?;
-    let label_cands: Vec<Vec<&str>> = all_labels.keys().map(|l| vec![l.as_str()]).collect();
-    let task_rules = rule_uses(&p.tasks, &label_cands);
-    let mut unmatched_labels: Vec<(String, u64)> = unmatched.into_iter().collect();
-    unmatched_labels.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    } = labels(st, day)?;
+    let cands: Vec<Vec<&str>> = all.keys().map(|l| vec![l.as_str()]).collect();
+    let rules = rule_uses(&p.tasks, &cands);
+    let mut unmatched: Vec<(String, u64)> = unmatched.into_iter().collect();
+    unmatched.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    Ok(LabelUses {
+        rules,
+        unmatched,
+        events,
+    })
+}
 
-    let inbox_dims = inboxes(&st)?;
-    let inbox_cands: Vec<Vec<&str>> = inbox_dims
+/// What a workstream rule is matched against for each inbox: its id, and its name if any.
+fn inbox_candidates(inbox_dims: &BTreeMap<String, InboxDim>) -> Vec<Vec<&str>> {
+    inbox_dims
         .iter()
         .map(|(id, d)| {
             let mut c = vec![id.as_str()];
@@ -448,9 +531,17 @@ pub fn gather(
             }
             c
         })
-        .collect();
-    let workstream_rules = rule_uses(&p.workstreams, &inbox_cands);
-    let mut unmatched_inboxes: BTreeMap<String, UnmatchedInbox> = inbox_dims
+        .collect()
+}
+
+/// Inboxes no workstream rule matches: those of the snapshot, and those only the day's
+/// conversations name, with the day's conversations in each; most conversations first.
+fn unmatched_inboxes(
+    st: &Storage,
+    day: NaiveDate,
+    inbox_dims: &BTreeMap<String, InboxDim>,
+) -> Result<Vec<UnmatchedInbox>, ReportError> {
+    let mut unmatched: BTreeMap<String, UnmatchedInbox> = inbox_dims
         .iter()
         .filter(|(_, d)| d.workstream.is_none())
         .map(|(id, d)| {
@@ -466,13 +557,13 @@ pub fn gather(
             )
         })
         .collect();
-    if let Some(df) = partition(&st, wk::CONVERSATIONS, day)? {
+    if let Some(df) = partition(st, wk::CONVERSATIONS, day)? {
         let path = st.partition_location(wk::CONVERSATIONS, day);
         for c in wk::conversations_from(&df).map_err(|e| read_err(&path, e))? {
             let (Some(id), None) = (c.inbox_id, c.workstream) else {
                 continue;
             };
-            unmatched_inboxes
+            unmatched
                 .entry(id.clone())
                 .or_insert_with(|| UnmatchedInbox {
                     inbox_id: id,
@@ -484,23 +575,17 @@ pub fn gather(
                 .conversations += 1;
         }
     }
-    let mut unmatched_inboxes: Vec<UnmatchedInbox> = unmatched_inboxes.into_values().collect();
-    unmatched_inboxes.sort_by(|a, b| {
+    let mut unmatched: Vec<UnmatchedInbox> = unmatched.into_values().collect();
+    unmatched.sort_by(|a, b| {
         b.conversations
             .cmp(&a.conversations)
             .then(a.inbox_id.cmp(&b.inbox_id))
     });
+    Ok(unmatched)
+}
 
-    let intervals = match partition(&st, wk::WORKSTREAM_INTERVALS, day)? {
-        Some(df) => wk::intervals_from(&df)
-            .map_err(|e| read_err(&st.partition_location(wk::WORKSTREAM_INTERVALS, day), e))?,
-        None => Vec::new(),
-    };
-    let interval_minutes = intervals
-        .first()
-        .map(|r| r.interval_minutes as u32)
-        .unwrap_or(p.interval_minutes);
-
+/// Hours per (axis, task): the status axis first, then by hours, longest first.
+fn task_hours(hours: BTreeMap<(Axis, Option<String>), (usize, f64)>) -> Vec<TaskHours> {
     let mut hours: Vec<TaskHours> = hours
         .into_iter()
         .map(|((axis, task), (segments, seconds))| TaskHours {
@@ -510,35 +595,12 @@ pub fn gather(
             seconds,
         })
         .collect();
-    // Status axis first, then by hours, longest first.
     hours.sort_by(|a, b| {
         (a.axis != Axis::Status, b.seconds)
             .partial_cmp(&(b.axis != Axis::Status, a.seconds))
             .unwrap_or(std::cmp::Ordering::Equal)
     });
-
-    Ok(Some(DayData {
-        pipeline: p.name.clone(),
-        description: p.description.clone(),
-        tz,
-        day,
-        day_start,
-        day_end,
-        generated_at: now,
-        tasks,
-        groups,
-        idle_agents,
-        hours,
-        interval_minutes,
-        intervals,
-        unmatched_labels,
-        events,
-        task_rules,
-        unmatched_inboxes,
-        workstream_rules,
-        run: run_for_day(&root.dir(&p.runs_rel()), day),
-        audit: audit_rows(&st, day)?,
-    }))
+    hours
 }
 
 /// The day's `agent_day_audit`, read back.

@@ -323,6 +323,9 @@ struct Slot {
     handle_s: f64,
 }
 
+/// Slots per workstream (unmatched inboxes last), by interval start.
+type WorkstreamSlots = BTreeMap<(bool, String), BTreeMap<Ms, Slot>>;
+
 fn intervals(o: &mut String, d: &DayData) {
     let _ = write!(
         o,
@@ -333,8 +336,54 @@ fn intervals(o: &mut String, d: &DayData) {
         o.push_str("<p>No work sessions on this day.</p></section>");
         return;
     }
-    let mut by: BTreeMap<(bool, String), BTreeMap<Ms, Slot>> = BTreeMap::new();
-    for r in &d.intervals {
+    let by = slots_by_workstream(&d.intervals);
+    let max_n = by
+        .values()
+        .flat_map(|m| m.values())
+        .map(|s| s.offered.max(s.handled))
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64;
+    let max_ht = by
+        .values()
+        .flat_map(|m| m.values())
+        .map(|s| s.handle_s / 60.0)
+        .fold(0.0, f64::max)
+        .max(1.0);
+    let _ = write!(
+        o,
+        r#"<div class="legend"><span>{}offered</span><span>{}handled</span><span>{}within SLA</span><span>{}handle time (minutes)</span></div>"#,
+        swatch("off"),
+        swatch("han"),
+        swatch("sla"),
+        swatch("ht")
+    );
+    interval_totals(o, &by);
+    let chart = IntervalChart {
+        d,
+        sc: Scale {
+            day_start: d.day_start,
+            day_end: d.day_end,
+        },
+        slot_w: d.interval_minutes as f64 / 60.0 * PX_PER_HOUR,
+        max_n,
+        max_ht,
+    };
+    for ((_, name), slots) in &by {
+        let s = chart.svg(name, slots);
+        let _ = write!(o, r#"<div class="scroll">{s}</div>"#);
+    }
+    let _ = write!(
+        o,
+        r#"<p class="note">x axis: time of day in {} (hours), aligned with the timeline above.</p></section>"#,
+        esc(d.tz.name())
+    );
+}
+
+/// The day's interval rows summed over channels, per workstream and interval.
+fn slots_by_workstream(rows: &[IntervalRow]) -> WorkstreamSlots {
+    let mut by = WorkstreamSlots::new();
+    for r in rows {
         let IntervalRow {
             workstream,
             interval_start,
@@ -360,29 +409,13 @@ fn intervals(o: &mut String, d: &DayData) {
         s.within += within_sla;
         s.handle_s += handle_time_seconds;
     }
-    let max_n = by
-        .values()
-        .flat_map(|m| m.values())
-        .map(|s| s.offered.max(s.handled))
-        .max()
-        .unwrap_or(1)
-        .max(1) as f64;
-    let max_ht = by
-        .values()
-        .flat_map(|m| m.values())
-        .map(|s| s.handle_s / 60.0)
-        .fold(0.0, f64::max)
-        .max(1.0);
-    let _ = write!(
-        o,
-        r#"<div class="legend"><span>{}offered</span><span>{}handled</span><span>{}within SLA</span><span>{}handle time (minutes)</span></div>"#,
-        swatch("off"),
-        swatch("han"),
-        swatch("sla"),
-        swatch("ht")
-    );
+    by
+}
+
+/// The table of each workstream's day: totals, SLA share and handle times.
+fn interval_totals(o: &mut String, by: &WorkstreamSlots) {
     o.push_str(r#"<table><thead><tr><th>workstream</th><th class="n">offered</th><th class="n">handled</th><th class="n">within SLA</th><th class="n">SLA %</th><th class="n">handle time</th><th class="n">average handle time</th></tr></thead><tbody>"#);
-    for ((_, name), slots) in &by {
+    for ((_, name), slots) in by {
         let t = slots.values().fold(Slot::default(), |a, s| Slot {
             offered: a.offered + s.offered,
             handled: a.handled + s.handled,
@@ -410,14 +443,39 @@ fn intervals(o: &mut String, d: &DayData) {
         );
     }
     o.push_str("</tbody></table>");
-    let sc = Scale {
-        day_start: d.day_start,
-        day_end: d.day_end,
-    };
-    let slot_w = d.interval_minutes as f64 / 60.0 * PX_PER_HOUR;
-    let (vol_h, ht_h) = (70.0, 40.0);
-    for ((_, name), slots) in &by {
-        let height = 18.0 + vol_h + 8.0 + ht_h + 18.0;
+}
+
+/// What every workstream's interval chart shares: the day's scale, the slot width and the
+/// scales of the volume bars and the handle-time bars.
+struct IntervalChart<'a> {
+    d: &'a DayData,
+    sc: Scale,
+    slot_w: f64,
+    /// The most contacts offered or handled in any slot.
+    max_n: f64,
+    /// The most handle time in any slot, in minutes.
+    max_ht: f64,
+}
+
+impl IntervalChart<'_> {
+    const VOL_H: f64 = 70.0;
+    const HT_H: f64 = 40.0;
+
+    /// Where the volume bars stand.
+    fn vol_base(&self) -> f64 {
+        18.0 + Self::VOL_H
+    }
+
+    /// Where the handle-time bars stand.
+    fn ht_base(&self) -> f64 {
+        self.vol_base() + 8.0 + Self::HT_H
+    }
+
+    /// One workstream's chart: its name, the axes, a group of bars per slot, the hours.
+    fn svg(&self, name: &str, slots: &BTreeMap<Ms, Slot>) -> String {
+        let (d, sc) = (self.d, &self.sc);
+        let (vol_base, ht_base) = (self.vol_base(), self.ht_base());
+        let height = 18.0 + Self::VOL_H + 8.0 + Self::HT_H + 18.0;
         let width = NAME_W + sc.width() + 12.0;
         let mut s = String::new();
         let _ = write!(
@@ -428,16 +486,14 @@ fn intervals(o: &mut String, d: &DayData) {
             h = num(height),
         );
         let _ = write!(s, r#"<text class="team" x="0" y="13">{}</text>"#, esc(name));
-        let vol_base = 18.0 + vol_h;
-        let ht_base = vol_base + 8.0 + ht_h;
         let _ = write!(
             s,
             r#"<text class="axis" x="{x}" y="{}" text-anchor="end">{} contacts</text><text class="axis" x="{x}" y="{}" text-anchor="end">0</text><text class="axis" x="{x}" y="{}" text-anchor="end">{} min handle</text>"#,
             num(18.0 + 9.0),
-            max_n,
+            self.max_n,
             num(vol_base),
             num(vol_base + 8.0 + 9.0),
-            num(max_ht.ceil()),
+            num(self.max_ht.ceil()),
             x = num(NAME_W - 6.0)
         );
         let _ = write!(
@@ -449,61 +505,64 @@ fn intervals(o: &mut String, d: &DayData) {
             x0 = num(NAME_W),
             x1 = num(NAME_W + sc.width())
         );
-        let bw = (slot_w - 2.0) / 3.0;
         for (start, v) in slots {
-            let x = sc.x((*start).clamp(d.day_start, d.day_end)) + 1.0;
-            let hy = |n: i64| n as f64 / max_n * vol_h;
-            let _ = write!(
-                s,
-                r#"<g><title>{}–{} · offered {} · handled {} · within SLA {} · handle time {}</title>"#,
-                clock(d.tz, *start, sc.dst_day()),
-                clock(
-                    d.tz,
-                    start + d.interval_minutes as Ms * 60_000,
-                    sc.dst_day()
-                ),
-                v.offered,
-                v.handled,
-                v.within,
-                duration((v.handle_s * 1000.0) as Ms)
-            );
-            for (i, (class, n)) in [("off", v.offered), ("han", v.handled), ("sla", v.within)]
-                .into_iter()
-                .enumerate()
-            {
-                if n > 0 {
-                    let _ = write!(
-                        s,
-                        r#"<rect class="{class}" x="{}" y="{}" width="{}" height="{}"/>"#,
-                        num(x + i as f64 * bw),
-                        num(vol_base - hy(n)),
-                        num(bw),
-                        num(hy(n))
-                    );
-                }
-            }
-            if v.handle_s > 0.0 {
-                let h = v.handle_s / 60.0 / max_ht.ceil() * ht_h;
+            self.slot(&mut s, *start, v);
+        }
+        timeline::hour_labels(&mut s, d, sc, ht_base + 13.0);
+        s.push_str("</svg>");
+        s
+    }
+
+    /// One slot's group: a tooltip, the offered, handled and within-SLA bars side by side, and
+    /// the handle-time bar below.
+    fn slot(&self, s: &mut String, start: Ms, v: &Slot) {
+        let (d, sc) = (self.d, &self.sc);
+        let (vol_base, ht_base) = (self.vol_base(), self.ht_base());
+        let bw = (self.slot_w - 2.0) / 3.0;
+        let x = sc.x(start.clamp(d.day_start, d.day_end)) + 1.0;
+        let hy = |n: i64| n as f64 / self.max_n * Self::VOL_H;
+        let _ = write!(
+            s,
+            r#"<g><title>{}–{} · offered {} · handled {} · within SLA {} · handle time {}</title>"#,
+            clock(d.tz, start, sc.dst_day()),
+            clock(
+                d.tz,
+                start + d.interval_minutes as Ms * 60_000,
+                sc.dst_day()
+            ),
+            v.offered,
+            v.handled,
+            v.within,
+            duration((v.handle_s * 1000.0) as Ms)
+        );
+        for (i, (class, n)) in [("off", v.offered), ("han", v.handled), ("sla", v.within)]
+            .into_iter()
+            .enumerate()
+        {
+            if n > 0 {
                 let _ = write!(
                     s,
-                    r#"<rect class="ht" x="{}" y="{}" width="{}" height="{}"/>"#,
-                    num(x),
-                    num(ht_base - h),
-                    num(slot_w - 2.0),
-                    num(h)
+                    r#"<rect class="{class}" x="{}" y="{}" width="{}" height="{}"/>"#,
+                    num(x + i as f64 * bw),
+                    num(vol_base - hy(n)),
+                    num(bw),
+                    num(hy(n))
                 );
             }
-            s.push_str("</g>");
         }
-        timeline::hour_labels(&mut s, d, &sc, ht_base + 13.0);
-        s.push_str("</svg>");
-        let _ = write!(o, r#"<div class="scroll">{s}</div>"#);
+        if v.handle_s > 0.0 {
+            let h = v.handle_s / 60.0 / self.max_ht.ceil() * Self::HT_H;
+            let _ = write!(
+                s,
+                r#"<rect class="ht" x="{}" y="{}" width="{}" height="{}"/>"#,
+                num(x),
+                num(ht_base - h),
+                num(self.slot_w - 2.0),
+                num(h)
+            );
+        }
+        s.push_str("</g>");
     }
-    let _ = write!(
-        o,
-        r#"<p class="note">x axis: time of day in {} (hours), aligned with the timeline above.</p></section>"#,
-        esc(d.tz.name())
-    );
 }
 
 fn rules(o: &mut String, d: &DayData) {

@@ -44,6 +44,37 @@ pub enum ObjectError {
     Other(String),
 }
 
+/// Why an object-store root could not be configured from the environment (before any request).
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("AWS_ENDPOINT_URL `{endpoint}`: {source}")]
+    EndpointUrl {
+        endpoint: String,
+        #[source]
+        source: url::ParseError,
+    },
+    #[error(
+        "AWS_ENDPOINT_URL `{0}` is plain http to a host that is not loopback; \
+         use https (plain http is accepted only for 127.0.0.1, ::1 or localhost)"
+    )]
+    PlainHttp(String),
+    #[error("AWS_ENDPOINT_URL `{endpoint}`: scheme `{scheme}` is not http or https")]
+    Scheme { endpoint: String, scheme: String },
+    #[error(
+        "no AWS credentials for s3://{bucket}/{prefix}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY \
+         (with AWS_SESSION_TOKEN when temporary), or AWS_WEB_IDENTITY_TOKEN_FILE with AWS_ROLE_ARN, \
+         or AWS_CONTAINER_CREDENTIALS_RELATIVE_URI / _FULL_URI; for an instance role set \
+         AWS_METADATA_ENDPOINT (http://169.254.169.254)"
+    )]
+    NoCredentials { bucket: String, prefix: String },
+    #[error("s3://{bucket}: cannot configure the S3 client: {source}")]
+    Client {
+        bucket: String,
+        #[source]
+        source: object_store::Error,
+    },
+}
+
 pub struct ObjectRoot {
     store: Arc<dyn ObjectStore>,
     bucket: String,
@@ -124,7 +155,7 @@ fn credentials_named() -> bool {
 
 impl ObjectRoot {
     /// Builds the client from the environment. No request is made here.
-    pub fn open(bucket: &str, prefix: &str) -> Result<ObjectRoot, String> {
+    pub fn open(bucket: &str, prefix: &str) -> Result<ObjectRoot, OpenError> {
         let secrets: Vec<String> = SECRET_VARS
             .iter()
             .filter_map(|v| std::env::var(v).ok())
@@ -135,38 +166,36 @@ impl ObjectRoot {
             .iter()
             .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()));
         if let Some(ep) = &endpoint {
-            let u = url::Url::parse(ep).map_err(|e| format!("AWS_ENDPOINT_URL `{ep}`: {e}"))?;
+            let u = url::Url::parse(ep).map_err(|source| OpenError::EndpointUrl {
+                endpoint: ep.clone(),
+                source,
+            })?;
             match u.scheme() {
                 "https" => {}
                 "http" if u.host_str().is_some_and(is_loopback) => {}
-                "http" => {
-                    return Err(format!(
-                        "AWS_ENDPOINT_URL `{ep}` is plain http to a host that is not loopback; \
-                         use https (plain http is accepted only for 127.0.0.1, ::1 or localhost)"
-                    ))
-                }
+                "http" => return Err(OpenError::PlainHttp(ep.clone())),
                 other => {
-                    return Err(format!(
-                        "AWS_ENDPOINT_URL `{ep}`: scheme `{other}` is not http or https"
-                    ))
+                    return Err(OpenError::Scheme {
+                        endpoint: ep.clone(),
+                        scheme: other.to_string(),
+                    })
                 }
             }
         }
         if !credentials_named() {
-            return Err(format!(
-                "no AWS credentials for s3://{bucket}/{prefix}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY \
-                 (with AWS_SESSION_TOKEN when temporary), or AWS_WEB_IDENTITY_TOKEN_FILE with AWS_ROLE_ARN, \
-                 or AWS_CONTAINER_CREDENTIALS_RELATIVE_URI / _FULL_URI; for an instance role set \
-                 AWS_METADATA_ENDPOINT (http://169.254.169.254)"
-            ));
+            return Err(OpenError::NoCredentials {
+                bucket: bucket.to_string(),
+                prefix: prefix.to_string(),
+            });
         }
         let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
         if std::env::var("AWS_REGION").is_err() && std::env::var("AWS_DEFAULT_REGION").is_err() {
             b = b.with_region("us-east-1");
         }
-        let store = b
-            .build()
-            .map_err(|e| format!("s3://{bucket}: cannot configure the S3 client: {e}"))?;
+        let store = b.build().map_err(|source| OpenError::Client {
+            bucket: bucket.to_string(),
+            source,
+        })?;
         Ok(ObjectRoot {
             store: Arc::new(store),
             bucket: bucket.to_string(),
@@ -349,5 +378,43 @@ mod tests {
         assert!(is_loopback("localhost"));
         assert!(!is_loopback("10.0.0.1"));
         assert!(!is_loopback("minio.internal"));
+    }
+
+    /// The messages are those the refusals always gave (tests/object_store.rs reads them).
+    #[test]
+    fn refusals_to_open_say_what_to_set() {
+        let e = OpenError::PlainHttp("http://minio:9000".into());
+        assert_eq!(
+            e.to_string(),
+            "AWS_ENDPOINT_URL `http://minio:9000` is plain http to a host that is not loopback; use https (plain http is accepted only for 127.0.0.1, ::1 or localhost)"
+        );
+        let e = OpenError::Scheme {
+            endpoint: "ftp://x".into(),
+            scheme: "ftp".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "AWS_ENDPOINT_URL `ftp://x`: scheme `ftp` is not http or https"
+        );
+        let e = OpenError::NoCredentials {
+            bucket: "bkt".into(),
+            prefix: "org".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "no AWS credentials for s3://bkt/org: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (with AWS_SESSION_TOKEN when temporary), or AWS_WEB_IDENTITY_TOKEN_FILE with AWS_ROLE_ARN, or AWS_CONTAINER_CREDENTIALS_RELATIVE_URI / _FULL_URI; for an instance role set AWS_METADATA_ENDPOINT (http://169.254.169.254)"
+        );
+        let ep = "http://[::1";
+        let e = OpenError::EndpointUrl {
+            endpoint: ep.into(),
+            source: url::Url::parse(ep).unwrap_err(),
+        };
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "AWS_ENDPOINT_URL `{ep}`: {}",
+                url::Url::parse(ep).unwrap_err()
+            )
+        );
     }
 }

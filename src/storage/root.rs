@@ -20,12 +20,23 @@ pub enum RootSpec {
     S3 { bucket: String, prefix: String },
 }
 
+/// Why `output.root` is not a root this pipeline can write to.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RootSpecError {
+    /// `s3://` without a bucket (the whole root is kept).
+    #[error("`{0}` names no bucket (s3://bucket/prefix)")]
+    NoBucket(String),
+    /// A URL of another scheme.
+    #[error("`{0}://` roots are not supported: use a directory, file://… or s3://bucket/prefix")]
+    Scheme(String),
+}
+
 impl RootSpec {
-    pub fn parse(s: &str) -> Result<RootSpec, String> {
+    pub fn parse(s: &str) -> Result<RootSpec, RootSpecError> {
         if let Some(rest) = s.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             if bucket.is_empty() {
-                return Err(format!("`{s}` names no bucket (s3://bucket/prefix)"));
+                return Err(RootSpecError::NoBucket(s.to_string()));
             }
             return Ok(RootSpec::S3 {
                 bucket: bucket.to_string(),
@@ -36,9 +47,7 @@ impl RootSpec {
             return Ok(RootSpec::Local(PathBuf::from(path)));
         }
         if let Some((scheme, _)) = s.split_once("://") {
-            return Err(format!(
-                "`{scheme}://` roots are not supported: use a directory, file://… or s3://bucket/prefix"
-            ));
+            return Err(RootSpecError::Scheme(scheme.to_string()));
         }
         Ok(RootSpec::Local(PathBuf::from(s)))
     }
@@ -380,8 +389,14 @@ mod tests {
                 prefix: "org/acme".into()
             }
         );
-        assert!(RootSpec::parse("s3:///x").is_err());
-        assert!(RootSpec::parse("gs://bkt/x").is_err());
+        assert_eq!(
+            RootSpec::parse("s3:///x").unwrap_err().to_string(),
+            "`s3:///x` names no bucket (s3://bucket/prefix)"
+        );
+        assert_eq!(
+            RootSpec::parse("gs://bkt/x").unwrap_err().to_string(),
+            "`gs://` roots are not supported: use a directory, file://… or s3://bucket/prefix"
+        );
     }
 
     #[test]
