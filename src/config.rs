@@ -354,7 +354,11 @@ pub struct Rule {
 
 impl Rule {
     /// A rule from its pattern; the error says why the pattern is not one.
-    pub fn new(name: &str, pattern: &str, line: usize) -> Result<Rule, String> {
+    pub fn new(
+        name: &str,
+        pattern: &str,
+        line: usize,
+    ) -> Result<Rule, crate::pattern::PatternError> {
         Ok(Rule {
             name: name.to_string(),
             pattern: pattern.to_string(),
@@ -683,7 +687,7 @@ impl Ctx<'_> {
                             i + 1,
                             quote(name),
                             quote(pattern),
-                            quote(&detail)
+                            quote(&detail.to_string())
                         ),
                     )
                 })

@@ -21,7 +21,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Pipeline;
 use crate::extract::{ExtractError, Extractor};
-use crate::gladly::{decode, GladlyClient, GladlyError};
+use crate::gladly::decode::{self, DecodeError};
+use crate::gladly::{GladlyClient, GladlyError};
 use crate::http::Stats;
 use crate::interrupt::Interrupt;
 use crate::load::push::{self, Kind, PushError, Record};
@@ -169,6 +170,8 @@ enum FollowError {
     Lock(#[from] LockError),
     #[error(transparent)]
     Stage(#[from] StageError),
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
     #[error("{0}")]
     Failed(String),
 }
@@ -440,25 +443,22 @@ impl Follower<'_> {
         }
     }
 
-    /// Webhook deliveries (DESIGN §12): their events join the days they belong to at once,
-    /// deduplicated by `event_id` with everything landed, and what they change is pushed. Only
-    /// days the poll already follows are taken (from the first followed day to the day of the
-    /// last poll, none reconciled): a newer day begins with a poll, an older one is the
-    /// reconcile's, and the poll brings anything left out here.
+    /// Webhook deliveries (DESIGN §12): their events join today's state at once, deduplicated
+    /// by `event_id` with everything landed, and what they change is pushed. Only events of the
+    /// day the last poll followed as today are taken: a newer day begins with a poll, and a
+    /// late delivery for an earlier day would change the state today started from after
+    /// today's pieces were pushed (the piece carried over midnight is named by the event that
+    /// opened it), so the poll and the reconcile bring those, as without a webhook.
     async fn take_in(&mut self, taken: Vec<Taken>) -> Result<(), FollowError> {
         let (Some(today), Some(first)) = (self.fs.today, self.fs.first_day) else {
             return Ok(());
         };
-        if self.agents.is_empty() {
+        if self.agents.is_empty() || today < first {
             return Ok(());
         }
         let t = std::time::Instant::now();
-        let reconciled = self.fs.reconciled_through;
         let tz = self.tz;
-        let followed = |at: Ms| {
-            let d = time::day_of(tz, at);
-            d >= first && d <= today && reconciled.is_none_or(|r| d > r)
-        };
+        let followed = |at: Ms| time::day_of(tz, at) == today;
         let (mut agents, mut conversations) = (Vec::new(), Vec::new());
         for t in taken {
             agents.extend(t.agents.into_iter().filter(|e| followed(e.recorded_at)));
@@ -719,15 +719,15 @@ impl Follower<'_> {
             let req = decode::Request::new(what, start, end, tz);
             // Decoded as it is read from the spool, in one pass: memory holds the window's
             // distinct events, never the answer.
-            let (agents, conversations) = body
-                .open()
-                .map_err(|e| format!("reading the spooled events: {e}"))
-                .and_then(|r| decode::events_jsonl(r, &req))
-                .map_err(FollowError::Failed)?;
+            let spooled = body.open().map_err(|source| DecodeError::Read {
+                what: req.what.clone(),
+                source,
+            })?;
+            let (agents, conversations) = decode::events_jsonl(spooled, &req)?;
             drop(body);
             // A window whose lines mostly fail to parse is an error, not an empty window.
-            agents.check().map_err(FollowError::Failed)?;
-            conversations.check().map_err(FollowError::Failed)?;
+            agents.verify()?;
+            conversations.verify()?;
             let (agent_events, a1) = (agents.rows, agents.aside);
             let (conversation_events, a2) = (conversations.rows, conversations.aside);
             report.set_aside = a1.len() + a2.len();

@@ -106,6 +106,9 @@ enum Cmd {
         /// Exit 1 when a label or inbox seen matches no rule, or a rule matches nothing seen.
         #[arg(long)]
         strict: bool,
+        /// Disable and delete the pipeline's webhook in Gladly ([webhook] public_url), then exit.
+        #[arg(long)]
+        remove_webhook: bool,
     },
     /// Write one self-contained HTML page for a business date: each agent's day as a timeline
     /// coloured by task, hours per task, interval volumes, what no rule matched, and the run that
@@ -381,8 +384,9 @@ async fn cli_main(cli: Cli) -> ExitCode {
             pipeline: file,
             offline,
             strict,
+            remove_webhook,
         } => match load(&file) {
-            Ok(p) => code(check::check(&p, offline, strict).await),
+            Ok(p) => code(check::check(&p, offline, strict, remove_webhook).await),
             Err(c) => c,
         },
         Cmd::Report {

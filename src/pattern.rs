@@ -30,13 +30,6 @@ pub enum PatternError {
     Compile(#[source] regex::Error),
 }
 
-/// `config::Rule::new` still answers with text: its `?` turns the error into its message.
-impl From<PatternError> for String {
-    fn from(e: PatternError) -> String {
-        e.to_string()
-    }
-}
-
 /// The last line of a parser's or compiler's message, which quotes the pattern above it.
 fn last_line(e: &dyn std::fmt::Display) -> String {
     e.to_string()

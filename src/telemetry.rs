@@ -193,7 +193,7 @@ impl Metrics {
         r.register(
             "gladly_wfm_webhook_switched_on",
             "Times follow found its webhook off in Gladly (switched off after failed deliveries, or disabled) and switched it on again",
-            m.webhook_switched_on.clone(),
+            self.webhook_switched_on.clone(),
         );
         r.register(
             "gladly_wfm_http_requests",

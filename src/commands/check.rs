@@ -21,7 +21,10 @@ const CHECK_DAYS: usize = 14;
 /// Returns the exit code (0 fine, 4 credentials refused, 1 unreachable or, with `strict`, a
 /// label, inbox or rule unmatched, 2 a variable the online check needs is unset or the output
 /// root belongs to another pipeline).
-pub async fn check(p: &Pipeline, offline: bool, strict: bool) -> i32 {
+///
+/// With `remove_webhook` it disables and deletes the pipeline's webhook in Gladly instead (0
+/// done or none there, 1 Gladly failed, 4 credentials refused, 2 no `[webhook]`).
+pub async fn check(p: &Pipeline, offline: bool, strict: bool, remove_webhook: bool) -> i32 {
     crate::log::add_secrets(&p.secrets());
     let root = match p.root() {
         Ok(r) => r,
@@ -35,6 +38,9 @@ pub async fn check(p: &Pipeline, offline: bool, strict: bool) -> i32 {
         // that cannot be read is 1, as for `run`.
         crate::say_err!("gladly-wfm: {e}");
         return e.exit_code();
+    }
+    if remove_webhook {
+        return remove(p).await;
     }
     if !offline {
         for section in [Section::Gladly, Section::Wfm] {
@@ -69,6 +75,19 @@ pub async fn check(p: &Pipeline, offline: bool, strict: bool) -> i32 {
                 code = code.max(1);
             }
         }
+        if let Some(w) = &p.webhook {
+            match crate::webhook::manage::find(&g, w).await {
+                Ok(h) => crate::say!("{}", crate::webhook::manage::describe(h.as_ref(), w)),
+                Err(e) => {
+                    crate::say!("webhook: {e}");
+                    code = code.max(if matches!(e, GladlyError::Auth { .. }) {
+                        4
+                    } else {
+                        1
+                    });
+                }
+            }
+        }
         if let Some(w) = &p.wfm {
             let c = WfmClient::new(w, Arc::new(Stats::default()));
             // A zero-record upsert proves the token and the permission without changing anything.
@@ -101,6 +120,47 @@ pub async fn check(p: &Pipeline, offline: bool, strict: bool) -> i32 {
         code = code.max(1);
     }
     code
+}
+
+/// `check --remove-webhook`.
+async fn remove(p: &Pipeline) -> i32 {
+    let Some(w) = &p.webhook else {
+        crate::say_err!(
+            "gladly-wfm: {}: no [webhook] table, so no webhook to remove",
+            p.file.display()
+        );
+        return 2;
+    };
+    if let Err(e) = p.require(Section::Gladly) {
+        crate::say_err!("gladly-wfm: {e}");
+        return 2;
+    }
+    let g = GladlyClient::new(&p.gladly, Arc::new(Stats::default()));
+    match crate::webhook::manage::remove(&g, w).await {
+        Ok(Some(h)) => {
+            crate::say!(
+                "webhook: {} `{}` disabled and deleted",
+                h.url,
+                h.name.unwrap_or_default()
+            );
+            0
+        }
+        Ok(None) => {
+            crate::say!(
+                "webhook: none in Gladly for {}; nothing to remove",
+                w.public_url
+            );
+            0
+        }
+        Err(e @ GladlyError::Auth { .. }) => {
+            crate::say_err!("gladly-wfm: {e}");
+            4
+        }
+        Err(e) => {
+            crate::say_err!("gladly-wfm: webhook not removed: {e}");
+            1
+        }
+    }
 }
 
 fn rule_names(rules: &[Rule], idx: &[usize]) -> String {

@@ -210,6 +210,18 @@ fn follower(p: &Pipeline, now: crate::time::Ms) {
             l.samples
         );
     }
+    if let Some(w) = &fs.webhook {
+        crate::say!(
+            "follow: webhook {} {} at {}{}",
+            w.url,
+            if w.enabled { "enabled" } else { "DISABLED" },
+            crate::time::fmt_ts(w.looked_at),
+            w.switched_off_at
+                .as_deref()
+                .map(|t| format!("; Gladly last switched it off after failed deliveries at {t}"))
+                .unwrap_or_default()
+        );
+    }
     crate::say!(
         "follow: reconciled through {}",
         fs.reconciled_through

@@ -269,11 +269,6 @@ impl<T> Decoded<T> {
             value: value.clone(),
         })
     }
-
-    /// `verify` with its error as text, for `follow`, whose `FollowError::Failed` holds text.
-    pub fn check(&self) -> Result<(), String> {
-        self.verify().map_err(|e| e.to_string())
-    }
 }
 
 // ---------------------------------------------------------------- Events API (JSON Lines)
@@ -328,7 +323,7 @@ pub fn agent_events_jsonl(
 pub fn events_jsonl(
     body: impl Read,
     req: &Request,
-) -> Result<(Decoded<AgentEvent>, Decoded<ConversationEvent>), String> {
+) -> Result<(Decoded<AgentEvent>, Decoded<ConversationEvent>), DecodeError> {
     #[derive(Deserialize)]
     struct TypeOnly<'a> {
         #[serde(rename = "type", borrow)]
@@ -344,8 +339,7 @@ pub fn events_jsonl(
         } else {
             agents.push(location, parse(l).and_then(|r| agent_event(r, req)));
         }
-    })
-    .map_err(|e| e.to_string())?;
+    })?;
     Ok((agents, conversations))
 }
 
@@ -979,7 +973,9 @@ not json
         assert!(matches!(e, DecodeError::Read { .. }), "{e:?}");
         assert_eq!(e.to_string(), "events: reading the body: gone");
         assert_eq!(
-            events_jsonl(Broken, &req("events")).unwrap_err(),
+            events_jsonl(Broken, &req("events"))
+                .unwrap_err()
+                .to_string(),
             "events: reading the body: gone"
         );
         let e = agent_events_csv(Broken, &req("r")).unwrap_err();
@@ -1008,7 +1004,6 @@ not json
         let d = agent_events_csv(csv.as_bytes(), &req("AgentTimestampsReport 2024-05-06")).unwrap();
         assert_eq!(d.unreadable(), 20);
         let e = d.verify().unwrap_err().to_string();
-        assert_eq!(Err(e.clone()), d.check());
         assert!(
             e.contains("AgentTimestampsReport 2024-05-06: 20 of 100 rows"),
             "{e}"
@@ -1022,6 +1017,5 @@ not json
         let d = agent_events_csv(format!("{HEADER}{few}").as_bytes(), &req("r")).unwrap();
         assert_eq!(d.unreadable(), 4);
         assert!(d.verify().is_ok());
-        assert!(d.check().is_ok());
     }
 }

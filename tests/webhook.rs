@@ -1,0 +1,540 @@
+//! `follow` with Gladly's webhook (DESIGN §12), against the Gladly simulator delivering over
+//! real HTTP and HTTPS: one webhook per pipeline across restarts, its PING answered, the
+//! receiver's bounds (401, 413, 404/405, a slow sender cut off, an unusable delivery set
+//! aside), deliveries dropped and repeated ending exactly as a plain run, a webhook switched
+//! off switched on again, `check` showing and removing it, and its password nowhere.
+
+mod util;
+
+use std::path::Path;
+use std::time::Duration;
+
+use base64::Engine;
+use gladly_wfm_sim::gladly::GladlySimConfig;
+use gladly_wfm_sim::wfm::{Kind, WfmSimConfig};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+use util::*;
+
+const FOLLOW: &str =
+    "[follow]\npoll_seconds = 15\nwork_sessions_minutes = 10\ndimensions_minutes = 60";
+const HOOK_USER: &str = "gladly-hooks";
+const HOOK_PASSWORD: &str = "hook-Pa55-word-for-tests";
+const PATH: &str = "/gladly/webhook";
+
+/// A free loopback port for the receiver.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `[webhook]` on `port`; `https` serves the fixture certificate itself.
+fn webhook_table(port: u16, https: bool) -> String {
+    let tls = if https {
+        let f = |n: &str| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("fixtures/tls")
+                .join(n)
+                .display()
+                .to_string()
+        };
+        format!(
+            "tls_cert = \"{}\"\ntls_key = \"{}\"\n",
+            f("server.pem"),
+            f("server.key")
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "[webhook]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"{}://localhost:{port}{PATH}\"\nuser = \"{HOOK_USER}\"\npassword = \"${{GLADLY_WEBHOOK_PASSWORD}}\"\nmanage = true\n{tls}",
+        if https { "https" } else { "http" }
+    )
+}
+
+const ENV: [(&str, &str); 1] = [("GLADLY_WEBHOOK_PASSWORD", HOOK_PASSWORD)];
+
+/// The simulator as Gladly, delivering to http:// loopback receivers, retries 100× sooner.
+fn hooks(c: &mut GladlySimConfig) {
+    c.speed = 120.0;
+    c.webhook_allow_http = true;
+    c.webhook_retry_scale = 0.01;
+}
+
+/// A running `follow`, its log lines read as they come.
+struct Live {
+    child: tokio::process::Child,
+    lines: tokio::sync::mpsc::UnboundedReceiver<String>,
+    log: Vec<String>,
+}
+
+impl Live {
+    fn start(dir: &Path, p: &Path, now: &str, speed: f64) -> Live {
+        let (pf, sp) = (p.display().to_string(), speed.to_string());
+        let args = [
+            "follow",
+            "--pipeline",
+            pf.as_str(),
+            "--now",
+            now,
+            "--speed",
+            sp.as_str(),
+        ];
+        let mut child = command(dir, &args, &ENV)
+            .stderr(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut err = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        let (tx, lines) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok(Some(l)) = err.next_line().await {
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        Live {
+            child,
+            lines,
+            log: Vec::new(),
+        }
+    }
+
+    /// The first line (from now on) that makes `f` true; fails after two minutes or if
+    /// `follow` ends first.
+    async fn wait_for(&mut self, what: &str, f: impl Fn(&str) -> bool) -> String {
+        let found = tokio::time::timeout(Duration::from_secs(120), async {
+            while let Some(l) = self.lines.recv().await {
+                self.log.push(l.clone());
+                if f(&l) {
+                    return Some(l);
+                }
+            }
+            None
+        })
+        .await;
+        match found {
+            Ok(Some(l)) => l,
+            _ => panic!("no log line {what}:\n{}", self.log.join("\n")),
+        }
+    }
+
+    /// SIGTERM, then the exit code and every log line.
+    async fn stop(mut self) -> (i32, Vec<String>) {
+        let pid = self.child.id().unwrap() as i32;
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let status = tokio::time::timeout(Duration::from_secs(120), self.child.wait())
+            .await
+            .expect("follow stopped within two minutes")
+            .unwrap();
+        while let Some(l) = self.lines.recv().await {
+            self.log.push(l);
+        }
+        (status.code().unwrap_or(-1), self.log)
+    }
+}
+
+fn basic(user: &str, password: &str) -> String {
+    let pair = format!("{user}:{password}");
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(pair)
+    )
+}
+
+/// Every form of the webhook password a leak could take.
+fn password_forms() -> Vec<String> {
+    let pair = format!("{HOOK_USER}:{HOOK_PASSWORD}");
+    let e = &base64::engine::general_purpose::STANDARD;
+    vec![
+        HOOK_PASSWORD.to_string(),
+        e.encode(&pair),
+        e.encode(&pair).trim_end_matches('=').to_string(),
+    ]
+}
+
+fn assert_password_nowhere(dir: &Path, texts: &[&str]) {
+    for f in files(dir) {
+        let b = String::from_utf8_lossy(&std::fs::read(&f).unwrap()).to_string();
+        for s in password_forms() {
+            assert!(!b.contains(&s), "the webhook password in {}", f.display());
+        }
+    }
+    for t in texts {
+        for s in password_forms() {
+            assert!(!t.contains(&s), "the webhook password in output: {t}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_webhook_across_restarts_and_a_receiver_that_holds_nothing_for_strangers() {
+    let t0 = "2026-11-04T14:00:00Z";
+    let s = start(world(7, 20, t0), hooks, WfmSimConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let p = pipeline(
+        dir.path(),
+        &s,
+        "",
+        &format!("{FOLLOW}\n{}", webhook_table(port, false)),
+    );
+    let mut logs = Vec::new();
+    for start in 0..3 {
+        let mut f = Live::start(dir.path(), &p, &sim_now(&s), 120.0);
+        f.wait_for("saying the webhook is made sure of", |l| {
+            l.contains("webhook: http://localhost") && l.contains("(enabled)")
+        })
+        .await;
+        if start == 2 {
+            probe_receiver(port, dir.path()).await;
+        }
+        let (code, log) = f.stop().await;
+        assert_eq!(code, 0, "{}", log.join("\n"));
+        logs.extend(log);
+    }
+    let all = logs.join("\n");
+    let hooks = s.gladly.webhooks();
+    assert_eq!(
+        hooks.len(),
+        1,
+        "exactly one webhook after three starts: {hooks:?}"
+    );
+    let h = &hooks[0];
+    assert!(h.enabled);
+    assert_eq!(h.name, "gladly-wfm t");
+    assert_eq!(h.url, format!("http://localhost:{port}{PATH}"));
+    assert!(h.events.iter().any(|e| e == "AGENT_STATUS/LOGGED_IN"));
+    assert!(h.events.iter().any(|e| e == "CONVERSATION/CLOSED"));
+    assert_eq!(
+        h.credentials.as_ref().map(|c| c.password.as_str()),
+        Some(HOOK_PASSWORD)
+    );
+    // Enabling it made Gladly PING the receiver, which answered.
+    let pings: Vec<_> = s
+        .gladly
+        .webhook_deliveries()
+        .into_iter()
+        .filter(|d| d.event_type == "PING")
+        .collect();
+    assert!(
+        !pings.is_empty() && pings.iter().all(|d| d.ok()),
+        "{pings:?}"
+    );
+    assert!(all.contains("webhook: PING"), "{all}");
+    // Deliveries flowed and were taken in.
+    assert!(
+        all.contains("follow: webhook: "),
+        "deliveries taken in:\n{all}"
+    );
+
+    // `check` shows it; `check --remove-webhook` disables and deletes it.
+    let pf = p.display().to_string();
+    let o = bin(dir.path(), &["check", "--pipeline", pf.as_str()], &ENV).await;
+    assert!(
+        o.stdout.contains(&format!(
+            "webhook: http://localhost:{port}{PATH} `gladly-wfm t` (enabled)"
+        )),
+        "{o}"
+    );
+    let o = bin(
+        dir.path(),
+        &["check", "--pipeline", pf.as_str(), "--remove-webhook"],
+        &[],
+    )
+    .await;
+    assert_eq!(o.code, 0, "{o}");
+    assert!(o.stdout.contains("disabled and deleted"), "{o}");
+    assert!(s.gladly.webhooks().is_empty());
+    assert_password_nowhere(dir.path(), &[&all, &o.stdout, &o.stderr]);
+}
+
+/// What a stranger, a sloppy sender and Gladly with an unknown type get from the receiver.
+async fn probe_receiver(port: u16, dir: &Path) {
+    let url = format!("http://127.0.0.1:{port}{PATH}");
+    let http = reqwest::Client::new();
+    let marker = "MARKER-FROM-A-STRANGER";
+    let event = format!(
+        r#"{{"id":"{marker}","type":"AGENT_STATUS/LOGGED_IN","timestamp":"2026-11-04T14:00:00Z","initiator":{{"type":"AGENT","id":"{marker}"}},"content":{{"agentId":"{marker}","occurredAt":"2026-11-04T14:00:00Z"}}}}"#
+    );
+    for auth in [
+        None,
+        Some(basic(HOOK_USER, "wrong")),
+        Some(basic("someone", HOOK_PASSWORD)),
+    ] {
+        let mut r = http.post(&url).body(event.clone());
+        if let Some(a) = auth {
+            r = r.header("authorization", a);
+        }
+        let a = r.send().await.unwrap();
+        assert_eq!(a.status(), 401);
+    }
+    let good = basic(HOOK_USER, HOOK_PASSWORD);
+    // Only POST on the path.
+    let a = http
+        .get(&url)
+        .header("authorization", &good)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(a.status(), 405);
+    let a = http
+        .post(format!("http://127.0.0.1:{port}/elsewhere"))
+        .header("authorization", &good)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(a.status(), 404);
+    // An over-long body.
+    let a = http
+        .post(&url)
+        .header("authorization", &good)
+        .body(vec![b' '; 300 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(a.status(), 413);
+    // An unknown type: 200, set aside and kept.
+    let a = http
+        .post(&url)
+        .header("authorization", &good)
+        .body(r#"{"id":"unknown-type-1","type":"PAYMENT_REQUEST/CREATED","timestamp":"2026-11-04T14:00:00Z","content":{}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(a.status(), 200);
+    let kept: Vec<_> = files(&dir.join("output/raw/webhook_set_aside"))
+        .into_iter()
+        .filter(|f| f.ends_with("unknown-type-1.json"))
+        .collect();
+    assert_eq!(kept.len(), 1, "the unusable delivery kept");
+    // A sender that dribbles its headers is cut off within the header timeout (10 s).
+    let mut c = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    c.write_all(format!("POST {PATH} HTTP/1.1\r\nHost: x\r\n").as_bytes())
+        .await
+        .unwrap();
+    let t = std::time::Instant::now();
+    let mut buf = [0u8; 256];
+    let n = tokio::time::timeout(Duration::from_secs(20), c.read(&mut buf))
+        .await
+        .expect("the receiver cut the slow sender off");
+    assert!(matches!(n, Ok(_) | Err(_)));
+    assert!(t.elapsed() < Duration::from_secs(12), "{:?}", t.elapsed());
+    // Nothing of the strangers' bodies anywhere.
+    for f in files(&dir.join("output")) {
+        let b = String::from_utf8_lossy(&std::fs::read(&f).unwrap()).to_string();
+        assert!(!b.contains(marker), "{}", f.display());
+    }
+}
+
+fn sim_now(s: &Sims) -> String {
+    gladly_wfm::time::fmt_ts(s.gladly.world.now())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_dropped_and_repeated_end_as_a_plain_run_of_the_day() {
+    // 22:00 in New York on 11-03; at 1200× the day ends and its report lag (60 min) passes in
+    // about ten seconds. 5 % of deliveries never come and 5 % come twice.
+    let t0 = "2026-11-04T02:00:00Z";
+    let s = start(
+        world(7, 20, t0),
+        |c| {
+            hooks(c);
+            c.speed = 1200.0;
+            c.webhook_drop = 0.05;
+            c.webhook_repeat = 0.05;
+        },
+        WfmSimConfig::default(),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(
+        dir.path(),
+        &s,
+        "",
+        &format!("{FOLLOW}\n{}", webhook_table(free_port(), false)),
+    );
+    let text = std::fs::read_to_string(&p)
+        .unwrap()
+        .replace("report_lag_minutes = 120", "report_lag_minutes = 60");
+    std::fs::write(&p, text).unwrap();
+    let mut f = Live::start(dir.path(), &p, t0, 1200.0);
+    f.wait_for("starting the reconcile of 11-03", |l| {
+        l.contains("2026-11-03 is complete; running its nightly reconcile")
+    })
+    .await;
+    f.wait_for("polling after the reconcile", |l| {
+        l.contains("follow: polled")
+    })
+    .await;
+    let (code, log) = f.stop().await;
+    let all = log.join("\n");
+    assert_eq!(code, 0, "{all}");
+    let root = dir.path().join("output");
+    let fs: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("_state/t/follow.json")).unwrap()).unwrap();
+    assert_eq!(fs["reconciled_through"], "2026-11-03", "{all}");
+    let taken: usize = log
+        .iter()
+        .filter_map(|l| l.split("follow: webhook: ").nth(1))
+        .filter_map(|r| r.split(' ').next()?.parse::<usize>().ok())
+        .sum();
+    assert!(taken > 0, "the webhook brought events first:\n{all}");
+    let dropped = s
+        .gladly
+        .webhook_deliveries()
+        .iter()
+        .filter(|d| d.dropped)
+        .count();
+    assert!(dropped > 0, "some deliveries were dropped");
+
+    // A plain run of 11-03 on a fresh root, at the reconcile's clock.
+    let reconcile = files(&root.join("_runs"))
+        .into_iter()
+        .map(|f| serde_json::from_slice::<serde_json::Value>(&std::fs::read(f).unwrap()).unwrap())
+        .find(|m| m["trigger"] == "follow" && m["outcome"] == "ok")
+        .expect("a reconcile manifest");
+    let clock = reconcile["clock"].as_str().unwrap().to_string();
+    let b = start(world(7, 20, &clock), |_| {}, WfmSimConfig::default()).await;
+    let bdir = tempfile::tempdir().unwrap();
+    let bp = pipeline(bdir.path(), &b, "", "");
+    let o = run(
+        bdir.path(),
+        &bp,
+        &clock,
+        &["--from", "2026-11-03", "--to", "2026-11-03"],
+    )
+    .await;
+    assert_eq!(o.code, 0, "{o}");
+    let broot = bdir.path().join("output");
+    for d in [
+        "agent_status_segments",
+        "conversations",
+        "work_sessions",
+        "workstream_intervals",
+    ] {
+        let (x, y) = (
+            dataset(&root, d).remove("2026-11-03"),
+            dataset(&broot, d).remove("2026-11-03"),
+        );
+        assert!(y.as_ref().is_some_and(|r| !r.is_empty()), "{d}");
+        assert!(x == y, "{d} of 11-03 differs from a plain run's");
+    }
+    let (lo, hi) = (ms("2026-11-03T05:00:00Z"), ms("2026-11-04T05:00:00Z"));
+    let of_day = |s: &Sims, k: Kind, field: &str| {
+        sorted(
+            s.wfm
+                .store()
+                .kind(k)
+                .into_iter()
+                .filter(|r| {
+                    let t = ms(r[field].as_str().unwrap());
+                    t >= lo && t < hi
+                })
+                .collect(),
+        )
+    };
+    for (k, field) in [
+        (Kind::Tasks, "startTime"),
+        (Kind::Conversations, "dayStart"),
+        (Kind::Intervals, "intervalStart"),
+    ] {
+        let (x, y) = (of_day(&s, k, field), of_day(&b, k, field));
+        assert!(!y.is_empty(), "{k:?}");
+        assert_eq!(x.len(), y.len(), "{k:?} of 11-03: record count");
+        assert!(x == y, "{k:?} of 11-03 differ");
+    }
+    assert_no_shared_starts(&s.wfm.store());
+    assert_password_nowhere(dir.path(), &[&all]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_gladly_switched_off_is_switched_on_again() {
+    let t0 = "2026-11-04T14:00:00Z";
+    let s = start(world(7, 20, t0), hooks, WfmSimConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let follow = FOLLOW.replace("dimensions_minutes = 60", "dimensions_minutes = 1");
+    let p = pipeline(
+        dir.path(),
+        &s,
+        "",
+        &format!("{follow}\n{}", webhook_table(free_port(), false)),
+    );
+    let mut f = Live::start(dir.path(), &p, t0, 120.0);
+    f.wait_for("saying the webhook is on", |l| l.contains("(enabled)"))
+        .await;
+    let id = s.gladly.webhooks()[0].id.clone();
+    assert!(s.gladly.switch_off_webhook(&id));
+    assert!(!s.gladly.webhooks()[0].enabled);
+    f.wait_for("warning that it was switched on again", |l| {
+        l.contains("WARN") && l.contains("switched it on again")
+    })
+    .await;
+    let (code, log) = f.stop().await;
+    assert_eq!(code, 0, "{}", log.join("\n"));
+    let h = &s.gladly.webhooks()[0];
+    assert!(
+        h.enabled && h.disabled_at_due_to_retry_limit.is_some(),
+        "{h:?}"
+    );
+    let pf = p.display().to_string();
+    let o = bin(dir.path(), &["status", "--pipeline", pf.as_str()], &[]).await;
+    assert!(
+        o.stdout
+            .contains("Gladly last switched it off after failed deliveries"),
+        "{o}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_https_gladly_delivers_to_a_trusted_certificate_and_refuses_another() {
+    let t0 = "2026-11-04T14:00:00Z";
+    let ca =
+        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/tls/ca.pem")).unwrap();
+    for trusted in [true, false] {
+        let ca = ca.clone();
+        let s = start(
+            world(7, 20, t0),
+            move |c| {
+                hooks(c);
+                c.webhook_allow_http = false;
+                if trusted {
+                    c.webhook_root_certs = vec![ca];
+                }
+            },
+            WfmSimConfig::default(),
+        )
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        let p = pipeline(
+            dir.path(),
+            &s,
+            "",
+            &format!("{FOLLOW}\n{}", webhook_table(free_port(), true)),
+        );
+        let mut f = Live::start(dir.path(), &p, t0, 120.0);
+        if trusted {
+            f.wait_for("saying the webhook is on", |l| l.contains("(enabled)"))
+                .await;
+            f.wait_for("taking deliveries in", |l| l.contains("follow: webhook: "))
+                .await;
+        } else {
+            f.wait_for("saying the webhook could not be switched on", |l| {
+                l.contains("webhook: could not make sure of it")
+            })
+            .await;
+        }
+        let (code, log) = f.stop().await;
+        assert_eq!(code, 0, "{}", log.join("\n"));
+        let hooks = s.gladly.webhooks();
+        assert_eq!(hooks.len(), 1);
+        assert_eq!(hooks[0].enabled, trusted, "{hooks:?}");
+        assert!(hooks[0].url.starts_with("https://localhost:"));
+    }
+}
