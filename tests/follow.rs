@@ -6,12 +6,13 @@
 
 mod util;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use gladly_wfm_sim::wfm::{Kind, WfmSimConfig};
 use serde_json::Value;
 use tokio::io::AsyncBufReadExt;
+use util::follow::*;
 use util::*;
 
 const FOLLOW: &str =
@@ -85,105 +86,6 @@ fn polled_to(line: &str) -> Option<i64> {
 fn a_poll_line_names_its_window() {
     let l = "2026-12-02T06:38:38.898Z INFO  follow: polled 2026-11-04T14:26:19.579Z..2026-11-04T14:27:35.502Z: 0 new event(s)";
     assert_eq!(polled_to(l), Some(ms("2026-11-04T14:27:35.502Z")));
-}
-
-fn follow_state(root: &Path) -> Value {
-    serde_json::from_slice(&std::fs::read(root.join("_state/t/follow.json")).unwrap()).unwrap()
-}
-
-fn sim_now(s: &Sims) -> String {
-    gladly_wfm::time::fmt_ts(s.gladly.world.now())
-}
-
-/// Agent events of the ground truth recorded in `[from, to)`, by what identifies them.
-fn truth_agent_events(s: &Sims, from: i64, to: i64) -> BTreeSet<(String, String, i64)> {
-    let d = tempfile::tempdir().unwrap();
-    s.gladly.dump(d.path()).unwrap();
-    std::fs::read_to_string(d.path().join("events.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .filter(|v| {
-            let t = v["type"].as_str().unwrap();
-            let ts = ms(v["timestamp"].as_str().unwrap());
-            t.starts_with("AGENT_") && ts >= from && ts < to
-        })
-        .map(|v| {
-            let c = &v["content"];
-            let at = c["occurredAt"]
-                .as_str()
-                .or(v["timestamp"].as_str())
-                .unwrap();
-            (
-                c["agentId"].as_str().unwrap().to_string(),
-                v["type"].as_str().unwrap().to_string(),
-                ms(at),
-            )
-        })
-        .collect()
-}
-
-fn raw_agent_events(root: &Path, day: &str) -> Vec<(String, String, i64)> {
-    dataset(root, "raw/agent_events")
-        .remove(day)
-        .unwrap_or_default()
-        .iter()
-        .map(|r| {
-            (
-                r["agent_id"].as_str().unwrap().to_string(),
-                r["event_type"].as_str().unwrap().to_string(),
-                r["occurred_at"].as_i64().unwrap(),
-            )
-        })
-        .collect()
-}
-
-/// Every agent event of 2026-11-04 recorded before `end` is in the raw zone, exactly once.
-fn assert_landed_once(s: &Sims, root: &Path, end: i64, what: &str) {
-    let landed = raw_agent_events(root, "2026-11-04");
-    let unique: BTreeSet<_> = landed.iter().cloned().collect();
-    assert_eq!(unique.len(), landed.len(), "{what}: no event twice");
-    assert_eq!(
-        unique,
-        truth_agent_events(s, ms("2026-11-04T05:00:00Z"), end),
-        "{what}: every event landed"
-    );
-}
-
-/// A batch run of `day` on a fresh root against a simulator frozen at `now`, for comparison.
-async fn batch(day: &str, now: &str, extra: &str) -> (Sims, tempfile::TempDir) {
-    let s = start(world(7, 20, now), |_| {}, WfmSimConfig::default()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let p = pipeline(dir.path(), &s, "", extra);
-    let o = run(dir.path(), &p, now, &["--from", day, "--to", day]).await;
-    assert_eq!(o.code, 0, "{o}");
-    (s, dir)
-}
-
-/// The receiver holds what a batch run over the same span holds, and one open piece per
-/// agent and axis.
-fn assert_receiver_equals_batch(follower: &Sims, batch: &Sims) {
-    let (f, b) = (follower.wfm.store(), batch.wfm.store());
-    for k in [Kind::Tasks, Kind::Conversations] {
-        let (x, y) = (sorted(f.kind(k)), sorted(b.kind(k)));
-        assert!(!y.is_empty(), "{k:?} stored by the batch run");
-        assert_eq!(x.len(), y.len(), "{k:?}: record count");
-        assert!(x == y, "{k:?}: records differ");
-    }
-    let mut open: BTreeMap<(String, String), usize> = BTreeMap::new();
-    for t in f.kind(Kind::Tasks) {
-        if t["endTime"].is_null() {
-            *open
-                .entry((t["userIdentifier"].to_string(), t["axis"].to_string()))
-                .or_default() += 1;
-        }
-    }
-    assert!(!open.is_empty());
-    assert!(
-        open.values().all(|n| *n == 1),
-        "one open piece each: {open:?}"
-    );
-    assert_no_shared_starts(&f);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,6 +3,7 @@
 //! (arrow-rs' `parquet` crate) for what the binary wrote.
 #![allow(dead_code)]
 
+pub mod follow;
 pub mod s3;
 
 use std::collections::BTreeMap;

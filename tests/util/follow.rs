@@ -1,0 +1,109 @@
+//! What the follow tests share: the simulator's clock, the follower's state, the ground truth
+//! of agent events, and a batch run to compare a follower with.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use gladly_wfm_sim::wfm::{Kind, WfmSimConfig};
+use serde_json::Value;
+
+use super::*;
+
+pub fn follow_state(root: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(root.join("_state/t/follow.json")).unwrap()).unwrap()
+}
+
+pub fn sim_now(s: &Sims) -> String {
+    gladly_wfm::time::fmt_ts(s.gladly.world.now())
+}
+
+/// Agent events of the ground truth recorded in `[from, to)`, by what identifies them.
+pub fn truth_agent_events(s: &Sims, from: i64, to: i64) -> BTreeSet<(String, String, i64)> {
+    let d = tempfile::tempdir().unwrap();
+    s.gladly.dump(d.path()).unwrap();
+    std::fs::read_to_string(d.path().join("events.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| {
+            let t = v["type"].as_str().unwrap();
+            let ts = ms(v["timestamp"].as_str().unwrap());
+            t.starts_with("AGENT_") && ts >= from && ts < to
+        })
+        .map(|v| {
+            let c = &v["content"];
+            let at = c["occurredAt"]
+                .as_str()
+                .or(v["timestamp"].as_str())
+                .unwrap();
+            (
+                c["agentId"].as_str().unwrap().to_string(),
+                v["type"].as_str().unwrap().to_string(),
+                ms(at),
+            )
+        })
+        .collect()
+}
+
+pub fn raw_agent_events(root: &Path, day: &str) -> Vec<(String, String, i64)> {
+    dataset(root, "raw/agent_events")
+        .remove(day)
+        .unwrap_or_default()
+        .iter()
+        .map(|r| {
+            (
+                r["agent_id"].as_str().unwrap().to_string(),
+                r["event_type"].as_str().unwrap().to_string(),
+                r["occurred_at"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Every agent event of 2026-11-04 recorded before `end` is in the raw zone, exactly once.
+pub fn assert_landed_once(s: &Sims, root: &Path, end: i64, what: &str) {
+    let landed = raw_agent_events(root, "2026-11-04");
+    let unique: BTreeSet<_> = landed.iter().cloned().collect();
+    assert_eq!(unique.len(), landed.len(), "{what}: no event twice");
+    assert_eq!(
+        unique,
+        truth_agent_events(s, ms("2026-11-04T05:00:00Z"), end),
+        "{what}: every event landed"
+    );
+}
+
+/// A batch run of `day` on a fresh root against a simulator frozen at `now`, for comparison.
+pub async fn batch(day: &str, now: &str, extra: &str) -> (Sims, tempfile::TempDir) {
+    let s = start(world(7, 20, now), |_| {}, WfmSimConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(dir.path(), &s, "", extra);
+    let o = run(dir.path(), &p, now, &["--from", day, "--to", day]).await;
+    assert_eq!(o.code, 0, "{o}");
+    (s, dir)
+}
+
+/// The receiver holds what a batch run over the same span holds, and one open piece per
+/// agent and axis.
+pub fn assert_receiver_equals_batch(follower: &Sims, batch: &Sims) {
+    let (f, b) = (follower.wfm.store(), batch.wfm.store());
+    for k in [Kind::Tasks, Kind::Conversations] {
+        let (x, y) = (sorted(f.kind(k)), sorted(b.kind(k)));
+        assert!(!y.is_empty(), "{k:?} stored by the batch run");
+        assert_eq!(x.len(), y.len(), "{k:?}: record count");
+        assert!(x == y, "{k:?}: records differ");
+    }
+    let mut open: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for t in f.kind(Kind::Tasks) {
+        if t["endTime"].is_null() {
+            *open
+                .entry((t["userIdentifier"].to_string(), t["axis"].to_string()))
+                .or_default() += 1;
+        }
+    }
+    assert!(!open.is_empty());
+    assert!(
+        open.values().all(|n| *n == 1),
+        "one open piece each: {open:?}"
+    );
+    assert_no_shared_starts(&f);
+}
