@@ -103,9 +103,35 @@ pub async fn demo(a: DemoArgs) -> i32 {
     }
     print_results(&a.out, &p, &sims, &outcome, now);
     if a.follow {
+        let p = match with_webhook(p) {
+            Ok(p) => p,
+            Err(e) => {
+                crate::say_err!("demo: no port for the webhook receiver: {e}");
+                return 1;
+            }
+        };
         return follow_live(&p, &sims.wfm, time::Clock::starting_at(now, 1.0)).await;
     }
     0
+}
+
+/// The demo pipeline with a webhook receiver on a free loopback port, which `follow` registers
+/// in the Gladly simulator (plain HTTP: the simulator allows it on loopback).
+fn with_webhook(mut p: Pipeline) -> std::io::Result<Pipeline> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let path = "/gladly/webhook".to_string();
+    p.webhook = Some(crate::config::WebhookConfig {
+        listen: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        public_url: format!("http://127.0.0.1:{port}{path}"),
+        path,
+        user: "gladly".into(),
+        password: crate::config::Secret::new("demo-webhook-password"),
+        manage: true,
+        tls: None,
+    });
+    Ok(p)
 }
 
 /// Why the demo may not run on `out`, said, as its exit code: another demo holds it, or it
@@ -156,8 +182,10 @@ impl Sims {
         let mut gcfg = GladlySimConfig::new(world);
         gcfg.reports_per_minute = 600;
         if a.follow {
-            // The simulated organisation lives on in real time: events appear as they happen.
+            // The simulated organisation lives on in real time: events appear as they happen,
+            // and Gladly delivers each to the follower's webhook receiver on loopback.
             gcfg.speed = 1.0;
+            gcfg.webhook_allow_http = true;
         }
         let gladly = GladlySim::new(gcfg);
         let wfm = WfmSim::new(WfmSimConfig {
@@ -248,7 +276,7 @@ fn busy_hour(tz: chrono_tz::Tz, real_now: time::Ms) -> time::Ms {
 async fn follow_live(p: &Pipeline, wfm: &std::sync::Arc<WfmSim>, clock: time::Clock) -> i32 {
     crate::say!();
     crate::say!(
-        "Following from {} in the simulated centre: every {} s the Events API is read and the WFM updated (Ctrl-C to stop).",
+        "Following from {} in the simulated centre: Gladly delivers each event to the webhook as it happens and the WFM is updated at once; every {} s the Events API is read as the record (Ctrl-C to stop).",
         time::fmt_ts(clock.now()),
         p.follow.poll_seconds
     );
@@ -264,13 +292,13 @@ async fn follow_live(p: &Pipeline, wfm: &std::sync::Arc<WfmSim>, clock: time::Cl
                         "  the WFM holds {} open agent states: each agent's current state on each of its two axes (status: active or away; availability: channels), a segment with no end yet",
                         now.len()
                     );
-                    crate::say!("  each change below: when seen, agent, axis → new state (task), since when, and how long after it happened the WFM had it");
+                    crate::say!("  each change below: when seen, agent, axis → new state (task), since when, and how long after it happened the WFM had it (to half a second)");
                 } else {
                     for (k, (state, start)) in &now {
                         if seen.get(k).map(|v| &v.0) != Some(state) {
                             let seen_at = clock.now();
                             crate::say!(
-                                "  {} {:<28} {:<12} → {state}, since {}, in the WFM {:.0} s after",
+                                "  {} {:<28} {:<12} → {state}, since {}, in the WFM {:.1} s after",
                                 time::fmt_ts(seen_at),
                                 k.0,
                                 k.1,
@@ -282,7 +310,7 @@ async fn follow_live(p: &Pipeline, wfm: &std::sync::Arc<WfmSim>, clock: time::Cl
                 }
                 first = false;
                 seen = now;
-                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
             }
         })
     };
