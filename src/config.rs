@@ -758,6 +758,32 @@ impl Ctx<'_> {
         let listen = self.listen("webhook.listen", &w.listen)?;
         let public_url = self.url(Section::Webhook, "webhook.public_url", &w.public_url)?;
         let path = match reqwest::Url::parse(&public_url) {
+            Ok(u) if !u.username().is_empty() || u.password().is_some() => {
+                return self.err(
+                    w.public_url.span(),
+                    "webhook.public_url: must not carry credentials (they go in user and password)"
+                        .to_string(),
+                )
+            }
+            Ok(u) if u.query().is_some() || u.fragment().is_some() => {
+                return self.err(
+                    w.public_url.span(),
+                    "webhook.public_url: must be a plain path, without `?` or `#`".to_string(),
+                )
+            }
+            // The receiver routes this path literally: no `:`/`*` segments, no braces.
+            Ok(u) if u.path().split('/').any(|seg| {
+                seg.starts_with(':') || seg.starts_with('*') || seg.contains(['{', '}'])
+            }) =>
+            {
+                return self.err(
+                    w.public_url.span(),
+                    format!(
+                        "webhook.public_url: the path `{}` has a segment starting with `:` or `*`, or a brace",
+                        u.path()
+                    ),
+                )
+            }
             Ok(u) => u.path().to_string(),
             // Unset: `follow` refuses to start (require), other commands do not need it.
             Err(_) => String::new(),

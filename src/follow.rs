@@ -224,8 +224,19 @@ struct Follower<'a> {
     latencies: Vec<Ms>,
     /// Whether this follower has completed and swept what a killed run left (first poll).
     recovered: bool,
-    /// When the webhook was last looked after in Gladly (`None`: not yet, or it failed).
-    webhook_looked_at: Option<Ms>,
+    /// The webhook's management in Gladly.
+    hook: HookLook,
+}
+
+/// Where `follow` is with its webhook in Gladly.
+#[derive(Default)]
+struct HookLook {
+    /// The first look (name, events, credentials set) succeeded.
+    ensured: bool,
+    /// Looks failed in a row.
+    failures: u32,
+    /// Not before this (the follower's clock).
+    next_look_at: Ms,
 }
 
 /// How long the loop waits after a delivery for the ones that arrive with it, so that they
@@ -291,7 +302,7 @@ pub async fn follow(p: &Pipeline, clock: Clock) -> i32 {
         since: 0,
         latencies: Vec::new(),
         recovered: false,
-        webhook_looked_at: None,
+        hook: HookLook::default(),
     };
     let interrupt = Interrupt::new();
     let _signals = interrupt.listen();
@@ -314,7 +325,7 @@ pub async fn follow(p: &Pipeline, clock: Clock) -> i32 {
     let receiver = match &p.webhook {
         None => None,
         Some(w) => {
-            match crate::webhook::Receiver::start(w, tz, clock, f.st.clone(), queue.clone()).await {
+            match crate::webhook::Receiver::start(w, tz, clock, f.st.clone(), queue.clone()) {
                 Ok(r) => Some(r),
                 Err(e) => {
                     log::error(format!("{}: {e}", p.file.display()));
@@ -329,9 +340,10 @@ pub async fn follow(p: &Pipeline, clock: Clock) -> i32 {
     };
     loop {
         let turn = tokio::select! {
+            biased;
+            _ = interrupt.wait() => Turn::Stop,
             _ = ticks.tick() => Turn::Poll,
             Some(t) = delivered.recv() => Turn::Delivered(t),
-            _ = interrupt.wait() => Turn::Stop,
         };
         service.loop_turn();
         match turn {
@@ -377,6 +389,8 @@ pub async fn follow(p: &Pipeline, clock: Clock) -> i32 {
     // Not ready first, then the deliveries in flight are answered and the receiver closes;
     // Gladly retries what it could not deliver, and the next start's poll covers the gap.
     service.shutting_down();
+    // Deliveries still arriving are answered 503 (Gladly retries them), not taken in unseen.
+    drop(delivered);
     if let Some(r) = receiver {
         r.stop().await;
     }
@@ -421,7 +435,7 @@ impl Follower<'_> {
     /// The lock is released after the poll, whatever became of it; not releasing it fails the
     /// tick.
     async fn tick(&mut self) -> Result<(), FollowError> {
-        let Some(lock) = self.lock()? else {
+        let Some(lock) = self.lock("polling at the next tick")? else {
             return Ok(());
         };
         let polled = self.locked_tick().await;
@@ -430,13 +444,14 @@ impl Follower<'_> {
         Ok(released?)
     }
 
-    /// The pipeline's lock, or `None` when another run holds it (the turn waits for the next).
-    fn lock(&self) -> Result<Option<PipelineLock>, FollowError> {
+    /// The pipeline's lock, or `None` when another run holds it (the turn is left to the next
+    /// poll, which `next` names).
+    fn lock(&self, next: &str) -> Result<Option<PipelineLock>, FollowError> {
         let run_id = format!("follow-{}", std::process::id());
         match PipelineLock::acquire(&self.state_dir, &self.p.name, &run_id, self.p.lock_lease) {
             Ok(l) => Ok(Some(l)),
             Err(e @ LockError::Held { .. }) => {
-                log::info(format!("follow: {e}; polling at the next tick"));
+                log::info(format!("follow: {e}; {next}"));
                 Ok(None)
             }
             Err(e) => Err(e.into()),
@@ -453,7 +468,8 @@ impl Follower<'_> {
         let (Some(today), Some(first)) = (self.fs.today, self.fs.first_day) else {
             return Ok(());
         };
-        if self.agents.is_empty() || today < first {
+        let reconciled = self.fs.reconciled_through.is_some_and(|r| r >= today);
+        if self.agents.is_empty() || today < first || reconciled {
             return Ok(());
         }
         let t = std::time::Instant::now();
@@ -481,7 +497,7 @@ impl Follower<'_> {
             .map(|e| e.recorded_at)
             .chain(conversations.iter().map(|e| e.recorded_at))
             .max();
-        let Some(lock) = self.lock()? else {
+        let Some(lock) = self.lock("the next poll brings these deliveries")? else {
             return Ok(());
         };
         self.latencies.clear();
@@ -537,60 +553,83 @@ impl Follower<'_> {
         Ok((new, pushed))
     }
 
-    /// Every `dimensions_minutes` (and at once until it first succeeds), with `[webhook]
-    /// manage`: the webhook made sure of in Gladly (found or created, switched on).
+    /// Every `dimensions_minutes`, with `[webhook] manage`: the webhook made sure of in
+    /// Gladly (found or created, switched on). The first look also sets its name, events and
+    /// credentials (Gladly never shows them). A look that fails is tried again after 1, 2, 4 …
+    /// minutes (at most `dimensions_minutes`), so a Gladly that is down does not hold the loop.
     async fn look_after_webhook(&mut self) {
+        use webhook::manage::{self, Looked};
         let Some(w) = self.p.webhook.as_ref().filter(|w| w.manage) else {
             return;
         };
         let now = self.clock.now();
-        if self.webhook_looked_at.is_some()
-            && !self.due(
-                self.webhook_looked_at,
-                self.p.follow.dimensions_minutes,
-                now,
-            )
-        {
+        if now < self.hook.next_look_at {
             return;
         }
-        let looked = match self.webhook_looked_at {
-            // The first look sets the name, events and credentials (Gladly never shows them).
-            None => webhook::manage::ensure(self.p, &self.gladly, w)
-                .await
-                .map(|(h, l)| {
-                    log::info(format!(
-                        "{} ({})",
-                        webhook::manage::describe(Some(&h), w),
-                        match l {
-                            webhook::manage::Looked::Created => "created",
-                            _ => "found; credentials and events set",
-                        }
-                    ));
-                    h
-                }),
-            Some(_) => webhook::manage::look_after(self.p, &self.gladly, w).await,
+        let looked = if self.hook.ensured {
+            manage::look_after(self.p, &self.gladly, w).await
+        } else {
+            manage::ensure(self.p, &self.gladly, w).await
         };
-        match looked {
-            Ok(h) => {
-                crate::telemetry::webhook_enabled(h.enabled);
-                self.webhook_looked_at = Some(now);
-                self.fs.webhook = Some(WebhookSeen {
-                    url: h.url,
-                    enabled: h.enabled,
-                    switched_off_at: h.disabled_at_due_to_retry_limit,
-                    looked_at: now,
-                });
-                if let Err(e) = self.fs.save(&self.state_dir) {
-                    log::warn(format!("follow: {e}"));
-                }
-            }
+        let every = self.p.follow.dimensions_minutes as Ms * 60_000;
+        let (h, looked) = match looked {
+            Ok(x) => x,
             Err(e) => {
-                crate::telemetry::webhook_enabled(false);
+                let wait = (60_000 << self.hook.failures.min(10)).min(every);
+                self.hook.failures += 1;
+                self.hook.next_look_at = now + wait;
                 log::warn(format!(
-                    "webhook: could not make sure of it in Gladly: {e}; the poll goes on, trying again at the next poll"
+                    "webhook: could not make sure of it in Gladly: {e}; the poll goes on, trying again in {} min",
+                    wait / 60_000
                 ));
-                self.webhook_looked_at = None;
+                return;
             }
+        };
+        let seen_off = self
+            .fs
+            .webhook
+            .as_ref()
+            .and_then(|s| s.switched_off_at.clone());
+        match &looked {
+            Looked::SwitchedOnAgain(at) if *at != seen_off => {
+                log::warn(format!(
+                    "webhook: Gladly switched it off after failed deliveries (at {}); switched it on again — the poll brought what it missed",
+                    at.as_deref().unwrap_or("an unknown time")
+                ));
+                crate::telemetry::webhook_switched_on_again();
+            }
+            Looked::SwitchedOnAgain(_) | Looked::Enabled => {
+                log::warn("webhook: it was disabled in Gladly; switched it on again");
+                crate::telemetry::webhook_switched_on_again();
+            }
+            Looked::Recreated => log::warn(format!(
+                "webhook: none in Gladly for {} any more (deleted?); created it again",
+                w.public_url
+            )),
+            Looked::Created | Looked::On => {}
+        }
+        if !self.hook.ensured {
+            let how = if looked == Looked::Created {
+                "created"
+            } else {
+                "found; credentials and events set"
+            };
+            log::info(format!("{} ({how})", manage::describe(Some(&h), w)));
+        }
+        crate::telemetry::webhook_enabled(h.enabled);
+        self.hook = HookLook {
+            ensured: true,
+            failures: 0,
+            next_look_at: now + every,
+        };
+        self.fs.webhook = Some(WebhookSeen {
+            url: h.url,
+            enabled: h.enabled,
+            switched_off_at: h.disabled_at_due_to_retry_limit,
+            looked_at: now,
+        });
+        if let Err(e) = self.fs.save(&self.state_dir) {
+            log::warn(format!("follow: {e}"));
         }
     }
 

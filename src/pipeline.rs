@@ -247,7 +247,9 @@ pub async fn run(p: &Pipeline, opts: &RunOptions) -> RunOutcome {
         Ok(s) => s,
         Err(e) => return early(e.exit_code(), e.to_string()),
     };
-    let lock = match PipelineLock::acquire(&state_dir, &p.name, &run_id, p.lock_lease) {
+    let lock = match PipelineLock::acquire_beside_follow(&state_dir, &p.name, &run_id, p.lock_lease)
+        .await
+    {
         Ok(l) => l,
         Err(e) => {
             return early(

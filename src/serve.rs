@@ -1,7 +1,7 @@
 //! The one bounded HTTP/1 server behind `[service]` (service.rs) and the webhook receiver
 //! (webhook/receiver.rs): at most `max_connections` connections at once (one more is closed at
 //! once), the request's headers (and a TLS handshake) within `header_timeout`, no connection
-//! older than `lifetime`, small read buffers. On `stop` it accepts nothing more, lets the
+//! older than `lifetime` (its request in flight answered first), small read buffers. On `stop` it accepts nothing more, lets the
 //! requests in flight be answered and closes idle connections.
 
 use std::sync::Arc;
@@ -98,7 +98,7 @@ async fn serve(
                     }
                 }
             };
-            let _ = tokio::time::timeout(limits.lifetime, work).await;
+            work.await;
             drop(slot);
         });
     }
@@ -107,8 +107,8 @@ async fn serve(
     let _ = slots.acquire_many(limits.max_connections as u32).await;
 }
 
-/// One connection, until it closes, its lifetime ends, or the server stops (then the request
-/// in flight is answered and the connection closed).
+/// One connection, until it closes, its lifetime ends, or the server stops: then the request
+/// in flight is answered (within `header_timeout`) and the connection closed.
 async fn connection<I>(io: I, app: Router, limits: Limits, mut stop: watch::Receiver<bool>)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -125,7 +125,8 @@ where
     tokio::select! {
         _ = conn.as_mut() => return,
         _ = stop.wait_for(|s| *s) => {}
+        _ = tokio::time::sleep(limits.lifetime) => {}
     }
     conn.as_mut().graceful_shutdown();
-    let _ = conn.await;
+    let _ = tokio::time::timeout(limits.header_timeout, conn).await;
 }

@@ -30,6 +30,8 @@ pattern = "Break|Lunch"
 root = "out"
 "#;
 
+const HOOK: &str = "\n[webhook]\nlisten = \"127.0.0.1:8080\"\npublic_url = \"https://hooks.example.com/gladly/webhook\"\nuser = \"gladly\"\npassword = \"${GLADLY_WEBHOOK_PASSWORD}\"\n";
+
 async fn check_offline(dir: &Path, file: &str, text: &str) -> Out {
     std::fs::write(dir.join(file), text).unwrap();
     bin(dir, &["check", "--offline", "--pipeline", file], &[]).await
@@ -84,6 +86,31 @@ async fn pipeline_file_errors_exit_2_naming_file_line_and_key_or_rule() {
             "p.toml:21: follow.dimensions_minutes: 0 is outside 1..1440",
         ),
         (
+            "a webhook Gladly cannot reach over https",
+            format!("{BASE}{}", HOOK.replace("https://hooks.example.com", "http://hooks.example.com")),
+            "p.toml:22: webhook.public_url: `http://hooks.example.com/gladly/webhook` must use https://",
+        ),
+        (
+            "a webhook URL carrying credentials",
+            format!("{BASE}{}", HOOK.replace("https://hooks", "https://u:p@hooks")),
+            "p.toml:22: webhook.public_url: must not carry credentials",
+        ),
+        (
+            "a webhook receiver with nowhere to listen",
+            format!("{BASE}{}", HOOK.replace("127.0.0.1:8080", "8080")),
+            "p.toml:21: webhook.listen: `8080` is not an address to listen on",
+        ),
+        (
+            "an empty webhook user",
+            format!("{BASE}{}", HOOK.replace("user = \"gladly\"", "user = \"\"")),
+            "p.toml:23: webhook.user: must not be empty",
+        ),
+        (
+            "half a TLS pair",
+            format!("{BASE}{HOOK}tls_cert = \"/etc/tls/tls.crt\"\n"),
+            "p.toml:25: webhook: tls_cert and tls_key go together",
+        ),
+        (
             "no range at all",
             BASE.replace("timezone = ", "max_range_days = 0\ntimezone = "),
             "p.toml:2: max_range_days: must be at least 1",
@@ -95,6 +122,18 @@ async fn pipeline_file_errors_exit_2_naming_file_line_and_key_or_rule() {
         assert!(o.stderr.contains(needle), "{what}: wants `{needle}`: {o}");
         assert!(o.stdout.is_empty(), "{what}: nothing else is printed: {o}");
     }
+    // The webhook's password is needed by `follow` alone: `check --offline` loads the file
+    // without it, `follow` refuses to start naming the variable.
+    std::fs::write(d.join("hook.toml"), format!("{BASE}{HOOK}")).unwrap();
+    let o = bin(d, &["check", "--offline", "--pipeline", "hook.toml"], &[]).await;
+    assert_eq!(o.code, 0, "{o}");
+    let o = bin(d, &["follow", "--pipeline", "hook.toml"], &[]).await;
+    assert_eq!(o.code, 2, "{o}");
+    assert!(
+        o.stderr
+            .contains("hook.toml:24: webhook.password: environment variable GLADLY_WEBHOOK_PASSWORD is not set"),
+        "{o}"
+    );
     // A missing file is named, with the reason and without a line 0.
     let o = bin(d, &["check", "--offline", "--pipeline", "nope.toml"], &[]).await;
     assert_eq!(o.code, 2, "{o}");

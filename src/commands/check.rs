@@ -75,7 +75,7 @@ pub async fn check(p: &Pipeline, offline: bool, strict: bool, remove_webhook: bo
                 code = code.max(1);
             }
         }
-        if let Some(w) = &p.webhook {
+        if let Some(w) = p.webhook.as_ref().filter(|w| !w.public_url.is_empty()) {
             match crate::webhook::manage::find(&g, w).await {
                 Ok(h) => crate::say!("{}", crate::webhook::manage::describe(h.as_ref(), w)),
                 Err(e) => {

@@ -37,6 +37,29 @@ impl PipelineLock {
         }
     }
 
+    /// `acquire` for a run: while `follow` holds the lock it waits (at most `BESIDE_FOLLOW`),
+    /// since a follower holds it for one poll or one batch of webhook deliveries at a time —
+    /// seconds — and a nightly run that starts meanwhile must not fail for it. Any other holder
+    /// is refused at once.
+    pub async fn acquire_beside_follow(
+        dir: &Dir,
+        pipeline: &str,
+        run_id: &str,
+        lease: std::time::Duration,
+    ) -> Result<PipelineLock, LockError> {
+        let deadline = tokio::time::Instant::now() + BESIDE_FOLLOW;
+        loop {
+            match tokio::task::block_in_place(|| Self::acquire(dir, pipeline, run_id, lease)) {
+                Err(LockError::Held { holder, .. })
+                    if holder.contains("run follow-") && tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Releases the lock; an error means it is still held (until its lease expires).
     pub fn release(self) -> Result<(), LockError> {
         match self {
@@ -56,6 +79,9 @@ impl PipelineLock {
         }
     }
 }
+
+/// How long a run waits for a follower's turn to end.
+pub const BESIDE_FOLLOW: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The exclusive run lock on disk: an OS file lock (released by the kernel when a process dies, so a
 /// killed run never blocks the next) plus who holds it, for the message a second run prints.

@@ -29,8 +29,10 @@ pub fn name(p: &Pipeline) -> String {
 pub enum Looked {
     /// On, nothing to do.
     On,
-    /// Created (none had this URL), and enabled.
+    /// Created (none had this URL or name), and enabled.
     Created,
+    /// Gone (deleted by someone): created again, and enabled.
+    Recreated,
     /// Gladly had switched it off after failed deliveries (when, RFC 3339): switched on again.
     SwitchedOnAgain(Option<String>),
     /// Off for another reason (someone disabled it): switched on again.
@@ -47,6 +49,20 @@ pub async fn find(
         .await?
         .into_iter()
         .find(|h| same_url(&h.url, &w.public_url)))
+}
+
+/// The pipeline's webhook: the one at `public_url`, else the one with its name (`public_url`
+/// changed since it was made: it is moved rather than left failing beside a new one).
+async fn find_own(
+    p: &Pipeline,
+    gladly: &GladlyClient,
+    w: &WebhookConfig,
+) -> Result<Option<Webhook>, GladlyError> {
+    let all = gladly.webhooks().await?;
+    let by_url = all.iter().find(|h| same_url(&h.url, &w.public_url));
+    let own = name(p);
+    let by_name = || all.iter().find(|h| h.name.as_deref() == Some(own.as_str()));
+    Ok(by_url.or_else(by_name).cloned())
 }
 
 fn same_url(a: &str, b: &str) -> bool {
@@ -66,10 +82,22 @@ pub async fn ensure(
         "events": event_types(),
         "credentials": {"username": w.user, "password": w.password.expose()},
     });
-    let (hook, created) = match find(gladly, w).await? {
+    let (hook, created) = match find_own(p, gladly, w).await? {
         Some(h) => {
+            let mut settings = settings;
+            if !same_url(&h.url, &w.public_url) {
+                log::warn(format!(
+                    "webhook: `{}` posted to {}; moving it to {}",
+                    name(p),
+                    h.url,
+                    w.public_url
+                ));
+                // A new URL makes Gladly PING it: the receiver is already listening.
+                settings["url"] = json!(w.public_url);
+            }
             gladly.patch_webhook(&h.id, &settings).await?;
-            (h, false)
+            let url = w.public_url.clone();
+            (Webhook { url, ..h }, false)
         }
         None => {
             let mut body = settings.clone();
@@ -127,38 +155,25 @@ async fn switch_on(
 }
 
 /// Every `dimensions_minutes`: the webhook switched on again when it is off, created again
-/// when it is gone. A webhook Gladly switched off is a warning and a counter.
+/// when it is gone. The caller says what was found (a webhook Gladly switched off is a warning
+/// and a counter).
 pub async fn look_after(
     p: &Pipeline,
     gladly: &GladlyClient,
     w: &WebhookConfig,
-) -> Result<Webhook, GladlyError> {
+) -> Result<(Webhook, Looked), GladlyError> {
     let Some(hook) = find(gladly, w).await? else {
-        log::warn(format!(
-            "webhook: none in Gladly for {} any more (deleted?); creating it again",
-            w.public_url
-        ));
         let (h, _) = ensure(p, gladly, w).await?;
-        crate::telemetry::webhook_enabled(true);
-        return Ok(h);
+        return Ok((h, Looked::Recreated));
     };
     let looked = switch_on(gladly, &hook, false).await?;
-    match &looked {
-        Looked::SwitchedOnAgain(at) => {
-            log::warn(format!(
-                "webhook: Gladly switched it off after failed deliveries (at {}); switched it on again — the poll covered what it missed",
-                at.as_deref().unwrap_or("an unknown time")
-            ));
-            crate::telemetry::webhook_switched_on_again();
-        }
-        Looked::Enabled => log::warn("webhook: it was disabled in Gladly; switched it on again"),
-        Looked::On | Looked::Created => {}
-    }
-    crate::telemetry::webhook_enabled(true);
-    Ok(Webhook {
-        enabled: true,
-        ..hook
-    })
+    Ok((
+        Webhook {
+            enabled: true,
+            ..hook
+        },
+        looked,
+    ))
 }
 
 /// `check --remove-webhook`: disables the pipeline's webhook and deletes it; `None` when

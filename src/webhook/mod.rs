@@ -35,17 +35,26 @@ pub enum StartError {
     },
 }
 
-/// The running receiver; dropping it stops it at once, `stop` lets deliveries in flight be
-/// answered first.
+/// The running receiver, on a thread and runtime of its own: it answers Gladly within
+/// milliseconds whatever `follow`'s loop is doing (a transform, a push, a blocking write).
+/// Dropping it stops it at once; `stop` lets deliveries in flight be answered first.
 pub struct Receiver {
     pub addr: SocketAddr,
-    server: crate::serve::Stopper,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        // Dropping the sender ends the server's wait: it stops.
+        self.stop.take();
+    }
 }
 
 impl Receiver {
     /// Binds `listen` and serves (HTTPS with `tls_cert`/`tls_key`); usable events go to
-    /// `queue`.
-    pub async fn start(
+    /// `queue`. The certificate is read once: a renewed one takes a restart.
+    pub fn start(
         w: &WebhookConfig,
         tz: Tz,
         clock: Clock,
@@ -53,12 +62,12 @@ impl Receiver {
         queue: mpsc::Sender<Taken>,
     ) -> Result<Receiver, StartError> {
         let tls = w.tls.as_ref().map(|(c, k)| acceptor(c, k)).transpose()?;
-        let listener = tokio::net::TcpListener::bind(w.listen)
-            .await
-            .map_err(|source| StartError::Listen {
-                addr: w.listen,
-                source,
-            })?;
+        let listen_err = |source| StartError::Listen {
+            addr: w.listen,
+            source,
+        };
+        let listener = std::net::TcpListener::bind(w.listen).map_err(listen_err)?;
+        listener.set_nonblocking(true).map_err(listen_err)?;
         let addr = listener.local_addr().unwrap_or(w.listen);
         log::info(format!(
             "webhook receiver listening on {}://{addr}{} (Gladly posts to {})",
@@ -67,13 +76,39 @@ impl Receiver {
             w.public_url
         ));
         let app = receiver::router(w, tz, clock, st, queue);
-        let server = crate::serve::spawn(listener, app, receiver::limits(), tls);
-        Ok(Receiver { addr, server })
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(listen_err)?;
+        let thread = std::thread::Builder::new()
+            .name("webhook-receiver".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
+                        return;
+                    };
+                    let server = crate::serve::spawn(listener, app, receiver::limits(), tls);
+                    let _ = stopped.await;
+                    server.stop(receiver::TIMEOUT).await;
+                })
+            })
+            .map_err(listen_err)?;
+        Ok(Receiver {
+            addr,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
     }
 
     /// Accepts nothing more and answers the deliveries in flight (at most a few seconds).
-    pub async fn stop(self) {
-        self.server.stop(receiver::TIMEOUT).await;
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
         log::info("webhook receiver: stopped");
     }
 }

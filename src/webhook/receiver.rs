@@ -49,6 +49,8 @@ pub const QUEUE: usize = 4096;
 const REMEMBERED: usize = 100_000;
 /// Where unusable deliveries are kept, by the day they arrived.
 pub const SET_ASIDE: &str = "raw/webhook_set_aside";
+/// How long keeping a set-aside delivery may hold its answer.
+const KEEP_WITHIN: Duration = Duration::from_secs(2);
 
 /// The events of one delivery, for `follow`'s loop.
 #[derive(Debug, Default)]
@@ -68,31 +70,41 @@ struct Shared {
     seen: Mutex<Seen>,
 }
 
-/// The most recent event ids taken in, oldest first out.
+/// The most recent event ids taken in (as 64-bit hashes: a collision only miscounts a
+/// delivery as a repeat), oldest first out.
 #[derive(Default)]
 struct Seen {
-    ids: HashSet<String>,
-    order: VecDeque<String>,
+    ids: HashSet<u64>,
+    order: VecDeque<u64>,
 }
 
 impl Seen {
+    fn hash(id: &str) -> u64 {
+        use std::hash::{BuildHasher, BuildHasherDefault};
+        BuildHasherDefault::<rustc_hash::FxHasher>::default().hash_one(id)
+    }
+
     /// Remembers `id`; false when it was already remembered.
     fn insert(&mut self, id: &str) -> bool {
-        if self.ids.contains(id) {
+        let h = Self::hash(id);
+        if !self.ids.insert(h) {
             return false;
         }
-        if self.order.len() == REMEMBERED {
+        self.order.push_back(h);
+        if self.order.len() > REMEMBERED {
             if let Some(old) = self.order.pop_front() {
                 self.ids.remove(&old);
             }
         }
-        self.ids.insert(id.to_string());
-        self.order.push_back(id.to_string());
         true
     }
 
     fn forget(&mut self, id: &str) {
-        self.ids.remove(id);
+        let h = Self::hash(id);
+        self.ids.remove(&h);
+        if let Some(i) = self.order.iter().rposition(|x| *x == h) {
+            self.order.remove(i);
+        }
     }
 }
 
@@ -117,6 +129,7 @@ pub fn router(
     Router::new()
         .route(path, axum::routing::post(deliver))
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
+        .layer(axum::middleware::map_response(close_unless_ok))
         .with_state(shared)
 }
 
@@ -162,6 +175,18 @@ fn authorized(headers: &HeaderMap, expected: &[u8; 32]) -> bool {
 fn answer(status: StatusCode, outcome: &str) -> Response {
     telemetry::webhook_delivery(outcome);
     (status, format!("{{\"outcome\":\"{outcome}\"}}\n")).into_response()
+}
+
+/// Anything but a 200 closes the connection: a stranger or a misbehaving sender holds no
+/// connection slot beyond its request.
+async fn close_unless_ok(mut r: Response) -> Response {
+    if r.status() != StatusCode::OK {
+        r.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
+    }
+    r
 }
 
 async fn deliver(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Body) -> Response {
@@ -216,11 +241,11 @@ async fn take(s: &Shared, bytes: Vec<u8>) -> (StatusCode, &'static str) {
             return (StatusCode::OK, "set_aside");
         }
     };
-    let id = v["id"].as_str().map(str::to_string);
+    let id = v["id"].as_str().and_then(safe_id);
     if v["type"] == "PING" {
         log::info(format!(
             "webhook: PING {} answered",
-            id.as_deref().unwrap_or("(no id)")
+            id.as_deref().unwrap_or("(no usable id)")
         ));
         return (StatusCode::OK, "ping");
     }
@@ -290,17 +315,33 @@ async fn set_aside(s: &Shared, id: Option<&str>, bytes: &[u8], reason: &str) {
     let dir = s.st.root.dir(&format!("{SET_ASIDE}/date={day}"));
     let location = dir.describe(&name);
     let body = bytes.to_vec();
-    let written = tokio::task::spawn_blocking(move || dir.write(&name, body)).await;
+    // Gladly waits 15 s for the answer: a slow store costs the copy, not the delivery.
+    let written = tokio::time::timeout(
+        KEEP_WITHIN,
+        tokio::task::spawn_blocking(move || dir.write(&name, body)),
+    )
+    .await;
     let kept = match written {
-        Ok(Ok(())) => format!("kept at {location}"),
+        Ok(Ok(Ok(()))) => format!("kept at {location}"),
+        Ok(Ok(Err(e))) => format!("could not be kept: {e}"),
         Ok(Err(e)) => format!("could not be kept: {e}"),
-        Err(e) => format!("could not be kept: {e}"),
+        Err(_) => format!("not kept at {location} within {} s", KEEP_WITHIN.as_secs()),
     };
     log::warn(format!(
         "webhook: delivery {} set aside: {}; {kept}",
-        id.unwrap_or("(no id)"),
+        id.unwrap_or("(no usable id)"),
         first_line(reason)
     ));
+}
+
+/// A delivery's `id` when it is short and plain (it names a file and goes into log lines).
+fn safe_id(id: &str) -> Option<String> {
+    let plain = !id.is_empty()
+        && id.len() <= 100
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    plain.then(|| id.to_string())
 }
 
 fn first_line(s: &str) -> String {
