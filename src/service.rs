@@ -21,6 +21,7 @@ use axum::routing::get;
 use axum::Router;
 
 use crate::config::Pipeline;
+use crate::exit::Exit;
 use crate::log;
 
 /// Connections served at once; one more is closed at once.
@@ -152,8 +153,8 @@ impl Service {
 
     /// Starts serving when the pipeline has `[service]`: for `follow`, `alive_within` is three
     /// poll intervals (at least 10 s); `schedule` passes `None`. A listener that cannot be bound is an error
-    /// (exit 2: the address is the file's).
-    pub async fn start(p: &Pipeline, alive_within: Option<Duration>) -> Result<Service, i32> {
+    /// (said here; a usage error: the address is the file's).
+    pub async fn start(p: &Pipeline, alive_within: Option<Duration>) -> Result<Service, Exit> {
         let Some(cfg) = &p.service else {
             return Ok(Service::none());
         };
@@ -167,7 +168,7 @@ impl Service {
                     p.file.display(),
                     cfg.listen
                 ));
-                return Err(2);
+                return Err(Exit::Usage);
             }
         };
         let addr = listener.local_addr().unwrap_or(cfg.listen);
