@@ -79,6 +79,25 @@ impl RunError {
     }
 }
 
+/// `--from`/`--to` a person would not mean: a usage error.
+#[derive(Debug, thiserror::Error)]
+enum DatesError {
+    #[error("--from {from} is after --to {to}")]
+    Reversed { from: NaiveDate, to: NaiveDate },
+    #[error("--from and --to go together")]
+    Half,
+    #[error("--from {from} is before {earliest}: Gladly holds no data from then", earliest = time::EARLIEST_DATE)]
+    TooEarly { from: NaiveDate },
+    #[error("--from {from} --to {to} is {days} days, more than max_range_days = {max} in {file}: split the range, or raise the key")]
+    TooLong {
+        from: NaiveDate,
+        to: NaiveDate,
+        days: i64,
+        max: u32,
+        file: String,
+    },
+}
+
 impl From<GladlyError> for RunError {
     fn from(e: GladlyError) -> Self {
         match e {
@@ -245,7 +264,7 @@ pub async fn run(p: &Pipeline, opts: &RunOptions) -> RunOutcome {
     let t0 = Instant::now();
     log::add_secrets(&p.secrets());
     if let Err(e) = check_dates(p, opts) {
-        return early(Exit::Usage, e);
+        return early(Exit::Usage, e.to_string());
     }
     let push = opts.stages.load && !opts.dry_run;
     let Startup {
@@ -340,12 +359,12 @@ pub async fn run(p: &Pipeline, opts: &RunOptions) -> RunOutcome {
 }
 
 /// `--from`/`--to` as a person means them: together, in order, a plausible range.
-fn check_dates(p: &Pipeline, opts: &RunOptions) -> Result<(), String> {
+fn check_dates(p: &Pipeline, opts: &RunOptions) -> Result<(), DatesError> {
     match (opts.from, opts.to) {
-        (Some(f), Some(t)) if f > t => Err(format!("--from {f} is after --to {t}")),
+        (Some(from), Some(to)) if from > to => Err(DatesError::Reversed { from, to }),
         (Some(f), Some(t)) => check_range(p, f, t),
         (None, None) => Ok(()),
-        _ => Err("--from and --to go together".into()),
+        _ => Err(DatesError::Half),
     }
 }
 
@@ -414,20 +433,19 @@ pub fn last_complete_day(tz: Tz, now: Ms, lag_minutes: u32) -> NaiveDate {
 
 /// A range a person would not mean: before Gladly could hold data, or longer than
 /// `max_range_days` (a typo in a year starts thousands of days of requests).
-fn check_range(p: &Pipeline, from: NaiveDate, to: NaiveDate) -> Result<(), String> {
+fn check_range(p: &Pipeline, from: NaiveDate, to: NaiveDate) -> Result<(), DatesError> {
     if from < time::EARLIEST_DATE {
-        return Err(format!(
-            "--from {from} is before {}: Gladly holds no data from then",
-            time::EARLIEST_DATE
-        ));
+        return Err(DatesError::TooEarly { from });
     }
     let days = (to - from).num_days() + 1;
     if days > p.max_range_days as i64 {
-        return Err(format!(
-            "--from {from} --to {to} is {days} days, more than max_range_days = {} in {}: split the range, or raise the key",
-            p.max_range_days,
-            p.file.display()
-        ));
+        return Err(DatesError::TooLong {
+            from,
+            to,
+            days,
+            max: p.max_range_days,
+            file: p.file.display().to_string(),
+        });
     }
     Ok(())
 }
