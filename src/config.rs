@@ -490,20 +490,30 @@ fn quote(s: &str) -> String {
     }
 }
 
+/// Why a text is not an output root.
+#[derive(Debug, thiserror::Error)]
+pub enum RootError {
+    #[error("must not be empty (a directory, relative to the working directory, or a URL)")]
+    Empty,
+    #[error("{0:?} contains a newline or another control character")]
+    Control(String),
+}
+
 /// Output paths are printed in logs and summaries one per line, and a newline or another
 /// control character in one is almost always a pasting accident: refused, as is an empty one.
-pub fn check_root(root: &str) -> Result<(), String> {
+pub fn validate_root(root: &str) -> Result<(), RootError> {
     if root.trim().is_empty() {
-        return Err(
-            "must not be empty (a directory, relative to the working directory, or a URL)".into(),
-        );
+        return Err(RootError::Empty);
     }
     if root.chars().any(char::is_control) {
-        return Err(format!(
-            "{root:?} contains a newline or another control character"
-        ));
+        return Err(RootError::Control(root.to_string()));
     }
     Ok(())
+}
+
+/// `validate_root`'s refusal as text, for `demo`, whose `--out` error holds text.
+pub fn check_root(root: &str) -> Result<(), String> {
+    validate_root(root).map_err(|e| e.to_string())
 }
 
 impl Ctx<'_> {
@@ -984,7 +994,7 @@ impl Pipeline {
                     }
                 };
                 let root = cx.expand("output.root", &o.root)?;
-                if let Err(e) = check_root(&root) {
+                if let Err(e) = validate_root(&root) {
                     return cx.err(o.root.span(), format!("output.root: {e}"));
                 }
                 let root = match RootSpec::parse(&root) {
