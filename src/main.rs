@@ -272,6 +272,27 @@ fn date(flag: &str, s: &Option<String>) -> Result<Option<chrono::NaiveDate>, Exi
     }
 }
 
+/// `--from` and `--to`, each a date or absent; both are said when both are wrong.
+fn dates(from: &Option<String>, to: &Option<String>) -> Result<DateRange, Exit> {
+    match (date("--from", from), date("--to", to)) {
+        (Ok(f), Ok(t)) => Ok((f, t)),
+        (Err(c), _) | (_, Err(c)) => Err(c),
+    }
+}
+
+type DateRange = (Option<chrono::NaiveDate>, Option<chrono::NaiveDate>);
+
+/// `--now`, or the clock.
+fn now(flag: &Option<String>) -> Result<time::Ms, Exit> {
+    match flag {
+        None => Ok(time::now_ms()),
+        Some(s) => time::parse_ts(s).ok_or_else(|| {
+            gladly_wfm::say_err!("gladly-wfm: --now `{s}` is not an RFC 3339 instant");
+            Exit::Usage
+        }),
+    }
+}
+
 /// The async runtime (tokio's defaults; `TOKIO_WORKER_THREADS` is read by tokio itself).
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
@@ -302,15 +323,9 @@ async fn cli_main(cli: Cli) -> Exit {
         log::Format::Text
     };
     log::configure(format, cli.verbose as i8 - cli.quiet as i8);
-    let now = match &cli.now {
-        None => time::now_ms(),
-        Some(s) => match time::parse_ts(s) {
-            Some(t) => t,
-            None => {
-                gladly_wfm::say_err!("gladly-wfm: --now `{s}` is not an RFC 3339 instant");
-                return Exit::Usage;
-            }
-        },
+    let now = match now(&cli.now) {
+        Ok(t) => t,
+        Err(c) => return c,
     };
     match cli.cmd {
         #[cfg(feature = "simulators")]
@@ -334,35 +349,7 @@ async fn cli_main(cli: Cli) -> Exit {
             to,
             stages,
             dry_run,
-        } => {
-            let p = match load(&file) {
-                Ok(p) => p,
-                Err(c) => return c,
-            };
-            let (from, to) = match (date("--from", &from), date("--to", &to)) {
-                (Ok(f), Ok(t)) => (f, t),
-                (Err(c), _) | (_, Err(c)) => return c,
-            };
-            let stages = match Stages::parse(&stages) {
-                Ok(s) => s,
-                Err(e) => {
-                    gladly_wfm::say_err!("gladly-wfm: --stages: {e}");
-                    return Exit::Usage;
-                }
-            };
-            let trigger = if from.is_some() { "manual" } else { "nightly" };
-            let opts = RunOptions {
-                from,
-                to,
-                stages,
-                dry_run,
-                now,
-                trigger: trigger.into(),
-            };
-            let outcome = pipeline::run(&p, &opts).await;
-            gladly_wfm::say!("{}", outcome.summary);
-            outcome.exit()
-        }
+        } => run_cmd(&file, (&from, &to), &stages, dry_run, now).await,
         Cmd::Follow { pipeline: file } => match load(&file) {
             Ok(p) => {
                 let clock = match cli.now {
@@ -390,33 +377,21 @@ async fn cli_main(cli: Cli) -> Exit {
             pipeline: file,
             date: d,
             out,
-        } => {
-            let p = match load(&file) {
-                Ok(p) => p,
-                Err(c) => return c,
-            };
-            let date = match date("--date", &d) {
-                Ok(d) => d,
-                Err(c) => return c,
-            };
-            report::report(&p, &report::ReportArgs { date, out, now })
-        }
+        } => match load(&file).and_then(|p| Ok((p, date("--date", &d)?))) {
+            Ok((p, date)) => report::report(&p, &report::ReportArgs { date, out, now }),
+            Err(c) => c,
+        },
         Cmd::Audit {
             pipeline: file,
             from,
             to,
-        } => {
-            let p = match load(&file) {
-                Ok(p) => p,
-                Err(c) => return c,
-            };
-            let (from, to) = match (date("--from", &from), date("--to", &to)) {
-                (Ok(f), Ok(t)) => (f, t),
-                (Err(c), _) | (_, Err(c)) => return c,
-            };
-            let args = gladly_wfm::commands::audit::AuditArgs { from, to, now };
-            gladly_wfm::commands::audit::audit(&p, &args).await
-        }
+        } => match load(&file).and_then(|p| Ok((p, dates(&from, &to)?))) {
+            Ok((p, (from, to))) => {
+                let args = gladly_wfm::commands::audit::AuditArgs { from, to, now };
+                gladly_wfm::commands::audit::audit(&p, &args).await
+            }
+            Err(c) => c,
+        },
         Cmd::Status { pipeline: file } => match load(&file) {
             Ok(p) => status::status(&p, now),
             Err(c) => c,
@@ -424,6 +399,39 @@ async fn cli_main(cli: Cli) -> Exit {
         #[cfg(feature = "simulators")]
         Cmd::Simulate { which } => simulate_cmd(which, cli.now, cli.speed).await,
     }
+}
+
+/// `run`: the pipeline once, and its summary.
+async fn run_cmd(
+    file: &std::path::Path,
+    (from, to): (&Option<String>, &Option<String>),
+    stages: &str,
+    dry_run: bool,
+    now: time::Ms,
+) -> Exit {
+    let (p, (from, to)) = match load(file).and_then(|p| Ok((p, dates(from, to)?))) {
+        Ok(x) => x,
+        Err(c) => return c,
+    };
+    let stages = match Stages::parse(stages) {
+        Ok(s) => s,
+        Err(e) => {
+            gladly_wfm::say_err!("gladly-wfm: --stages: {e}");
+            return Exit::Usage;
+        }
+    };
+    let trigger = if from.is_some() { "manual" } else { "nightly" };
+    let opts = RunOptions {
+        from,
+        to,
+        stages,
+        dry_run,
+        now,
+        trigger: trigger.into(),
+    };
+    let outcome = pipeline::run(&p, &opts).await;
+    gladly_wfm::say!("{}", outcome.summary);
+    outcome.exit()
 }
 
 /// `simulate gladly|wfm`: a simulator on its own, until interrupted.
