@@ -490,20 +490,30 @@ fn quote(s: &str) -> String {
     }
 }
 
+/// Why a text is not an output root.
+#[derive(Debug, thiserror::Error)]
+pub enum RootError {
+    #[error("must not be empty (a directory, relative to the working directory, or a URL)")]
+    Empty,
+    #[error("{0:?} contains a newline or another control character")]
+    Control(String),
+}
+
 /// Output paths are printed in logs and summaries one per line, and a newline or another
 /// control character in one is almost always a pasting accident: refused, as is an empty one.
-pub fn check_root(root: &str) -> Result<(), String> {
+pub fn validate_root(root: &str) -> Result<(), RootError> {
     if root.trim().is_empty() {
-        return Err(
-            "must not be empty (a directory, relative to the working directory, or a URL)".into(),
-        );
+        return Err(RootError::Empty);
     }
     if root.chars().any(char::is_control) {
-        return Err(format!(
-            "{root:?} contains a newline or another control character"
-        ));
+        return Err(RootError::Control(root.to_string()));
     }
     Ok(())
+}
+
+/// `validate_root`'s refusal as text, for `demo`, whose `--out` error holds text.
+pub fn check_root(root: &str) -> Result<(), String> {
+    validate_root(root).map_err(|e| e.to_string())
 }
 
 impl Ctx<'_> {
@@ -857,6 +867,229 @@ impl Ctx<'_> {
     }
 }
 
+/// The parts of `Pipeline::parse`, in the order it checks them (the first error is the one said).
+impl Ctx<'_> {
+    /// The file as TOML, within `MAX_FILE_BYTES`; an error names the key it points into.
+    fn raw(&self) -> Result<RawPipeline, ConfigError> {
+        if self.src.len() as u64 > MAX_FILE_BYTES {
+            return Err(ConfigError {
+                file: self.file.clone(),
+                line: 0,
+                message: too_large(&self.file, self.src.len()),
+            });
+        }
+        toml::from_str(self.src).map_err(|e| {
+            let message = quote_long(e.message().trim());
+            match e.span() {
+                Some(s) => ConfigError {
+                    file: self.file.clone(),
+                    line: self.line(s.start),
+                    // `invalid type: string "ten", expected u32` names no key: add it.
+                    message: match self.key_at(s.start) {
+                        Some(key) if !message.contains(&format!("`{key}`")) => {
+                            format!("{key}: {message}")
+                        }
+                        _ => message,
+                    },
+                },
+                None => ConfigError {
+                    file: self.file.clone(),
+                    line: 0,
+                    message: format!("{}: {message}", self.file),
+                },
+            }
+        })
+    }
+
+    /// At most `MAX_RULES` task rules and as many workstream rules.
+    fn rule_counts(&self, raw: &RawPipeline) -> Result<(), ConfigError> {
+        for (kind, n, at) in [
+            ("tasks", raw.tasks.len(), raw.tasks.get(MAX_RULES)),
+            (
+                "workstreams",
+                raw.workstreams.len(),
+                raw.workstreams.get(MAX_RULES),
+            ),
+        ] {
+            if let Some(r) = at {
+                return self.err(
+                    r.name.span(),
+                    format!(
+                        "{kind}: {n} rules are more than the {MAX_RULES} a pipeline file may have"
+                    ),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// `name`: it names folders.
+    fn name(&self, raw: &Spanned<String>) -> Result<String, ConfigError> {
+        let name = raw.get_ref().clone();
+        if name.len() > MAX_NAME_BYTES {
+            return self.err(
+                raw.span(),
+                format!(
+                    "name: {} characters are more than the {MAX_NAME_BYTES} a folder name may have (it names the state and manifest folders)",
+                    name.len()
+                ),
+            );
+        }
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return self.err(
+                raw.span(),
+                format!("name: `{name}` must be letters, digits, `-` or `_` (it names folders)"),
+            );
+        }
+        Ok(name)
+    }
+
+    /// `timezone`, an IANA name; `None` when absent.
+    fn timezone(&self, raw: Option<&Spanned<String>>) -> Result<Option<Tz>, ConfigError> {
+        match raw {
+            None => Ok(None),
+            Some(tz) => match crate::time::parse_tz(tz.get_ref()) {
+                Some(t) => Ok(Some(t)),
+                None => self.err(tz.span(), format!("timezone: unknown timezone `{}` (use an IANA name such as America/New_York)", tz.get_ref())),
+            },
+        }
+    }
+
+    /// A value of `section` whose variable may be unset (`""` then, recorded for `require`).
+    fn lazy(
+        &self,
+        section: Section,
+        key: &str,
+        v: &Spanned<String>,
+    ) -> Result<String, ConfigError> {
+        Ok(self.expand_in(section, key, v)?.unwrap_or_default())
+    }
+
+    /// `[gladly]`.
+    fn gladly(&self, g: &RawGladly) -> Result<GladlyConfig, ConfigError> {
+        Ok(GladlyConfig {
+            base_url: self.url(Section::Gladly, "gladly.base_url", &g.base_url)?,
+            user: self.lazy(Section::Gladly, "gladly.user", &g.user)?,
+            token: Secret(self.lazy(Section::Gladly, "gladly.token", &g.token)?),
+            requests_per_second: g.requests_per_second.max(1),
+            reports_per_minute: g.reports_per_minute.max(1),
+            reports_in_flight: g.reports_in_flight.max(1),
+            request_timeout_seconds: g.request_timeout_seconds.max(1),
+            report_timeout_seconds: g.report_timeout_seconds.max(1),
+            max_answer_mib: g.max_answer_mib.max(1),
+            day_timeout_minutes: match &g.day_timeout_minutes {
+                None => 30.0,
+                Some(m) if m.get_ref().is_finite() && *m.get_ref() > 0.0 => *m.get_ref(),
+                Some(m) => {
+                    return self.err(
+                        m.span(),
+                        format!(
+                            "gladly.day_timeout_minutes: `{}` is not a positive number of minutes",
+                            m.get_ref()
+                        ),
+                    )
+                }
+            },
+        })
+    }
+
+    /// `[output]`: (root, compression, the lock's lease in seconds), its defaults when absent.
+    fn output(&self, raw: Option<&RawOutput>) -> Result<(RootSpec, Compression, u64), ConfigError> {
+        let Some(o) = raw else {
+            return Ok((
+                RootSpec::Local(PathBuf::from("output")),
+                Compression::Zstd,
+                60,
+            ));
+        };
+        let c = match o.compression.get_ref().as_str() {
+            "zstd" => Compression::Zstd,
+            "snappy" => Compression::Snappy,
+            "none" | "uncompressed" => Compression::None,
+            other => {
+                return self.err(
+                    o.compression.span(),
+                    format!("output.compression: `{other}` is not one of zstd, snappy, none"),
+                )
+            }
+        };
+        let root = self.expand("output.root", &o.root)?;
+        if let Err(e) = validate_root(&root) {
+            return self.err(o.root.span(), format!("output.root: {e}"));
+        }
+        let root = match RootSpec::parse(&root) {
+            Ok(r) => r,
+            Err(e) => return self.err(o.root.span(), format!("output.root: {e}")),
+        };
+        Ok((root, c, o.lock_lease_seconds.max(2)))
+    }
+
+    /// `[wfm]` (`None` when absent), and the interval length (15 without it).
+    fn wfm(&self, raw: Option<&RawWfm>) -> Result<(Option<WfmConfig>, u32), ConfigError> {
+        let Some(w) = raw else {
+            return Ok((None, 15));
+        };
+        if w.batch_size == 0 || w.batch_size > 100 {
+            return self.err(
+                w.integration_id.span(),
+                format!(
+                    "wfm.batch_size: {} must be from 1 to 100 (the receiver's cap)",
+                    w.batch_size
+                ),
+            );
+        }
+        if w.interval_minutes != 15 && w.interval_minutes != 30 {
+            return self.err(
+                w.integration_id.span(),
+                format!(
+                    "wfm.interval_minutes: {} must be 15 or 30",
+                    w.interval_minutes
+                ),
+            );
+        }
+        let wfm = WfmConfig {
+            enabled: w.enabled,
+            base_url: self.url(Section::Wfm, "wfm.base_url", &w.base_url)?,
+            client_id: self.lazy(Section::Wfm, "wfm.client_id", &w.client_id)?,
+            client_secret: Secret(self.lazy(
+                Section::Wfm,
+                "wfm.client_secret",
+                &w.client_secret,
+            )?),
+            integration_id: self.lazy(Section::Wfm, "wfm.integration_id", &w.integration_id)?,
+            batch_size: w.batch_size,
+            request_timeout_seconds: w.request_timeout_seconds.max(1),
+            requests_per_30s: w.requests_per_30s.max(1),
+        };
+        Ok((Some(wfm), w.interval_minutes))
+    }
+
+    /// `[schedule] cron`: (the schedule, the expression as written); both `None` when absent.
+    fn schedule(
+        &self,
+        raw: Option<&RawSchedule>,
+    ) -> Result<(Option<cron::Schedule>, Option<String>), ConfigError> {
+        let Some(s) = raw else {
+            return Ok((None, None));
+        };
+        let expr = s.cron.get_ref().trim().to_string();
+        let fields = expr.split_whitespace().count();
+        let six = match fields {
+            5 => format!("0 {expr}"),
+            6 => expr.clone(),
+            _ => return self.err(s.cron.span(), format!("schedule.cron: `{expr}` must have five fields (crontab) or six (seconds first)")),
+        };
+        match six.parse::<cron::Schedule>() {
+            Ok(sch) => Ok((Some(sch), Some(expr))),
+            Err(e) => self.err(s.cron.span(), format!("schedule.cron: `{expr}`: {e}")),
+        }
+    }
+}
+
 impl Pipeline {
     pub fn load(path: &Path) -> Result<Pipeline, ConfigError> {
         let file = path.display().to_string();
@@ -887,197 +1120,16 @@ impl Pipeline {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Pipeline, ConfigError> {
         let cx = Ctx::new(path.display().to_string(), src, env);
-        if src.len() as u64 > MAX_FILE_BYTES {
-            return Err(ConfigError {
-                file: cx.file.clone(),
-                line: 0,
-                message: too_large(&cx.file, src.len()),
-            });
-        }
-        let raw: RawPipeline = match toml::from_str(src) {
-            Ok(r) => r,
-            Err(e) => {
-                let message = quote_long(e.message().trim());
-                return Err(match e.span() {
-                    Some(s) => ConfigError {
-                        file: cx.file.clone(),
-                        line: cx.line(s.start),
-                        // `invalid type: string "ten", expected u32` names no key: add it.
-                        message: match cx.key_at(s.start) {
-                            Some(key) if !message.contains(&format!("`{key}`")) => {
-                                format!("{key}: {message}")
-                            }
-                            _ => message,
-                        },
-                    },
-                    None => ConfigError {
-                        file: cx.file.clone(),
-                        line: 0,
-                        message: format!("{}: {message}", cx.file),
-                    },
-                });
-            }
-        };
-        for (kind, n, at) in [
-            ("tasks", raw.tasks.len(), raw.tasks.get(MAX_RULES)),
-            (
-                "workstreams",
-                raw.workstreams.len(),
-                raw.workstreams.get(MAX_RULES),
-            ),
-        ] {
-            if let Some(r) = at {
-                return cx.err(
-                    r.name.span(),
-                    format!(
-                        "{kind}: {n} rules are more than the {MAX_RULES} a pipeline file may have"
-                    ),
-                );
-            }
-        }
-        let name = raw.name.get_ref().clone();
-        if name.len() > MAX_NAME_BYTES {
-            return cx.err(
-                raw.name.span(),
-                format!(
-                    "name: {} characters are more than the {MAX_NAME_BYTES} a folder name may have (it names the state and manifest folders)",
-                    name.len()
-                ),
-            );
-        }
-        if name.is_empty()
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
-            return cx.err(
-                raw.name.span(),
-                format!("name: `{name}` must be letters, digits, `-` or `_` (it names folders)"),
-            );
-        }
-        let timezone = match &raw.timezone {
-            None => None,
-            Some(tz) => match crate::time::parse_tz(tz.get_ref()) {
-                Some(t) => Some(t),
-                None => return cx.err(tz.span(), format!("timezone: unknown timezone `{}` (use an IANA name such as America/New_York)", tz.get_ref())),
-            },
-        };
-        let g = &raw.gladly;
-        let lazy = |section, key, v| -> Result<String, ConfigError> {
-            Ok(cx.expand_in(section, key, v)?.unwrap_or_default())
-        };
-        let gladly = GladlyConfig {
-            base_url: cx.url(Section::Gladly, "gladly.base_url", &g.base_url)?,
-            user: lazy(Section::Gladly, "gladly.user", &g.user)?,
-            token: Secret(lazy(Section::Gladly, "gladly.token", &g.token)?),
-            requests_per_second: g.requests_per_second.max(1),
-            reports_per_minute: g.reports_per_minute.max(1),
-            reports_in_flight: g.reports_in_flight.max(1),
-            request_timeout_seconds: g.request_timeout_seconds.max(1),
-            report_timeout_seconds: g.report_timeout_seconds.max(1),
-            max_answer_mib: g.max_answer_mib.max(1),
-            day_timeout_minutes: match &g.day_timeout_minutes {
-                None => 30.0,
-                Some(m) if m.get_ref().is_finite() && *m.get_ref() > 0.0 => *m.get_ref(),
-                Some(m) => {
-                    return cx.err(
-                        m.span(),
-                        format!(
-                            "gladly.day_timeout_minutes: `{}` is not a positive number of minutes",
-                            m.get_ref()
-                        ),
-                    )
-                }
-            },
-        };
+        let raw = cx.raw()?;
+        cx.rule_counts(&raw)?;
+        let name = cx.name(&raw.name)?;
+        let timezone = cx.timezone(raw.timezone.as_ref())?;
+        let gladly = cx.gladly(&raw.gladly)?;
         let tasks = cx.rules("tasks", &raw.tasks)?;
         let workstreams = cx.rules("workstreams", &raw.workstreams)?;
-        let mut lock_lease_seconds = 60;
-        let (root, compression) = match &raw.output {
-            None => (RootSpec::Local(PathBuf::from("output")), Compression::Zstd),
-            Some(o) => {
-                let c = match o.compression.get_ref().as_str() {
-                    "zstd" => Compression::Zstd,
-                    "snappy" => Compression::Snappy,
-                    "none" | "uncompressed" => Compression::None,
-                    other => {
-                        return cx.err(
-                            o.compression.span(),
-                            format!(
-                                "output.compression: `{other}` is not one of zstd, snappy, none"
-                            ),
-                        )
-                    }
-                };
-                let root = cx.expand("output.root", &o.root)?;
-                if let Err(e) = check_root(&root) {
-                    return cx.err(o.root.span(), format!("output.root: {e}"));
-                }
-                let root = match RootSpec::parse(&root) {
-                    Ok(r) => r,
-                    Err(e) => return cx.err(o.root.span(), format!("output.root: {e}")),
-                };
-                lock_lease_seconds = o.lock_lease_seconds.max(2);
-                (root, c)
-            }
-        };
-        let mut interval_minutes = 15;
-        let wfm = match &raw.wfm {
-            None => None,
-            Some(w) => {
-                if w.batch_size == 0 || w.batch_size > 100 {
-                    return cx.err(
-                        w.integration_id.span(),
-                        format!(
-                            "wfm.batch_size: {} must be from 1 to 100 (the receiver's cap)",
-                            w.batch_size
-                        ),
-                    );
-                }
-                if w.interval_minutes != 15 && w.interval_minutes != 30 {
-                    return cx.err(
-                        w.integration_id.span(),
-                        format!(
-                            "wfm.interval_minutes: {} must be 15 or 30",
-                            w.interval_minutes
-                        ),
-                    );
-                }
-                interval_minutes = w.interval_minutes;
-                Some(WfmConfig {
-                    enabled: w.enabled,
-                    base_url: cx.url(Section::Wfm, "wfm.base_url", &w.base_url)?,
-                    client_id: lazy(Section::Wfm, "wfm.client_id", &w.client_id)?,
-                    client_secret: Secret(lazy(
-                        Section::Wfm,
-                        "wfm.client_secret",
-                        &w.client_secret,
-                    )?),
-                    integration_id: lazy(Section::Wfm, "wfm.integration_id", &w.integration_id)?,
-                    batch_size: w.batch_size,
-                    request_timeout_seconds: w.request_timeout_seconds.max(1),
-                    requests_per_30s: w.requests_per_30s.max(1),
-                })
-            }
-        };
-        let (schedule, schedule_expr) = match &raw.schedule {
-            None => (None, None),
-            Some(s) => {
-                let expr = s.cron.get_ref().trim().to_string();
-                let fields = expr.split_whitespace().count();
-                let six = match fields {
-                    5 => format!("0 {expr}"),
-                    6 => expr.clone(),
-                    _ => return cx.err(s.cron.span(), format!("schedule.cron: `{expr}` must have five fields (crontab) or six (seconds first)")),
-                };
-                match six.parse::<cron::Schedule>() {
-                    Ok(sch) => (Some(sch), Some(expr)),
-                    Err(e) => {
-                        return cx.err(s.cron.span(), format!("schedule.cron: `{expr}`: {e}"))
-                    }
-                }
-            }
-        };
+        let (root, compression, lock_lease_seconds) = cx.output(raw.output.as_ref())?;
+        let (wfm, interval_minutes) = cx.wfm(raw.wfm.as_ref())?;
+        let (schedule, schedule_expr) = cx.schedule(raw.schedule.as_ref())?;
         let follow = cx.follow(raw.follow.as_ref())?;
         let service = cx.service(raw.service.as_ref())?;
         let webhook = cx.webhook(raw.webhook.as_ref())?;

@@ -250,20 +250,26 @@ enum Turn {
     Stop,
 }
 
-/// Runs until SIGTERM/SIGINT (exit 0 after the poll in progress), or a refused credential (4).
+/// `run`'s exit code as a number, for `demo`, which still passes exit codes as numbers.
 pub async fn follow(p: &Pipeline, clock: Clock) -> i32 {
+    i32::from(run(p, clock).await.code())
+}
+
+/// Runs until SIGTERM/SIGINT (done after the poll in progress), or a refused credential.
+pub async fn run(p: &Pipeline, clock: Clock) -> crate::exit::Exit {
+    use crate::exit::Exit;
     // Follow polls Gladly and pushes to the WFM, into a root that must be this pipeline's.
     let Startup { st, state_dir, .. } = match Startup::open(p, true, true) {
         Ok(s) => s,
         Err(e) => {
             log::error(e.to_string());
-            return e.exit_code();
+            return e.exit();
         }
     };
     if let Some(w) = &p.webhook {
         if let Err(e) = p.require(crate::config::Section::Webhook) {
             log::error(e.to_string());
-            return 2;
+            return Exit::Usage;
         }
         log::add_credential(&w.user, w.password.expose());
     }
@@ -272,14 +278,18 @@ pub async fn follow(p: &Pipeline, clock: Clock) -> i32 {
         Ok(tz) => tz,
         Err(e) => {
             log::error(e.to_string());
-            return if e.is_auth() { 4 } else { 1 };
+            return if e.is_auth() {
+                Exit::Refused
+            } else {
+                Exit::Failed
+            };
         }
     };
     let fs = match FollowState::load(&state_dir) {
         Ok(fs) => fs,
         Err(e) => {
             log::error(e.to_string());
-            return 1;
+            return Exit::Failed;
         }
     };
     let mut f = Follower {
@@ -329,14 +339,15 @@ pub async fn follow(p: &Pipeline, clock: Clock) -> i32 {
                 Ok(r) => Some(r),
                 Err(e) => {
                     log::error(format!("{}: {e}", p.file.display()));
-                    return 2;
+                    return Exit::Usage;
                 }
             }
         }
     };
     drop(queue);
-    let Ok(mut service) = crate::service::Service::start(p, Some(period * 3)).await else {
-        return 2;
+    let mut service = match crate::service::Service::start(p, Some(period * 3)).await {
+        Ok(s) => s,
+        Err(exit) => return exit,
     };
     loop {
         let turn = tokio::select! {
@@ -358,7 +369,7 @@ pub async fn follow(p: &Pipeline, clock: Clock) -> i32 {
                 if let Err(e) = f.take_in(taken).await {
                     if e.is_auth() {
                         log::error(e.to_string());
-                        return 4;
+                        return Exit::Refused;
                     }
                     log::warn(format!(
                         "follow: webhook deliveries not pushed at once ({e}); the next poll brings them"
@@ -370,7 +381,7 @@ pub async fn follow(p: &Pipeline, clock: Clock) -> i32 {
                     Ok(()) => service.poll_ok(),
                     Err(e) if e.is_auth() => {
                         log::error(e.to_string());
-                        return 4;
+                        return Exit::Refused;
                     }
                     Err(e) => {
                         log::error(format!("follow: {e}; trying again at the next poll"));
@@ -395,7 +406,7 @@ pub async fn follow(p: &Pipeline, clock: Clock) -> i32 {
         r.stop().await;
     }
     log::info("follow: stopped; the cursor is saved, the next start resumes from it");
-    0
+    Exit::Done
 }
 
 /// `; event→WFM p50 …` for a log line.

@@ -9,6 +9,7 @@
 pub mod audit;
 pub mod commands;
 pub mod config;
+pub mod exit;
 pub mod extract;
 pub mod follow;
 pub mod frames;

@@ -1,6 +1,6 @@
 //! The command line. Everything it does lives in the library; this file only parses arguments
-//! and maps outcomes to the documented exit codes (0 done, 1 failed, 2 usage/config, 3 locked,
-//! 4 credentials refused).
+//! and turns the command's outcome (`exit::Exit`: done, failed, usage/config, locked,
+//! credentials refused) into the process's exit code, in `main`.
 
 // Every printed line goes through the redaction: `say!` / `say_err!` (log.rs), never `println!`.
 #![deny(clippy::print_stdout, clippy::print_stderr)]
@@ -13,6 +13,7 @@ use gladly_wfm::commands::{check, report, schedule, status};
 #[cfg(feature = "simulators")]
 use gladly_wfm::commands::{demo, simulate};
 use gladly_wfm::config::Pipeline;
+use gladly_wfm::exit::Exit;
 use gladly_wfm::pipeline::{self, RunOptions, Stages};
 use gladly_wfm::{log, time};
 
@@ -254,25 +255,42 @@ enum SimCmd {
     },
 }
 
-fn load(path: &std::path::Path) -> Result<Pipeline, ExitCode> {
+fn load(path: &std::path::Path) -> Result<Pipeline, Exit> {
     Pipeline::load(path).map_err(|e| {
         gladly_wfm::say_err!("gladly-wfm: {e}");
-        ExitCode::from(2)
+        Exit::Usage
     })
 }
 
-fn date(flag: &str, s: &Option<String>) -> Result<Option<chrono::NaiveDate>, ExitCode> {
+fn date(flag: &str, s: &Option<String>) -> Result<Option<chrono::NaiveDate>, Exit> {
     match s {
         None => Ok(None),
         Some(s) => time::parse_date(s).map(Some).ok_or_else(|| {
             gladly_wfm::say_err!("gladly-wfm: {flag} `{s}` is not a date (YYYY-MM-DD)");
-            ExitCode::from(2)
+            Exit::Usage
         }),
     }
 }
 
-fn code(c: i32) -> ExitCode {
-    ExitCode::from(c.clamp(0, 255) as u8)
+/// `--from` and `--to`, each a date or absent; both are said when both are wrong.
+fn dates(from: &Option<String>, to: &Option<String>) -> Result<DateRange, Exit> {
+    match (date("--from", from), date("--to", to)) {
+        (Ok(f), Ok(t)) => Ok((f, t)),
+        (Err(c), _) | (_, Err(c)) => Err(c),
+    }
+}
+
+type DateRange = (Option<chrono::NaiveDate>, Option<chrono::NaiveDate>);
+
+/// `--now`, or the clock.
+fn now(flag: &Option<String>) -> Result<time::Ms, Exit> {
+    match flag {
+        None => Ok(time::now_ms()),
+        Some(s) => time::parse_ts(s).ok_or_else(|| {
+            gladly_wfm::say_err!("gladly-wfm: --now `{s}` is not an RFC 3339 instant");
+            Exit::Usage
+        }),
+    }
 }
 
 /// The async runtime (tokio's defaults; `TOKIO_WORKER_THREADS` is read by tokio itself).
@@ -285,35 +303,29 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 fn main() -> ExitCode {
     log::redact_panics();
     let cli = Cli::parse();
-    let code = match runtime() {
+    let exit = match runtime() {
         Ok(rt) => rt.block_on(cli_main(cli)),
         Err(e) => {
             gladly_wfm::say_err!("gladly-wfm: cannot start the async runtime: {e}");
-            ExitCode::from(1)
+            Exit::Failed
         }
     };
     // The runtime is gone, and with it whatever read the spooled files: an object-store root's
     // local temporary folder goes too (`storage::local_temp`).
     gladly_wfm::storage::local_temp::remove_process_dir();
-    code
+    ExitCode::from(exit.code())
 }
 
-async fn cli_main(cli: Cli) -> ExitCode {
+async fn cli_main(cli: Cli) -> Exit {
     let format = if cli.log_format == "json" {
         log::Format::Json
     } else {
         log::Format::Text
     };
     log::configure(format, cli.verbose as i8 - cli.quiet as i8);
-    let now = match &cli.now {
-        None => time::now_ms(),
-        Some(s) => match time::parse_ts(s) {
-            Some(t) => t,
-            None => {
-                gladly_wfm::say_err!("gladly-wfm: --now `{s}` is not an RFC 3339 instant");
-                return ExitCode::from(2);
-            }
-        },
+    let now = match now(&cli.now) {
+        Ok(t) => t,
+        Err(c) => return c,
     };
     match cli.cmd {
         #[cfg(feature = "simulators")]
@@ -322,7 +334,7 @@ async fn cli_main(cli: Cli) -> ExitCode {
             agents,
             out,
             follow,
-        } => code(
+        } => Exit::from_code(
             demo::demo(demo::DemoArgs {
                 days,
                 agents,
@@ -337,47 +349,19 @@ async fn cli_main(cli: Cli) -> ExitCode {
             to,
             stages,
             dry_run,
-        } => {
-            let p = match load(&file) {
-                Ok(p) => p,
-                Err(c) => return c,
-            };
-            let (from, to) = match (date("--from", &from), date("--to", &to)) {
-                (Ok(f), Ok(t)) => (f, t),
-                (Err(c), _) | (_, Err(c)) => return c,
-            };
-            let stages = match Stages::parse(&stages) {
-                Ok(s) => s,
-                Err(e) => {
-                    gladly_wfm::say_err!("gladly-wfm: --stages: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            let trigger = if from.is_some() { "manual" } else { "nightly" };
-            let opts = RunOptions {
-                from,
-                to,
-                stages,
-                dry_run,
-                now,
-                trigger: trigger.into(),
-            };
-            let outcome = pipeline::run(&p, &opts).await;
-            gladly_wfm::say!("{}", outcome.summary);
-            code(outcome.exit_code)
-        }
+        } => run_cmd(&file, (&from, &to), &stages, dry_run, now).await,
         Cmd::Follow { pipeline: file } => match load(&file) {
             Ok(p) => {
                 let clock = match cli.now {
                     Some(_) => time::Clock::starting_at(now, cli.speed.unwrap_or(1.0)),
                     None => time::Clock::real(),
                 };
-                code(gladly_wfm::follow::follow(&p, clock).await)
+                gladly_wfm::follow::run(&p, clock).await
             }
             Err(c) => c,
         },
         Cmd::Schedule { pipeline: file } => match load(&file) {
-            Ok(p) => code(schedule::schedule(&p).await),
+            Ok(p) => schedule::schedule(&p).await,
             Err(c) => c,
         },
         Cmd::Check {
@@ -386,42 +370,30 @@ async fn cli_main(cli: Cli) -> ExitCode {
             strict,
             remove_webhook,
         } => match load(&file) {
-            Ok(p) => code(check::check(&p, offline, strict, remove_webhook).await),
+            Ok(p) => check::check(&p, offline, strict, remove_webhook).await,
             Err(c) => c,
         },
         Cmd::Report {
             pipeline: file,
             date: d,
             out,
-        } => {
-            let p = match load(&file) {
-                Ok(p) => p,
-                Err(c) => return c,
-            };
-            let date = match date("--date", &d) {
-                Ok(d) => d,
-                Err(c) => return c,
-            };
-            code(report::report(&p, &report::ReportArgs { date, out, now }))
-        }
+        } => match load(&file).and_then(|p| Ok((p, date("--date", &d)?))) {
+            Ok((p, date)) => report::report(&p, &report::ReportArgs { date, out, now }),
+            Err(c) => c,
+        },
         Cmd::Audit {
             pipeline: file,
             from,
             to,
-        } => {
-            let p = match load(&file) {
-                Ok(p) => p,
-                Err(c) => return c,
-            };
-            let (from, to) = match (date("--from", &from), date("--to", &to)) {
-                (Ok(f), Ok(t)) => (f, t),
-                (Err(c), _) | (_, Err(c)) => return c,
-            };
-            let args = gladly_wfm::commands::audit::AuditArgs { from, to, now };
-            code(gladly_wfm::commands::audit::audit(&p, &args).await)
-        }
+        } => match load(&file).and_then(|p| Ok((p, dates(&from, &to)?))) {
+            Ok((p, (from, to))) => {
+                let args = gladly_wfm::commands::audit::AuditArgs { from, to, now };
+                gladly_wfm::commands::audit::audit(&p, &args).await
+            }
+            Err(c) => c,
+        },
         Cmd::Status { pipeline: file } => match load(&file) {
-            Ok(p) => code(status::status(&p, now)),
+            Ok(p) => status::status(&p, now),
             Err(c) => c,
         },
         #[cfg(feature = "simulators")]
@@ -429,9 +401,42 @@ async fn cli_main(cli: Cli) -> ExitCode {
     }
 }
 
+/// `run`: the pipeline once, and its summary.
+async fn run_cmd(
+    file: &std::path::Path,
+    (from, to): (&Option<String>, &Option<String>),
+    stages: &str,
+    dry_run: bool,
+    now: time::Ms,
+) -> Exit {
+    let (p, (from, to)) = match load(file).and_then(|p| Ok((p, dates(from, to)?))) {
+        Ok(x) => x,
+        Err(c) => return c,
+    };
+    let stages = match Stages::parse(stages) {
+        Ok(s) => s,
+        Err(e) => {
+            gladly_wfm::say_err!("gladly-wfm: --stages: {e}");
+            return Exit::Usage;
+        }
+    };
+    let trigger = if from.is_some() { "manual" } else { "nightly" };
+    let opts = RunOptions {
+        from,
+        to,
+        stages,
+        dry_run,
+        now,
+        trigger: trigger.into(),
+    };
+    let outcome = pipeline::run(&p, &opts).await;
+    gladly_wfm::say!("{}", outcome.summary);
+    outcome.exit()
+}
+
 /// `simulate gladly|wfm`: a simulator on its own, until interrupted.
 #[cfg(feature = "simulators")]
-async fn simulate_cmd(which: SimCmd, cli_now: Option<String>, speed: Option<f64>) -> ExitCode {
+async fn simulate_cmd(which: SimCmd, cli_now: Option<String>, speed: Option<f64>) -> Exit {
     let r = match which {
         SimCmd::Gladly {
             addr,
@@ -461,7 +466,7 @@ async fn simulate_cmd(which: SimCmd, cli_now: Option<String>, speed: Option<f64>
                     Some(t) => Some(t),
                     None => {
                         gladly_wfm::say_err!("gladly-wfm: --now `{s}` is not an RFC 3339 instant");
-                        return ExitCode::from(2);
+                        return Exit::Usage;
                     }
                 },
             };
@@ -517,10 +522,10 @@ async fn simulate_cmd(which: SimCmd, cli_now: Option<String>, speed: Option<f64>
         }
     };
     match r {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => Exit::Done,
         Err(e) => {
             gladly_wfm::say_err!("gladly-wfm: {e}");
-            ExitCode::from(2)
+            Exit::Usage
         }
     }
 }

@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use crate::audit::AuditDay;
 use crate::config::Pipeline;
+use crate::exit::Exit;
 use crate::load::push::PushTotals;
 use crate::log;
 use crate::model::SetAside;
@@ -107,7 +108,7 @@ pub struct RunFacts<'a> {
     pub window: &'a [NaiveDate],
     pub requests: Value,
     pub outcome: &'a str,
-    pub exit_code: i32,
+    pub exit: Exit,
     pub error: Option<String>,
     pub elapsed_s: f64,
 }
@@ -229,7 +230,7 @@ pub fn manifest(t: &Tally, f: &RunFacts) -> Manifest {
         },
         wfm: t.wfm.clone(),
         outcome: f.outcome.to_string(),
-        exit_code: f.exit_code,
+        exit_code: i32::from(f.exit.code()),
         error: f.error.clone(),
         audit: t.audit.clone(),
     }

@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::exit::Exit;
 use crate::storage::Root;
 
 pub const OWNER_FILE: &str = "_pipeline";
@@ -23,12 +24,17 @@ pub enum OwnershipError {
 }
 
 impl OwnershipError {
-    /// Another owner is a configuration error (2); a root that cannot be written fails the run (1).
-    pub fn exit_code(&self) -> i32 {
+    /// Another owner is a configuration error; a root that cannot be written fails the run.
+    pub fn exit(&self) -> Exit {
         match self {
-            OwnershipError::Other { .. } => 2,
-            OwnershipError::Io { .. } => 1,
+            OwnershipError::Other { .. } => Exit::Usage,
+            OwnershipError::Io { .. } => Exit::Failed,
         }
+    }
+
+    /// `exit` as a number, for `demo`, which still passes exit codes as numbers.
+    pub fn exit_code(&self) -> i32 {
+        i32::from(self.exit().code())
     }
 }
 
@@ -200,7 +206,7 @@ mod tests {
             "demo\n"
         );
         let e = claim_dir(&root, "nightly").unwrap_err();
-        assert_eq!(e.exit_code(), 2);
+        assert_eq!(e.exit(), Exit::Usage);
         let m = e.to_string();
         assert!(m.contains("`demo`") && m.contains("`nightly`"), "{m}");
         assert!(m.contains(&root.display().to_string()), "{m}");

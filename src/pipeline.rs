@@ -10,6 +10,7 @@ use chrono_tz::Tz;
 use serde_json::json;
 
 use crate::config::Pipeline;
+use crate::exit::Exit;
 use crate::extract::{AbortOnDrop, ExtractError, Extractor, Fetched};
 use crate::gladly::{GladlyClient, GladlyError};
 use crate::http::Stats;
@@ -32,9 +33,10 @@ use crate::wfm::{WfmClient, WfmError};
 
 pub use crate::options::{RunOptions, Stages};
 
-/// What a run ended with; `exit_code` is the documented contract (DESIGN §3).
+/// What a run ended with; `exit` is the documented contract (DESIGN §3).
 #[derive(Debug)]
 pub struct RunOutcome {
+    /// `exit`'s code, as the manifest has it (and `demo` and follow's reconcile read it).
     pub exit_code: i32,
     /// Stopped by SIGTERM/SIGINT at a safe point.
     pub interrupted: bool,
@@ -43,6 +45,13 @@ pub struct RunOutcome {
     pub manifest_path: Option<String>,
     /// `None` when the run stopped before it had one (a usage error, the lock taken).
     pub manifest: Option<Manifest>,
+}
+
+impl RunOutcome {
+    /// How the run ended.
+    pub fn exit(&self) -> Exit {
+        Exit::from_code(self.exit_code)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -60,14 +69,33 @@ enum RunError {
 }
 
 impl RunError {
-    fn code(&self) -> i32 {
+    fn exit(&self) -> Exit {
         match self {
-            RunError::Usage(_) => 2,
-            RunError::Locked(_) => 3,
-            RunError::Auth(_) => 4,
-            RunError::Failed(_) | RunError::Interrupted => 1,
+            RunError::Usage(_) => Exit::Usage,
+            RunError::Locked(_) => Exit::Locked,
+            RunError::Auth(_) => Exit::Refused,
+            RunError::Failed(_) | RunError::Interrupted => Exit::Failed,
         }
     }
+}
+
+/// `--from`/`--to` a person would not mean: a usage error.
+#[derive(Debug, thiserror::Error)]
+enum DatesError {
+    #[error("--from {from} is after --to {to}")]
+    Reversed { from: NaiveDate, to: NaiveDate },
+    #[error("--from and --to go together")]
+    Half,
+    #[error("--from {from} is before {earliest}: Gladly holds no data from then", earliest = time::EARLIEST_DATE)]
+    TooEarly { from: NaiveDate },
+    #[error("--from {from} --to {to} is {days} days, more than max_range_days = {max} in {file}: split the range, or raise the key")]
+    TooLong {
+        from: NaiveDate,
+        to: NaiveDate,
+        days: i64,
+        max: u32,
+        file: String,
+    },
 }
 
 impl From<GladlyError> for RunError {
@@ -115,7 +143,7 @@ impl From<StageError> for RunError {
         match e {
             StageError::Storage(s) => s.into(),
             StageError::Gladly(g) => g.into(),
-            e if e.exit_code() == 2 => RunError::Usage(e.to_string()),
+            e if e.exit() == Exit::Usage => RunError::Usage(e.to_string()),
             e => RunError::Failed(e.to_string()),
         }
     }
@@ -236,7 +264,7 @@ pub async fn run(p: &Pipeline, opts: &RunOptions) -> RunOutcome {
     let t0 = Instant::now();
     log::add_secrets(&p.secrets());
     if let Err(e) = check_dates(p, opts) {
-        return early(2, e);
+        return early(Exit::Usage, e.to_string());
     }
     let push = opts.stages.load && !opts.dry_run;
     let Startup {
@@ -245,7 +273,7 @@ pub async fn run(p: &Pipeline, opts: &RunOptions) -> RunOutcome {
         state_dir,
     } = match Startup::open(p, opts.stages.extract, push) {
         Ok(s) => s,
-        Err(e) => return early(e.exit_code(), e.to_string()),
+        Err(e) => return early(e.exit(), e.to_string()),
     };
     let lock = match PipelineLock::acquire_beside_follow(&state_dir, &p.name, &run_id, p.lock_lease)
         .await
@@ -254,9 +282,9 @@ pub async fn run(p: &Pipeline, opts: &RunOptions) -> RunOutcome {
         Err(e) => {
             return early(
                 if matches!(e, LockError::Held { .. }) {
-                    3
+                    Exit::Locked
                 } else {
-                    1
+                    Exit::Failed
                 },
                 e.to_string(),
             )
@@ -264,11 +292,11 @@ pub async fn run(p: &Pipeline, opts: &RunOptions) -> RunOutcome {
     };
     let state = match PipelineState::load(&state_dir) {
         Ok(s) => s,
-        Err(e) => return early(1, e.to_string()),
+        Err(e) => return early(Exit::Failed, e.to_string()),
     };
     let pending = match PendingWorkFile::open(&state_dir) {
         Ok(w) => Arc::new(w),
-        Err(e) => return early(1, e.to_string()),
+        Err(e) => return early(Exit::Failed, e.to_string()),
     };
     let interrupt = Interrupt::new();
     let _signals = interrupt.listen();
@@ -295,8 +323,8 @@ pub async fn run(p: &Pipeline, opts: &RunOptions) -> RunOutcome {
     };
     let result = r.execute().await;
     log::progress_done();
-    let (code, outcome, error) = ending(&result, &r.wfm_auth_error, lock);
-    if code == 0 {
+    let (exit, outcome, error) = ending(&result, &r.wfm_auth_error, lock);
+    if exit == Exit::Done {
         crate::telemetry::last_success("run");
     }
     let facts = RunFacts {
@@ -316,7 +344,7 @@ pub async fn run(p: &Pipeline, opts: &RunOptions) -> RunOutcome {
             }),
         },
         outcome,
-        exit_code: code,
+        exit,
         error: error.clone(),
         elapsed_s: t0.elapsed().as_secs_f64(),
     };
@@ -324,7 +352,7 @@ pub async fn run(p: &Pipeline, opts: &RunOptions) -> RunOutcome {
     let manifest_path = write_manifest(&root.dir(&p.runs_rel()), &run_id, &manifest);
     let summary = manifest::summary(&manifest, facts.elapsed_s, manifest_path.as_deref());
     RunOutcome {
-        exit_code: code,
+        exit_code: i32::from(exit.code()),
         interrupted: outcome == "interrupted",
         summary,
         manifest_path,
@@ -333,44 +361,44 @@ pub async fn run(p: &Pipeline, opts: &RunOptions) -> RunOutcome {
 }
 
 /// `--from`/`--to` as a person means them: together, in order, a plausible range.
-fn check_dates(p: &Pipeline, opts: &RunOptions) -> Result<(), String> {
+fn check_dates(p: &Pipeline, opts: &RunOptions) -> Result<(), DatesError> {
     match (opts.from, opts.to) {
-        (Some(f), Some(t)) if f > t => Err(format!("--from {f} is after --to {t}")),
+        (Some(from), Some(to)) if from > to => Err(DatesError::Reversed { from, to }),
         (Some(f), Some(t)) => check_range(p, f, t),
         (None, None) => Ok(()),
-        _ => Err("--from and --to go together".into()),
+        _ => Err(DatesError::Half),
     }
 }
 
-/// How the run ended: (exit code, outcome, error). It releases the lock first: a run that ends
+/// How the run ended: (exit, outcome, error). It releases the lock first: a run that ends
 /// releases its lock, or fails saying it could not.
 fn ending(
     result: &Result<(), RunError>,
     wfm_auth_error: &Option<String>,
     lock: PipelineLock,
-) -> (i32, &'static str, Option<String>) {
-    let (mut code, mut outcome, mut error) = match result {
+) -> (Exit, &'static str, Option<String>) {
+    let (mut exit, mut outcome, mut error) = match result {
         Ok(()) => match wfm_auth_error {
-            Some(e) => (4, "wfm_auth_failed", Some(e.clone())),
-            None => (0, "ok", None),
+            Some(e) => (Exit::Refused, "wfm_auth_failed", Some(e.clone())),
+            None => (Exit::Done, "ok", None),
         },
-        Err(RunError::Interrupted) => (1, "interrupted", Some(RunError::Interrupted.to_string())),
-        Err(e) => (e.code(), "failed", Some(e.to_string())),
+        Err(e @ RunError::Interrupted) => (e.exit(), "interrupted", Some(e.to_string())),
+        Err(e) => (e.exit(), "failed", Some(e.to_string())),
     };
     if let Err(e) = tokio::task::block_in_place(|| lock.release()) {
         let msg = format!(
             "could not release the run lock ({e}); the next run takes it over once its lease expires"
         );
         log::error(&msg);
-        if code == 0 {
-            (code, outcome) = (1, "failed");
+        if exit == Exit::Done {
+            (exit, outcome) = (Exit::Failed, "failed");
         }
         error = Some(match error {
             Some(first) => format!("{first}; {msg}"),
             None => msg,
         });
     }
-    (code, outcome, error)
+    (exit, outcome, error)
 }
 
 /// Writes the run's manifest (redacted) under `_runs/<pipeline>/`; returns where.
@@ -386,9 +414,9 @@ fn write_manifest(runs: &Dir, run_id: &str, manifest: &Manifest) -> Option<Strin
     }
 }
 
-fn early(code: i32, msg: String) -> RunOutcome {
+fn early(exit: Exit, msg: String) -> RunOutcome {
     RunOutcome {
-        exit_code: code,
+        exit_code: i32::from(exit.code()),
         interrupted: false,
         summary: log::redact(&format!("gladly-wfm: {msg}")),
         manifest_path: None,
@@ -407,20 +435,19 @@ pub fn last_complete_day(tz: Tz, now: Ms, lag_minutes: u32) -> NaiveDate {
 
 /// A range a person would not mean: before Gladly could hold data, or longer than
 /// `max_range_days` (a typo in a year starts thousands of days of requests).
-fn check_range(p: &Pipeline, from: NaiveDate, to: NaiveDate) -> Result<(), String> {
+fn check_range(p: &Pipeline, from: NaiveDate, to: NaiveDate) -> Result<(), DatesError> {
     if from < time::EARLIEST_DATE {
-        return Err(format!(
-            "--from {from} is before {}: Gladly holds no data from then",
-            time::EARLIEST_DATE
-        ));
+        return Err(DatesError::TooEarly { from });
     }
     let days = (to - from).num_days() + 1;
     if days > p.max_range_days as i64 {
-        return Err(format!(
-            "--from {from} --to {to} is {days} days, more than max_range_days = {} in {}: split the range, or raise the key",
-            p.max_range_days,
-            p.file.display()
-        ));
+        return Err(DatesError::TooLong {
+            from,
+            to,
+            days,
+            max: p.max_range_days,
+            file: p.file.display().to_string(),
+        });
     }
     Ok(())
 }

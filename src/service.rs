@@ -21,6 +21,7 @@ use axum::routing::get;
 use axum::Router;
 
 use crate::config::Pipeline;
+use crate::exit::Exit;
 use crate::log;
 
 /// Connections served at once; one more is closed at once.
@@ -32,6 +33,26 @@ const CONNECTION_LIFETIME: Duration = Duration::from_secs(30);
 /// `/healthz` never asks for a turn more often than this, whatever the loop's period: a clock
 /// run faster than real time (tests, demos) must not make a single slow turn look dead.
 const MIN_ALIVE_WITHIN: Duration = Duration::from_secs(10);
+
+/// Why `/readyz` answers 503: its `reason`, and the `service: not ready` log line's.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NotReady {
+    #[error("starting")]
+    Starting,
+    #[error("shutting down")]
+    ShuttingDown,
+    /// What the service's loop said (one line).
+    #[error("{0}")]
+    Said(String),
+}
+
+/// Why `/healthz` answers 503: the loop's last turn began too long ago.
+#[derive(Debug, thiserror::Error)]
+#[error("the loop's last turn began {:.0} s ago (alive within {:.0} s)", .quiet.as_secs_f64(), .max.as_secs_f64())]
+pub struct NotAlive {
+    quiet: Duration,
+    max: Duration,
+}
 
 /// What `/healthz` and `/readyz` answer from.
 #[derive(Debug)]
@@ -46,8 +67,8 @@ struct State {
     /// Alive while the last turn began less than this long ago; `None`: alive while the
     /// process runs its loop (`schedule`).
     max_quiet: Option<Duration>,
-    /// `Err(reason)` while not ready.
-    ready: Result<(), String>,
+    /// `Err(why)` while not ready.
+    ready: Result<(), NotReady>,
     shutting_down: bool,
 }
 
@@ -57,7 +78,7 @@ impl Health {
             state: Mutex::new(State {
                 last_turn: Instant::now(),
                 max_quiet,
-                ready: Err("starting".into()),
+                ready: Err(NotReady::Starting),
                 shutting_down: false,
             }),
         })
@@ -74,7 +95,9 @@ impl Health {
         let new = if ready {
             Ok(())
         } else {
-            Err(reason.lines().next().unwrap_or("").to_string())
+            Err(NotReady::Said(
+                reason.lines().next().unwrap_or("").to_string(),
+            ))
         };
         let mut s = self.state.lock().unwrap();
         if s.ready == new {
@@ -97,24 +120,23 @@ impl Health {
         }
     }
 
-    /// `Err(reason)` when the loop is not alive.
-    pub fn alive(&self) -> Result<(), String> {
+    /// `Err(why)` when the loop is not alive.
+    pub fn alive(&self) -> Result<(), NotAlive> {
         let s = self.state.lock().unwrap();
         match s.max_quiet {
-            Some(max) if s.last_turn.elapsed() >= max => Err(format!(
-                "the loop's last turn began {:.0} s ago (alive within {:.0} s)",
-                s.last_turn.elapsed().as_secs_f64(),
-                max.as_secs_f64()
-            )),
+            Some(max) if s.last_turn.elapsed() >= max => Err(NotAlive {
+                quiet: s.last_turn.elapsed(),
+                max,
+            }),
             _ => Ok(()),
         }
     }
 
-    /// `Err(reason)` when not ready.
-    pub fn readiness(&self) -> Result<(), String> {
+    /// `Err(why)` when not ready.
+    pub fn readiness(&self) -> Result<(), NotReady> {
         let s = self.state.lock().unwrap();
         if s.shutting_down {
-            return Err("shutting down".into());
+            return Err(NotReady::ShuttingDown);
         }
         s.ready.clone()
     }
@@ -152,8 +174,8 @@ impl Service {
 
     /// Starts serving when the pipeline has `[service]`: for `follow`, `alive_within` is three
     /// poll intervals (at least 10 s); `schedule` passes `None`. A listener that cannot be bound is an error
-    /// (exit 2: the address is the file's).
-    pub async fn start(p: &Pipeline, alive_within: Option<Duration>) -> Result<Service, i32> {
+    /// (said here; a usage error: the address is the file's).
+    pub async fn start(p: &Pipeline, alive_within: Option<Duration>) -> Result<Service, Exit> {
         let Some(cfg) = &p.service else {
             return Ok(Service::none());
         };
@@ -167,7 +189,7 @@ impl Service {
                     p.file.display(),
                     cfg.listen
                 ));
-                return Err(2);
+                return Err(Exit::Usage);
             }
         };
         let addr = listener.local_addr().unwrap_or(cfg.listen);
@@ -273,7 +295,7 @@ pub fn router(health: Arc<Health>) -> Router {
                     Ok(()) => json(StatusCode::OK, serde_json::json!({"alive": true})),
                     Err(r) => json(
                         StatusCode::SERVICE_UNAVAILABLE,
-                        serde_json::json!({"alive": false, "reason": log::redact(&r)}),
+                        serde_json::json!({"alive": false, "reason": log::redact(&r.to_string())}),
                     ),
                 }
             }),
@@ -285,7 +307,7 @@ pub fn router(health: Arc<Health>) -> Router {
                     Ok(()) => json(StatusCode::OK, serde_json::json!({"ready": true})),
                     Err(r) => json(
                         StatusCode::SERVICE_UNAVAILABLE,
-                        serde_json::json!({"ready": false, "reason": log::redact(&r)}),
+                        serde_json::json!({"ready": false, "reason": log::redact(&r.to_string())}),
                     ),
                 }
             }),
@@ -321,16 +343,24 @@ mod tests {
     fn health_turns_and_readiness() {
         let h = Health::new(Some(Duration::from_millis(50)));
         assert!(h.alive().is_ok());
-        assert_eq!(h.readiness(), Err("starting".into()));
+        assert_eq!(h.readiness(), Err(NotReady::Starting));
         h.ready(true, "");
         assert!(h.readiness().is_ok());
         h.ready(false, "gladly: 1 poll failed: x\nsecond line");
-        assert_eq!(h.readiness(), Err("gladly: 1 poll failed: x".into()));
+        assert_eq!(
+            h.readiness(),
+            Err(NotReady::Said("gladly: 1 poll failed: x".into()))
+        );
         h.ready(true, "");
         h.shutting_down();
-        assert_eq!(h.readiness(), Err("shutting down".into()));
+        assert_eq!(h.readiness(), Err(NotReady::ShuttingDown));
+        assert_eq!(NotReady::ShuttingDown.to_string(), "shutting down");
         std::thread::sleep(Duration::from_millis(60));
-        assert!(h.alive().is_err());
+        let why = h.alive().unwrap_err().to_string();
+        assert!(
+            why.starts_with("the loop's last turn began 0 s ago (alive within 0 s)"),
+            "{why}"
+        );
         h.loop_turn();
         assert!(h.alive().is_ok());
         let always = Health::new(None);

@@ -7,6 +7,7 @@ use chrono::NaiveDate;
 use chrono_tz::Tz;
 
 use crate::config::Pipeline;
+use crate::exit::Exit;
 use crate::frames::DataFrame;
 use crate::gladly::{GladlyClient, GladlyError};
 use crate::model::{AgentDim, InboxDim};
@@ -38,14 +39,14 @@ pub enum StageError {
 }
 
 impl StageError {
-    /// Start-up's refusals are configuration errors (2) except a root that cannot be written
-    /// (1); refused credentials are 4; everything else fails the run (1).
-    pub fn exit_code(&self) -> i32 {
+    /// Start-up's refusals are configuration errors except a root that cannot be written
+    /// (failed); refused credentials are refused; everything else fails the run.
+    pub fn exit(&self) -> Exit {
         match self {
-            StageError::Config(_) | StageError::Root(_) => 2,
-            StageError::Ownership(e) => e.exit_code(),
-            StageError::Gladly(GladlyError::Auth { .. }) => 4,
-            _ => 1,
+            StageError::Config(_) | StageError::Root(_) => Exit::Usage,
+            StageError::Ownership(e) => e.exit(),
+            StageError::Gladly(e) => e.exit(),
+            _ => Exit::Failed,
         }
     }
 }

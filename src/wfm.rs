@@ -32,6 +32,16 @@ pub enum WfmError {
     Interrupted,
 }
 
+impl WfmError {
+    /// Refused credentials are their own outcome; anything else fails the command.
+    pub fn exit(&self) -> crate::exit::Exit {
+        match self {
+            WfmError::Auth { .. } => crate::exit::Exit::Refused,
+            _ => crate::exit::Exit::Failed,
+        }
+    }
+}
+
 /// The receiver's per-request answer.
 #[derive(Clone, Debug, Default, Deserialize, serde::Serialize, PartialEq)]
 #[serde(rename_all = "camelCase", default)]

@@ -10,6 +10,7 @@ use chrono_tz::Tz;
 
 use crate::audit::{self, AuditDay, AuditRow};
 use crate::config::Pipeline;
+use crate::exit::Exit;
 use crate::gladly::decode::{self, Request};
 use crate::gladly::{GladlyClient, GladlyError};
 use crate::http::Stats;
@@ -32,12 +33,12 @@ pub enum AuditError {
 }
 
 impl AuditError {
-    fn exit_code(&self) -> i32 {
+    fn exit(&self) -> Exit {
         match self {
-            AuditError::Usage(_) => 2,
-            AuditError::Stage(e) => e.exit_code(),
-            AuditError::Gladly(GladlyError::Auth { .. }) => 4,
-            AuditError::Gladly(_) | AuditError::State(_) => 1,
+            AuditError::Usage(_) => Exit::Usage,
+            AuditError::Stage(e) => e.exit(),
+            AuditError::Gladly(e) => e.exit(),
+            AuditError::State(_) => Exit::Failed,
         }
     }
 }
@@ -49,14 +50,14 @@ pub struct AuditArgs {
     pub now: Ms,
 }
 
-/// Runs the command: 0 when no agent-day drifts, 1 when one does (or the command failed),
-/// 2 for usage, 4 for refused credentials.
-pub async fn audit(p: &Pipeline, args: &AuditArgs) -> i32 {
+/// Runs the command: done when no agent-day drifts, failed when one does (or the command
+/// failed), usage, or refused credentials.
+pub async fn audit(p: &Pipeline, args: &AuditArgs) -> Exit {
     match audit_days(p, args).await {
-        Ok(drifting) => i32::from(drifting > 0),
+        Ok(drifting) => Exit::failed_if(drifting > 0),
         Err(e) => {
             crate::say_err!("gladly-wfm audit: {e}");
-            e.exit_code()
+            e.exit()
         }
     }
 }

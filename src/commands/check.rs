@@ -7,37 +7,39 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::config::{Pipeline, Rule, Section};
+use crate::exit::Exit;
 use crate::gladly::{GladlyClient, GladlyError};
 use crate::http::Stats;
 use crate::raw;
 use crate::storage::Storage;
 use crate::transform::labels::label;
 use crate::transform::rules::all_matches;
-use crate::wfm::{WfmClient, WfmError};
+use crate::wfm::WfmClient;
 
 /// How many of the newest raw days `check` reads labels from.
 const CHECK_DAYS: usize = 14;
 
-/// Returns the exit code (0 fine, 4 credentials refused, 1 unreachable or, with `strict`, a
-/// label, inbox or rule unmatched, 2 a variable the online check needs is unset or the output
-/// root belongs to another pipeline).
+/// Done when fine; refused credentials; failed when unreachable or, with `strict`, a label,
+/// inbox or rule unmatched; usage when a variable the online check needs is unset or the
+/// output root belongs to another pipeline.
 ///
-/// With `remove_webhook` it disables and deletes the pipeline's webhook in Gladly instead (0
-/// done or none there, 1 Gladly failed, 4 credentials refused, 2 no `[webhook]`).
-pub async fn check(p: &Pipeline, offline: bool, strict: bool, remove_webhook: bool) -> i32 {
+/// With `remove_webhook` it disables and deletes the pipeline's webhook in Gladly instead (done
+/// when done or none there, failed when Gladly failed, refused credentials, usage with no
+/// `[webhook]`).
+pub async fn check(p: &Pipeline, offline: bool, strict: bool, remove_webhook: bool) -> Exit {
     crate::log::add_secrets(&p.secrets());
     let root = match p.root() {
         Ok(r) => r,
         Err(e) => {
             crate::say_err!("gladly-wfm: output.root: {e}");
-            return 2;
+            return Exit::Usage;
         }
     };
     if let Err(e) = crate::ownership::verify(&root, &p.name) {
-        // Another pipeline's raw zone says nothing about this pipeline's rules (2); a root
-        // that cannot be read is 1, as for `run`.
+        // Another pipeline's raw zone says nothing about this pipeline's rules (usage); a root
+        // that cannot be read fails, as for `run`.
         crate::say_err!("gladly-wfm: {e}");
-        return e.exit_code();
+        return e.exit();
     }
     if remove_webhook {
         return remove(p).await;
@@ -46,7 +48,7 @@ pub async fn check(p: &Pipeline, offline: bool, strict: bool, remove_webhook: bo
         for section in [Section::Gladly, Section::Wfm] {
             if let Err(e) = p.require(section) {
                 crate::say_err!("gladly-wfm: {e} (check --offline needs no credentials)");
-                return 2;
+                return Exit::Usage;
             }
         }
     }
@@ -56,7 +58,7 @@ pub async fn check(p: &Pipeline, offline: bool, strict: bool, remove_webhook: bo
         p.tasks.len(),
         p.workstreams.len()
     );
-    let mut code = 0;
+    let mut exit = Exit::Done;
     if offline {
         crate::say!("credentials: not tried (--offline)");
     } else {
@@ -66,13 +68,9 @@ pub async fn check(p: &Pipeline, offline: bool, strict: bool, remove_webhook: bo
                 "gladly: credentials accepted (organisation timezone {})",
                 org.timezone.unwrap_or_default()
             ),
-            Err(e @ GladlyError::Auth { .. }) => {
-                crate::say!("gladly: {e}");
-                code = 4;
-            }
             Err(e) => {
                 crate::say!("gladly: {e}");
-                code = code.max(1);
+                exit = exit.max(e.exit());
             }
         }
         if let Some(w) = p.webhook.as_ref().filter(|w| !w.public_url.is_empty()) {
@@ -80,11 +78,7 @@ pub async fn check(p: &Pipeline, offline: bool, strict: bool, remove_webhook: bo
                 Ok(h) => crate::say!("{}", crate::webhook::manage::describe(h.as_ref(), w)),
                 Err(e) => {
                     crate::say!("webhook: {e}");
-                    code = code.max(if matches!(e, GladlyError::Auth { .. }) {
-                        4
-                    } else {
-                        1
-                    });
+                    exit = exit.max(e.exit());
                 }
             }
         }
@@ -102,13 +96,9 @@ pub async fn check(p: &Pipeline, offline: bool, strict: bool, remove_webhook: bo
                 .await
             {
                 Ok(_) => crate::say!("wfm: credentials accepted"),
-                Err(e @ WfmError::Auth { .. }) => {
-                    crate::say!("wfm: {e}");
-                    code = 4;
-                }
                 Err(e) => {
                     crate::say!("wfm: {e}");
-                    code = code.max(1);
+                    exit = exit.max(e.exit());
                 }
             }
         }
@@ -117,23 +107,23 @@ pub async fn check(p: &Pipeline, offline: bool, strict: bool, remove_webhook: bo
     let problems = report_labels(p, &st) + report_inboxes(p, &st);
     if strict && problems > 0 {
         crate::say!("strict: {problems} problem(s) above: every label and inbox seen must match a rule, and every rule something seen");
-        code = code.max(1);
+        exit = exit.max(Exit::Failed);
     }
-    code
+    exit
 }
 
 /// `check --remove-webhook`.
-async fn remove(p: &Pipeline) -> i32 {
+async fn remove(p: &Pipeline) -> Exit {
     let Some(w) = &p.webhook else {
         crate::say_err!(
             "gladly-wfm: {}: no [webhook] table, so no webhook to remove",
             p.file.display()
         );
-        return 2;
+        return Exit::Usage;
     };
     if let Err(e) = p.require(Section::Gladly) {
         crate::say_err!("gladly-wfm: {e}");
-        return 2;
+        return Exit::Usage;
     }
     let g = GladlyClient::new(&p.gladly, Arc::new(Stats::default()));
     match crate::webhook::manage::remove(&g, w).await {
@@ -143,22 +133,22 @@ async fn remove(p: &Pipeline) -> i32 {
                 h.url,
                 h.name.unwrap_or_default()
             );
-            0
+            Exit::Done
         }
         Ok(None) => {
             crate::say!(
                 "webhook: none in Gladly for {}; nothing to remove",
                 w.public_url
             );
-            0
+            Exit::Done
         }
         Err(e @ GladlyError::Auth { .. }) => {
             crate::say_err!("gladly-wfm: {e}");
-            4
+            e.exit()
         }
         Err(e) => {
             crate::say_err!("gladly-wfm: webhook not removed: {e}");
-            1
+            e.exit()
         }
     }
 }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use chrono::NaiveDate;
 
 use crate::config::Pipeline;
+use crate::exit::Exit;
 use crate::report;
 use crate::time::Ms;
 
@@ -14,9 +15,9 @@ pub struct ReportArgs {
     pub now: Ms,
 }
 
-/// Returns the exit code: 0 written, 2 no such day or no timezone, 1 unreadable data or an
+/// Done when written; usage for no such day or no timezone; failed for unreadable data or an
 /// unwritable file.
-pub fn report(p: &Pipeline, a: &ReportArgs) -> i32 {
+pub fn report(p: &Pipeline, a: &ReportArgs) -> Exit {
     match report::write(p, a.date, a.out.as_deref(), a.now) {
         Ok(w) => {
             crate::say!(
@@ -27,11 +28,11 @@ pub fn report(p: &Pipeline, a: &ReportArgs) -> i32 {
                 w.status_segments,
                 w.bytes.div_ceil(1024)
             );
-            0
+            Exit::Done
         }
         Err(e) => {
             crate::say_err!("gladly-wfm report: {e}");
-            e.code()
+            e.exit()
         }
     }
 }

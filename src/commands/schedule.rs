@@ -6,28 +6,30 @@
 use chrono_tz::Tz;
 
 use crate::config::Pipeline;
+use crate::exit::Exit;
 use crate::log;
 use crate::pipeline::{self, RunOptions, Stages};
 use crate::state::PipelineState;
 
-pub async fn schedule(p: &Pipeline) -> i32 {
+pub async fn schedule(p: &Pipeline) -> Exit {
     use tokio::signal::unix::{signal, SignalKind};
     let Some(sched) = p.schedule.clone() else {
         crate::say_err!(
             "{}: [schedule] cron is required by `schedule`",
             p.file.display()
         );
-        return 2;
+        return Exit::Usage;
     };
     // Every fire extracts and pushes: unset credentials fail now, not at the first fire.
     if let Err(e) = p.require_for_run(true, true) {
         crate::say_err!("gladly-wfm: {e}");
-        return 2;
+        return Exit::Usage;
     }
     let tz = schedule_timezone(p);
     // [service]: alive while the scheduler waits or runs; ready while the last run succeeded.
-    let Ok(service) = crate::service::Service::start(p, None).await else {
-        return 2;
+    let service = match crate::service::Service::start(p, None).await {
+        Ok(s) => s,
+        Err(exit) => return exit,
     };
     service.ready(true, "");
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
@@ -36,7 +38,7 @@ pub async fn schedule(p: &Pipeline) -> i32 {
     loop {
         let Some(next) = sched.upcoming(tz).next() else {
             log::info("schedule: no further fire times");
-            return 0;
+            return Exit::Done;
         };
         log::info(format!("schedule: next run at {}", next.to_rfc3339()));
         let wait = (next.with_timezone(&chrono::Utc) - chrono::Utc::now())
@@ -44,8 +46,8 @@ pub async fn schedule(p: &Pipeline) -> i32 {
             .unwrap_or_default();
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            _ = term.recv() => { log::info("schedule: stopping (SIGTERM)"); return 0; }
-            _ = int.recv() => { log::info("schedule: stopping (SIGINT)"); return 0; }
+            _ = term.recv() => { log::info("schedule: stopping (SIGTERM)"); return Exit::Done; }
+            _ = int.recv() => { log::info("schedule: stopping (SIGINT)"); return Exit::Done; }
         }
         runs += 1;
         let opts = RunOptions {
@@ -61,17 +63,17 @@ pub async fn schedule(p: &Pipeline) -> i32 {
         crate::say!("{}", outcome.summary);
         if outcome.interrupted {
             log::info("schedule: stopping (a signal stopped the run; the next run resumes it)");
-            return 0;
+            return Exit::Done;
         }
         service.loop_turn();
         service.ready(
-            outcome.exit_code == 0,
+            outcome.exit() == Exit::Done,
             &format!(
                 "run: the last run ended with exit code {}",
                 outcome.exit_code
             ),
         );
-        if outcome.exit_code != 0 {
+        if outcome.exit() != Exit::Done {
             log::warn(format!(
                 "schedule: run {runs} ended with exit code {}; carrying on",
                 outcome.exit_code

@@ -4,6 +4,7 @@
 use chrono::NaiveDate;
 
 use crate::config::Pipeline;
+use crate::exit::Exit;
 use crate::lock::PipelineLock;
 use crate::manifest::Manifest;
 use crate::state::PipelineState;
@@ -32,7 +33,7 @@ pub fn ranges(days: &[NaiveDate]) -> String {
 }
 
 /// Prints the pipeline's state as of `now` (the clock, or `--now`).
-pub fn status(p: &Pipeline, now: crate::time::Ms) -> i32 {
+pub fn status(p: &Pipeline, now: crate::time::Ms) -> Exit {
     crate::say!(
         "pipeline {}{}",
         p.name,
@@ -45,7 +46,7 @@ pub fn status(p: &Pipeline, now: crate::time::Ms) -> i32 {
         Ok(r) => r,
         Err(e) => {
             crate::say_err!("gladly-wfm: output.root: {e}");
-            return 2;
+            return Exit::Usage;
         }
     };
     let state_dir = root.dir(&p.state_rel());
@@ -53,7 +54,7 @@ pub fn status(p: &Pipeline, now: crate::time::Ms) -> i32 {
         Ok(s) => s,
         Err(e) => {
             crate::say_err!("gladly-wfm: state: {e}");
-            return 1;
+            return Exit::Failed;
         }
     };
     crate::say!(
@@ -123,7 +124,7 @@ pub fn status(p: &Pipeline, now: crate::time::Ms) -> i32 {
         }
         _ => crate::say!("schedule: none ([schedule] is not set)"),
     }
-    0
+    Exit::Done
 }
 
 /// The newest audited day of the newest run that audited any (DESIGN §14).

@@ -43,6 +43,16 @@ pub enum GladlyError {
     Body(String),
 }
 
+impl GladlyError {
+    /// Refused credentials are their own outcome; anything else fails the command.
+    pub fn exit(&self) -> crate::exit::Exit {
+        match self {
+            GladlyError::Auth { .. } => crate::exit::Exit::Refused,
+            _ => crate::exit::Exit::Failed,
+        }
+    }
+}
+
 impl From<StreamError> for GladlyError {
     fn from(e: StreamError) -> GladlyError {
         match e {

@@ -15,6 +15,7 @@ use chrono::NaiveDate;
 use chrono_tz::Tz;
 
 use crate::config::Pipeline;
+use crate::exit::Exit;
 use crate::pipeline::last_complete_day;
 use crate::state::PipelineState;
 use crate::storage::{write_atomic, Storage};
@@ -42,14 +43,14 @@ pub enum ReportError {
 }
 
 impl ReportError {
-    /// The documented exit code: 2 for what the user asked (no such day, no timezone), 1 when
-    /// the data could not be read or the page not written.
-    pub fn code(&self) -> i32 {
+    /// Usage for what the user asked (no such day, no timezone); failed when the data could
+    /// not be read or the page not written.
+    pub fn exit(&self) -> Exit {
         match self {
             ReportError::NoTimezone { .. }
             | ReportError::NoData { .. }
-            | ReportError::NoCompleteDay { .. } => 2,
-            ReportError::Read { .. } | ReportError::Write { .. } => 1,
+            | ReportError::NoCompleteDay { .. } => Exit::Usage,
+            ReportError::Read { .. } | ReportError::Write { .. } => Exit::Failed,
         }
     }
 }
