@@ -511,11 +511,6 @@ pub fn validate_root(root: &str) -> Result<(), RootError> {
     Ok(())
 }
 
-/// `validate_root`'s refusal as text, for `demo`, whose `--out` error holds text.
-pub fn check_root(root: &str) -> Result<(), String> {
-    validate_root(root).map_err(|e| e.to_string())
-}
-
 impl Ctx<'_> {
     fn new<'a>(file: String, src: &'a str, env: &'a dyn Fn(&str) -> Option<String>) -> Ctx<'a> {
         let line_starts = std::iter::once(0)

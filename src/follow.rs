@@ -20,6 +20,7 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Pipeline;
+use crate::exit::Exit;
 use crate::extract::{ExtractError, Extractor};
 use crate::gladly::decode::{self, DecodeError};
 use crate::gladly::{GladlyClient, GladlyError};
@@ -250,69 +251,11 @@ enum Turn {
     Stop,
 }
 
-/// `run`'s exit code as a number, for `demo`, which still passes exit codes as numbers.
-pub async fn follow(p: &Pipeline, clock: Clock) -> i32 {
-    i32::from(run(p, clock).await.code())
-}
-
 /// Runs until SIGTERM/SIGINT (done after the poll in progress), or a refused credential.
-pub async fn run(p: &Pipeline, clock: Clock) -> crate::exit::Exit {
-    use crate::exit::Exit;
-    // Follow polls Gladly and pushes to the WFM, into a root that must be this pipeline's.
-    let Startup { st, state_dir, .. } = match Startup::open(p, true, true) {
-        Ok(s) => s,
-        Err(e) => {
-            log::error(e.to_string());
-            return e.exit();
-        }
-    };
-    if let Some(w) = &p.webhook {
-        if let Err(e) = p.require(crate::config::Section::Webhook) {
-            log::error(e.to_string());
-            return Exit::Usage;
-        }
-        log::add_credential(&w.user, w.password.expose());
-    }
-    let gladly = Arc::new(GladlyClient::new(&p.gladly, Arc::new(Stats::default())));
-    let tz = match resolve_timezone(p, &gladly).await {
-        Ok(tz) => tz,
-        Err(e) => {
-            log::error(e.to_string());
-            return if e.is_auth() {
-                Exit::Refused
-            } else {
-                Exit::Failed
-            };
-        }
-    };
-    let fs = match FollowState::load(&state_dir) {
-        Ok(fs) => fs,
-        Err(e) => {
-            log::error(e.to_string());
-            return Exit::Failed;
-        }
-    };
-    let mut f = Follower {
-        p,
-        clock,
-        tz,
-        st,
-        state_dir,
-        gladly,
-        wfm: p
-            .wfm
-            .as_ref()
-            .filter(|w| w.enabled)
-            .map(|w| WfmClient::new(w, Arc::new(Stats::default()))),
-        fs,
-        agents: Vec::new(),
-        emails: Emails::default(),
-        inboxes: Vec::new(),
-        start_states: BTreeMap::new(),
-        since: 0,
-        latencies: Vec::new(),
-        recovered: false,
-        hook: HookLook::default(),
+pub async fn follow(p: &Pipeline, clock: Clock) -> Exit {
+    let mut f = match Follower::start(p, clock).await {
+        Ok(f) => f,
+        Err(exit) => return exit,
     };
     let interrupt = Interrupt::new();
     let _signals = interrupt.listen();
@@ -320,7 +263,7 @@ pub async fn run(p: &Pipeline, clock: Clock) -> crate::exit::Exit {
         "follow {}: polling every {} s in {}{}",
         p.name,
         p.follow.poll_seconds,
-        tz.name(),
+        f.tz.name(),
         f.fs.polled_to
             .map(|t| format!(", resuming from {}", time::fmt_ts(t)))
             .unwrap_or_default()
@@ -334,17 +277,14 @@ pub async fn run(p: &Pipeline, clock: Clock) -> crate::exit::Exit {
     let (queue, mut delivered) = tokio::sync::mpsc::channel(crate::webhook::receiver::QUEUE);
     let receiver = match &p.webhook {
         None => None,
-        Some(w) => {
-            match crate::webhook::Receiver::start(w, tz, clock, f.st.clone(), queue.clone()) {
-                Ok(r) => Some(r),
-                Err(e) => {
-                    log::error(format!("{}: {e}", p.file.display()));
-                    return Exit::Usage;
-                }
+        Some(w) => match crate::webhook::Receiver::start(w, f.tz, clock, f.st.clone(), queue) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                log::error(format!("{}: {e}", p.file.display()));
+                return Exit::Usage;
             }
-        }
+        },
     };
-    drop(queue);
     let mut service = match crate::service::Service::start(p, Some(period * 3)).await {
         Ok(s) => s,
         Err(exit) => return exit,
@@ -357,44 +297,16 @@ pub async fn run(p: &Pipeline, clock: Clock) -> crate::exit::Exit {
             Some(t) = delivered.recv() => Turn::Delivered(t),
         };
         service.loop_turn();
-        match turn {
+        let turned = match turn {
             Turn::Stop => break,
-            Turn::Delivered(first) => {
-                // The deliveries that arrive with this one are taken in together.
-                tokio::time::sleep(COALESCE).await;
-                let mut taken = vec![first];
-                while let Ok(t) = delivered.try_recv() {
-                    taken.push(t);
-                }
-                if let Err(e) = f.take_in(taken).await {
-                    if e.is_auth() {
-                        log::error(e.to_string());
-                        return Exit::Refused;
-                    }
-                    log::warn(format!(
-                        "follow: webhook deliveries not pushed at once ({e}); the next poll brings them"
-                    ));
-                }
-            }
-            Turn::Poll => {
-                match f.tick().await {
-                    Ok(()) => service.poll_ok(),
-                    Err(e) if e.is_auth() => {
-                        log::error(e.to_string());
-                        return Exit::Refused;
-                    }
-                    Err(e) => {
-                        log::error(format!("follow: {e}; trying again at the next poll"));
-                        f.failed(&e);
-                        service.poll_failed(e.is_gladly(), &e.to_string());
-                    }
-                }
-                if interrupt.requested() {
-                    break;
-                }
-                f.look_after_webhook().await;
-                f.reconcile().await;
-            }
+            Turn::Delivered(first) => f.deliveries(first, &mut delivered).await,
+            Turn::Poll => f.poll_turn(&mut service, &interrupt).await,
+        };
+        if let Err(exit) = turned {
+            return exit;
+        }
+        if interrupt.requested() {
+            break;
         }
     }
     // Not ready first, then the deliveries in flight are answered and the receiver closes;
@@ -439,6 +351,114 @@ async fn resolve_timezone(p: &Pipeline, gladly: &GladlyClient) -> Result<Tz, Fol
     }
     let org = gladly.organization().await?;
     Ok(stages::timezone(None, org.timezone.as_deref(), None)?)
+}
+
+impl<'a> Follower<'a> {
+    /// One start-up (stages.rs): the pipeline's root and lock folder, the webhook's
+    /// credentials registered for redaction, the timezone, the follower's state.
+    async fn start(p: &'a Pipeline, clock: Clock) -> Result<Follower<'a>, Exit> {
+        // Follow polls Gladly and pushes to the WFM, into a root that must be this pipeline's.
+        let Startup { st, state_dir, .. } = Startup::open(p, true, true).map_err(|e| {
+            log::error(e.to_string());
+            e.exit()
+        })?;
+        if let Some(w) = &p.webhook {
+            if let Err(e) = p.require(crate::config::Section::Webhook) {
+                log::error(e.to_string());
+                return Err(Exit::Usage);
+            }
+            log::add_credential(&w.user, w.password.expose());
+        }
+        let gladly = Arc::new(GladlyClient::new(&p.gladly, Arc::new(Stats::default())));
+        let tz = resolve_timezone(p, &gladly).await.map_err(|e| {
+            log::error(e.to_string());
+            if e.is_auth() {
+                Exit::Refused
+            } else {
+                Exit::Failed
+            }
+        })?;
+        let fs = FollowState::load(&state_dir).map_err(|e| {
+            log::error(e.to_string());
+            Exit::Failed
+        })?;
+        Ok(Follower {
+            p,
+            clock,
+            tz,
+            st,
+            state_dir,
+            gladly,
+            wfm: p
+                .wfm
+                .as_ref()
+                .filter(|w| w.enabled)
+                .map(|w| WfmClient::new(w, Arc::new(Stats::default()))),
+            fs,
+            agents: Vec::new(),
+            emails: Emails::default(),
+            inboxes: Vec::new(),
+            start_states: BTreeMap::new(),
+            since: 0,
+            latencies: Vec::new(),
+            recovered: false,
+            hook: HookLook::default(),
+        })
+    }
+
+    /// A turn for webhook deliveries: the ones that arrive with `first` are taken in with it.
+    /// Only a refused credential ends the follower.
+    async fn deliveries(
+        &mut self,
+        first: Taken,
+        queue: &mut tokio::sync::mpsc::Receiver<Taken>,
+    ) -> Result<(), Exit> {
+        tokio::time::sleep(COALESCE).await;
+        let mut taken = vec![first];
+        while let Ok(t) = queue.try_recv() {
+            taken.push(t);
+        }
+        match self.take_in(taken).await {
+            Err(e) if e.is_auth() => {
+                log::error(e.to_string());
+                Err(Exit::Refused)
+            }
+            Err(e) => {
+                log::warn(format!(
+                    "follow: webhook deliveries not pushed at once ({e}); the next poll brings them"
+                ));
+                Ok(())
+            }
+            Ok(()) => Ok(()),
+        }
+    }
+
+    /// A poll turn: the poll, then the webhook's upkeep and the reconcile of complete days.
+    /// Only a refused credential ends the follower.
+    async fn poll_turn(
+        &mut self,
+        service: &mut crate::service::Service,
+        interrupt: &Interrupt,
+    ) -> Result<(), Exit> {
+        match self.tick().await {
+            Ok(()) => service.poll_ok(),
+            Err(e) if e.is_auth() => {
+                log::error(e.to_string());
+                return Err(Exit::Refused);
+            }
+            Err(e) => {
+                log::error(format!("follow: {e}; trying again at the next poll"));
+                self.failed(&e);
+                service.poll_failed(e.is_gladly(), &e.to_string());
+            }
+        }
+        if interrupt.requested() {
+            return Ok(());
+        }
+        self.look_after_webhook().await;
+        self.reconcile().await;
+        Ok(())
+    }
 }
 
 impl Follower<'_> {
@@ -1052,10 +1072,10 @@ impl Follower<'_> {
             };
             let outcome = pipeline::run(self.p, &opts).await;
             crate::say!("{}", outcome.summary);
-            if outcome.exit_code != 0 {
+            if outcome.exit != Exit::Done {
                 log::warn(format!(
                     "follow: the reconcile of {day} ended with exit code {}; trying again later",
-                    outcome.exit_code
+                    outcome.exit.code()
                 ));
                 return;
             }

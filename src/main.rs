@@ -334,15 +334,15 @@ async fn cli_main(cli: Cli) -> Exit {
             agents,
             out,
             follow,
-        } => Exit::from_code(
+        } => {
             demo::demo(demo::DemoArgs {
                 days,
                 agents,
                 out,
                 follow,
             })
-            .await,
-        ),
+            .await
+        }
         Cmd::Run {
             pipeline: file,
             from,
@@ -356,7 +356,7 @@ async fn cli_main(cli: Cli) -> Exit {
                     Some(_) => time::Clock::starting_at(now, cli.speed.unwrap_or(1.0)),
                     None => time::Clock::real(),
                 };
-                gladly_wfm::follow::run(&p, clock).await
+                gladly_wfm::follow::follow(&p, clock).await
             }
             Err(c) => c,
         },
@@ -431,7 +431,7 @@ async fn run_cmd(
     };
     let outcome = pipeline::run(&p, &opts).await;
     gladly_wfm::say!("{}", outcome.summary);
-    outcome.exit()
+    outcome.exit
 }
 
 /// `simulate gladly|wfm`: a simulator on its own, until interrupted.

@@ -31,11 +31,6 @@ impl OwnershipError {
             OwnershipError::Io { .. } => Exit::Failed,
         }
     }
-
-    /// `exit` as a number, for `demo`, which still passes exit codes as numbers.
-    pub fn exit_code(&self) -> i32 {
-        i32::from(self.exit().code())
-    }
 }
 
 fn owner_file(root: &Path) -> PathBuf {

@@ -36,8 +36,7 @@ pub use crate::options::{RunOptions, Stages};
 /// What a run ended with; `exit` is the documented contract (DESIGN §3).
 #[derive(Debug)]
 pub struct RunOutcome {
-    /// `exit`'s code, as the manifest has it (and `demo` and follow's reconcile read it).
-    pub exit_code: i32,
+    pub exit: Exit,
     /// Stopped by SIGTERM/SIGINT at a safe point.
     pub interrupted: bool,
     pub summary: String,
@@ -45,13 +44,6 @@ pub struct RunOutcome {
     pub manifest_path: Option<String>,
     /// `None` when the run stopped before it had one (a usage error, the lock taken).
     pub manifest: Option<Manifest>,
-}
-
-impl RunOutcome {
-    /// How the run ended.
-    pub fn exit(&self) -> Exit {
-        Exit::from_code(self.exit_code)
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -352,7 +344,7 @@ pub async fn run(p: &Pipeline, opts: &RunOptions) -> RunOutcome {
     let manifest_path = write_manifest(&root.dir(&p.runs_rel()), &run_id, &manifest);
     let summary = manifest::summary(&manifest, facts.elapsed_s, manifest_path.as_deref());
     RunOutcome {
-        exit_code: i32::from(exit.code()),
+        exit,
         interrupted: outcome == "interrupted",
         summary,
         manifest_path,
@@ -416,7 +408,7 @@ fn write_manifest(runs: &Dir, run_id: &str, manifest: &Manifest) -> Option<Strin
 
 fn early(exit: Exit, msg: String) -> RunOutcome {
     RunOutcome {
-        exit_code: i32::from(exit.code()),
+        exit,
         interrupted: false,
         summary: log::redact(&format!("gladly-wfm: {msg}")),
         manifest_path: None,

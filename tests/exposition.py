@@ -25,6 +25,8 @@ TABLE = {
         {"outcome": {"accepted", "duplicate", "ping", "set_aside", "unauthorized", "refused"}},
     ),
     "gladly_wfm_webhook_enabled": ("gauge", set(), {}),
+    # Beyond DESIGN §13: times follow switched its webhook on again (Gladly had switched it off).
+    "gladly_wfm_webhook_switched_on": ("counter", set(), {}),
     "gladly_wfm_http_requests": ("counter", {"api", "code"}, {"api": {"gladly", "wfm"}}),
     "gladly_wfm_http_retries": ("counter", {"api"}, {"api": {"gladly", "wfm"}}),
     "gladly_wfm_wfm_records": (

@@ -563,7 +563,7 @@ async fn killed_at_random_moments_while_deliveries_flow_nothing_is_lost_or_sent_
     );
     // Moments drawn once from a fixed seed: after the webhook is on, deliveries flow, and the
     // follower dies anywhere (landing, transforming, pushing, answering Gladly).
-    let mut seed: u64 = 0x5eed_0f_4b1d;
+    let mut seed: u64 = 0x005e_ed0f_4b1d;
     let mut log = Vec::new();
     for _ in 0..3 {
         let mut f = Live::start(dir.path(), &p, &sim_now(&s), 120.0);

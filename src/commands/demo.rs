@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 
 use chrono::Duration;
 
-use crate::config::{check_root, ConfigError, Pipeline};
+use crate::config::{validate_root, ConfigError, Pipeline};
+use crate::exit::Exit;
 use crate::manifest::Manifest;
 use crate::pipeline::{self, last_complete_day, RunOptions, Stages};
 use crate::time;
@@ -39,28 +40,28 @@ pub struct DemoArgs {
 enum DemoError {
     #[error(transparent)]
     Pipeline(#[from] ConfigError),
-    /// `--out` is not an output root (`config::check_root` says why, as text).
+    /// `--out` is not an output root.
     #[error("--out: {0}")]
-    Out(String),
+    Out(#[from] crate::config::RootError),
 }
 
 fn demo_pipeline(out: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Pipeline, DemoError> {
     let file = Path::new("pipelines/demo.toml");
     let src = std::fs::read_to_string(file).unwrap_or_else(|_| DEMO_TOML.to_string());
     let mut p = Pipeline::parse(file, &src, env)?;
-    check_root(&out.to_string_lossy()).map_err(DemoError::Out)?;
+    validate_root(&out.to_string_lossy())?;
     p.output_root = crate::storage::RootSpec::Local(out.to_path_buf());
     Ok(p)
 }
 
-pub async fn demo(a: DemoArgs) -> i32 {
+pub async fn demo(a: DemoArgs) -> Exit {
     // Refusals first, before anything starts or prints: a demo already running on this
     // output, or an output root that belongs to another pipeline.
     let p = match demo_pipeline(&a.out, &|_| None) {
         Ok(p) => p,
         Err(e) => {
             crate::say_err!("gladly-wfm: {e}");
-            return 2;
+            return Exit::Usage;
         }
     };
     if let Some(code) = refusal(&a.out, &p) {
@@ -82,7 +83,7 @@ pub async fn demo(a: DemoArgs) -> i32 {
         Ok(p) => p,
         Err(e) => {
             crate::say_err!("gladly-wfm: {e}");
-            return 2;
+            return Exit::Usage;
         }
     };
     let last = last_complete_day(tz, now, p.report_lag_minutes);
@@ -96,10 +97,10 @@ pub async fn demo(a: DemoArgs) -> i32 {
         trigger: "demo".into(),
     };
     let outcome = pipeline::run(&p, &opts).await;
-    if outcome.exit_code != 0 {
+    if outcome.exit != Exit::Done {
         // No table: a failed run's partial counts would read like a result.
         crate::say!("{}", outcome.summary);
-        return outcome.exit_code;
+        return outcome.exit;
     }
     print_results(&a.out, &p, &sims, &outcome, now);
     if a.follow {
@@ -107,12 +108,12 @@ pub async fn demo(a: DemoArgs) -> i32 {
             Ok(p) => p,
             Err(e) => {
                 crate::say_err!("demo: no port for the webhook receiver: {e}");
-                return 1;
+                return Exit::Failed;
             }
         };
         return follow_live(&p, &sims.wfm, time::Clock::starting_at(now, 1.0)).await;
     }
-    0
+    Exit::Done
 }
 
 /// The demo pipeline with a webhook receiver on a free loopback port, which `follow` registers
@@ -136,7 +137,7 @@ fn with_webhook(mut p: Pipeline) -> std::io::Result<Pipeline> {
 
 /// Why the demo may not run on `out`, said, as its exit code: another demo holds it, or it
 /// belongs to another pipeline.
-fn refusal(out: &Path, p: &Pipeline) -> Option<i32> {
+fn refusal(out: &Path, p: &Pipeline) -> Option<Exit> {
     let holder = p
         .state_dir()
         .ok()
@@ -147,11 +148,11 @@ fn refusal(out: &Path, p: &Pipeline) -> Option<i32> {
             out.display(),
             holder.trim()
         );
-        return Some(3);
+        return Some(Exit::Locked);
     }
     if let Err(e) = crate::ownership::verify(&crate::storage::Root::local(out), &p.name) {
         crate::say_err!("gladly-wfm: {e}; or use --out for another folder");
-        return Some(e.exit_code());
+        return Some(e.exit());
     }
     None
 }
@@ -169,7 +170,7 @@ impl Sims {
     /// A world of `a.agents` agents whose clock is `now` (running on in real time with
     /// `--follow`), and a WFM whose request budget does not set the pace. `Err`: the exit code,
     /// the failure said.
-    async fn start(a: &DemoArgs, tz: chrono_tz::Tz, now: time::Ms) -> Result<Sims, i32> {
+    async fn start(a: &DemoArgs, tz: chrono_tz::Tz, now: time::Ms) -> Result<Sims, Exit> {
         let world = WorldConfig {
             seed: 42,
             agents: a.agents.max(1),
@@ -205,7 +206,7 @@ impl Sims {
             }),
             (Err(e), _) | (_, Err(e)) => {
                 crate::say_err!("demo: cannot start the simulators: {e}");
-                Err(1)
+                Err(Exit::Failed)
             }
         }
     }
@@ -273,7 +274,7 @@ fn busy_hour(tz: chrono_tz::Tz, real_now: time::Ms) -> time::Ms {
 
 /// `demo --follow`: the follower against the live simulator on `clock` (from a busy hour, at
 /// real speed), and a line for every agent state the WFM sees change, until Ctrl-C.
-async fn follow_live(p: &Pipeline, wfm: &std::sync::Arc<WfmSim>, clock: time::Clock) -> i32 {
+async fn follow_live(p: &Pipeline, wfm: &std::sync::Arc<WfmSim>, clock: time::Clock) -> Exit {
     crate::say!();
     crate::say!(
         "Following from {} in the simulated centre: Gladly delivers each event to the webhook as it happens and the WFM is updated at once; every {} s the Events API is read as the record (Ctrl-C to stop).",

@@ -67,16 +67,16 @@ pub async fn schedule(p: &Pipeline) -> Exit {
         }
         service.loop_turn();
         service.ready(
-            outcome.exit() == Exit::Done,
+            outcome.exit == Exit::Done,
             &format!(
                 "run: the last run ended with exit code {}",
-                outcome.exit_code
+                outcome.exit.code()
             ),
         );
-        if outcome.exit() != Exit::Done {
+        if outcome.exit != Exit::Done {
             log::warn(format!(
                 "schedule: run {runs} ended with exit code {}; carrying on",
-                outcome.exit_code
+                outcome.exit.code()
             ));
         }
     }
