@@ -289,12 +289,16 @@ pub async fn follow(p: &Pipeline, clock: Clock) -> Exit {
         Ok(s) => s,
         Err(exit) => return exit,
     };
+    // Switched on before the first poll, so that what happens from now on is delivered.
+    f.look_after_webhook().await;
     loop {
+        // Deliveries wait in the queue until a poll has read the day and its agents.
+        let taking = f.fs.today.is_some() && !f.agents.is_empty();
         let turn = tokio::select! {
             biased;
             _ = interrupt.wait() => Turn::Stop,
             _ = ticks.tick() => Turn::Poll,
-            Some(t) = delivered.recv() => Turn::Delivered(t),
+            Some(t) = delivered.recv(), if taking => Turn::Delivered(t),
         };
         service.loop_turn();
         let turned = match turn {

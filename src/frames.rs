@@ -119,7 +119,7 @@ fn shared_strings<'a>(
     let mut seen: Option<rustc_hash::FxHashMap<&'a str, View>> = Some(Default::default());
     let mut long_values = 0usize;
     let mut by_address = [(std::ptr::null::<u8>(), 0usize, View::default()); 64];
-    let (mut offset, mut total_bytes) = (0usize, 0usize);
+    let mut offset = 0usize;
     for v in values {
         let Some(v) = v else {
             validity
@@ -135,7 +135,6 @@ fn shared_strings<'a>(
         if let Some(b) = validity.as_mut() {
             b.push(true);
         }
-        total_bytes += v.len();
         if v.len() <= View::MAX_INLINE_SIZE as usize {
             views.push(View::new_inline(v.as_bytes()));
             continue;
@@ -189,20 +188,16 @@ fn shared_strings<'a>(
             Buffer::from(b)
         })
         .collect();
-    let total_buffer_len = buffers.iter().map(|b| b.len()).sum();
-    // SAFETY: every non-inline view was made by `View::new_from_bytes` from the bytes of a
-    // `&str` at the offset and in the buffer where the loop above copies those same bytes, so
-    // views and buffers agree and the data is UTF-8; the validity has one bit per view.
-    unsafe {
-        Utf8ViewArray::new_unchecked(
-            ArrowDataType::Utf8View,
-            Buffer::from(views),
-            Buffer::from(buffers),
-            validity.map(Into::into),
-            Some(total_bytes),
-            total_buffer_len,
-        )
-    }
+    // Every non-inline view was made by `View::new_from_bytes` from the bytes of a `&str` at
+    // the offset and in the buffer where the loop above copies those same bytes, and the
+    // validity has one bit per view: the checked constructor cannot refuse them.
+    Utf8ViewArray::try_new(
+        ArrowDataType::Utf8View,
+        Buffer::from(views),
+        Buffer::from(buffers),
+        validity.map(Into::into),
+    )
+    .expect("views made from &str agree with their buffers")
 }
 
 /// Typed access to a frame read back from Parquet.

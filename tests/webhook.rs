@@ -22,15 +22,6 @@ const HOOK_USER: &str = "gladly-hooks";
 const HOOK_PASSWORD: &str = "hook-Pa55-word-for-tests";
 const PATH: &str = "/gladly/webhook";
 
-/// A free loopback port for the receiver.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// `[webhook]` on `port`; `https` serves the fixture certificate itself.
 fn webhook_table(port: u16, https: bool) -> String {
     let tls = if https {
@@ -402,62 +393,7 @@ async fn deliveries_dropped_and_repeated_end_as_a_plain_run_of_the_day() {
         .count();
     assert!(dropped > 0, "some deliveries were dropped");
 
-    // A plain run of 11-03 on a fresh root, at the reconcile's clock.
-    let reconcile = files(&root.join("_runs"))
-        .into_iter()
-        .map(|f| serde_json::from_slice::<serde_json::Value>(&std::fs::read(f).unwrap()).unwrap())
-        .find(|m| m["trigger"] == "follow" && m["outcome"] == "ok")
-        .expect("a reconcile manifest");
-    let clock = reconcile["clock"].as_str().unwrap().to_string();
-    let b = start(world(7, 20, &clock), |_| {}, WfmSimConfig::default()).await;
-    let bdir = tempfile::tempdir().unwrap();
-    let bp = pipeline(bdir.path(), &b, "", "");
-    let o = run(
-        bdir.path(),
-        &bp,
-        &clock,
-        &["--from", "2026-11-03", "--to", "2026-11-03"],
-    )
-    .await;
-    assert_eq!(o.code, 0, "{o}");
-    let broot = bdir.path().join("output");
-    for d in [
-        "agent_status_segments",
-        "conversations",
-        "work_sessions",
-        "workstream_intervals",
-    ] {
-        let (x, y) = (
-            dataset(&root, d).remove("2026-11-03"),
-            dataset(&broot, d).remove("2026-11-03"),
-        );
-        assert!(y.as_ref().is_some_and(|r| !r.is_empty()), "{d}");
-        assert!(x == y, "{d} of 11-03 differs from a plain run's");
-    }
-    let (lo, hi) = (ms("2026-11-03T05:00:00Z"), ms("2026-11-04T05:00:00Z"));
-    let of_day = |s: &Sims, k: Kind, field: &str| {
-        sorted(
-            s.wfm
-                .store()
-                .kind(k)
-                .into_iter()
-                .filter(|r| {
-                    let t = ms(r[field].as_str().unwrap());
-                    t >= lo && t < hi
-                })
-                .collect(),
-        )
-    };
-    for (k, field) in [
-        (Kind::Tasks, "startTime"),
-        (Kind::Conversations, "dayStart"),
-        (Kind::Intervals, "intervalStart"),
-    ] {
-        let (x, y) = (of_day(&s, k, field), of_day(&b, k, field));
-        assert!(!y.is_empty(), "{k:?}");
-        assert_eq!(x.len(), y.len(), "{k:?} of 11-03: record count");
-        assert!(x == y, "{k:?} of 11-03 differ");
-    }
+    assert_reconciled_day_equals_a_plain_run(&s, &root).await;
     assert_no_shared_starts(&s.wfm.store());
     assert_password_nowhere(dir.path(), &[&all]);
 }

@@ -107,3 +107,69 @@ pub fn assert_receiver_equals_batch(follower: &Sims, batch: &Sims) {
     );
     assert_no_shared_starts(&f);
 }
+
+/// The follower's reconcile of 2026-11-03 was a plain run of the day: its datasets (events but
+/// for focus events, which only the Events API carries: DESIGN §6) and the receiver's records
+/// of the day equal a plain run's on a fresh root at the reconcile's clock.
+pub async fn assert_reconciled_day_equals_a_plain_run(s: &Sims, root: &Path) {
+    // The reconcile was a plain run of the day: the same run, on a fresh root, at its clock.
+    let reconcile = files(&root.join("_runs"))
+        .into_iter()
+        .map(|f| serde_json::from_slice::<Value>(&std::fs::read(f).unwrap()).unwrap())
+        .find(|m| m["trigger"] == "follow" && m["outcome"] == "ok")
+        .expect("a reconcile manifest");
+    let clock = reconcile["clock"].as_str().unwrap().to_string();
+    let (b, bdir) = batch("2026-11-03", &clock, "").await;
+    let broot = bdir.path().join("output");
+    for d in [
+        "agent_status_segments",
+        "conversations",
+        "work_sessions",
+        "workstream_intervals",
+    ] {
+        let (x, y) = (
+            dataset(root, d).remove("2026-11-03"),
+            dataset(&broot, d).remove("2026-11-03"),
+        );
+        assert!(y.as_ref().is_some_and(|r| !r.is_empty()), "{d}");
+        assert!(x == y, "{d} of 11-03 differs from a plain run's");
+    }
+    // Events too, but for focus events, which only the Events API carries (DESIGN §6).
+    let no_focus = |root: &Path| {
+        dataset(root, "agent_status_events")
+            .remove("2026-11-03")
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| !r["event_type"].as_str().unwrap().contains("FOCUS"))
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        no_focus(root) == no_focus(&broot),
+        "agent_status_events of 11-03"
+    );
+    // The receiver's records of 11-03 equal the plain run's.
+    let (lo, hi) = (ms("2026-11-03T05:00:00Z"), ms("2026-11-04T05:00:00Z"));
+    let of_day = |s: &Sims, k: Kind, field: &str| {
+        sorted(
+            s.wfm
+                .store()
+                .kind(k)
+                .into_iter()
+                .filter(|r| {
+                    let t = ms(r[field].as_str().unwrap());
+                    t >= lo && t < hi
+                })
+                .collect(),
+        )
+    };
+    for (k, field) in [
+        (Kind::Tasks, "startTime"),
+        (Kind::Conversations, "dayStart"),
+        (Kind::Intervals, "intervalStart"),
+    ] {
+        let (x, y) = (of_day(s, k, field), of_day(&b, k, field));
+        assert!(!y.is_empty(), "{k:?}");
+        assert_eq!(x.len(), y.len(), "{k:?} of 11-03: record count");
+        assert!(x == y, "{k:?} of 11-03 differ");
+    }
+}

@@ -23,6 +23,15 @@ pub const NOW: &str = "2026-11-04T17:00:00Z";
 pub const TOKEN: &str = "s3cret-gladly-token-XYZ";
 pub const WFM_SECRET: &str = "s3cret-wfm-secret-ABC";
 
+/// A free loopback port (for a server the test starts by address).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 pub fn ms(s: &str) -> i64 {
     gladly_wfm::time::parse_ts(s).unwrap()
 }
