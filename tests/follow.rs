@@ -9,7 +9,7 @@ mod util;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use gladly_wfm_sim::wfm::{Kind, WfmSimConfig};
+use gladly_wfm_sim::wfm::WfmSimConfig;
 use serde_json::Value;
 use tokio::io::AsyncBufReadExt;
 use util::follow::*;
