@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use gladly_wfm_sim::gladly::GladlySimConfig;
-use gladly_wfm_sim::wfm::{Kind, WfmSimConfig};
+use gladly_wfm_sim::wfm::WfmSimConfig;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use util::follow::*;
 use util::*;
