@@ -93,3 +93,53 @@ async fn the_demo_summary_counts_rows_on_disk_and_explains_what_was_not_matched(
         "{o}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_follow_takes_the_webhook_and_shows_changes_within_seconds() {
+    use tokio::io::AsyncBufReadExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = command(
+        dir.path(),
+        &["demo", "--follow", "--days", "1", "--agents", "200"],
+        &[],
+    )
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    let pid = child.id().unwrap() as i32;
+    let mut err = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let log = tokio::spawn(async move {
+        let mut all = Vec::new();
+        while let Ok(Some(l)) = err.next_line().await {
+            all.push(l);
+        }
+        all
+    });
+    let mut out = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    // A change the WFM had seconds after it happened: brought by the webhook, not a poll.
+    let seen = tokio::time::timeout(std::time::Duration::from_secs(120), async {
+        while let Ok(Some(l)) = out.next_line().await {
+            let after = l
+                .split("in the WFM ")
+                .nth(1)
+                .and_then(|r| r.split(" s after").next())
+                .and_then(|s| s.parse::<f64>().ok());
+            if after.is_some_and(|s| s < 5.0) {
+                return Some(l);
+            }
+        }
+        None
+    })
+    .await;
+    unsafe { libc::kill(pid, libc::SIGINT) };
+    let status = child.wait().await.unwrap();
+    let log = log.await.unwrap().join("\n");
+    assert!(matches!(seen, Ok(Some(_))), "a change within 5 s:\n{log}");
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert!(
+        log.contains("`gladly-wfm demo` (enabled) (created)"),
+        "{log}"
+    );
+    assert!(log.contains("webhook: PING"), "{log}");
+}
