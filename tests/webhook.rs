@@ -200,6 +200,9 @@ async fn one_webhook_across_restarts_and_a_receiver_that_holds_nothing_for_stran
         logs.extend(log);
     }
     let all = logs.join("\n");
+    // Nothing of the strangers' bodies reached the WFM either.
+    let store = serde_json::to_string(&s.wfm.store()).unwrap();
+    assert!(!store.contains("MARKER-FROM-A-STRANGER"));
     let hooks = s.gladly.webhooks();
     assert_eq!(
         hooks.len(),
