@@ -984,6 +984,66 @@ impl Follower<'_> {
         Ok(sent)
     }
 
+    /// Whether a record pushed for `day` is no longer among the day's: an event of the day that
+    /// happened before its start, known only later, renamed the piece carried over midnight
+    /// (its `eventId` is the event that opened it), and an upsert cannot remove the old one.
+    fn pushed_gone<R: Record>(&self, kind: Kind, day: NaiveDate, records: &[R]) -> bool {
+        let prefix = format!("{}/{day}/", kind.as_str());
+        let now: BTreeSet<String> = records
+            .iter()
+            .map(|r| format!("{prefix}{}", r.key()))
+            .collect();
+        self.fs
+            .pushed
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .any(|(k, _)| !now.contains(k))
+    }
+
+    /// Replaces the day's records of `kind` at the WFM whole (`replaceWindow`), so that it holds
+    /// exactly the day's records again. The day's acknowledgements are forgotten first: a
+    /// replace cut short leaves records out, which the next push sends again.
+    async fn replace_day<R: Record>(
+        &mut self,
+        kind: Kind,
+        day: NaiveDate,
+        records: Vec<R>,
+    ) -> Result<usize, FollowError> {
+        let Some(client) = self.wfm.as_ref() else {
+            return Ok(0);
+        };
+        let prefix = format!("{}/{day}/", kind.as_str());
+        self.fs.pushed.retain(|k, _| !k.starts_with(&prefix));
+        self.fs.save(&self.state_dir)?;
+        log::warn(format!(
+            "follow: a {} record pushed for {day} is no longer among the day's (an event before the day's start came late); replacing the day's {} at the WFM",
+            kind.as_str(),
+            records.len()
+        ));
+        let window = (
+            time::day_start(self.tz, day),
+            time::day_start(self.tz, day + Duration::days(1)),
+        );
+        let batch = self.p.wfm.as_ref().map_or(100, |w| w.batch_size).max(1);
+        let what = format!("follow {} {day} (replace)", kind.as_str());
+        let answer = push::replace(client, kind, day, window, &records, batch, &what).await?;
+        if answer.rejected == 0 {
+            for r in &records {
+                let k = format!("{prefix}{}", r.key());
+                self.fs.pushed.insert(k, push::record_digest(r));
+            }
+        } else {
+            log::warn(format!(
+                "follow: the WFM rejected {} of the {} record(s) of {day}: {}",
+                answer.rejected,
+                records.len(),
+                serde_json::to_string(&answer.errors).unwrap_or_default()
+            ));
+        }
+        self.fs.save(&self.state_dir)?;
+        Ok(records.len())
+    }
+
     async fn push_day(&mut self, day: NaiveDate) -> Result<usize, FollowError> {
         if self.wfm.is_none() {
             return Ok(0);
@@ -991,7 +1051,11 @@ impl Follower<'_> {
         let segs = read_curated(&self.st, ds::AGENT_STATUS_SEGMENTS, day, ds::segments_from)?;
         let mut recs: Vec<_> = push::segment_rows(day, &segs).collect();
         recs.sort_by_key(|r| r.start());
-        let mut n = self.upsert_changed(Kind::Tasks, Some(day), recs).await?;
+        let mut n = if self.pushed_gone(Kind::Tasks, day, &recs) {
+            self.replace_day(Kind::Tasks, day, recs).await?
+        } else {
+            self.upsert_changed(Kind::Tasks, Some(day), recs).await?
+        };
         let convs = read_curated(&self.st, wsd::CONVERSATIONS, day, wsd::conversations_from)?;
         let day_start = time::day_start(self.tz, day);
         let recs: Vec<_> = push::conversation_rows(day, day_start, &convs).collect();

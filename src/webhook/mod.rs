@@ -53,7 +53,7 @@ impl Drop for Receiver {
 
 impl Receiver {
     /// Binds `listen` and serves (HTTPS with `tls_cert`/`tls_key`); usable events go to
-    /// `queue`. The certificate is read once: a renewed one takes a restart.
+    /// `queue`. A renewed certificate is picked up without a restart (`acceptor`).
     pub fn start(
         w: &WebhookConfig,
         tz: Tz,
@@ -113,9 +113,96 @@ impl Receiver {
     }
 }
 
-/// A TLS acceptor from PEM files: the certificate chain and its private key.
+/// A TLS acceptor serving the certificate chain and private key in two PEM files. Both are read
+/// now (a bad pair fails the start) and again when either file changes — a renewal, by
+/// cert-manager say — looked at no more than every `RELOAD_EVERY`, on a handshake. A changed
+/// pair that cannot be read is logged and the one in use is kept.
 fn acceptor(cert: &Path, key: &Path) -> Result<tokio_rustls::TlsAcceptor, StartError> {
     use tokio_rustls::rustls;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let loaded = load_pair(cert, key, &provider)?;
+    let resolver = Arc::new(Reloading {
+        cert: cert.to_path_buf(),
+        key: key.to_path_buf(),
+        provider: provider.clone(),
+        current: std::sync::Mutex::new(Current {
+            pair: Arc::new(loaded),
+            stamps: stamps(cert, key),
+            looked: std::time::Instant::now(),
+        }),
+    });
+    let cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| StartError::Tls {
+            key: "tls_cert",
+            path: cert.display().to_string(),
+            detail: e.to_string(),
+        })?
+        .with_no_client_auth()
+        .with_cert_resolver(resolver);
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(cfg)))
+}
+
+/// How often the certificate files are looked at for a renewal.
+const RELOAD_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+type Stamps = (Option<std::time::SystemTime>, Option<std::time::SystemTime>);
+
+fn stamps(cert: &Path, key: &Path) -> Stamps {
+    let m = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    (m(cert), m(key))
+}
+
+#[derive(Debug)]
+struct Reloading {
+    cert: std::path::PathBuf,
+    key: std::path::PathBuf,
+    provider: Arc<tokio_rustls::rustls::crypto::CryptoProvider>,
+    current: std::sync::Mutex<Current>,
+}
+
+#[derive(Debug)]
+struct Current {
+    pair: Arc<tokio_rustls::rustls::sign::CertifiedKey>,
+    stamps: Stamps,
+    looked: std::time::Instant,
+}
+
+impl tokio_rustls::rustls::server::ResolvesServerCert for Reloading {
+    fn resolve(
+        &self,
+        _hello: tokio_rustls::rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<tokio_rustls::rustls::sign::CertifiedKey>> {
+        let mut c = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        if c.looked.elapsed() >= RELOAD_EVERY {
+            c.looked = std::time::Instant::now();
+            let now = stamps(&self.cert, &self.key);
+            if now != c.stamps {
+                c.stamps = now;
+                match load_pair(&self.cert, &self.key, &self.provider) {
+                    Ok(pair) => {
+                        c.pair = Arc::new(pair);
+                        log::info(format!(
+                            "webhook receiver: TLS certificate read again from {}",
+                            self.cert.display()
+                        ));
+                    }
+                    Err(e) => log::warn(format!(
+                        "webhook receiver: the changed TLS files cannot be used ({e}); serving the certificate read before"
+                    )),
+                }
+            }
+        }
+        Some(c.pair.clone())
+    }
+}
+
+/// The certificate chain and private key in two PEM files, checked to belong together.
+fn load_pair(
+    cert: &Path,
+    key: &Path,
+    provider: &tokio_rustls::rustls::crypto::CryptoProvider,
+) -> Result<tokio_rustls::rustls::sign::CertifiedKey, StartError> {
     use tokio_rustls::rustls::pki_types::pem::PemObject;
     use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let bad = |key: &'static str, path: &Path, detail: String| StartError::Tls {
@@ -123,7 +210,7 @@ fn acceptor(cert: &Path, key: &Path) -> Result<tokio_rustls::TlsAcceptor, StartE
         path: path.display().to_string(),
         detail,
     };
-    let certs: Vec<CertificateDer> = CertificateDer::pem_file_iter(cert)
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .and_then(|i| i.collect::<Result<_, _>>())
         .map_err(|e| {
             bad(
@@ -137,12 +224,6 @@ fn acceptor(cert: &Path, key: &Path) -> Result<tokio_rustls::TlsAcceptor, StartE
     }
     let private = PrivateKeyDer::from_pem_file(key)
         .map_err(|e| bad("tls_key", key, format!("not a PEM private key: {e}")))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let cfg = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| bad("tls_cert", cert, e.to_string()))?
-        .with_no_client_auth()
-        .with_single_cert(certs, private)
-        .map_err(|e| bad("tls_key", key, format!("does not go with tls_cert: {e}")))?;
-    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(cfg)))
+    tokio_rustls::rustls::sign::CertifiedKey::from_der(certs, private, provider)
+        .map_err(|e| bad("tls_key", key, format!("does not go with tls_cert: {e}")))
 }

@@ -50,7 +50,7 @@ const REMEMBERED: usize = 100_000;
 /// Where unusable deliveries are kept, by the day they arrived.
 pub const SET_ASIDE: &str = "raw/webhook_set_aside";
 /// How long keeping a set-aside delivery may hold its answer.
-const KEEP_WITHIN: Duration = Duration::from_secs(2);
+const KEEP_WITHIN: Duration = Duration::from_secs(5);
 
 /// The events of one delivery, for `follow`'s loop.
 #[derive(Debug, Default)]

@@ -360,14 +360,16 @@ pub fn assert_same_store(a: &gladly_wfm_sim::wfm::Store, b: &gladly_wfm_sim::wfm
 
 /// DESIGN §5: no two task records of one user and axis share a start.
 pub fn assert_no_shared_starts(store: &gladly_wfm_sim::wfm::Store) {
-    let mut seen = std::collections::BTreeSet::new();
+    let mut seen = std::collections::BTreeMap::new();
     for t in store.kind(gladly_wfm_sim::wfm::Kind::Tasks) {
         let k = (
             t["userIdentifier"].to_string(),
             t["axis"].to_string(),
             t["startTime"].to_string(),
         );
-        assert!(seen.insert(k), "two task records share a start: {t}");
+        if let Some(other) = seen.insert(k, t.clone()) {
+            panic!("two task records share a start:\n{other}\n{t}");
+        }
     }
 }
 
