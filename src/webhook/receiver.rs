@@ -251,8 +251,8 @@ async fn take(s: &Shared, bytes: Vec<u8>) -> (StatusCode, &'static str) {
     }
     let taken = match decode_one(s, &v) {
         Ok(t) => t,
-        Err(reason) => {
-            set_aside(s, id.as_deref(), &bytes, &reason).await;
+        Err(why) => {
+            set_aside(s, id.as_deref(), &bytes, &why.to_string()).await;
             return (StatusCode::OK, "set_aside");
         }
     };
@@ -276,20 +276,37 @@ async fn take(s: &Shared, bytes: Vec<u8>) -> (StatusCode, &'static str) {
     }
 }
 
-/// One delivery decoded as the Events API line it is; `Err(reason)` when it carries nothing
-/// this pipeline can use.
-fn decode_one(s: &Shared, v: &serde_json::Value) -> Result<Taken, String> {
+/// Why an authenticated delivery cannot be used (it is set aside, and answered 200).
+#[derive(Debug, thiserror::Error)]
+enum Unusable {
+    #[error(transparent)]
+    Decode(#[from] decode::DecodeError),
+    /// The event's row was set aside by the decoding: an unknown type, a value that cannot be
+    /// read or is implausible.
+    #[error("{0}")]
+    Row(String),
+    #[error("not one agent or conversation event")]
+    NotOne,
+}
+
+/// One delivery decoded as the Events API line it is (the same decoding, so the same
+/// `event_id`), or why it carries nothing this pipeline can use.
+fn decode_one(s: &Shared, v: &serde_json::Value) -> Result<Taken, Unusable> {
     let now = s.clock.now();
-    let line = serde_json::to_vec(v).map_err(|e| e.to_string())?;
-    let what = format!("webhook delivery {}", v["id"].as_str().unwrap_or("(no id)"));
+    // A parsed value written back as one line: a pretty-printed body is one event too.
+    let line = v.to_string();
+    let id = v["id"].as_str().and_then(safe_id);
+    let what = format!(
+        "webhook delivery {}",
+        id.as_deref().unwrap_or("(no usable id)")
+    );
     let req = decode::Request::new(what, now - 24 * MS_PER_HOUR, now + 60_000, s.tz);
-    let (agents, conversations) =
-        decode::events_jsonl(&line[..], &req).map_err(|e| e.to_string())?;
+    let (agents, conversations) = decode::events_jsonl(line.as_bytes(), &req)?;
     if let Some(a) = agents.aside.first().or(conversations.aside.first()) {
-        return Err(a.reason.clone());
+        return Err(Unusable::Row(a.reason.clone()));
     }
     if agents.rows.len() + conversations.rows.len() != 1 {
-        return Err("not one agent or conversation event".into());
+        return Err(Unusable::NotOne);
     }
     Ok(Taken {
         agents: agents.rows,
