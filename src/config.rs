@@ -793,19 +793,17 @@ impl Ctx<'_> {
             // Unset: `follow` refuses to start (require), other commands do not need it.
             Err(_) => String::new(),
         };
-        // Unset variables are `None` (recorded for `follow`); set but empty is a mistake.
-        let mut creds = Vec::new();
-        for (key, v) in [("webhook.user", &w.user), ("webhook.password", &w.password)] {
-            let value = self.expand_in(Section::Webhook, key, v)?;
-            if value.as_deref() == Some("") {
-                return self.err(
+        // Unset variables are `""` (recorded for `follow`: `require`); set but empty is a mistake.
+        let credential =
+            |key: &str, v: &Spanned<String>| match self.expand_in(Section::Webhook, key, v)? {
+                Some(s) if s.is_empty() => self.err(
                     v.span(),
                     format!("{key}: must not be empty (Gladly sends it with every delivery)"),
-                );
-            }
-            creds.push(value.unwrap_or_default());
-        }
-        let (password, user) = (creds.pop().unwrap(), creds.pop().unwrap());
+                ),
+                value => Ok(value.unwrap_or_default()),
+            };
+        let user = credential("webhook.user", &w.user)?;
+        let password = credential("webhook.password", &w.password)?;
         if user.contains(':') {
             return self.err(
                 w.user.span(),

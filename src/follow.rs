@@ -511,10 +511,16 @@ impl Follower<'_> {
         let tz = self.tz;
         let followed = |at: Ms| time::day_of(tz, at) == today;
         let (mut agents, mut conversations) = (Vec::new(), Vec::new());
-        for t in taken {
-            agents.extend(t.agents.into_iter().filter(|e| followed(e.recorded_at)));
+        for delivery in taken {
+            agents.extend(
+                delivery
+                    .agents
+                    .into_iter()
+                    .filter(|e| followed(e.recorded_at)),
+            );
             conversations.extend(
-                t.conversations
+                delivery
+                    .conversations
                     .into_iter()
                     .filter(|e| followed(e.recorded_at)),
             );
@@ -930,13 +936,22 @@ impl Follower<'_> {
             return Ok(0);
         };
         let scope = day.map(|d| d.to_string()).unwrap_or_default();
-        let changed: Vec<(String, String, R)> = records
+        let keyed: Vec<(String, String, R)> = records
             .into_iter()
-            .filter_map(|rec| {
+            .map(|rec| {
                 let k = format!("{}/{scope}/{}", kind.as_str(), rec.key());
-                let d = push::record_digest(&rec);
-                (self.fs.pushed.get(&k) != Some(&d)).then_some((k, d, rec))
+                (k, push::record_digest(&rec), rec)
             })
+            .collect();
+        // Task records are named by the event that opened them; only they can be renamed.
+        if let Some(day) = day.filter(|_| kind == Kind::Tasks) {
+            if self.pushed_gone(kind, day, &keyed) {
+                return self.replace_day(kind, day, keyed).await;
+            }
+        }
+        let changed: Vec<(String, String, R)> = keyed
+            .into_iter()
+            .filter(|(k, d, _)| self.fs.pushed.get(k) != Some(d))
             .collect();
         let batch = self
             .p
@@ -984,20 +999,18 @@ impl Follower<'_> {
         Ok(sent)
     }
 
-    /// Whether a record pushed for `day` is no longer among the day's: an event of the day that
-    /// happened before its start, known only later, renamed the piece carried over midnight
-    /// (its `eventId` is the event that opened it), and an upsert cannot remove the old one.
-    fn pushed_gone<R: Record>(&self, kind: Kind, day: NaiveDate, records: &[R]) -> bool {
+    /// Whether a record pushed for `day` is no longer among the day's (`keyed`: key, digest,
+    /// record): an event of the day that happened before its start, known only later, renamed
+    /// the piece carried over midnight (its `eventId` is the event that opened it), and an upsert
+    /// cannot remove the old one.
+    fn pushed_gone<R>(&self, kind: Kind, day: NaiveDate, keyed: &[(String, String, R)]) -> bool {
         let prefix = format!("{}/{day}/", kind.as_str());
-        let now: BTreeSet<String> = records
-            .iter()
-            .map(|r| format!("{prefix}{}", r.key()))
-            .collect();
+        let now: BTreeSet<&str> = keyed.iter().map(|(k, _, _)| k.as_str()).collect();
         self.fs
             .pushed
             .range(prefix.clone()..)
             .take_while(|(k, _)| k.starts_with(&prefix))
-            .any(|(k, _)| !now.contains(k))
+            .any(|(k, _)| !now.contains(k.as_str()))
     }
 
     /// Replaces the day's records of `kind` at the WFM whole (`replaceWindow`), so that it holds
@@ -1007,7 +1020,7 @@ impl Follower<'_> {
         &mut self,
         kind: Kind,
         day: NaiveDate,
-        records: Vec<R>,
+        keyed: Vec<(String, String, R)>,
     ) -> Result<usize, FollowError> {
         let Some(client) = self.wfm.as_ref() else {
             return Ok(0);
@@ -1018,7 +1031,7 @@ impl Follower<'_> {
         log::warn(format!(
             "follow: a {} record pushed for {day} is no longer among the day's (an event before the day's start came late); replacing the day's {} at the WFM",
             kind.as_str(),
-            records.len()
+            keyed.len()
         ));
         let window = (
             time::day_start(self.tz, day),
@@ -1026,22 +1039,24 @@ impl Follower<'_> {
         );
         let batch = self.p.wfm.as_ref().map_or(100, |w| w.batch_size).max(1);
         let what = format!("follow {} {day} (replace)", kind.as_str());
+        let records: Vec<&R> = keyed.iter().map(|(_, _, r)| r).collect();
         let answer = push::replace(client, kind, day, window, &records, batch, &what).await?;
         if answer.rejected == 0 {
-            for r in &records {
-                let k = format!("{prefix}{}", r.key());
-                self.fs.pushed.insert(k, push::record_digest(r));
-            }
-        } else {
-            log::warn(format!(
-                "follow: the WFM rejected {} of the {} record(s) of {day}: {}",
-                answer.rejected,
-                records.len(),
-                serde_json::to_string(&answer.errors).unwrap_or_default()
-            ));
+            let n = keyed.len();
+            self.fs
+                .pushed
+                .extend(keyed.into_iter().map(|(k, d, _)| (k, d)));
+            self.fs.save(&self.state_dir)?;
+            return Ok(n);
         }
+        log::warn(format!(
+            "follow: the WFM rejected {} of the {} record(s) of {day}: {}",
+            answer.rejected,
+            keyed.len(),
+            serde_json::to_string(&answer.errors).unwrap_or_default()
+        ));
         self.fs.save(&self.state_dir)?;
-        Ok(records.len())
+        Ok(keyed.len())
     }
 
     async fn push_day(&mut self, day: NaiveDate) -> Result<usize, FollowError> {
@@ -1051,11 +1066,7 @@ impl Follower<'_> {
         let segs = read_curated(&self.st, ds::AGENT_STATUS_SEGMENTS, day, ds::segments_from)?;
         let mut recs: Vec<_> = push::segment_rows(day, &segs).collect();
         recs.sort_by_key(|r| r.start());
-        let mut n = if self.pushed_gone(Kind::Tasks, day, &recs) {
-            self.replace_day(Kind::Tasks, day, recs).await?
-        } else {
-            self.upsert_changed(Kind::Tasks, Some(day), recs).await?
-        };
+        let mut n = self.upsert_changed(Kind::Tasks, Some(day), recs).await?;
         let convs = read_curated(&self.st, wsd::CONVERSATIONS, day, wsd::conversations_from)?;
         let day_start = time::day_start(self.tz, day);
         let recs: Vec<_> = push::conversation_rows(day, day_start, &convs).collect();

@@ -386,11 +386,30 @@ pub async fn upsert<R: serde::Serialize>(
 ) -> Result<PushAnswer, PushError> {
     let mut body = Vec::new();
     write_envelope(&mut body, client.integration_id(), records, None);
-    let body = bytes::Bytes::from(body);
-    let path = kind.path();
+    send_confirmed(
+        client,
+        kind.put(),
+        kind.path(),
+        &body.into(),
+        records.len(),
+        what,
+    )
+    .await
+}
+
+/// Sends one body of `n` records (keyed by its content for the receiver's idempotency) and
+/// checks the answer accounts for them all.
+async fn send_confirmed(
+    client: &WfmClient,
+    put: bool,
+    path: &'static str,
+    body: &bytes::Bytes,
+    n: usize,
+    what: &str,
+) -> Result<PushAnswer, PushError> {
     let key = digest(&[client.session().as_bytes(), path.as_bytes(), body.as_ref()]);
-    let answer = client.send(kind.put(), path, &body, &key).await?;
-    confirm(&answer, records.len(), what)?;
+    let answer = client.send(put, path, body, &key).await?;
+    confirm(&answer, n, what)?;
     Ok(answer)
 }
 
