@@ -46,6 +46,17 @@ fn webhook_table(port: u16, https: bool) -> String {
     )
 }
 
+/// A pipeline file for these simulators with `[follow]` (`follow`: its text, and any table
+/// key before it) and a plain-HTTP `[webhook]` on `port`.
+fn hook_pipeline(dir: &Path, s: &Sims, follow: &str, port: u16) -> std::path::PathBuf {
+    pipeline(
+        dir,
+        s,
+        "",
+        &format!("{follow}\n{}", webhook_table(port, false)),
+    )
+}
+
 const ENV: [(&str, &str); 1] = [("GLADLY_WEBHOOK_PASSWORD", HOOK_PASSWORD)];
 
 /// The simulator as Gladly, delivering to http:// loopback receivers, retries 100× sooner.
@@ -179,12 +190,7 @@ async fn one_webhook_across_restarts_and_a_receiver_that_holds_nothing_for_stran
     let s = start(world(7, 20, t0), hooks, WfmSimConfig::default()).await;
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let p = pipeline(
-        dir.path(),
-        &s,
-        "",
-        &format!("{FOLLOW}\n{}", webhook_table(port, false)),
-    );
+    let p = hook_pipeline(dir.path(), &s, FOLLOW, port);
     let mut logs = Vec::new();
     for start in 0..3 {
         let mut f = Live::start(dir.path(), &p, &sim_now(&s), 120.0);
@@ -373,12 +379,7 @@ async fn deliveries_dropped_and_repeated_end_as_a_plain_run_of_the_day() {
     )
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let p = pipeline(
-        dir.path(),
-        &s,
-        "",
-        &format!("{FOLLOW}\n{}", webhook_table(free_port(), false)),
-    );
+    let p = hook_pipeline(dir.path(), &s, FOLLOW, free_port());
     let text = std::fs::read_to_string(&p)
         .unwrap()
         .replace("report_lag_minutes = 120", "report_lag_minutes = 60");
@@ -424,12 +425,7 @@ async fn a_webhook_gladly_switched_off_is_switched_on_again() {
     let s = start(world(7, 20, t0), hooks, WfmSimConfig::default()).await;
     let dir = tempfile::tempdir().unwrap();
     let follow = FOLLOW.replace("dimensions_minutes = 60", "dimensions_minutes = 1");
-    let p = pipeline(
-        dir.path(),
-        &s,
-        "",
-        &format!("{follow}\n{}", webhook_table(free_port(), false)),
-    );
+    let p = hook_pipeline(dir.path(), &s, &follow, free_port());
     let mut f = Live::start(dir.path(), &p, t0, 120.0);
     f.wait_for("saying the webhook is on", |l| l.contains("(enabled)"))
         .await;
@@ -537,14 +533,11 @@ async fn killed_at_random_moments_while_deliveries_flow_nothing_is_lost_or_sent_
     let t0 = "2026-11-04T14:00:00Z";
     let s = start(world(7, 20, t0), hooks, WfmSimConfig::default()).await;
     let dir = tempfile::tempdir().unwrap();
-    let p = pipeline(
+    let p = hook_pipeline(
         dir.path(),
         &s,
-        "",
-        &format!(
-            "batch_size = 20\n{FOLLOW}\n{}",
-            webhook_table(free_port(), false)
-        ),
+        &format!("batch_size = 20\n{FOLLOW}"),
+        free_port(),
     );
     // Moments drawn once from a fixed seed: after the webhook is on, deliveries flow, and the
     // follower dies anywhere (landing, transforming, pushing, answering Gladly).
@@ -606,12 +599,7 @@ async fn an_event_from_before_midnight_known_late_replaces_the_day_at_the_wfm() 
     let s = start(world(7, 20, t0), hooks, WfmSimConfig::default()).await;
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let p = pipeline(
-        dir.path(),
-        &s,
-        "",
-        &format!("{FOLLOW}\n{}", webhook_table(port, false)),
-    );
+    let p = hook_pipeline(dir.path(), &s, FOLLOW, port);
     let mut f = Live::start(dir.path(), &p, t0, 120.0);
     f.wait_for("saying the webhook is on", |l| l.contains("(enabled)"))
         .await;
